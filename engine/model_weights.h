@@ -1,0 +1,77 @@
+#pragma once
+// All tensors of a model directory, as stored (plain float, PyTorch layouts), checked
+// against the config. The network (transformer.h) turns these into backend-ready weights
+// and may release each plain tensor once it is packed, so the process never holds more
+// than about one copy of the model.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model_config.h"
+#include "engine/tensor.h"
+
+namespace attnserve::engine {
+
+struct LinearWeights {
+  Tensor weight;  // [out_features, in_features]; y = x W^T + b
+  Tensor bias;    // [out_features]
+};
+
+struct NormWeights {
+  Tensor gamma;  // [d_model]
+  Tensor beta;   // [d_model]
+};
+
+struct AttentionWeights {
+  LinearWeights q, k, v, o;  // each [d_model, d_model] / [d_model]
+};
+
+struct FfnWeights {
+  LinearWeights fc1;  // [ffn_dim, d_model] / [ffn_dim]
+  LinearWeights fc2;  // [d_model, ffn_dim] / [d_model]
+};
+
+struct EncoderLayerWeights {
+  AttentionWeights self_attn;
+  NormWeights self_attn_norm;
+  FfnWeights ffn;
+  NormWeights ffn_norm;
+};
+
+struct DecoderLayerWeights {
+  AttentionWeights self_attn;
+  NormWeights self_attn_norm;
+  AttentionWeights cross_attn;
+  NormWeights cross_attn_norm;
+  FfnWeights ffn;
+  NormWeights ffn_norm;
+};
+
+struct ModelWeights {
+  // When source and target share one table both point at the same data: encoder_embed
+  // holds it and shared_embedding is true (decoder_embed is then empty).
+  bool shared_embedding = false;
+  Tensor encoder_embed;  // [vocab, d_model]
+  Tensor decoder_embed;  // [vocab, d_model]; empty when shared_embedding
+  std::vector<EncoderLayerWeights> encoder_layers;
+  std::vector<DecoderLayerWeights> decoder_layers;
+  NormWeights encoder_final_norm;  // empty tensors when absent (post-norm only)
+  NormWeights decoder_final_norm;
+  Tensor lm_head_weight;  // [vocab, d_model]; empty when tie_output_embedding
+  Tensor lm_head_bias;    // [vocab]; empty when absent
+
+  const Tensor& decoder_embedding() const {
+    return shared_embedding ? encoder_embed : decoder_embed;
+  }
+};
+
+// Reads model.safetensors at `path` following the tensor names of model-format.md.
+// Errors (each naming the tensor): a required tensor missing, a shape that does not match
+// the config, a dtype that is not F32/F16/BF16, pre-norm without final_norm tensors,
+// untied output without lm_head.weight, and anything SafetensorsFile::Open rejects.
+// Tensors in the file that the config does not use are ignored.
+absl::StatusOr<ModelWeights> LoadModelWeights(const std::string& path,
+                                              const ModelConfig& config);
+
+}  // namespace attnserve::engine

@@ -1,0 +1,49 @@
+#pragma once
+// Scaled dot-product attention over all heads of a batch of sequences:
+//   out = softmax(Q K^T / sqrt(head_dim) + mask) V   per sequence and head,
+// where head h uses columns [h*head_dim, (h+1)*head_dim) of Q, K and V, and the heads'
+// outputs are written side by side (concatenated) into `out`.
+//
+// Each sequence has its own K/V pointers so that one call serves the encoder (all keys of a
+// padded batch), cross-attention (encoder K/V of each source) and a decode step (each
+// sequence's KV cache, of its own length).
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "engine/ops/op_context.h"
+
+namespace attnserve::engine {
+
+struct AttentionArgs {
+  int num_heads = 0;
+  int head_dim = 0;
+  int64_t batch = 0;
+  int64_t q_len = 0;  // queries per sequence (1 for a decode step)
+
+  // Query i of sequence b starts at q + b * q_seq_stride + i * q_row_stride.
+  const float* q = nullptr;
+  int64_t q_seq_stride = 0;
+  int64_t q_row_stride = 0;
+
+  // Key/value j of sequence b start at k[b] + j * kv_row_stride (same for v).
+  absl::Span<const float* const> k;
+  absl::Span<const float* const> v;
+  int64_t kv_row_stride = 0;
+  // Keys j >= kv_lengths[b] are masked (padding); every length must be >= 1.
+  absl::Span<const int32_t> kv_lengths;
+  // When causal, query i sees only keys j <= i (self-attention over a whole prefix).
+  bool causal = false;
+
+  // Output of query i of sequence b: out + b * out_seq_stride + i * out_row_stride,
+  // num_heads * head_dim floats. Must not overlap the inputs.
+  float* out = nullptr;
+  int64_t out_seq_stride = 0;
+  int64_t out_row_stride = 0;
+};
+
+// Errors: non-positive heads/head_dim, span sizes != batch, a length < 1, null pointers.
+absl::Status Attention(const OpContext& ctx, const AttentionArgs& args);
+
+}  // namespace attnserve::engine

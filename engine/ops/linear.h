@@ -1,0 +1,63 @@
+#pragma once
+// Linear layer y = act(x W^T + b) [+ y] with weights prepared once per backend.
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "engine/model_config.h"
+#include "engine/ops/op_context.h"
+#include "engine/tensor.h"
+
+namespace attnserve::engine {
+
+// Weights ready for a backend: the reference keeps [N, K] as stored; the oneDNN body
+// reorders once into the layout its matmul primitive asks for (format_tag::any), so no
+// token step ever repacks weights. Immutable after packing; safe to share across threads.
+class PackedLinear {
+ public:
+  virtual ~PackedLinear() = default;
+  int64_t out_features() const { return out_features_; }  // N
+  int64_t in_features() const { return in_features_; }    // K
+  bool has_bias() const { return has_bias_; }
+  Backend backend() const { return backend_; }
+  virtual size_t bytes() const = 0;  // memory held by the packed weights and bias
+
+ protected:
+  PackedLinear(Backend backend, int64_t n, int64_t k, bool has_bias)
+      : backend_(backend), out_features_(n), in_features_(k), has_bias_(has_bias) {}
+
+ private:
+  Backend backend_;
+  int64_t out_features_;
+  int64_t in_features_;
+  bool has_bias_;
+};
+
+// Takes ownership of weight [N, K] and bias [N] (bias may be empty = no bias). The plain
+// tensors are released once packed (or kept, when the backend uses them as they are).
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const OpContext& ctx,
+                                                         Tensor weight, Tensor bias);
+// As PackLinear, but `weight` (and `bias` if non-null) are borrowed and must outlive the
+// result; a backend that needs another layout copies. Used for the tied output projection,
+// whose table also serves embedding lookups.
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(const OpContext& ctx,
+                                                                 const Tensor& weight,
+                                                                 const Tensor* bias);
+
+enum class LinearActivation { kNone, kRelu, kGelu, kSwish };
+LinearActivation ToLinearActivation(Activation a);
+
+struct LinearEpilogue {
+  LinearActivation activation = LinearActivation::kNone;
+  // false: y = act(x W^T + b). true: y = y + act(x W^T + b) (a fused residual add; y holds
+  // the residual on entry).
+  bool accumulate = false;
+};
+
+// x: [m, K] row-major, y: [m, N] row-major; x and y must not overlap. m may be any value
+// >= 0 (0 is a no-op). Errors: backend mismatch between ctx and w, negative m, null buffers.
+absl::Status Linear(const OpContext& ctx, const PackedLinear& w, const float* x,
+                    int64_t m, float* y, LinearEpilogue epilogue = {});
+
+}  // namespace attnserve::engine

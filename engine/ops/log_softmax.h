@@ -1,0 +1,15 @@
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "engine/ops/op_context.h"
+
+namespace attnserve::engine {
+
+// y[r, :] = x[r, :] - logsumexp(x[r, :]) for each of `rows` rows of `cols` floats.
+// y may equal x (in place).
+absl::Status LogSoftmax(const OpContext& ctx, const float* x, int64_t rows, int64_t cols,
+                        float* y);
+
+}  // namespace attnserve::engine

@@ -1,0 +1,68 @@
+#pragma once
+// A dense, row-major, owning float tensor. The engine's only tensor type: weights,
+// activations and caches are all Tensors (or raw pointers into one).
+
+#include <cstdint>
+#include <cstdlib>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace attnserve::engine {
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Uninitialised contents; 64-byte aligned so SIMD loads never split cache lines.
+  explicit Tensor(std::vector<int64_t> shape) { Reset(std::move(shape)); }
+  Tensor(std::initializer_list<int64_t> shape)
+      : Tensor(std::vector<int64_t>(shape)) {}
+
+  Tensor(Tensor&&) = default;
+  Tensor& operator=(Tensor&&) = default;
+  Tensor(const Tensor&) = delete;
+  Tensor& operator=(const Tensor&) = delete;
+
+  // Changes the shape, reallocating only when the element count grows beyond capacity.
+  void Reset(std::vector<int64_t> shape) {
+    shape_ = std::move(shape);
+    int64_t n = 1;
+    for (int64_t d : shape_) n *= d;
+    size_ = n;
+    if (n > capacity_) {
+      // aligned_alloc needs a size that is a multiple of the alignment.
+      const size_t bytes = ((static_cast<size_t>(n) * sizeof(float) + 63) / 64) * 64;
+      data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      capacity_ = n;
+    }
+  }
+  void Release() {
+    data_.reset();
+    shape_.clear();
+    size_ = capacity_ = 0;
+  }
+
+  bool empty() const { return size_ == 0; }
+  int64_t size() const { return size_; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  int64_t dim(int i) const { return shape_[i < 0 ? shape_.size() + i : i]; }
+  const std::vector<int64_t>& shape() const { return shape_; }
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+  size_t bytes() const { return static_cast<size_t>(capacity_) * sizeof(float); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::vector<int64_t> shape_;
+  int64_t size_ = 0;
+  int64_t capacity_ = 0;
+  std::unique_ptr<float, Free> data_;
+};
+
+// "[2, 3, 4]", for error messages.
+std::string ShapeString(const std::vector<int64_t>& shape);
+
+}  // namespace attnserve::engine

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every build, test and dev-tool dependency of attnserve with apt on Debian 12.
+# Idempotent: packages already present are skipped by apt; safe to run on every build.
+#   scripts/setup.sh            build + test dependencies (what .ci/run needs)
+#   scripts/setup.sh --runtime  only what running the server needs (no compilers)
+set -euo pipefail
+
+BUILD_PKGS=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libdnnl-dev ocl-icd-opencl-dev libabsl-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  clang-format
+)
+# Dev tools: golden files and training use Debian's torch on the system python.
+TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio)
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+missing() {
+  local out=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out+=("$p")
+  done
+  echo "${out[@]:-}"
+}
+
+pkgs=("${BUILD_PKGS[@]}" "${TOOL_PKGS[@]}")
+todo=$(missing "${pkgs[@]}")
+if [[ -n "${todo// /}" ]]; then
+  echo "setup: installing: $todo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq --no-install-recommends $todo
+else
+  echo "setup: all packages present"
+fi
