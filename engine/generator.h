@@ -30,6 +30,9 @@ struct DecodeOptions {
   // Beam search ranks hypotheses by sum(log p) / length^length_penalty, where the sum and
   // the length include the EOS token when the hypothesis ended with it.
   float length_penalty = 1.0f;
+  // Benchmarks only: never stop at EOS, so every sequence produces max_new_tokens tokens
+  // (EOS may then appear among them).
+  bool ignore_eos = false;
 };
 
 struct SequenceResult {

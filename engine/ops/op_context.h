@@ -35,7 +35,10 @@ class OpContext {
   DnnlState* dnnl() const { return dnnl_.get(); }
 
  private:
-  OpContext() = default;
+  // The constructor, the destructor and InitDnnl (which creates dnnl_) are defined in
+  // op_context_dnnl.cc: they need DnnlState's definition, which only *_dnnl.cc files see.
+  OpContext();
+  absl::Status InitDnnl();
   Backend backend_ = Backend::kReference;
   int threads_ = 1;
   std::unique_ptr<DnnlState> dnnl_;

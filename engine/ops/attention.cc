@@ -1,0 +1,76 @@
+#include "engine/ops/attention.h"
+
+#include "absl/strings/str_cat.h"
+#include "engine/ops/op_bodies.h"
+
+namespace attnserve::engine {
+namespace {
+
+absl::Status CheckAttentionArgs(const AttentionArgs& a) {
+  if (a.num_heads <= 0 || a.head_dim <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention: num_heads and head_dim must be positive, got ",
+                     a.num_heads, " and ", a.head_dim));
+  }
+  if (a.batch < 0 || a.q_len < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention: negative batch ", a.batch, " or q_len ", a.q_len));
+  }
+  if (static_cast<int64_t>(a.k.size()) != a.batch ||
+      static_cast<int64_t>(a.v.size()) != a.batch ||
+      static_cast<int64_t>(a.kv_lengths.size()) != a.batch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention: k, v and kv_lengths need one entry per sequence (batch ",
+        a.batch, "), got ", a.k.size(), ", ", a.v.size(), " and ",
+        a.kv_lengths.size()));
+  }
+  const int64_t width = int64_t{a.num_heads} * a.head_dim;
+  for (int64_t b = 0; b < a.batch; ++b) {
+    if (a.kv_lengths[b] < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("attention: kv_lengths[",
+                                                     b, "] = ", a.kv_lengths[b],
+                                                     ", must be >= 1"));
+    }
+    if (a.k[b] == nullptr || a.v[b] == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attention: null k or v pointer for sequence ", b));
+    }
+  }
+  if (a.batch > 0 && a.q_len > 0 && (a.q == nullptr || a.out == nullptr)) {
+    return absl::InvalidArgumentError("attention: null q or out pointer");
+  }
+  // Rows narrower than all heads would overlap; the fast body also hands these
+  // strides to sgemm as leading dimensions.
+  if (a.kv_row_stride < width) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention: kv_row_stride ", a.kv_row_stride,
+                     " is less than num_heads * head_dim = ", width));
+  }
+  if (a.q_len > 1 && (a.q_row_stride < width || a.out_row_stride < width)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention: q_row_stride ", a.q_row_stride, " and out_row_stride ",
+        a.out_row_stride, " must be >= num_heads * head_dim = ", width));
+  }
+  if (a.q_seq_stride < 0 || a.out_seq_stride < 0) {
+    return absl::InvalidArgumentError("attention: negative sequence stride");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Attention(const OpContext& ctx, const AttentionArgs& args) {
+  if (absl::Status status = CheckAttentionArgs(args); !status.ok())
+    return status;
+  if (args.batch == 0 || args.q_len == 0) return absl::OkStatus();
+  switch (ctx.backend()) {
+    case Backend::kReference:
+      internal::AttentionRef(args);
+      return absl::OkStatus();
+    case Backend::kDnnl:
+      return internal::AttentionDnnl(ctx, args);
+  }
+  return absl::InternalError("unknown backend");
+}
+
+}  // namespace attnserve::engine

@@ -1,0 +1,222 @@
+// Fast attention. Many queries per sequence (encoder, prefill): oneDNN's sgemm
+// for Q K^T and P V of each (sequence, head), reading Q, K, V and writing the
+// output in place through their row strides, with a vectorised masked softmax
+// in between. A few queries (a decode step, the hot path: every layer, every
+// token): tight loops over the keys, which GCC vectorises, instead of sgemm
+// calls whose fixed cost would dominate such small products.
+//
+// Keys beyond a sequence's length are never read, so padding may hold anything.
+
+// See simd.h: lets GCC vectorise the loops that use FastExp.
+#pragma GCC optimize("no-trapping-math")
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "engine/ops/dnnl_state.h"
+#include "engine/ops/op_bodies.h"
+#include "engine/ops/simd.h"
+#include "oneapi/dnnl/dnnl.h"
+
+namespace attnserve::engine::internal {
+namespace {
+
+// From this many queries per sequence on, sgemm beats the per-query loops.
+constexpr int64_t kMinGemmQueries = 4;
+// Below this many flops, waking the OpenMP team costs more than it saves.
+constexpr int64_t kMinParallelFlops = 64 * 1024;
+
+// s[j] = scale * q . k_j for keys j in [0, n), rows `stride` floats apart. Four
+// keys per pass keep four independent accumulators in flight.
+ATTNSERVE_ALWAYS_INLINE void QueryKeyScores(const float* q, const float* k,
+                                            int64_t stride, int64_t n, int d,
+                                            float scale, float* s) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* k0 = k + j * stride;
+    const float* k1 = k0 + stride;
+    const float* k2 = k1 + stride;
+    const float* k3 = k2 + stride;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+    for (int i = 0; i < d; ++i) {
+      a0 += q[i] * k0[i];
+      a1 += q[i] * k1[i];
+      a2 += q[i] * k2[i];
+      a3 += q[i] * k3[i];
+    }
+    s[j] = a0 * scale;
+    s[j + 1] = a1 * scale;
+    s[j + 2] = a2 * scale;
+    s[j + 3] = a3 * scale;
+  }
+  for (; j < n; ++j) {
+    const float* kj = k + j * stride;
+    float a = 0.0f;
+#pragma omp simd reduction(+ : a)
+    for (int i = 0; i < d; ++i) a += q[i] * kj[i];
+    s[j] = a * scale;
+  }
+}
+
+// Softmax numerators in place: s[j] = exp(s[j] - max s); returns 1 / their sum.
+// The sum is at least 1 (the maximum contributes exp(0)) unless a score is NaN;
+// then the result is 0, so a NaN stays a NaN instead of becoming inf.
+ATTNSERVE_ALWAYS_INLINE float ExpInPlace(float* s, int64_t n) {
+  float max = s[0];
+#pragma omp simd reduction(max : max)
+  for (int64_t j = 0; j < n; ++j) max = s[j] > max ? s[j] : max;
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = FastExp(s[j] - max);
+    sum += s[j];
+  }
+  return sum > 0.0f ? 1.0f / sum : 0.0f;
+}
+
+// out[i] = scale * sum_j p[j] * v_j[i] over keys j in [0, n). Four keys per
+// pass cut the loads and stores of `out` four-fold.
+ATTNSERVE_ALWAYS_INLINE void WeightedValueSum(const float* p, const float* v,
+                                              int64_t stride, int64_t n, int d,
+                                              float scale, float* out) {
+#pragma omp simd
+  for (int i = 0; i < d; ++i) out[i] = 0.0f;
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const float* v0 = v + j * stride;
+    const float* v1 = v0 + stride;
+    const float* v2 = v1 + stride;
+    const float* v3 = v2 + stride;
+    const float p0 = p[j], p1 = p[j + 1], p2 = p[j + 2], p3 = p[j + 3];
+#pragma omp simd
+    for (int i = 0; i < d; ++i) {
+      out[i] += p0 * v0[i] + p1 * v1[i] + p2 * v2[i] + p3 * v3[i];
+    }
+  }
+  for (; j < n; ++j) {
+    const float* vj = v + j * stride;
+    const float pj = p[j];
+#pragma omp simd
+    for (int i = 0; i < d; ++i) out[i] += pj * vj[i];
+  }
+#pragma omp simd
+  for (int i = 0; i < d; ++i) out[i] *= scale;
+}
+
+// One query of one head against keys [0, n). `scores` holds n floats.
+ATTNSERVE_SIMD_CLONES
+void AttendOneQuery(const float* q, const float* k, const float* v,
+                    int64_t stride, int64_t n, int d, float scale,
+                    float* scores, float* out) {
+  QueryKeyScores(q, k, stride, n, d, scale, scores);
+  const float inv_sum = ExpInPlace(scores, n);
+  WeightedValueSum(scores, v, stride, n, d, inv_sum, out);
+}
+
+// Turns rows of scores [rows, cols] into probabilities: row i over its first
+// visible(i) columns, zeros after them (so the following P V product may run
+// over all cols keys).
+ATTNSERVE_SIMD_CLONES
+void MaskedSoftmaxRows(float* s, int64_t rows, int64_t cols, bool causal) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = s + i * cols;
+    const int64_t visible = causal ? std::min(cols, i + 1) : cols;
+    const float inv_sum = ExpInPlace(row, visible);
+#pragma omp simd
+    for (int64_t j = 0; j < visible; ++j) row[j] *= inv_sum;
+#pragma omp simd
+    for (int64_t j = visible; j < cols; ++j) row[j] = 0.0f;
+  }
+}
+
+int64_t Visible(const AttentionArgs& a, int64_t length, int64_t query) {
+  return a.causal ? std::min(length, query + 1) : length;
+}
+
+// Queries one at a time (a decode step, or too few queries for sgemm to pay).
+void AttendByQuery(const AttentionArgs& a, int threads, float* scratch,
+                   int64_t max_length, bool parallel, float scale) {
+  const int64_t pairs = a.batch * a.num_heads;
+  // schedule(static, 1) deals (sequence, head) pairs round-robin, which
+  // balances ragged lengths better than contiguous blocks.
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (parallel)
+  for (int64_t pair = 0; pair < pairs; ++pair) {
+    const int64_t b = pair / a.num_heads;
+    const int64_t col = (pair % a.num_heads) * a.head_dim;
+    float* scores = scratch + omp_get_thread_num() * max_length;
+    for (int64_t i = 0; i < a.q_len; ++i) {
+      AttendOneQuery(a.q + b * a.q_seq_stride + i * a.q_row_stride + col,
+                     a.k[b] + col, a.v[b] + col, a.kv_row_stride,
+                     Visible(a, a.kv_lengths[b], i), a.head_dim, scale, scores,
+                     a.out + b * a.out_seq_stride + i * a.out_row_stride + col);
+    }
+  }
+}
+
+// S = scale Q K^T, softmax, O = P V for one (sequence, head) with sgemm;
+// `scores` holds q_len * length floats. sgemm runs single-threaded inside a
+// parallel region.
+dnnl_status_t AttendByGemm(const AttentionArgs& a, int64_t b, int64_t col,
+                           float scale, float* scores) {
+  const int64_t length = a.kv_lengths[b];
+  const float* q = a.q + b * a.q_seq_stride + col;
+  dnnl_status_t status = dnnl_sgemm('N', 'T', a.q_len, length, a.head_dim,
+                                    scale, q, a.q_row_stride, a.k[b] + col,
+                                    a.kv_row_stride, 0.0f, scores, length);
+  if (status != dnnl_success) return status;
+  MaskedSoftmaxRows(scores, a.q_len, length, a.causal);
+  return dnnl_sgemm('N', 'N', a.q_len, a.head_dim, length, 1.0f, scores, length,
+                    a.v[b] + col, a.kv_row_stride, 0.0f,
+                    a.out + b * a.out_seq_stride + col, a.out_row_stride);
+}
+
+}  // namespace
+
+absl::Status AttentionDnnl(const OpContext& ctx, const AttentionArgs& a) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
+  const int threads = ctx.threads();
+  const int64_t pairs = a.batch * a.num_heads;
+  int64_t max_length = 0;
+  int64_t total_length = 0;
+  for (int64_t b = 0; b < a.batch; ++b) {
+    max_length = std::max<int64_t>(max_length, a.kv_lengths[b]);
+    total_length += a.kv_lengths[b];
+  }
+  DnnlState& state = *ctx.dnnl();
+
+  if (a.q_len < kMinGemmQueries) {
+    // Q K^T and P V: 2 flops per multiply-add, each over head_dim per key.
+    const int64_t flops = 4 * a.q_len * total_length * a.num_heads * a.head_dim;
+    const bool parallel =
+        threads > 1 && pairs > 1 && flops >= kMinParallelFlops;
+    float* scratch = state.Scratch(static_cast<size_t>(threads * max_length));
+    AttendByQuery(a, threads, scratch, max_length, parallel, scale);
+    return absl::OkStatus();
+  }
+
+  const int64_t per_pair = a.q_len * max_length;
+  float* scratch = state.Scratch(static_cast<size_t>(threads * per_pair));
+  std::atomic<dnnl_status_t> failure{dnnl_success};
+  // With fewer pairs than threads, run the pairs in turn and let sgemm use the
+  // team. schedule(dynamic): pair costs vary with the ragged lengths.
+#pragma omp parallel for num_threads(threads) \
+    schedule(dynamic) if (pairs >= threads)
+  for (int64_t pair = 0; pair < pairs; ++pair) {
+    const dnnl_status_t status =
+        AttendByGemm(a, pair / a.num_heads, (pair % a.num_heads) * a.head_dim,
+                     scale, scratch + omp_get_thread_num() * per_pair);
+    if (status != dnnl_success) failure.store(status);
+  }
+  if (failure.load() != dnnl_success) {
+    return absl::InternalError(absl::StrCat(
+        "oneDNN sgemm in attention failed with status ", failure.load()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace attnserve::engine::internal

@@ -1,0 +1,53 @@
+// Reference attention: for each sequence, head and query, scores over the
+// visible keys, max-subtracted softmax and the weighted sum of values, all in
+// double. Keys that are not visible are never read, so padding may hold
+// anything.
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "engine/ops/op_bodies.h"
+
+namespace attnserve::engine::internal {
+
+void AttentionRef(const AttentionArgs& a) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
+  std::vector<double> p;
+  std::vector<double> acc(a.head_dim);
+  for (int64_t b = 0; b < a.batch; ++b) {
+    const int64_t length = a.kv_lengths[b];
+    for (int h = 0; h < a.num_heads; ++h) {
+      const int64_t col = int64_t{h} * a.head_dim;
+      for (int64_t i = 0; i < a.q_len; ++i) {
+        const float* q = a.q + b * a.q_seq_stride + i * a.q_row_stride + col;
+        const int64_t visible = a.causal ? std::min(length, i + 1) : length;
+        p.assign(visible, 0.0);
+        double max = -INFINITY;
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* k = a.k[b] + j * a.kv_row_stride + col;
+          double dot = 0.0;
+          for (int d = 0; d < a.head_dim; ++d)
+            dot += static_cast<double>(q[d]) * k[d];
+          p[j] = dot * scale;
+          max = std::max(max, p[j]);
+        }
+        double sum = 0.0;
+        for (int64_t j = 0; j < visible; ++j) {
+          p[j] = std::exp(p[j] - max);
+          sum += p[j];
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* v = a.v[b] + j * a.kv_row_stride + col;
+          for (int d = 0; d < a.head_dim; ++d) acc[d] += p[j] * v[d];
+        }
+        float* out = a.out + b * a.out_seq_stride + i * a.out_row_stride + col;
+        for (int d = 0; d < a.head_dim; ++d)
+          out[d] = static_cast<float>(acc[d] / sum);
+      }
+    }
+  }
+}
+
+}  // namespace attnserve::engine::internal

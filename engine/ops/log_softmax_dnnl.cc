@@ -1,0 +1,44 @@
+// Log-softmax for the oneDNN backend, as a vectorised loop: three passes over
+// each row (max, sum of exp, subtract), rows spread over the team when there
+// are enough of them.
+
+// See simd.h: lets GCC vectorise the loops that use FastExp.
+#pragma GCC optimize("no-trapping-math")
+
+#include <cmath>
+
+#include "engine/ops/op_bodies.h"
+#include "engine/ops/simd.h"
+
+namespace attnserve::engine::internal {
+namespace {
+
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kMinParallelElements = 32 * 1024;
+
+ATTNSERVE_SIMD_CLONES
+void LogSoftmaxRow(const float* x, int64_t cols, float* y) {
+  float max = x[0];
+#pragma omp simd reduction(max : max)
+  for (int64_t c = 0; c < cols; ++c) max = x[c] > max ? x[c] : max;
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t c = 0; c < cols; ++c) sum += FastExp(x[c] - max);
+  const float log_sum = max + std::log(sum);
+  // y may alias x: each element is read before it is written.
+#pragma omp simd
+  for (int64_t c = 0; c < cols; ++c) y[c] = x[c] - log_sum;
+}
+
+}  // namespace
+
+absl::Status LogSoftmaxDnnl(const OpContext& ctx, const float* x, int64_t rows,
+                            int64_t cols, float* y) {
+#pragma omp parallel for num_threads(ctx.threads()) \
+    schedule(static) if (rows > 1 && rows * cols >= kMinParallelElements)
+  for (int64_t r = 0; r < rows; ++r)
+    LogSoftmaxRow(x + r * cols, cols, y + r * cols);
+  return absl::OkStatus();
+}
+
+}  // namespace attnserve::engine::internal

@@ -1,0 +1,24 @@
+// The oneDNN half of OpContext: the parts that need DnnlState's definition.
+
+#include "absl/strings/str_cat.h"
+#include "engine/ops/dnnl_state.h"
+#include "engine/ops/op_context.h"
+
+namespace attnserve::engine {
+
+OpContext::OpContext() = default;
+OpContext::~OpContext() = default;
+
+absl::Status OpContext::InitDnnl() {
+  try {
+    auto state = std::make_unique<DnnlState>();
+    state->engine = dnnl::engine(dnnl::engine::kind::cpu, 0);
+    state->stream = dnnl::stream(state->engine);
+    dnnl_ = std::move(state);
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("oneDNN CPU engine: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace attnserve::engine

@@ -1,0 +1,55 @@
+#pragma once
+// Helpers for the loops that the fast bodies leave to GCC's vectoriser
+// (attention, layer norm, log-softmax). Internal to engine/ops.
+//
+// A .cc file that uses FastExp in a loop must start with
+//   #pragma GCC optimize("no-trapping-math")
+// Under the default -ftrapping-math GCC will not if-convert a float
+// compare-and-select (FastExp's clamps), so the whole loop would stay scalar;
+// the engine never reads floating-point exception flags, so nothing observable
+// changes.
+
+#include <cstdint>
+#include <cstring>
+
+// Compiles a kernel for AVX2+FMA (x86-64-v3) and for the baseline, and binds
+// one at load time from the CPU's features. Not "arch=haswell": GCC dispatches
+// that clone by CPU model
+// (__builtin_cpu_is), so AMD CPUs with AVX2 would silently run the baseline.
+// Only the annotated function is cloned; keep helpers it calls always_inline (a
+// normal inline helper, std::min included, is not inlined across the target
+// change and becomes a scalar call in the loop).
+#define ATTNSERVE_SIMD_CLONES \
+  __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define ATTNSERVE_ALWAYS_INLINE inline __attribute__((always_inline))
+
+namespace attnserve::engine::internal {
+
+// exp(x) to ~1e-7 relative error (Cody-Waite reduction, degree-6 polynomial),
+// written so that a loop calling it vectorises. Inputs are clamped to [-87,
+// 88]: exp(-inf) gives ~1.6e-38 instead of 0 (never a denormal), exp(+inf)
+// ~1.7e38; NaN stays NaN.
+ATTNSERVE_ALWAYS_INLINE float FastExp(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693359375f;  // ln 2 split so n * kLn2Hi is exact
+  constexpr float kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound =
+      12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float n = (x * kLog2e + kRound) - kRound;  // round(x / ln 2)
+  const float r = x - n * kLn2Hi - n * kLn2Lo;     // |r| <= ln(2) / 2
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+}  // namespace attnserve::engine::internal

@@ -1,0 +1,378 @@
+#include "engine/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/json_util.h"
+#include "engine/status_macros.h"
+
+// The format stores little-endian bytes and ReadF32 copies (or widens) them
+// without swapping.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors reader assumes a little-endian host");
+
+namespace attnserve::engine {
+namespace {
+
+using Json = nlohmann::json;
+
+// The same cap as the reference (Rust) implementation: a real header is a few
+// hundred bytes per tensor, and the header is held in memory and parsed into a
+// DOM.
+constexpr uint64_t kMaxHeaderBytes = uint64_t{100} << 20;
+constexpr char kMetadataKey[] = "__metadata__";
+
+struct DTypeInfo {
+  DType dtype;
+  const char* name;
+  uint64_t size;  // bytes per element
+};
+
+constexpr DTypeInfo kDTypes[] = {
+    {DType::kF64, "F64", 8},   {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2},
+    {DType::kBF16, "BF16", 2}, {DType::kI64, "I64", 8}, {DType::kI32, "I32", 4},
+    {DType::kI16, "I16", 2},   {DType::kI8, "I8", 1},   {DType::kU8, "U8", 1},
+    {DType::kBool, "BOOL", 1},
+};
+
+const DTypeInfo* FindDType(absl::string_view name) {
+  for (const DTypeInfo& info : kDTypes) {
+    if (name == info.name) return &info;
+  }
+  return nullptr;
+}
+
+const DTypeInfo& DTypeOf(DType dtype) {
+  for (const DTypeInfo& info : kDTypes) {
+    if (info.dtype == dtype) return info;
+  }
+  return kDTypes[0];  // unreachable: every enumerator is in the table
+}
+
+absl::Status TensorError(absl::string_view path, absl::string_view name,
+                         absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": tensor \"", name, "\": ", problem));
+}
+
+// elements(shape) * element_size, or an error when it does not fit in 64 bits
+// (a hostile shape must not wrap around to a small, plausible size).
+absl::StatusOr<uint64_t> ByteSize(const std::vector<int64_t>& shape,
+                                  uint64_t element_size) {
+  uint64_t elements = 1;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(elements, static_cast<uint64_t>(d), &elements)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "element count of shape ", ShapeString(shape), " overflows"));
+    }
+  }
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(elements, element_size, &bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("byte size of shape ", ShapeString(shape), " overflows"));
+  }
+  return bytes;
+}
+
+// Reads exactly `size` bytes at `offset`. A file that ends early (for instance
+// truncated after Open) is DataLoss.
+absl::Status PreadFully(int fd, void* buffer, uint64_t size, uint64_t offset,
+                        absl::string_view path, absl::string_view what) {
+  char* out = static_cast<char*>(buffer);
+  uint64_t done = 0;
+  while (done < size) {
+    // pread transfers at most about 2 GB per call on Linux.
+    const size_t chunk =
+        static_cast<size_t>(std::min<uint64_t>(size - done, 1u << 30));
+    const ssize_t n =
+        pread(fd, out + done, chunk, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::ErrnoToStatus(errno, absl::StrCat(path, ": reading ", what));
+    }
+    if (n == 0) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": unexpected end of file reading ", what,
+                       " (got ", done, " of ", size, " bytes at offset ",
+                       offset, "; was the file truncated?)"));
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TensorInfo> ParseEntry(absl::string_view path,
+                                      const std::string& name,
+                                      const Json& entry, uint64_t data_size) {
+  if (!entry.is_object()) {
+    return TensorError(
+        path, name,
+        absl::StrCat("entry must be a JSON object, got ", JsonSnippet(entry)));
+  }
+  TensorInfo info;
+  info.name = name;
+
+  auto dtype = entry.find("dtype");
+  if (dtype == entry.end()) return TensorError(path, name, "missing \"dtype\"");
+  if (!dtype->is_string()) {
+    return TensorError(
+        path, name,
+        absl::StrCat("\"dtype\" must be a string, got ", JsonSnippet(*dtype)));
+  }
+  info.dtype_name = dtype->get<std::string>();
+  const DTypeInfo* dtype_info = FindDType(info.dtype_name);
+  if (dtype_info == nullptr) {
+    return TensorError(path, name,
+                       absl::StrCat("unknown dtype \"", info.dtype_name, "\""));
+  }
+  info.dtype = dtype_info->dtype;
+
+  auto shape = entry.find("shape");
+  if (shape == entry.end()) return TensorError(path, name, "missing \"shape\"");
+  if (!shape->is_array()) {
+    return TensorError(
+        path, name,
+        absl::StrCat("\"shape\" must be an array, got ", JsonSnippet(*shape)));
+  }
+  for (const Json& dim : *shape) {
+    int64_t d = 0;
+    if (!JsonToInt64(dim, &d)) {
+      return TensorError(path, name,
+                         absl::StrCat("\"shape\" must hold integers, got ",
+                                      JsonSnippet(*shape)));
+    }
+    if (d < 0) {
+      return TensorError(path, name,
+                         absl::StrCat("negative dimension in \"shape\" ",
+                                      JsonSnippet(*shape)));
+    }
+    info.shape.push_back(d);
+  }
+  absl::StatusOr<uint64_t> bytes = ByteSize(info.shape, dtype_info->size);
+  if (!bytes.ok()) return TensorError(path, name, bytes.status().message());
+
+  auto offsets = entry.find("data_offsets");
+  if (offsets == entry.end()) {
+    return TensorError(path, name, "missing \"data_offsets\"");
+  }
+  if (!offsets->is_array() || offsets->size() != 2 ||
+      !JsonToUint64((*offsets)[0], &info.begin) ||
+      !JsonToUint64((*offsets)[1], &info.end)) {
+    return TensorError(
+        path, name,
+        absl::StrCat("\"data_offsets\" must be [begin, end] with "
+                     "non-negative integers, got ",
+                     JsonSnippet(*offsets)));
+  }
+  if (info.begin > info.end) {
+    return TensorError(path, name,
+                       absl::StrCat("\"data_offsets\" begin ", info.begin,
+                                    " is greater than end ", info.end));
+  }
+  if (info.end > data_size) {
+    return TensorError(
+        path, name,
+        absl::StrCat("\"data_offsets\" end ", info.end,
+                     " points past the end of the data section (", data_size,
+                     " bytes; is the file truncated?)"));
+  }
+  if (info.end - info.begin != *bytes) {
+    return TensorError(
+        path, name,
+        absl::StrCat("\"data_offsets\" span ", info.end - info.begin,
+                     " bytes but ", info.dtype_name, " ",
+                     ShapeString(info.shape), " needs ", *bytes));
+  }
+  return info;
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu;
+  const uint32_t mantissa = h & 0x3ffu;
+  uint32_t bits;
+  if (exponent == 0) {
+    // Zero or subnormal: mantissa * 2^-24, exact in float (a 10-bit integer
+    // scaled by a power of two).
+    float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
+    std::memcpy(&bits, &magnitude, sizeof(bits));
+    bits |= sign;
+  } else if (exponent == 0x1f) {
+    // Inf or NaN; the payload is kept, so a NaN stays a NaN.
+    bits = sign | 0x7f800000u | (mantissa << 13);
+  } else {
+    // Rebias the exponent from 15 to 127.
+    bits = sign | ((exponent + (127 - 15)) << 23) | (mantissa << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+// bfloat16 is the top half of a float32.
+float BFloat16ToFloat(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
+    const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    // ENOENT maps to NotFound.
+    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
+  }
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->fd_ = fd;  // closed by the destructor on every return below
+  file->path_ = path;
+
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot stat"));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a regular file"));
+  }
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  if (file_size < 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": file is ", file_size,
+                     " bytes, shorter than the 8-byte header length"));
+  }
+
+  unsigned char length_bytes[8];
+  RETURN_IF_ERROR(
+      PreadFully(fd, length_bytes, 8, 0, path, "the header length"));
+  uint64_t header_size = 0;
+  for (int i = 7; i >= 0; --i)
+    header_size = (header_size << 8) | length_bytes[i];
+  if (header_size > kMaxHeaderBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": header length ", header_size,
+                     " exceeds the limit of ", kMaxHeaderBytes, " bytes"));
+  }
+  if (header_size > file_size - 8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": header length ", header_size, " is larger than the file (",
+        file_size, " bytes, so at most ", file_size - 8, " header bytes)"));
+  }
+
+  std::string header(header_size, '\0');
+  RETURN_IF_ERROR(
+      PreadFully(fd, header.data(), header_size, 8, path, "the header"));
+  ASSIGN_OR_RETURN(const Json root,
+                   ParseJson(header, absl::StrCat(path, ": header")));
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": header must be a JSON object, got ", JsonSnippet(root)));
+  }
+
+  file->data_start_ = 8 + header_size;
+  file->data_size_ = file_size - file->data_start_;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    if (it.key() == kMetadataKey)
+      continue;  // free-form strings; nothing we use
+    ASSIGN_OR_RETURN(TensorInfo info,
+                     ParseEntry(path, it.key(), it.value(), file->data_size_));
+    file->tensors_.emplace(it.key(), std::move(info));
+  }
+  return file;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+const TensorInfo* SafetensorsFile::Find(absl::string_view name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> SafetensorsFile::Names() const {
+  std::vector<std::string> names;
+  names.reserve(tensors_.size());
+  for (const auto& [name, info] : tensors_) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
+  if (info.dtype != DType::kF32 && info.dtype != DType::kF16 &&
+      info.dtype != DType::kBF16) {
+    return TensorError(path_, info.name,
+                       absl::StrCat("dtype ", info.dtype_name,
+                                    " cannot be read as float (supported: F32, "
+                                    "F16, BF16)"));
+  }
+  // `info` normally comes from Find(), but re-checking its bounds is cheap and
+  // keeps a hand-made or foreign TensorInfo from reading outside this file's
+  // data section.
+  const uint64_t element_size = DTypeOf(info.dtype).size;
+  absl::StatusOr<uint64_t> bytes = ByteSize(info.shape, element_size);
+  if (!bytes.ok() || info.begin > info.end || info.end > data_size_ ||
+      info.end - info.begin != *bytes) {
+    return TensorError(path_, info.name,
+                       "tensor info does not describe data inside this file");
+  }
+
+  Tensor tensor(info.shape);
+  if (tensor.empty()) return tensor;
+  if (tensor.data() == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(path_, ": tensor \"", info.name, "\": cannot allocate ",
+                     *bytes, " bytes"));
+  }
+  const uint64_t offset = data_start_ + info.begin;
+  const std::string what = absl::StrCat("tensor \"", info.name, "\"");
+  if (info.dtype == DType::kF32) {
+    RETURN_IF_ERROR(
+        PreadFully(fd_, tensor.data(), *bytes, offset, path_, what));
+    return tensor;
+  }
+
+  // Widen through a bounded buffer rather than a second full-size copy.
+  float (*widen)(uint16_t) =
+      info.dtype == DType::kF16 ? HalfToFloat : BFloat16ToFloat;
+  const uint64_t elements = static_cast<uint64_t>(tensor.size());
+  std::vector<uint16_t> buffer(std::min<uint64_t>(elements, 1 << 16));
+  float* out = tensor.data();
+  for (uint64_t done = 0; done < elements;) {
+    const uint64_t n = std::min<uint64_t>(elements - done, buffer.size());
+    RETURN_IF_ERROR(PreadFully(fd_, buffer.data(), n * sizeof(uint16_t),
+                               offset + done * sizeof(uint16_t), path_, what));
+    for (uint64_t i = 0; i < n; ++i) out[done + i] = widen(buffer[i]);
+    done += n;
+  }
+  return tensor;
+}
+
+absl::StatusOr<Tensor> SafetensorsFile::ReadF32(
+    absl::string_view name, const std::vector<int64_t>& expected_shape) const {
+  const TensorInfo* info = Find(name);
+  if (info == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat(path_, ": no tensor named \"", name, "\""));
+  }
+  if (info->shape != expected_shape) {
+    return TensorError(
+        path_, name,
+        absl::StrCat("has shape ", ShapeString(info->shape), ", expected ",
+                     ShapeString(expected_shape)));
+  }
+  return ReadF32(*info);
+}
+
+}  // namespace attnserve::engine

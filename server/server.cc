@@ -1,0 +1,156 @@
+#include "server/server.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "engine/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/clock.h"
+
+namespace attnserve::server {
+namespace {
+
+// Answers the warm-up request to the thread waiting in Server::WarmUp.
+class WarmUpSink final : public ResponseSink {
+ public:
+  bool cancelled() const override { return false; }
+  absl::Status OnTokens(absl::Span<const int32_t>, absl::Span<const float>) override {
+    return absl::OkStatus();
+  }
+  void OnFinished(const absl::Status& status, const Outcome&) override {
+    status_ = status;
+    done_.Notify();
+  }
+  absl::Status Wait() {
+    done_.WaitForNotification();
+    return status_;
+  }
+
+ private:
+  absl::Status status_;  // written before done_ is notified
+  absl::Notification done_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options,
+                                                       std::unique_ptr<BatchEngine> engine,
+                                                       std::unique_ptr<Tokenizer> tokenizer,
+                                                       ServerObserver* observer) {
+  if (engine == nullptr) return absl::InvalidArgumentError("Server needs an engine");
+  if (options.max_message_bytes < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes must be >= 1, not ", options.max_message_bytes));
+  }
+  if (options.stream_buffer_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stream_buffer_tokens must be >= 1, not ", options.stream_buffer_tokens));
+  }
+  std::unique_ptr<Server> server(new Server());
+  server->options_ = options;
+  ASSIGN_OR_RETURN(server->options_.limits,
+                   ResolveLimits(options.limits, engine->model_info()));
+  server->engine_ = std::move(engine);
+  server->tokenizer_ = std::move(tokenizer);
+  server->observer_ = observer != nullptr ? observer : &server->noop_observer_;
+  RETURN_IF_ERROR(server->Start());
+  return server;
+}
+
+absl::Status Server::Start() {
+  const ModelInfo& model = engine_->model_info();
+  const RequestLimits& limits = options_.limits;
+  {
+    // The largest request the limits allow must be one the engine takes, or clients would
+    // get INTERNAL-looking engine errors for requests the server accepted. No thread uses
+    // the engine yet.
+    engine::SequenceInput largest;
+    largest.source.assign(limits.max_input_tokens, model.config.bos_id);
+    largest.options.max_new_tokens = limits.max_new_tokens_limit;
+    largest.options.beam_size = limits.max_beam_size;
+    if (absl::Status status = engine_->Validate(largest); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_input_tokens / max_new_tokens_limit / max_beam_size allow requests that model ",
+          model.name, " does not accept: ", status.message()));
+    }
+  }
+  ASSIGN_OR_RETURN(batcher_,
+                   Batcher::Create(options_.batcher, engine_.get(), RealClock(), observer_));
+  batcher_->Start();
+  RETURN_IF_ERROR(WarmUp());
+
+  Seq2SeqService::Environment env;
+  env.options.limits = limits;
+  env.options.max_batch_size = options_.batcher.batching.max_batch_size;
+  env.options.stream_buffer_tokens = options_.stream_buffer_tokens;
+  env.options.log_failures = options_.log_failures;
+  env.batcher = batcher_.get();
+  env.model = &model;
+  env.tokenizer = tokenizer_.get();
+  env.observer = observer_;
+  service_ = std::make_unique<Seq2SeqService>(std::move(env));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.RegisterService(service_.get());
+  grpc_server_ = builder.BuildAndStart();
+  if (grpc_server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen_address, " (address in use?)"));
+  }
+  // The model is loaded and warmed up: ready for traffic.
+  grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  health->SetServingStatus(kServiceName, true);
+  return absl::OkStatus();
+}
+
+absl::Status Server::WarmUp() {
+  // One short request through the whole path (queue, encoder, decoder) before health says
+  // SERVING, so the first client does not pay for first-touch allocations and oneDNN's JIT.
+  const engine::ModelConfig& config = engine_->model_info().config;
+  WorkItem item;
+  item.request_id = "warm-up";
+  item.source = {config.bos_id, config.eos_id};
+  item.decode.max_new_tokens = std::min(2, options_.limits.max_new_tokens_limit);
+  WarmUpSink sink;
+  RETURN_IF_ERROR(batcher_->Submit(std::move(item), &sink));
+  if (absl::Status status = sink.Wait(); !status.ok()) {
+    return absl::InternalError(absl::StrCat("the warm-up request failed: ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+bool Server::Shutdown(absl::Duration grace) {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return drained_;
+  shut_down_ = true;
+  const absl::Time deadline = absl::Now() + grace;
+  if (grpc_server_ != nullptr) {
+    // Both names, "" included: load balancers probe either.
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+  if (batcher_ != nullptr) {
+    batcher_->StopAccepting();
+    drained_ = batcher_->AwaitIdle(deadline);
+    batcher_->Stop();  // answers what is left UNAVAILABLE
+  }
+  if (grpc_server_ != nullptr) {
+    // Every call has been answered; this waits for the last messages to go out. A client
+    // that stopped reading gets at most a second more before gRPC cancels its call.
+    const absl::Time flush_deadline = std::max(deadline, absl::Now() + absl::Seconds(1));
+    grpc_server_->Shutdown(absl::ToChronoTime(flush_deadline));
+  }
+  return drained_;
+}
+
+}  // namespace attnserve::server

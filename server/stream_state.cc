@@ -1,0 +1,79 @@
+#include "server/stream_state.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/convert.h"
+#include "server/status_mapping.h"
+
+namespace attnserve::server {
+
+StreamState::StreamState(std::string request_id, bool with_log_probs,
+                         const Tokenizer* tokenizer, int max_pending_tokens)
+    : request_id_(std::move(request_id)),
+      with_log_probs_(with_log_probs),
+      tokenizer_(tokenizer),
+      max_pending_tokens_(max_pending_tokens) {}
+
+absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
+                                    absl::Span<const float> log_probs) {
+  if (broken_) return absl::CancelledError("the stream to the client broke");
+  const int waiting = pending_.output_ids_size() + static_cast<int>(ids.size());
+  if (waiting > max_pending_tokens_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the client reads the stream too slowly: ", waiting,
+        " decoded tokens are waiting to be sent (limit ", max_pending_tokens_,
+        ", stream_buffer_tokens)"));
+  }
+  AppendTokens(ids, log_probs, with_log_probs_, tokenizer_, &pending_);
+  has_pending_ = true;
+  return absl::OkStatus();
+}
+
+void StreamState::Finish(const absl::Status& status, const Outcome& outcome) {
+  if (final_status_.has_value()) return;
+  if (status.ok() && broken_) {
+    final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the stream to the client broke");
+    return;
+  }
+  final_status_ = ToGrpcStatus(status);
+  if (status.ok()) {
+    SetSummary(outcome, &pending_);
+    has_pending_ = true;
+  }
+}
+
+StreamState::Action StreamState::Next() {
+  Action action;
+  if (writing_ || finish_started_) return action;
+  if (final_status_.has_value()) {
+    finish_started_ = true;
+    action.status = *final_status_;
+    if (final_status_->ok()) {
+      pending_.set_request_id(request_id_);
+      in_flight_ = std::move(pending_);
+      action.kind = Action::Kind::kWriteAndFinish;
+      action.message = &in_flight_;
+    } else {
+      action.kind = Action::Kind::kFinish;
+    }
+    return action;
+  }
+  if (has_pending_ && !broken_) {
+    pending_.set_request_id(request_id_);
+    in_flight_ = std::move(pending_);
+    pending_.Clear();
+    has_pending_ = false;
+    writing_ = true;
+    action.kind = Action::Kind::kWrite;
+    action.message = &in_flight_;
+  }
+  return action;
+}
+
+void StreamState::WriteDone(bool ok) {
+  writing_ = false;
+  if (!ok) broken_ = true;
+}
+
+}  // namespace attnserve::server

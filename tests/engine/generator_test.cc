@@ -1,0 +1,314 @@
+// End-to-end decoding on tiny random models: the oneDNN backend against the reference,
+// batch invariance (alone == batched == admitted mid-flight), and the Generator contract.
+
+#include "engine/generator.h"
+
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/test_model_writer.h"
+
+namespace attnserve::engine {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Variant {
+  std::string name;
+  NormPlacement norm;
+  Activation activation;
+  PositionalEncoding positions;
+  bool tied;
+  bool shared_embedding;
+  bool final_norms;
+  bool lm_head_bias;
+};
+
+std::vector<Variant> Variants() {
+  return {
+      {"post_relu_tied", NormPlacement::kPost, Activation::kRelu,
+       PositionalEncoding::kSinusoidal, true, true, false, false},
+      {"post_gelu_untied_concat", NormPlacement::kPost, Activation::kGelu,
+       PositionalEncoding::kSinusoidalConcat, false, false, true, true},
+      {"pre_swish_tied_bias", NormPlacement::kPre, Activation::kSwish,
+       PositionalEncoding::kSinusoidal, true, false, true, true},
+  };
+}
+
+// Writes the variant's random model once per test binary run and loads it.
+std::unique_ptr<Model> LoadVariant(const Variant& v, Backend backend, int threads = 1) {
+  static std::map<std::string, std::string> dirs;
+  std::string& dir = dirs[v.name];
+  if (dir.empty()) {
+    ModelConfig c = testing::TinyConfig();
+    c.norm_placement = v.norm;
+    c.activation = v.activation;
+    c.positional_encoding = v.positions;
+    c.tie_output_embedding = v.tied;
+    testing::RandomModelOptions o;
+    o.shared_embedding = v.shared_embedding;
+    o.final_norms = v.final_norms;
+    o.lm_head_bias = v.lm_head_bias;
+    o.seed = 7;
+    dir = testing::MakeTempDir("generator_test");
+    EXPECT_TRUE(
+        testing::WriteModelDir(dir, testing::ConfigJson(c), testing::RandomModelTensors(c, o))
+            .ok());
+  }
+  auto model = Model::Load(dir, {backend, threads});
+  EXPECT_TRUE(model.ok()) << model.status();
+  return model.ok() ? std::move(model).value() : nullptr;
+}
+
+std::vector<std::vector<int32_t>> RandomSources(int count, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> len(1, 20), id(3, vocab - 1);
+  std::vector<std::vector<int32_t>> out(count);
+  for (auto& s : out) {
+    s.resize(len(rng));
+    for (auto& t : s) t = id(rng);
+  }
+  return out;
+}
+
+std::vector<SequenceResult> DecodeEach(const Model& model,
+                                       const std::vector<std::vector<int32_t>>& sources,
+                                       const DecodeOptions& options) {
+  std::vector<SequenceResult> out;
+  for (const auto& s : sources) {
+    auto r = GenerateBatch(model, {s}, options);
+    EXPECT_TRUE(r.ok()) << r.status();
+    out.push_back(r.ok() ? (*r)[0] : SequenceResult{});
+  }
+  return out;
+}
+
+void ExpectSameResults(const std::vector<SequenceResult>& a,
+                       const std::vector<SequenceResult>& b, float tolerance) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(a[i].output_ids, b[i].output_ids);
+    EXPECT_EQ(a[i].finish_reason, b[i].finish_reason);
+    ASSERT_EQ(a[i].log_probs.size(), b[i].log_probs.size());
+    for (size_t t = 0; t < a[i].log_probs.size(); ++t) {
+      EXPECT_NEAR(a[i].log_probs[t], b[i].log_probs[t], tolerance);
+    }
+    EXPECT_NEAR(a[i].score, b[i].score, tolerance * (1 + a[i].log_probs.size()));
+  }
+}
+
+class GeneratorVariantTest : public ::testing::TestWithParam<Variant> {};
+
+TEST_P(GeneratorVariantTest, DnnlDecodesLikeReference) {
+  auto ref = LoadVariant(GetParam(), Backend::kReference);
+  auto fast = LoadVariant(GetParam(), Backend::kDnnl, 2);
+  ASSERT_TRUE(ref && fast);
+  const auto sources = RandomSources(10, ref->config().vocab_size, 1);
+  for (int beam : {1, 4}) {
+    SCOPED_TRACE(beam);
+    DecodeOptions o;
+    o.max_new_tokens = 24;
+    o.beam_size = beam;
+    auto a = GenerateBatch(*ref, sources, o);
+    auto b = GenerateBatch(*fast, sources, o);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ExpectSameResults(*a, *b, 1e-4f);
+  }
+}
+
+TEST_P(GeneratorVariantTest, OutputsVaryWithTheSource) {
+  auto model = LoadVariant(GetParam(), Backend::kDnnl);
+  ASSERT_TRUE(model);
+  DecodeOptions o;
+  o.max_new_tokens = 12;
+  auto r = GenerateBatch(*model, RandomSources(10, model->config().vocab_size, 2), o);
+  ASSERT_TRUE(r.ok());
+  std::set<std::vector<int32_t>> distinct;
+  for (const auto& s : *r) {
+    distinct.insert(s.output_ids);
+    std::string ids;
+    for (int t : s.output_ids) ids += std::to_string(t) + " ";
+    fprintf(stderr, "DBG %s reason=%d\n", ids.c_str(), (int)s.finish_reason);
+  }
+  EXPECT_GE(distinct.size(), 5u);
+}
+
+TEST_P(GeneratorVariantTest, BatchedEqualsAlone) {
+  for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+    auto model = LoadVariant(GetParam(), backend, 2);
+    ASSERT_TRUE(model);
+    const auto sources = RandomSources(9, model->config().vocab_size, 3);
+    for (int beam : {1, 3}) {
+      SCOPED_TRACE(beam);
+      DecodeOptions o;
+      o.max_new_tokens = 20;
+      o.beam_size = beam;
+      auto batched = GenerateBatch(*model, sources, o);
+      ASSERT_TRUE(batched.ok());
+      ExpectSameResults(DecodeEach(*model, sources, o), *batched, 1e-4f);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, GeneratorVariantTest, ::testing::ValuesIn(Variants()),
+                         [](const auto& info) { return info.param.name; });
+
+class GeneratorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = LoadVariant(Variants()[0], Backend::kDnnl, 2);
+    ASSERT_TRUE(model_);
+    auto g = Generator::Create(model_.get());
+    ASSERT_TRUE(g.ok());
+    generator_ = std::move(g).value();
+  }
+  SequenceInput Input(SequenceId id, std::vector<int32_t> source, int max_new = 10,
+                      int beam = 1) {
+    SequenceInput in;
+    in.id = id;
+    in.source = std::move(source);
+    in.options.max_new_tokens = max_new;
+    in.options.beam_size = beam;
+    return in;
+  }
+  // Steps until empty, collecting every event per id.
+  std::map<SequenceId, std::vector<StepEvent>> Drain() {
+    std::map<SequenceId, std::vector<StepEvent>> out;
+    while (!generator_->empty()) {
+      auto events = generator_->Step();
+      EXPECT_TRUE(events.ok());
+      if (!events.ok()) break;
+      for (auto& e : *events) out[e.id].push_back(std::move(e));
+    }
+    return out;
+  }
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Generator> generator_;
+};
+
+TEST_F(GeneratorTest, SequencesAdmittedMidFlightMatchAlone) {
+  const auto sources = RandomSources(6, model_->config().vocab_size, 4);
+  DecodeOptions o;
+  o.max_new_tokens = 16;
+  const auto alone = DecodeEach(*model_, sources, o);
+  // Admit one new source every other step, each with its own options; the results must
+  // not depend on who else is in the batch.
+  std::vector<SequenceResult> results(sources.size());
+  size_t next = 0;
+  int step = 0;
+  while (next < sources.size() || !generator_->empty()) {
+    if (next < sources.size() && step % 2 == 0) {
+      ASSERT_TRUE(generator_->Add({Input(next, sources[next], 16)}).ok());
+      ++next;
+    }
+    auto events = generator_->Step();
+    ASSERT_TRUE(events.ok());
+    for (auto& e : *events) {
+      if (e.finished) results[e.id] = e.result;
+    }
+    ++step;
+  }
+  ExpectSameResults(alone, results, 1e-4f);
+}
+
+TEST_F(GeneratorTest, GreedyEventsStreamTheResultTokenByToken) {
+  ASSERT_TRUE(generator_->Add({Input(1, {5, 6, 7}, 12), Input(2, {9, 3}, 5)}).ok());
+  for (auto& [id, events] : Drain()) {
+    std::vector<int32_t> streamed;
+    for (const auto& e : events) {
+      EXPECT_LE(e.new_ids.size(), 1u);
+      streamed.insert(streamed.end(), e.new_ids.begin(), e.new_ids.end());
+    }
+    ASSERT_TRUE(events.back().finished);
+    const SequenceResult& r = events.back().result;
+    EXPECT_EQ(streamed, r.output_ids);
+    EXPECT_EQ(r.output_ids.size(), r.log_probs.size());
+    float sum = 0;
+    for (float lp : r.log_probs) {
+      EXPECT_LE(lp, 0.0f);
+      sum += lp;
+    }
+    EXPECT_NEAR(r.score, sum, 1e-4);
+    if (r.finish_reason == FinishReason::kLength) {
+      EXPECT_EQ(r.output_ids.size(), id == 1 ? 12u : 5u);
+    } else {
+      EXPECT_EQ(r.finish_reason, FinishReason::kEos);
+    }
+    for (int32_t t : r.output_ids) EXPECT_NE(t, model_->config().eos_id);
+  }
+}
+
+TEST_F(GeneratorTest, MaxNewTokensOfOneFinishesAfterOneStep) {
+  ASSERT_TRUE(generator_->Add({Input(1, {5, 6}, 1)}).ok());
+  auto events = generator_->Step();
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_TRUE((*events)[0].finished);
+  EXPECT_LE((*events)[0].result.output_ids.size(), 1u);
+  EXPECT_TRUE(generator_->empty());
+}
+
+TEST_F(GeneratorTest, CancelRemovesOnlyThatSequence) {
+  ASSERT_TRUE(generator_->Add({Input(1, {5, 6}, 30), Input(2, {7, 8}, 30, 3)}).ok());
+  EXPECT_EQ(generator_->active_sequences(), 2);
+  ASSERT_TRUE(generator_->Step().ok());
+  EXPECT_EQ(generator_->active_rows(), 1 + 3);  // beams fan out after the first step
+  generator_->Cancel(2);
+  generator_->Cancel(12345);  // unknown ids are ignored
+  EXPECT_EQ(generator_->active_sequences(), 1);
+  EXPECT_EQ(generator_->active_rows(), 1);
+  auto drained = Drain();
+  EXPECT_EQ(drained.count(2), 0u);
+  EXPECT_EQ(drained.count(1), 1u);
+}
+
+TEST_F(GeneratorTest, StepOnEmptySetReturnsNoEvents) {
+  auto events = generator_->Step();
+  ASSERT_TRUE(events.ok());
+  EXPECT_TRUE(events->empty());
+}
+
+TEST_F(GeneratorTest, RejectsBadInputsNamingTheField) {
+  const int vocab = model_->config().vocab_size;
+  const int max_pos = model_->config().max_positions;
+  struct Case {
+    SequenceInput input;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {Input(1, {}), "source is empty"},
+      {Input(1, std::vector<int32_t>(max_pos + 1, 5)), "max_positions"},
+      {Input(1, {5, vocab}), "outside [0, " + std::to_string(vocab) + ")"},
+      {Input(1, {5, -1}), "source id -1"},
+      {Input(1, {5}, 0), "max_new_tokens 0"},
+      {Input(1, {5}, max_pos + 1), "max_new_tokens"},
+      {Input(1, {5}, 4, 0), "beam_size 0"},
+      {Input(1, {5}, 4, kMaxBeamSize + 1), "beam_size"},
+  };
+  SequenceInput bad_penalty = Input(1, {5});
+  bad_penalty.options.length_penalty = -1;
+  cases.push_back({bad_penalty, "length_penalty"});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    const absl::Status s = generator_->Add({c.input});
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.message));
+    EXPECT_TRUE(generator_->empty());  // nothing was added
+  }
+}
+
+TEST_F(GeneratorTest, RejectsDuplicateIdsAndAddsNothing) {
+  ASSERT_TRUE(generator_->Add({Input(1, {5})}).ok());
+  const absl::Status s = generator_->Add({Input(2, {6}), Input(1, {7})});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(generator_->active_sequences(), 1);
+}
+
+}  // namespace
+}  // namespace attnserve::engine

@@ -1,0 +1,233 @@
+#include "engine/ops/linear.h"
+
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/op_test_util.h"
+#include "tests/engine/status_matchers.h"
+
+namespace attnserve::engine {
+namespace {
+
+using op_test::AllClose;
+using op_test::MakeContext;
+using op_test::RandomFloats;
+using ::testing::HasSubstr;
+
+Tensor MakeTensor(std::vector<int64_t> shape,
+                  const std::vector<float>& values) {
+  Tensor t(std::move(shape));
+  std::copy(values.begin(), values.end(), t.data());
+  return t;
+}
+
+// y = act(x W^T + b) [+ y0] on `backend`.
+std::vector<float> RunLinear(const OpContext& ctx, const std::vector<float>& w,
+                             const std::vector<float>& b, int64_t n, int64_t k,
+                             const std::vector<float>& x, int64_t m,
+                             const std::vector<float>& y0,
+                             LinearEpilogue epilogue) {
+  absl::StatusOr<std::unique_ptr<PackedLinear>> packed = PackLinear(
+      ctx, MakeTensor({n, k}, w), b.empty() ? Tensor() : MakeTensor({n}, b));
+  EXPECT_THAT(packed, IsOk());
+  if (!packed.ok()) return {};
+  std::vector<float> y = y0;
+  y.resize(m * n);
+  EXPECT_THAT(Linear(ctx, **packed, x.data(), m, y.data(), epilogue), IsOk());
+  return y;
+}
+
+// W = [[1, 2], [3, 4], [5, 6]], b = [0.5, -1, -20], x = [[1, 1], [2, -1]]:
+// x W^T + b = [[3.5, 6, -9], [0.5, 1, -16]].
+struct TinyCase {
+  LinearActivation activation;
+  bool accumulate;
+  std::vector<float> expected;
+};
+
+TEST(LinearTest, ReferenceMatchesHandComputedValues) {
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
+  const std::vector<float> b = {0.5f, -1, -20};
+  const std::vector<float> x = {1, 1, 2, -1};
+  const std::vector<float> y0 = {10, 20, 30, 40, 50, 60};
+  // gelu(v) = v * Phi(v); swish(v) = v / (1 + e^-v); exp(-9) and exp(-16) by
+  // hand.
+  const float gelu_half = 0.5f * 0.691462461f;
+  const float swish_half = 0.5f / (1.0f + std::exp(-0.5f));
+  const std::vector<TinyCase> cases = {
+      {LinearActivation::kNone, false, {3.5f, 6, -9, 0.5f, 1, -16}},
+      {LinearActivation::kNone, true, {13.5f, 26, 21, 40.5f, 51, 44}},
+      {LinearActivation::kRelu, false, {3.5f, 6, 0, 0.5f, 1, 0}},
+      {LinearActivation::kRelu, true, {13.5f, 26, 30, 40.5f, 51, 60}},
+      {LinearActivation::kGelu,
+       false,
+       {3.4991858f, 6, 0, gelu_half, 0.8413447f, 0}},
+      {LinearActivation::kSwish,
+       false,
+       {3.5f / (1 + std::exp(-3.5f)), 6 / (1 + std::exp(-6.0f)),
+        -9 * 1.2339458e-4f, swish_half, 0.7310586f, -16 * 1.1253517e-7f}},
+  };
+  auto ctx = MakeContext(Backend::kReference);
+  for (const TinyCase& c : cases) {
+    const std::vector<float> y =
+        RunLinear(*ctx, w, b, 3, 2, x, 2, y0, {c.activation, c.accumulate});
+    EXPECT_TRUE(AllClose(y, c.expected, 1e-6, 1e-6))
+        << "activation " << static_cast<int>(c.activation) << " accumulate "
+        << c.accumulate;
+  }
+  // Without bias: x W^T.
+  EXPECT_TRUE(AllClose(RunLinear(*ctx, w, {}, 3, 2, x, 2, {}, {}),
+                       {3, 7, 11, 0, 2, 4}, 0, 0));
+}
+
+// All epilogues, with and without bias, oneDNN against the reference.
+TEST(LinearTest, DnnlMatchesReferenceForEveryEpilogue) {
+  const int64_t n = 37, k = 53, m = 9;
+  const std::vector<float> w = RandomFloats(n * k, 1, -0.3f, 0.3f);
+  const std::vector<float> b = RandomFloats(n, 2);
+  const std::vector<float> x = RandomFloats(m * k, 3, -2.0f, 2.0f);
+  const std::vector<float> y0 = RandomFloats(m * n, 4);
+  auto ref = MakeContext(Backend::kReference);
+  auto dnnl = MakeContext(Backend::kDnnl, 2);
+  for (LinearActivation activation :
+       {LinearActivation::kNone, LinearActivation::kRelu,
+        LinearActivation::kGelu, LinearActivation::kSwish}) {
+    for (bool accumulate : {false, true}) {
+      for (bool bias : {false, true}) {
+        const LinearEpilogue epilogue{activation, accumulate};
+        const std::vector<float>& bias_values = bias ? b : std::vector<float>{};
+        EXPECT_TRUE(
+            AllClose(RunLinear(*dnnl, w, bias_values, n, k, x, m, y0, epilogue),
+                     RunLinear(*ref, w, bias_values, n, k, x, m, y0, epilogue),
+                     1e-5, 1e-5))
+            << "activation " << static_cast<int>(activation) << " accumulate "
+            << accumulate << " bias " << bias;
+      }
+    }
+  }
+}
+
+// Many shapes, including odd ones, with 1 and 2 threads; the epilogue rotates
+// so every kind shows up across shapes.
+TEST(LinearTest, DnnlMatchesReferenceAcrossShapes) {
+  const std::vector<std::pair<int64_t, int64_t>> nks = {
+      {1, 1}, {3, 5}, {17, 33}, {64, 64}, {130, 257}, {512, 512}};
+  const std::vector<int64_t> ms = {0, 1, 2, 3, 7, 16, 33, 100, 257};
+  auto ref = MakeContext(Backend::kReference);
+  int variant = 0;
+  for (int threads : {1, 2}) {
+    auto dnnl = MakeContext(Backend::kDnnl, threads);
+    for (auto [n, k] : nks) {
+      // Weights scaled by 1/sqrt(k) keep outputs O(1) whatever k, as trained
+      // layers do.
+      const float w_range = 1.0f / std::sqrt(static_cast<float>(k));
+      const std::vector<float> w =
+          RandomFloats(n * k, 10 + n, -w_range, w_range);
+      const std::vector<float> b = RandomFloats(n, 20 + n);
+      for (int64_t m : ms) {
+        if (m * n * k > 20'000'000)
+          continue;  // keeps the double-precision reference quick
+        const std::vector<float> x = RandomFloats(m * k, 30 + m);
+        const std::vector<float> y0 = RandomFloats(m * n, 40 + m);
+        const LinearEpilogue epilogue{
+            static_cast<LinearActivation>(variant % 4), (variant / 4) % 2 == 1};
+        const std::vector<float>& bias =
+            variant % 3 == 0 ? std::vector<float>{} : b;
+        ++variant;
+        EXPECT_TRUE(AllClose(
+            RunLinear(*dnnl, w, bias, n, k, x, m, y0, epilogue),
+            RunLinear(*ref, w, bias, n, k, x, m, y0, epilogue), 1e-4, 1e-5))
+            << "m " << m << " n " << n << " k " << k << " threads " << threads;
+      }
+    }
+  }
+}
+
+TEST(LinearTest, BorrowedWeightsGiveTheSameResult) {
+  const int64_t n = 19, k = 24, m = 5;
+  Tensor w = MakeTensor({n, k}, RandomFloats(n * k, 5));
+  Tensor b = MakeTensor({n}, RandomFloats(n, 6));
+  const std::vector<float> x = RandomFloats(m * k, 7);
+  for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+    auto ctx = MakeContext(backend);
+    auto owned = PackLinear(
+        *ctx,
+        MakeTensor({n, k}, std::vector<float>(w.data(), w.data() + n * k)),
+        MakeTensor({n}, std::vector<float>(b.data(), b.data() + n)));
+    auto borrowed = PackLinearBorrowed(*ctx, w, &b);
+    auto borrowed_no_bias = PackLinearBorrowed(*ctx, w, nullptr);
+    ASSERT_THAT(owned, IsOk());
+    ASSERT_THAT(borrowed, IsOk());
+    ASSERT_THAT(borrowed_no_bias, IsOk());
+    EXPECT_EQ((*borrowed)->out_features(), n);
+    EXPECT_EQ((*borrowed)->in_features(), k);
+    EXPECT_TRUE((*borrowed)->has_bias());
+    EXPECT_FALSE((*borrowed_no_bias)->has_bias());
+    EXPECT_EQ((*borrowed)->backend(), backend);
+    std::vector<float> y_owned(m * n), y_borrowed(m * n);
+    ASSERT_THAT(Linear(*ctx, **owned, x.data(), m, y_owned.data()), IsOk());
+    ASSERT_THAT(Linear(*ctx, **borrowed, x.data(), m, y_borrowed.data()),
+                IsOk());
+    EXPECT_TRUE(AllClose(y_borrowed, y_owned, 0, 0)) << BackendName(backend);
+    // Owned weights are held by the pack (as they are or reordered).
+    EXPECT_GE((*owned)->bytes(), static_cast<size_t>(n * k) * sizeof(float));
+  }
+  // The reference never copies borrowed weights.
+  auto ref = MakeContext(Backend::kReference);
+  EXPECT_EQ((*PackLinearBorrowed(*ref, w, &b))->bytes(), 0u);
+}
+
+TEST(LinearTest, RejectsBadWeightsAndBias) {
+  for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+    auto ctx = MakeContext(backend);
+    EXPECT_THAT(PackLinear(*ctx, Tensor({6}), Tensor()),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("[6]")));
+    EXPECT_THAT(
+        PackLinear(*ctx, Tensor({0, 4}), Tensor()),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("weight")));
+    EXPECT_THAT(
+        PackLinear(*ctx, Tensor({3, 4}), Tensor({4})),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bias")));
+    EXPECT_THAT(
+        PackLinear(*ctx, Tensor({3, 4}), Tensor({3, 1})),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bias")));
+    const Tensor w({3, 4});
+    const Tensor bad_bias({2});
+    EXPECT_THAT(
+        PackLinearBorrowed(*ctx, w, &bad_bias),
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bias")));
+  }
+}
+
+TEST(LinearTest, RejectsBadCalls) {
+  auto ref = MakeContext(Backend::kReference);
+  auto dnnl = MakeContext(Backend::kDnnl);
+  Tensor w = MakeTensor({2, 2}, {1, 2, 3, 4});
+  auto packed = PackLinearBorrowed(*ref, w, nullptr);
+  ASSERT_THAT(packed, IsOk());
+  std::vector<float> x = {1, 2}, y(2);
+  EXPECT_THAT(
+      Linear(*dnnl, **packed, x.data(), 1, y.data()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("backend")));
+  EXPECT_THAT(
+      Linear(*ref, **packed, x.data(), -1, y.data()),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("negative")));
+  EXPECT_THAT(Linear(*ref, **packed, nullptr, 1, y.data()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("null")));
+  EXPECT_THAT(Linear(*ref, **packed, x.data(), 1, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("null")));
+  // m = 0 touches nothing, so null buffers are fine.
+  EXPECT_THAT(Linear(*ref, **packed, nullptr, 0, nullptr), IsOk());
+}
+
+TEST(LinearTest, MapsModelActivations) {
+  EXPECT_EQ(ToLinearActivation(Activation::kRelu), LinearActivation::kRelu);
+  EXPECT_EQ(ToLinearActivation(Activation::kGelu), LinearActivation::kGelu);
+  EXPECT_EQ(ToLinearActivation(Activation::kSwish), LinearActivation::kSwish);
+}
+
+}  // namespace
+}  // namespace attnserve::engine

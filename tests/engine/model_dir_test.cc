@@ -1,0 +1,116 @@
+#include "engine/model_dir.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/engine/status_matchers.h"
+#include "tests/engine/test_model_writer.h"
+
+namespace attnserve::engine {
+namespace {
+
+using ::attnserve::IsOk;
+using ::attnserve::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class ModelDirTest : public ::testing::Test {
+ protected:
+  // Writes TinyConfig's random model under dir_/name with `config_json`.
+  std::string WriteModel(const std::string& name,
+                         const std::string& config_json) {
+    const std::string dir = dir_.File(name);
+    EXPECT_THAT(testing::WriteModelDir(
+                    dir, config_json,
+                    testing::RandomModelTensors(testing::TinyConfig(), {})),
+                IsOk());
+    return dir;
+  }
+
+  std::string WriteModel(const std::string& name) {
+    return WriteModel(name, testing::ConfigJson(testing::TinyConfig()));
+  }
+
+  testing::TempDir dir_{"model_dir_test"};
+};
+
+TEST_F(ModelDirTest, LoadsModelDirectory) {
+  const std::string config_json = testing::ConfigJson(testing::TinyConfig());
+  const std::string dir = WriteModel("tiny-model", config_json);
+  absl::StatusOr<LoadedModelDir> loaded = LoadModelDir(dir);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->name, "tiny-model");
+  EXPECT_EQ(loaded->config_json, config_json);
+  EXPECT_EQ(testing::ConfigJson(loaded->config), config_json);
+  EXPECT_THAT(loaded->warnings, IsEmpty());
+  EXPECT_TRUE(loaded->weights.shared_embedding);
+  EXPECT_EQ(loaded->weights.encoder_embed.shape(),
+            (std::vector<int64_t>{23, 16}));
+  EXPECT_EQ(loaded->weights.decoder_layers.size(), 2u);
+}
+
+TEST_F(ModelDirTest, NameIgnoresTrailingSlashes) {
+  const std::string dir = WriteModel("slashed");
+  absl::StatusOr<LoadedModelDir> loaded = LoadModelDir(dir + "//");
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->name, "slashed");
+}
+
+TEST_F(ModelDirTest, UnknownConfigKeysBecomeWarnings) {
+  nlohmann::json config =
+      nlohmann::json::parse(testing::ConfigJson(testing::TinyConfig()));
+  config["dropout"] = 0.1;
+  absl::StatusOr<LoadedModelDir> loaded =
+      LoadModelDir(WriteModel("with-extras", config.dump()));
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_THAT(loaded->warnings, ElementsAre(HasSubstr("\"dropout\"")));
+}
+
+TEST_F(ModelDirTest, MissingDirectoryIsNotFound) {
+  EXPECT_THAT(
+      LoadModelDir(dir_.File("absent")),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("absent/config.json")));
+}
+
+TEST_F(ModelDirTest, MissingConfigIsNotFound) {
+  const std::string dir = WriteModel("no-config");
+  ASSERT_EQ(std::remove((dir + "/config.json").c_str()), 0);
+  EXPECT_THAT(LoadModelDir(dir), StatusIs(absl::StatusCode::kNotFound,
+                                          HasSubstr(dir + "/config.json")));
+}
+
+TEST_F(ModelDirTest, MissingWeightsAreNotFound) {
+  const std::string dir = WriteModel("no-weights");
+  ASSERT_EQ(std::remove((dir + "/model.safetensors").c_str()), 0);
+  EXPECT_THAT(LoadModelDir(dir),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr(dir + "/model.safetensors")));
+}
+
+TEST_F(ModelDirTest, BadConfigNamesTheFileAndKey) {
+  nlohmann::json config =
+      nlohmann::json::parse(testing::ConfigJson(testing::TinyConfig()));
+  config.erase("num_heads");
+  const std::string dir = WriteModel("bad-config", config.dump());
+  EXPECT_THAT(LoadModelDir(dir), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          AllOf(HasSubstr(dir + "/config.json"),
+                                                HasSubstr("\"num_heads\""))));
+}
+
+TEST_F(ModelDirTest, ConfigThatDisagreesWithWeightsNamesTheTensor) {
+  ModelConfig config = testing::TinyConfig();
+  config.ffn_dim = 64;
+  const std::string dir = WriteModel("mismatch", testing::ConfigJson(config));
+  EXPECT_THAT(LoadModelDir(dir),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr(dir + "/model.safetensors"),
+                             HasSubstr("\"encoder.layers.0.ffn.fc1.weight\""),
+                             HasSubstr("expected [64, 16]"))));
+}
+
+}  // namespace
+}  // namespace attnserve::engine

@@ -1,0 +1,187 @@
+#include "server/convert.h"
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace attnserve::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+ModelInfo Model() {
+  ModelInfo model;
+  model.name = "tiny";
+  model.config.vocab_size = 50;
+  model.config.max_positions = 32;
+  model.config.eos_id = 2;
+  return model;
+}
+
+RequestLimits Limits() {
+  RequestLimits limits;
+  limits.max_input_tokens = 8;
+  limits.max_new_tokens_limit = 20;
+  limits.default_max_new_tokens = 5;
+  limits.max_beam_size = 4;
+  return limits;
+}
+
+v1::GenerateRequest Ids(std::vector<int32_t> ids) {
+  v1::GenerateRequest request;
+  request.mutable_input_ids()->Add(ids.begin(), ids.end());
+  return request;
+}
+
+// A tokenizer that maps each character to (char % 40) + 3.
+class CharTokenizer final : public Tokenizer {
+ public:
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const override {
+    std::vector<int32_t> ids;
+    for (char c : text) ids.push_back(static_cast<unsigned char>(c) % 40 + 3);
+    return ids;
+  }
+  std::string Decode(absl::Span<const int32_t> ids) const override {
+    return std::string(ids.size(), 'x');
+  }
+};
+
+TEST(ConvertTest, TakesIdsAndAppliesDefaults) {
+  absl::StatusOr<WorkItem> item = ToWorkItem(Ids({3, 4, 5}), Limits(), Model(), nullptr);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->source, (std::vector<int32_t>{3, 4, 5}));
+  EXPECT_EQ(item->decode.max_new_tokens, 5);
+  EXPECT_EQ(item->decode.beam_size, 1);
+  EXPECT_EQ(item->decode.length_penalty, 1.0f);
+}
+
+TEST(ConvertTest, TakesExplicitDecodeOptions) {
+  v1::GenerateRequest request = Ids({3});
+  request.set_max_new_tokens(20);
+  request.set_beam_size(4);
+  request.set_length_penalty(0.6f);
+  absl::StatusOr<WorkItem> item = ToWorkItem(request, Limits(), Model(), nullptr);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.max_new_tokens, 20);
+  EXPECT_EQ(item->decode.beam_size, 4);
+  EXPECT_FLOAT_EQ(item->decode.length_penalty, 0.6f);
+}
+
+struct BadCase {
+  std::string name;
+  v1::GenerateRequest request;
+  std::string message;  // a part of the expected message
+};
+
+std::vector<BadCase> BadCases() {
+  std::vector<BadCase> cases;
+  cases.push_back({"Empty", v1::GenerateRequest(), "sets neither"});
+  v1::GenerateRequest both = Ids({3});
+  both.set_text("hi");
+  cases.push_back({"Both", both, "sets both"});
+  cases.push_back({"IdAboveVocab", Ids({3, 50}), "input_ids[1] = 50 is outside [0, 50)"});
+  cases.push_back({"NegativeId", Ids({-1}), "input_ids[0] = -1 is outside [0, 50)"});
+  cases.push_back({"TooManyTokens", Ids({3, 3, 3, 3, 3, 3, 3, 3, 3}),
+                   "input_ids has 9 tokens; the limit is 8 (max_input_tokens)"});
+  v1::GenerateRequest text;
+  text.set_text("hello");
+  cases.push_back({"TextWithoutTokenizer", text, "text requires a tokenizer; model tiny has none"});
+  v1::GenerateRequest new_tokens = Ids({3});
+  new_tokens.set_max_new_tokens(21);
+  cases.push_back({"MaxNewTokensAboveLimit", new_tokens,
+                   "max_new_tokens = 21 is above the limit of 20 (max_new_tokens_limit)"});
+  v1::GenerateRequest beam = Ids({3});
+  beam.set_beam_size(5);
+  cases.push_back({"BeamAboveLimit", beam, "beam_size = 5 is above the limit of 4 (max_beam_size)"});
+  v1::GenerateRequest penalty = Ids({3});
+  penalty.set_length_penalty(-1.0f);
+  cases.push_back({"NegativeLengthPenalty", penalty, "length_penalty = -1"});
+  v1::GenerateRequest nan_penalty = Ids({3});
+  nan_penalty.set_length_penalty(std::numeric_limits<float>::quiet_NaN());
+  cases.push_back({"NanLengthPenalty", nan_penalty, "must be a finite number"});
+  v1::GenerateRequest long_id = Ids({3});
+  long_id.set_request_id(std::string(300, 'r'));
+  cases.push_back({"LongRequestId", long_id, "request_id has 300 bytes; the limit is 256"});
+  return cases;
+}
+
+class BadRequestTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadRequestTest, IsInvalidArgumentNamingFieldAndLimit) {
+  absl::StatusOr<WorkItem> item = ToWorkItem(GetParam().request, Limits(), Model(), nullptr);
+  ASSERT_FALSE(item.ok());
+  EXPECT_EQ(item.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(item.status().message()), HasSubstr(GetParam().message));
+}
+
+INSTANTIATE_TEST_SUITE_P(Convert, BadRequestTest, ::testing::ValuesIn(BadCases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(ConvertTest, TextGoesThroughTheTokenizerWithEosWhenAsked) {
+  ModelInfo model = Model();
+  model.config.add_eos_to_source = true;
+  CharTokenizer tokenizer;
+  v1::GenerateRequest request;
+  request.set_text("ab");
+  absl::StatusOr<WorkItem> item = ToWorkItem(request, Limits(), model, &tokenizer);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->source, (std::vector<int32_t>{'a' % 40 + 3, 'b' % 40 + 3, 2}));
+}
+
+TEST(ConvertTest, TextLongerThanTheLimitNamesText) {
+  CharTokenizer tokenizer;
+  v1::GenerateRequest request;
+  request.set_text("abcdefghij");
+  absl::StatusOr<WorkItem> item = ToWorkItem(request, Limits(), Model(), &tokenizer);
+  EXPECT_THAT(std::string(item.status().message()), HasSubstr("text has 10 tokens"));
+}
+
+TEST(ConvertTest, ResolvesZeroLimitsToTheModel) {
+  RequestLimits limits;
+  limits.default_max_new_tokens = 100;
+  absl::StatusOr<RequestLimits> resolved = ResolveLimits(limits, Model());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->max_input_tokens, 32);
+  EXPECT_EQ(resolved->max_new_tokens_limit, 31);
+  EXPECT_EQ(resolved->default_max_new_tokens, 31) << "capped at the limit";
+}
+
+TEST(ConvertTest, RejectsLimitsBeyondTheModel) {
+  RequestLimits limits;
+  limits.max_input_tokens = 33;
+  EXPECT_THAT(std::string(ResolveLimits(limits, Model()).status().message()),
+              HasSubstr("max_input_tokens = 33 must be in [1, 32]"));
+  limits = RequestLimits();
+  limits.max_beam_size = 9;
+  EXPECT_THAT(std::string(ResolveLimits(limits, Model()).status().message()),
+              HasSubstr("max_beam_size = 9"));
+}
+
+TEST(ConvertTest, SummaryCarriesFinishReasonScoreAndTiming) {
+  Outcome outcome;
+  outcome.result.finish_reason = engine::FinishReason::kLength;
+  outcome.result.score = -1.5f;
+  outcome.queue_time = absl::Microseconds(10);
+  outcome.compute_time = absl::Microseconds(20);
+  outcome.total_time = absl::Microseconds(40);
+  outcome.max_batch_size = 3;
+  v1::GenerateResponse response;
+  SetSummary(outcome, &response);
+  EXPECT_EQ(response.finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(response.score(), -1.5f);
+  EXPECT_EQ(response.timing().queue_us(), 10u);
+  EXPECT_EQ(response.timing().compute_us(), 20u);
+  EXPECT_EQ(response.timing().total_us(), 40u);
+  EXPECT_EQ(response.timing().batch_size(), 3u);
+}
+
+TEST(ConvertTest, NewRequestIdsDiffer) {
+  EXPECT_NE(NewRequestId(), NewRequestId());
+  EXPECT_EQ(NewRequestId().rfind("req-", 0), 0u);
+}
+
+}  // namespace
+}  // namespace attnserve::server

@@ -1,0 +1,560 @@
+// The gRPC server in-process on a loopback port, with a real gRPC client and the fake
+// engine (fake_engine.h), on the real clock. Tests that need the batch or the queue to stay
+// put hold the fake engine at a step; none asserts "not yet" after a sleep.
+
+#include "server/server.h"
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/fake_engine.h"
+#include "tests/server/grpc_test_client.h"
+#include "tests/server/recording_sink.h"
+
+namespace attnserve::server {
+namespace {
+
+using ::attnserve::server::testing::CheckHealth;
+using ::attnserve::server::testing::Connect;
+using ::attnserve::server::testing::CountingObserver;
+using ::attnserve::server::testing::FakeEngine;
+using ::attnserve::server::testing::FakeEngineOptions;
+using ::attnserve::server::testing::FileContainingSymbol;
+using ::attnserve::server::testing::Generate;
+using ::attnserve::server::testing::GenerateStream;
+using ::attnserve::server::testing::ListServices;
+using ::attnserve::server::testing::PendingCall;
+using ::attnserve::server::testing::RawUnaryCall;
+using ::attnserve::server::testing::StreamResult;
+using ::testing::Contains;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::Pointwise;
+using ::testing::FloatEq;
+
+constexpr int kServing = 1;
+constexpr int kNotServing = 2;
+
+v1::GenerateRequest Request(std::vector<int32_t> ids, uint32_t max_new_tokens = 0,
+                            uint32_t beam_size = 0) {
+  v1::GenerateRequest request;
+  request.mutable_input_ids()->Add(ids.begin(), ids.end());
+  request.set_max_new_tokens(max_new_tokens);
+  request.set_beam_size(beam_size);
+  return request;
+}
+
+// Waits (polling, real time) for a condition that must become true.
+template <typename Predicate>
+void AwaitTrue(Predicate predicate) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!predicate()) {
+    ASSERT_LT(absl::Now(), give_up) << "condition never became true";
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static ServerOptions Options() {
+    ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.log_failures = false;
+    options.limits.max_input_tokens = 32;
+    options.limits.max_new_tokens_limit = 40;
+    options.limits.default_max_new_tokens = 8;
+    options.limits.max_beam_size = 4;
+    options.batcher.batching.max_batch_size = 4;
+    options.batcher.batching.max_queue_delay = absl::Milliseconds(1);
+    options.batcher.max_queue_size = 64;
+    return options;
+  }
+
+  void Start(const ServerOptions& options = Options(), FakeEngineOptions engine_options = {}) {
+    auto engine = std::make_unique<FakeEngine>(engine_options);
+    engine_ = engine.get();
+    absl::StatusOr<std::unique_ptr<Server>> server =
+        Server::Create(options, std::move(engine), nullptr, &observer_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = Connect(server_->port());
+    stub_ = v1::Seq2Seq::NewStub(channel_);
+  }
+
+  // What the fake decodes for `request` (after the server's defaults).
+  engine::SequenceResult Expected(const v1::GenerateRequest& request) const {
+    engine::DecodeOptions options;
+    options.max_new_tokens = request.max_new_tokens() == 0
+                                 ? server_->options().limits.default_max_new_tokens
+                                 : static_cast<int>(request.max_new_tokens());
+    options.beam_size = std::max<int>(1, request.beam_size());
+    if (request.has_length_penalty()) options.length_penalty = request.length_penalty();
+    return engine_->Expected({request.input_ids().begin(), request.input_ids().end()}, options);
+  }
+
+  void ExpectAnswer(const v1::GenerateResponse& response, const v1::GenerateRequest& request) {
+    const engine::SequenceResult expected = Expected(request);
+    EXPECT_THAT(response.output_ids(), ElementsAreArray(expected.output_ids));
+    EXPECT_EQ(response.finish_reason(), ToProto(expected.finish_reason));
+    EXPECT_FLOAT_EQ(response.score(), expected.score);
+  }
+
+  void AwaitQueued(int n) {
+    AwaitTrue([&] { return server_->batcher().queue_size() == n; });
+  }
+
+  // Declared first: it outlives the server that reports to it.
+  CountingObserver observer_;
+  FakeEngine* engine_ = nullptr;  // owned by server_
+  std::unique_ptr<Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Seq2Seq::Stub> stub_;
+};
+
+TEST_F(ServerTest, GenerateAnswersWithTheDecodedTokens) {
+  Start();
+  v1::GenerateRequest request = Request({5, 6, 7}, 10);
+  request.set_request_id("my-id");
+  request.set_return_log_probs(true);
+  v1::GenerateResponse response;
+  ASSERT_TRUE(Generate(*stub_, request, &response).ok());
+  ExpectAnswer(response, request);
+  EXPECT_EQ(response.finish_reason(), v1::FINISH_REASON_EOS);
+  EXPECT_THAT(response.log_probs(), Pointwise(FloatEq(), Expected(request).log_probs));
+  EXPECT_EQ(response.request_id(), "my-id");
+  EXPECT_GE(response.timing().total_us(), response.timing().queue_us());
+  EXPECT_EQ(response.timing().batch_size(), 1u);
+}
+
+TEST_F(ServerTest, UsesTheDefaultMaxNewTokensAndMakesARequestId) {
+  Start();
+  const v1::GenerateRequest request = Request(std::vector<int32_t>(20, 9));
+  v1::GenerateResponse response;
+  ASSERT_TRUE(Generate(*stub_, request, &response).ok());
+  EXPECT_EQ(response.output_ids_size(), 8);
+  EXPECT_EQ(response.finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(response.log_probs_size(), 0) << "not asked for";
+  EXPECT_THAT(response.request_id(), HasSubstr("req-"));
+}
+
+TEST_F(ServerTest, WarmsUpBeforeServing) {
+  Start();
+  ASSERT_FALSE(engine_->added_sources().empty());
+  EXPECT_EQ(engine_->added_sources().front(), (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(CheckHealth(channel_, "").value_or(-1), kServing);
+}
+
+TEST_F(ServerTest, FailedWarmUpFailsStartup) {
+  auto engine = std::make_unique<FakeEngine>();
+  engine->FailNextStep(absl::InternalError("no memory"));
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Create(Options(), std::move(engine), nullptr, &observer_);
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("warm-up"));
+}
+
+TEST_F(ServerTest, LimitsTheEngineRejectsFailStartup) {
+  FakeEngineOptions engine_options;
+  engine_options.invalid_token = 1;  // the probe's source
+  auto engine = std::make_unique<FakeEngine>(engine_options);
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Create(Options(), std::move(engine), nullptr, &observer_);
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("does not accept"));
+}
+
+class StreamingTest : public ServerTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(StreamingTest, ConcatenatedStreamEqualsUnary) {
+  Start();
+  v1::GenerateRequest request = Request({5, 6, 7, 8, 9, 10}, 12, GetParam());
+  request.set_return_log_probs(true);
+  request.set_request_id("s1");
+  v1::GenerateResponse unary;
+  ASSERT_TRUE(Generate(*stub_, request, &unary).ok());
+  const StreamResult stream = GenerateStream(*stub_, request);
+  ASSERT_TRUE(stream.status.ok()) << stream.status.error_message();
+  ASSERT_FALSE(stream.messages.empty());
+  for (const v1::GenerateResponse& message : stream.messages) {
+    EXPECT_EQ(message.request_id(), "s1");
+  }
+  const v1::GenerateResponse& last = stream.messages.back();
+  EXPECT_EQ(last.finish_reason(), unary.finish_reason());
+  EXPECT_TRUE(last.has_timing());
+  const v1::GenerateResponse all = stream.Concatenated();
+  EXPECT_THAT(all.output_ids(), ElementsAreArray(unary.output_ids()));
+  EXPECT_THAT(all.log_probs(), Pointwise(FloatEq(), unary.log_probs()));
+  EXPECT_FLOAT_EQ(all.score(), unary.score());
+  ExpectAnswer(all, request);
+}
+
+INSTANTIATE_TEST_SUITE_P(GreedyAndBeam, StreamingTest, ::testing::Values(1, 3));
+
+TEST_F(ServerTest, GreedyStreamsTokensAsTheyAreDecoded) {
+  Start();
+  engine_->HoldSteps();
+  grpc::ClientContext context;
+  auto reader = stub_->GenerateStream(&context, Request({5, 6, 7}, 10));
+  engine_->AllowSteps(1);
+  v1::GenerateResponse first;
+  ASSERT_TRUE(reader->Read(&first)) << "the first token arrives before the request ends";
+  EXPECT_EQ(first.output_ids_size(), 1);
+  EXPECT_EQ(first.finish_reason(), v1::FINISH_REASON_UNSPECIFIED);
+  engine_->ReleaseSteps();
+  v1::GenerateResponse message;
+  while (reader->Read(&message)) {
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
+struct BadRequestCase {
+  std::string name;
+  v1::GenerateRequest request;
+  std::string message;
+};
+
+std::vector<BadRequestCase> BadRequests() {
+  std::vector<BadRequestCase> cases;
+  cases.push_back({"Empty", v1::GenerateRequest(), "exactly one of input_ids and text"});
+  v1::GenerateRequest both = Request({5});
+  both.set_text("x");
+  cases.push_back({"Both", both, "exactly one of input_ids and text"});
+  cases.push_back({"IdOutsideVocab", Request({5, 100}), "input_ids[1] = 100 is outside [0, 100)"});
+  cases.push_back({"TooManyTokens", Request(std::vector<int32_t>(33, 5)),
+                   "input_ids has 33 tokens; the limit is 32"});
+  v1::GenerateRequest text;
+  text.set_text("hello");
+  cases.push_back({"TextWithoutTokenizer", text, "text requires a tokenizer; model fake-model has none"});
+  cases.push_back({"BeamAboveLimit", Request({5}, 0, 5), "beam_size = 5 is above the limit of 4"});
+  cases.push_back({"MaxNewTokensAboveLimit", Request({5}, 41),
+                   "max_new_tokens = 41 is above the limit of 40"});
+  return cases;
+}
+
+class BadRequestTest : public ServerTest,
+                       public ::testing::WithParamInterface<BadRequestCase> {};
+
+TEST_P(BadRequestTest, IsInvalidArgumentOnBothMethods) {
+  Start();
+  v1::GenerateResponse response;
+  const grpc::Status unary = Generate(*stub_, GetParam().request, &response);
+  EXPECT_EQ(unary.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(unary.error_message(), HasSubstr(GetParam().message));
+  const StreamResult stream = GenerateStream(*stub_, GetParam().request);
+  EXPECT_EQ(stream.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(stream.status.error_message(), HasSubstr(GetParam().message));
+  EXPECT_TRUE(stream.messages.empty());
+  EXPECT_EQ(observer_.rejected(absl::StatusCode::kInvalidArgument), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Server, BadRequestTest, ::testing::ValuesIn(BadRequests()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST_F(ServerTest, InputTheEngineRejectsIsInvalidArgument) {
+  FakeEngineOptions engine_options;
+  engine_options.invalid_token = 42;
+  Start(Options(), engine_options);
+  v1::GenerateResponse response;
+  EXPECT_EQ(Generate(*stub_, Request({5, 42}), &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ServerTest, OversizedMessageIsResourceExhausted) {
+  ServerOptions options = Options();
+  options.max_message_bytes = 1000;
+  Start(options);
+  v1::GenerateResponse response;
+  EXPECT_EQ(Generate(*stub_, Request(std::vector<int32_t>(2000, 5)), &response).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(Generate(*stub_, Request({5}), &response).ok()) << "still serving";
+}
+
+TEST_F(ServerTest, FullQueueIsResourceExhaustedAtOnce) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 1;
+  options.batcher.max_queue_size = 2;
+  Start(options);
+  engine_->HoldSteps();
+  std::deque<PendingCall> calls;
+  calls.emplace_back(*stub_, Request({5, 6, 7}));
+  engine_->AwaitBlockedInStep();  // the first one runs
+  calls.emplace_back(*stub_, Request({8}));
+  calls.emplace_back(*stub_, Request({9}));
+  AwaitQueued(2);
+
+  v1::GenerateResponse response;
+  const grpc::Status shed = Generate(*stub_, Request({10}), &response);
+  EXPECT_EQ(shed.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(shed.error_message(), HasSubstr("queue is full"));
+
+  engine_->ReleaseSteps();
+  for (const PendingCall& call : calls) {
+    ASSERT_TRUE(call.Wait().ok()) << call.Wait().error_message();
+    ExpectAnswer(call.response(), call.request());
+  }
+}
+
+TEST_F(ServerTest, DeadlinePassedWhileQueuedIsAnsweredWithoutTheEngine) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 1;
+  Start(options);
+  engine_->HoldSteps();
+  PendingCall running(*stub_, Request({5, 6, 7}));
+  engine_->AwaitBlockedInStep();
+  const std::vector<int32_t> late_source = {11, 12, 13};
+  PendingCall late(*stub_, Request(late_source), absl::Milliseconds(200));
+  AwaitQueued(1);
+  EXPECT_EQ(late.Wait().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  engine_->ReleaseSteps();
+  EXPECT_TRUE(running.Wait().ok());
+  observer_.AwaitFinished(absl::StatusCode::kDeadlineExceeded, 1);
+  EXPECT_THAT(engine_->added_sources(), Not(Contains(late_source)));
+}
+
+TEST_F(ServerTest, DeadlinePassedWhileDecodingFreesTheSlot) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 1;
+  Start(options);
+  engine_->HoldSteps();
+  PendingCall slow(*stub_, Request(std::vector<int32_t>(30, 5), 40), absl::Milliseconds(200));
+  engine_->AwaitBlockedInStep();
+  EXPECT_EQ(slow.Wait().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  engine_->ReleaseSteps();
+  observer_.AwaitFinished(absl::StatusCode::kDeadlineExceeded, 1);
+  EXPECT_EQ(engine_->cancelled().size(), 1u) << "dropped from the batch, not run to the end";
+
+  v1::GenerateResponse response;
+  const v1::GenerateRequest next = Request({6, 7});
+  ASSERT_TRUE(Generate(*stub_, next, &response).ok());
+  ExpectAnswer(response, next);
+}
+
+TEST_F(ServerTest, CancelledCallFreesTheSlot) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 1;
+  Start(options);
+  engine_->HoldSteps();
+  PendingCall cancelled(*stub_, Request(std::vector<int32_t>(30, 5), 40));
+  engine_->AwaitBlockedInStep();
+  cancelled.Cancel();
+  EXPECT_EQ(cancelled.Wait().error_code(), grpc::StatusCode::CANCELLED);
+  engine_->ReleaseSteps();
+  observer_.AwaitFinished(absl::StatusCode::kCancelled, 1);
+  EXPECT_EQ(engine_->cancelled().size(), 1u);
+
+  v1::GenerateResponse response;
+  EXPECT_TRUE(Generate(*stub_, Request({6, 7}), &response).ok());
+}
+
+TEST_F(ServerTest, CancelledStreamFreesTheSlot) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 1;
+  Start(options);
+  engine_->HoldSteps();
+  {
+    grpc::ClientContext context;
+    auto reader = stub_->GenerateStream(&context, Request(std::vector<int32_t>(30, 5), 40));
+    engine_->AllowSteps(1);
+    v1::GenerateResponse first;
+    ASSERT_TRUE(reader->Read(&first));
+    context.TryCancel();
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  engine_->ReleaseSteps();
+  observer_.AwaitFinished(absl::StatusCode::kCancelled, 1);
+  EXPECT_EQ(engine_->cancelled().size(), 1u);
+  v1::GenerateResponse response;
+  EXPECT_TRUE(Generate(*stub_, Request({6, 7}), &response).ok());
+}
+
+TEST_F(ServerTest, EngineFaultIsInternalAndTheServerCarriesOn) {
+  Start();
+  engine_->FailNextStep(absl::InternalError("kernel fault"));
+  v1::GenerateResponse response;
+  const grpc::Status failed = Generate(*stub_, Request({5, 6}), &response);
+  EXPECT_EQ(failed.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_THAT(failed.error_message(), HasSubstr("kernel fault"));
+  EXPECT_TRUE(Generate(*stub_, Request({5, 6}), &response).ok());
+}
+
+TEST_F(ServerTest, ConcurrentClientsGetTheirSequentialAnswers) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 8;
+  Start(options);
+  constexpr int kClients = 32;
+  constexpr int kPerClient = 4;
+  absl::BitGen bits;
+  std::vector<v1::GenerateRequest> requests;
+  for (int i = 0; i < kClients * kPerClient; ++i) {
+    std::vector<int32_t> source(absl::Uniform(bits, 1, 25));
+    for (int32_t& id : source) id = absl::Uniform(bits, 3, 100);
+    v1::GenerateRequest request =
+        Request(source, absl::Uniform(bits, 0, 30), absl::Uniform(bits, 0, 4));
+    request.set_return_log_probs(true);
+    requests.push_back(request);
+  }
+  // One at a time first: the answers the concurrent run must reproduce.
+  std::vector<v1::GenerateResponse> sequential(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(Generate(*stub_, requests[i], &sequential[i]).ok());
+  }
+
+  std::vector<v1::GenerateResponse> concurrent(requests.size());
+  std::vector<grpc::Status> statuses(requests.size());
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int k = 0; k < kPerClient; ++k) {
+        const size_t i = c * kPerClient + k;
+        if (i % 2 == 0) {
+          statuses[i] = Generate(*stub_, requests[i], &concurrent[i]);
+        } else {
+          const StreamResult stream = GenerateStream(*stub_, requests[i]);
+          statuses[i] = stream.status;
+          concurrent[i] = stream.Concatenated();
+        }
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    EXPECT_THAT(concurrent[i].output_ids(), ElementsAreArray(sequential[i].output_ids())) << i;
+    EXPECT_THAT(concurrent[i].log_probs(), Pointwise(FloatEq(), sequential[i].log_probs())) << i;
+    EXPECT_EQ(concurrent[i].finish_reason(), sequential[i].finish_reason()) << i;
+    EXPECT_FLOAT_EQ(concurrent[i].score(), sequential[i].score()) << i;
+    ExpectAnswer(concurrent[i], requests[i]);
+  }
+}
+
+TEST_F(ServerTest, BatchSizeExceedsOneUnderConcurrentLoad) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 8;
+  Start(options);
+  engine_->HoldSteps();
+  std::deque<PendingCall> calls;
+  calls.emplace_back(*stub_, Request({5, 6, 7, 8}));
+  engine_->AwaitBlockedInStep();
+  for (int i = 0; i < 7; ++i) calls.emplace_back(*stub_, Request({9 + i, 10, 11}));
+  AwaitQueued(7);
+  engine_->ReleaseSteps();
+  uint32_t largest = 0;
+  for (const PendingCall& call : calls) {
+    ASSERT_TRUE(call.Wait().ok());
+    ExpectAnswer(call.response(), call.request());
+    largest = std::max(largest, call.response().timing().batch_size());
+  }
+  EXPECT_EQ(largest, 8u);
+  EXPECT_EQ(engine_->max_active(), 8);
+  EXPECT_EQ(observer_.max_step_batch(), 8);
+}
+
+TEST_F(ServerTest, ShutdownDrainsEveryAcceptedRequest) {
+  ServerOptions options = Options();
+  options.batcher.batching.max_batch_size = 2;
+  Start(options);
+  engine_->HoldSteps();
+  std::deque<PendingCall> calls;
+  calls.emplace_back(*stub_, Request({5, 6, 7}));
+  engine_->AwaitBlockedInStep();
+  for (int i = 0; i < 4; ++i) calls.emplace_back(*stub_, Request({8 + i, 9}));
+  AwaitQueued(4);
+  grpc::ClientContext stream_context;
+  auto stream = stub_->GenerateStream(&stream_context, Request({20, 21}));
+  AwaitQueued(5);
+
+  bool drained = false;
+  std::thread shutdown([&] { drained = server_->Shutdown(absl::Seconds(20)); });
+  AwaitTrue([&] { return !server_->batcher().accepting(); });
+  EXPECT_EQ(CheckHealth(channel_, "").value_or(-1), kNotServing);
+  EXPECT_EQ(CheckHealth(channel_, kServiceName).value_or(-1), kNotServing);
+  v1::GenerateResponse response;
+  const grpc::Status refused = Generate(*stub_, Request({5}), &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(GenerateStream(*stub_, Request({5})).status.error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  engine_->ReleaseSteps();
+  for (const PendingCall& call : calls) {
+    ASSERT_TRUE(call.Wait().ok()) << call.Wait().error_message();
+    ExpectAnswer(call.response(), call.request());
+  }
+  std::vector<int32_t> streamed;
+  v1::GenerateResponse message;
+  while (stream->Read(&message)) {
+    streamed.insert(streamed.end(), message.output_ids().begin(), message.output_ids().end());
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(streamed, Expected(Request({20, 21})).output_ids);
+  shutdown.join();
+  EXPECT_TRUE(drained);
+}
+
+TEST_F(ServerTest, HealthAndReflectionAreServedOnTheSamePort) {
+  Start();
+  EXPECT_EQ(CheckHealth(channel_, "").value_or(-1), kServing);
+  EXPECT_EQ(CheckHealth(channel_, kServiceName).value_or(-1), kServing);
+  EXPECT_EQ(CheckHealth(channel_, "no.such.Service").status().code(),
+            absl::StatusCode::kNotFound);
+
+  absl::StatusOr<std::vector<std::string>> services = ListServices(channel_);
+  ASSERT_TRUE(services.ok()) << services.status();
+  EXPECT_THAT(*services, Contains("attnserve.v1.Seq2Seq"));
+  EXPECT_THAT(*services, Contains("grpc.health.v1.Health"));
+
+  absl::StatusOr<google::protobuf::FileDescriptorProto> file =
+      FileContainingSymbol(channel_, "attnserve.v1.Seq2Seq");
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->name(), "attnserve/v1/attnserve.proto");
+  EXPECT_EQ(file->package(), "attnserve.v1");
+  ASSERT_EQ(file->service_size(), 1);
+  EXPECT_EQ(file->service(0).method_size(), 3);
+}
+
+TEST_F(ServerTest, GetModelInfoReportsTheModelAndLimits) {
+  Start();
+  grpc::ClientContext context;
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(stub_->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.model_name(), "fake-model");
+  EXPECT_EQ(info.config_json(), engine_->model_info().config_json);
+  EXPECT_EQ(info.max_batch_size(), 4u);
+  EXPECT_EQ(info.max_input_tokens(), 32u);
+  EXPECT_EQ(info.max_new_tokens_limit(), 40u);
+  EXPECT_FALSE(info.has_tokenizer());
+}
+
+TEST_F(ServerTest, NeverCrashesOnArbitraryRequests) {
+  Start();
+  absl::BitGen bits;
+  for (int i = 0; i < 200; ++i) {
+    v1::GenerateRequest request;
+    const int length = absl::Uniform(bits, 0, 40);
+    for (int k = 0; k < length; ++k) request.add_input_ids(absl::Uniform(bits, -5, 110));
+    if (absl::Bernoulli(bits, 0.1)) request.set_text("some text");
+    request.set_max_new_tokens(absl::Uniform(bits, 0, 50));
+    request.set_beam_size(absl::Uniform(bits, 0, 10));
+    if (absl::Bernoulli(bits, 0.3)) request.set_length_penalty(absl::Uniform(bits, -1.0f, 2.0f));
+    v1::GenerateResponse response;
+    const grpc::Status status = Generate(*stub_, request, &response);
+    ASSERT_TRUE(status.ok() || status.error_code() == grpc::StatusCode::INVALID_ARGUMENT)
+        << status.error_message();
+    if (status.ok()) ExpectAnswer(response, request);
+  }
+  // Bytes that are not a GenerateRequest at all.
+  const absl::StatusOr<std::string> garbage =
+      RawUnaryCall(channel_, "/attnserve.v1.Seq2Seq/Generate", std::string("\xff\xff\xff", 3));
+  EXPECT_FALSE(garbage.ok());
+  v1::GenerateResponse response;
+  EXPECT_TRUE(Generate(*stub_, Request({5}), &response).ok());
+}
+
+}  // namespace
+}  // namespace attnserve::server
