@@ -38,6 +38,48 @@ struct ErrorCapture {
   }
 };
 
+constexpr size_t kMaxSnippet = 40;
+
+// json::dump() recurses once per nesting level, so dumping a hostile, deeply
+// nested value could overflow the stack; this renders at most `depth` levels
+// and stops early once the text is long enough to be cut.
+void AppendSnippet(const Json& value, int depth, std::string* out) {
+  if (value.is_array() || value.is_object()) {
+    const bool is_array = value.is_array();
+    if (depth == 0) {
+      *out += is_array ? "[...]" : "{...}";
+      return;
+    }
+    *out += is_array ? '[' : '{';
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      if (out->size() > kMaxSnippet) return;
+      if (it != value.begin()) *out += ',';
+      if (!is_array) {
+        AppendSnippet(Json(it.key()), 0, out);
+        *out += ':';
+      }
+      AppendSnippet(it.value(), depth - 1, out);
+    }
+    *out += is_array ? ']' : '}';
+    return;
+  }
+  // Scalars dump without recursion; a long string is cut first so it is not
+  // copied whole. error_handler_t::replace: dump() would otherwise throw on
+  // invalid UTF-8 (e.g. a string cut inside a multi-byte character).
+  auto dump = [out](const Json& scalar) {
+    *out += scalar.dump(/*indent=*/-1, ' ', /*ensure_ascii=*/false,
+                        Json::error_handler_t::replace);
+  };
+  if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    if (text.size() > kMaxSnippet) {
+      dump(Json(text.substr(0, kMaxSnippet)));
+      return;
+    }
+  }
+  dump(value);
+}
+
 }  // namespace
 
 absl::StatusOr<Json> ParseJson(absl::string_view text, absl::string_view what) {
@@ -54,13 +96,10 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, absl::string_view what) {
 }
 
 std::string JsonSnippet(const Json& value) {
-  // error_handler_t::replace: dump() would otherwise throw on invalid UTF-8
-  // (the parser rejects it, but this must stay safe for any value).
-  std::string text = value.dump(/*indent=*/-1, ' ', /*ensure_ascii=*/false,
-                                Json::error_handler_t::replace);
-  constexpr size_t kMaxLength = 40;
-  if (text.size() > kMaxLength) text = text.substr(0, kMaxLength) + "...";
-  return text;
+  std::string out;
+  AppendSnippet(value, /*depth=*/3, &out);
+  if (out.size() > kMaxSnippet) out = out.substr(0, kMaxSnippet) + "...";
+  return out;
 }
 
 bool JsonToInt64(const Json& value, int64_t* out) {

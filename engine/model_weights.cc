@@ -1,6 +1,7 @@
 #include "engine/model_weights.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>

@@ -81,6 +81,7 @@ void Batcher::Start() {
 void Batcher::StopAccepting() {
   absl::MutexLock lock(&mu_);
   accepting_ = false;
+  ++generation_;  // queued requests no longer wait for a batch to fill
 }
 
 bool Batcher::accepting() const {
@@ -189,9 +190,12 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
 
     std::vector<QueuedRequest> view;
     view.reserve(queue_.size());
-    for (const Queued& queued : queue_) view.push_back({queued.accepted, queued.token_cost});
+    for (const Queued& queued : queue_) {
+      view.push_back({queued.accepted, queued.token_cost, queued.item.urgent});
+    }
     BatchState state;
     state.queue = view;
+    state.draining = !accepting_;
     state.active_sequences = static_cast<int>(running_.size());
     state.active_token_cost = static_cast<int>(std::min<int64_t>(running_token_cost_, INT32_MAX));
     const BatchDecision decision = DecideBatch(state, now, options_.batching);

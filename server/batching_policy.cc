@@ -58,8 +58,11 @@ BatchDecision StartBatch(const BatchState& state, absl::Time now, int max_sequen
   // Full: the size limit is reached, or the next request does not fit the token budget.
   const bool full = fitting == max_sequences ||
                     fitting < static_cast<int>(state.queue.size());
+  const bool urgent = state.draining ||
+                      std::any_of(state.queue.begin(), state.queue.begin() + fitting,
+                                  [](const QueuedRequest& r) { return r.urgent; });
   const absl::Time due = state.queue.front().arrival + options.max_queue_delay;
-  if (full || now >= due) return {fitting, absl::InfiniteFuture()};
+  if (full || urgent || now >= due) return {fitting, absl::InfiniteFuture()};
   return {0, due};
 }
 

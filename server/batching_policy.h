@@ -45,12 +45,17 @@ int TokenCost(int source_tokens, const engine::DecodeOptions& options);
 struct QueuedRequest {
   absl::Time arrival;
   int token_cost = 0;
+  // Starts without waiting for a batch to fill (the server's own warm-up request).
+  bool urgent = false;
 };
 
 struct BatchState {
   absl::Span<const QueuedRequest> queue;  // oldest first
   int active_sequences = 0;               // in the running batch
   int active_token_cost = 0;              // their summed TokenCost
+  // No new requests are being accepted (draining): a batch cannot fill any further, so
+  // waiting requests start at once.
+  bool draining = false;
 };
 
 struct BatchDecision {

@@ -27,6 +27,9 @@ class ServerObserver {
   virtual void OnQueued(int queue_size) = 0;
   // A request was answered without being queued (bad request, queue full, draining).
   virtual void OnRejected(absl::StatusCode code) = 0;
+  // A client cancelled its call (reported once per call, when gRPC tells the server); the
+  // batcher answers it CANCELLED at its next look.
+  virtual void OnCallCancelled() = 0;
   // A request left the queue for the running batch after waiting `queue_time`.
   virtual void OnAdmitted(absl::Duration queue_time) = 0;
   // The engine encoded `sequences` new sources together in `duration`.
@@ -41,6 +44,7 @@ class NoopObserver final : public ServerObserver {
  public:
   void OnQueued(int) override {}
   void OnRejected(absl::StatusCode) override {}
+  void OnCallCancelled() override {}
   void OnAdmitted(absl::Duration) override {}
   void OnEncode(int, absl::Duration) override {}
   void OnStep(int, absl::Duration) override {}

@@ -18,6 +18,8 @@ struct WorkItem {
   std::vector<int32_t> source;  // token ids
   engine::DecodeOptions decode;
   absl::Time deadline = absl::InfiniteFuture();  // on the batcher's clock
+  // Start without waiting for a batch to fill (QueuedRequest::urgent).
+  bool urgent = false;
 };
 
 // How an accepted request went; sent with its final status.

@@ -120,6 +120,7 @@ absl::Status Server::WarmUp() {
   item.request_id = "warm-up";
   item.source = {config.bos_id, config.eos_id};
   item.decode.max_new_tokens = std::min(2, options_.limits.max_new_tokens_limit);
+  item.urgent = true;  // nothing else is coming to fill a batch
   WarmUpSink sink;
   RETURN_IF_ERROR(batcher_->Submit(std::move(item), &sink));
   if (absl::Status status = sink.Wait(); !status.ok()) {

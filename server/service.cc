@@ -68,8 +68,9 @@ class GenerateCall : public ResponseSink {
 
   // From gRPC's OnCancel or a failed write: the batcher drops the request at its next look.
   void MarkCancelled() {
-    cancelled_.store(true, std::memory_order_release);
+    if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
     env_.batcher->Wake();
+    env_.observer->OnCallCancelled();
   }
 
   void Log(const grpc::Status& status) const { LogFailure(env_, method_, request_id_, status); }

@@ -10,6 +10,7 @@
 // one thread that runs that context's ops.
 
 #include <cstdint>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -19,12 +20,15 @@
 
 namespace attnserve::engine {
 
+// The process's one oneDNN CPU engine, created on first use. Every context
+// shares it, so memory objects made at pack time (weights) serve any context's
+// primitives. Throws dnnl::error if no CPU engine can be created.
+const dnnl::engine& CpuEngine();
+
 // How a PackedLinear stores its weights for oneDNN.
 enum class DnnlWeightsLayout {
-  kPlain,   // as given, [N, K] row-major (the matmul's K x N weights with tag
-            // ba)
-  kChosen,  // reordered into the layout the primitive picked for
-            // format_tag::any
+  kPlain,   // as given: [N, K] row-major, the matmul's K x N weights as tag ba
+  kChosen,  // reordered into the layout the primitive picked (format_tag::any)
 };
 
 // One cached matmul primitive. M is a runtime dimension (DNNL_RUNTIME_DIM_VAL),
@@ -50,12 +54,25 @@ struct MatmulKey {
   }
 };
 
+// Which argument of a call an activation memory object serves: a call's source
+// and destination may have the same shape but need distinct objects.
+enum class ArgRole { kSrc, kDst };
+
 struct DnnlState {
-  dnnl::engine engine;
+  dnnl::engine engine;  // CpuEngine()
   dnnl::stream stream;
+
   // Created on first use of a shape class and kept for the context's lifetime;
   // a token step only looks them up.
   absl::flat_hash_map<MatmulKey, dnnl::matmul> matmuls;
+
+  // Row-major [rows, cols] memory objects for activations, re-pointed at each
+  // call's buffer: creating them costs more than a small matmul's arithmetic.
+  // Bounded, since encoder shapes vary with the source lengths.
+  absl::flat_hash_map<std::tuple<ArgRole, int64_t, int64_t>, dnnl::memory>
+      activations;
+  static constexpr size_t kMaxActivations = 256;
+
   // Per-call temporary memory (attention scores, split epilogues). Grows, never
   // shrinks, so steady-state decoding does not allocate.
   std::vector<float> scratch;
@@ -63,6 +80,29 @@ struct DnnlState {
   float* Scratch(size_t floats) {
     if (scratch.size() < floats) scratch.resize(floats);
     return scratch.data();
+  }
+
+  // Call before a call's Activation() lookups: drops the cache when full, so
+  // that no lookup within the call invalidates an object an earlier one
+  // returned.
+  void TrimActivations() {
+    if (activations.size() + 2 > kMaxActivations) activations.clear();
+  }
+
+  // A memory object for [rows, cols] pointing at `data`, as the C handle (the
+  // C++ wrapper moves when the map grows). Throws dnnl::error.
+  dnnl_memory_t Activation(ArgRole role, int64_t rows, int64_t cols,
+                           const float* data) {
+    const auto key = std::make_tuple(role, rows, cols);
+    auto it = activations.find(key);
+    if (it == activations.end()) {
+      const dnnl::memory::desc desc({rows, cols}, dnnl::memory::data_type::f32,
+                                    dnnl::memory::format_tag::ab);
+      it = activations.emplace(key, dnnl::memory(desc, engine, nullptr)).first;
+    }
+    // oneDNN takes non-const handles; sources are only read.
+    it->second.set_data_handle(const_cast<float*>(data));
+    return it->second.get();
   }
 };
 

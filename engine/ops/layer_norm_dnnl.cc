@@ -20,10 +20,13 @@ constexpr int64_t kMinParallelElements = 32 * 1024;
 ATTNSERVE_SIMD_CLONES
 void LayerNormRow(const float* x, int64_t cols, const float* gamma,
                   const float* beta, float eps, float* y) {
+  // Summing x - x[0] rather than x keeps a large common offset (a row of values
+  // near 100, say) from eating the float sum's precision.
+  const float shift = x[0];
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t c = 0; c < cols; ++c) sum += x[c];
-  const float mean = sum / static_cast<float>(cols);
+  for (int64_t c = 0; c < cols; ++c) sum += x[c] - shift;
+  const float mean = shift + sum / static_cast<float>(cols);
   // Two passes (not E[x^2] - mean^2), so rows with a large mean keep their
   // precision.
   float squares = 0.0f;

@@ -2,6 +2,11 @@
 // dimension (gemm:jit keeps that fast, so one primitive serves every batch
 // size), bias and epilogue fused as post-ops, weights reordered at most once,
 // at pack time.
+//
+// Per-call overhead matters in decoding (M = batch * beam, a few dozen rows):
+// weights and bias memory objects are made once at pack time, activation ones
+// are cached per shape and re-pointed, and the primitive runs through the C
+// API with the arguments on the stack.
 
 #include <string>
 #include <utility>
@@ -22,31 +27,37 @@ class DnnlPackedLinear final : public PackedLinear {
   // `packed` holds the reordered weights for kChosen and is empty for kPlain,
   // where the plain weights (owned or borrowed) are used as they are.
   DnnlPackedLinear(PlainLinear plain, DnnlWeightsLayout layout,
-                   memory::desc weights_md, Tensor packed)
+                   const memory::desc& weights_md, Tensor packed)
       : PackedLinear(Backend::kDnnl, plain.n, plain.k, plain.bias != nullptr),
         plain_(std::move(plain)),
         layout_(layout),
-        weights_md_(std::move(weights_md)),
-        packed_(std::move(packed)) {}
+        packed_(std::move(packed)) {
+    // oneDNN takes non-const handles; it never writes a matmul's weights/bias.
+    weights_ = memory(weights_md, CpuEngine(),
+                      const_cast<float*>(layout_ == DnnlWeightsLayout::kPlain
+                                             ? plain_.weight
+                                             : packed_.data()));
+    if (plain_.bias != nullptr) {
+      bias_ = memory(memory::desc({1, plain_.n}, Type::f32, Tag::ab),
+                     CpuEngine(), const_cast<float*>(plain_.bias));
+    }
+  }
 
   size_t bytes() const override {
     return plain_.owned_bytes() + packed_.bytes();
   }
 
   DnnlWeightsLayout layout() const { return layout_; }
-  const memory::desc& weights_md() const { return weights_md_; }
-  float* weights() const {
-    // oneDNN takes non-const handles; it never writes a matmul's weights.
-    return const_cast<float*>(
-        layout_ == DnnlWeightsLayout::kPlain ? plain_.weight : packed_.data());
-  }
-  float* bias() const { return const_cast<float*>(plain_.bias); }
+  // Read-only once constructed, so calls from several contexts may share them.
+  const memory& weights() const { return weights_; }
+  const memory& bias() const { return bias_; }
 
  private:
   PlainLinear plain_;  // owned_weight is released once reordered
   DnnlWeightsLayout layout_;
-  memory::desc weights_md_;
   Tensor packed_;
+  memory weights_;
+  memory bias_;  // empty without bias
 };
 
 // Row-major [rows, cols]; rows may be DNNL_RUNTIME_DIM_VAL.
@@ -77,13 +88,11 @@ dnnl::algorithm EltwiseAlgorithm(LinearActivation activation) {
 dnnl::matmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
                           const memory::desc& weights_md) {
   dnnl::post_ops post_ops;
-  // The sum post-op adds the previous y; with an eltwise before it oneDNN 2.6
-  // falls back to ref:any, so LinearDnnl never asks for both (see
-  // SplitEpilogue).
+  // The sum post-op adds the previous y. After an eltwise, oneDNN 2.6 falls
+  // back to ref:any, so LinearDnnl never asks for both (see SplitEpilogue).
   if (key.accumulate) post_ops.append_sum(1.0f);
   if (key.activation != LinearActivation::kNone) {
-    // alpha = 1 for swish: x * sigmoid(1 * x); unused by relu (slope 0) and
-    // gelu.
+    // alpha = 1 for swish: x * sigmoid(1 * x); relu's slope 0; unused by gelu.
     const float alpha =
         key.activation == LinearActivation::kSwish ? 1.0f : 0.0f;
     post_ops.append_eltwise(1.0f, EltwiseAlgorithm(key.activation), alpha,
@@ -99,8 +108,8 @@ dnnl::matmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, state.engine));
 }
 
-dnnl::matmul& GetMatmul(DnnlState& state, const MatmulKey& key,
-                        const memory::desc& weights_md) {
+const dnnl::matmul& GetMatmul(DnnlState& state, const MatmulKey& key,
+                              const memory::desc& weights_md) {
   auto it = state.matmuls.find(key);
   if (it == state.matmuls.end()) {
     it = state.matmuls.emplace(key, CreateMatmul(state, key, weights_md)).first;
@@ -110,8 +119,7 @@ dnnl::matmul& GetMatmul(DnnlState& state, const MatmulKey& key,
 
 // y = y + act(x W^T + b) cannot be one fast primitive (see CreateMatmul):
 // compute act(x W^T + b) into scratch, then add. No layer of ours needs this
-// combination on the hot path; it exists so every epilogue works on every
-// backend.
+// combination on the hot path; it exists so every epilogue works everywhere.
 bool SplitEpilogue(LinearEpilogue epilogue) {
   return epilogue.accumulate && epilogue.activation != LinearActivation::kNone;
 }
@@ -165,27 +173,32 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                       w.has_bias(),
                       epilogue.activation,
                       epilogue.accumulate && !split};
+  dnnl_status_t status;
   try {
-    dnnl::matmul& matmul = GetMatmul(state, key, packed.weights_md());
+    const dnnl::matmul& matmul =
+        GetMatmul(state, key, packed.weights().get_desc());
     float* dst = split ? state.Scratch(static_cast<size_t>(m * n)) : y;
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC,
-         memory(RowsDesc(m, k), state.engine, const_cast<float*>(x))},
-        {DNNL_ARG_WEIGHTS,
-         memory(packed.weights_md(), state.engine, packed.weights())},
-        {DNNL_ARG_DST, memory(RowsDesc(m, n), state.engine, dst)}};
-    if (w.has_bias()) {
-      args.emplace(DNNL_ARG_BIAS,
-                   memory(RowsDesc(1, n), state.engine, packed.bias()));
-    }
-    matmul.execute(state.stream, args);
-    state.stream.wait();
-    if (split) {
-      for (int64_t i = 0; i < m * n; ++i) y[i] += dst[i];
-    }
+    state.TrimActivations();
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, state.Activation(ArgRole::kSrc, m, k, x)},
+        {DNNL_ARG_WEIGHTS, packed.weights().get()},
+        {DNNL_ARG_DST, state.Activation(ArgRole::kDst, m, n, dst)},
+        {DNNL_ARG_BIAS, w.has_bias() ? packed.bias().get() : nullptr},
+    };
+    status = dnnl_primitive_execute(matmul.get(), state.stream.get(),
+                                    w.has_bias() ? 4 : 3, args);
+    if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat(
-        "oneDNN linear [", m, ", ", k, "] x [", n, ", ", k, "]^T: ", e.what()));
+    status = e.status;
+  }
+  if (status != dnnl_success) {
+    return absl::InternalError(
+        absl::StrCat("oneDNN linear [", m, ", ", k, "] x [", n, ", ", k,
+                     "]^T failed with status ", static_cast<int>(status)));
+  }
+  if (split) {
+    const float* activated = state.Scratch(0);
+    for (int64_t i = 0; i < m * n; ++i) y[i] += activated[i];
   }
   return absl::OkStatus();
 }

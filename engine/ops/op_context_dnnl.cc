@@ -6,13 +6,19 @@
 
 namespace attnserve::engine {
 
+const dnnl::engine& CpuEngine() {
+  static const dnnl::engine* const engine =
+      new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *engine;
+}
+
 OpContext::OpContext() = default;
 OpContext::~OpContext() = default;
 
 absl::Status OpContext::InitDnnl() {
   try {
     auto state = std::make_unique<DnnlState>();
-    state->engine = dnnl::engine(dnnl::engine::kind::cpu, 0);
+    state->engine = CpuEngine();
     state->stream = dnnl::stream(state->engine);
     dnnl_ = std::move(state);
   } catch (const dnnl::error& e) {

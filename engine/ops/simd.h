@@ -5,8 +5,8 @@
 // A .cc file that uses FastExp in a loop must start with
 //   #pragma GCC optimize("no-trapping-math")
 // Under the default -ftrapping-math GCC will not if-convert a float
-// compare-and-select (FastExp's clamps), so the whole loop would stay scalar;
-// the engine never reads floating-point exception flags, so nothing observable
+// compare-and-select (FastExp's clamps), so the whole loop would stay scalar.
+// The engine never reads floating-point exception flags, so nothing observable
 // changes.
 
 #include <cstdint>
@@ -14,27 +14,32 @@
 
 // Compiles a kernel for AVX2+FMA (x86-64-v3) and for the baseline, and binds
 // one at load time from the CPU's features. Not "arch=haswell": GCC dispatches
-// that clone by CPU model
-// (__builtin_cpu_is), so AMD CPUs with AVX2 would silently run the baseline.
-// Only the annotated function is cloned; keep helpers it calls always_inline (a
-// normal inline helper, std::min included, is not inlined across the target
-// change and becomes a scalar call in the loop).
+// that clone by CPU model (__builtin_cpu_is), so AMD CPUs with AVX2 would
+// silently run the baseline.
+//
+// Only the annotated function is cloned: helpers it calls must be
+// always_inline. A plain inline helper (std::min included) is not inlined
+// across the target change and becomes a scalar call inside the loop.
+//
+// Define it empty (-DATTNSERVE_SIMD_CLONES=) to build the baseline alone, e.g.
+// to test it on an AVX2 machine.
+#ifndef ATTNSERVE_SIMD_CLONES
 #define ATTNSERVE_SIMD_CLONES \
   __attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
 #define ATTNSERVE_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace attnserve::engine::internal {
 
 // exp(x) to ~1e-7 relative error (Cody-Waite reduction, degree-6 polynomial),
-// written so that a loop calling it vectorises. Inputs are clamped to [-87,
-// 88]: exp(-inf) gives ~1.6e-38 instead of 0 (never a denormal), exp(+inf)
-// ~1.7e38; NaN stays NaN.
+// written so that a loop calling it vectorises. Inputs are clamped to
+// [-87, 88]: exp(-inf) gives ~1.6e-38 instead of 0 (never a denormal),
+// exp(+inf) ~1.7e38; NaN stays NaN.
 ATTNSERVE_ALWAYS_INLINE float FastExp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;  // ln 2 split so n * kLn2Hi is exact
   constexpr float kLn2Lo = -2.12194440e-4f;
-  constexpr float kRound =
-      12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to int
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
   const float n = (x * kLog2e + kRound) - kRound;  // round(x / ln 2)

@@ -177,7 +177,8 @@ TEST(ModelConfigTest, RejectsNonObjectTopLevel) {
                AllOf(HasSubstr("config.json"), HasSubstr("JSON object"))));
 }
 
-// nlohmann rejects numbers beyond double range while parsing; the message points at it.
+// nlohmann rejects numbers beyond double range while parsing; the message
+// points at it.
 TEST(ModelConfigTest, RejectsOverflowingNumber) {
   std::string text = MinimalJson().dump();
   text.back() = ',';
@@ -185,6 +186,29 @@ TEST(ModelConfigTest, RejectsOverflowingNumber) {
   EXPECT_THAT(ParseModelConfig(text, nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("config.json"), HasSubstr("1e400"))));
+}
+
+// MinimalJson() plus `key`: a million nested arrays. Parsing, quoting and
+// freeing such a value must not recurse once per level (the stack would
+// overflow).
+std::string WithDeepArray(const std::string& key) {
+  constexpr int kDepth = 200000;  // json::dump() overflows the stack at 100000
+  std::string text = MinimalJson().dump();
+  text.back() = ',';
+  return text + "\"" + key + "\": " + std::string(kDepth, '[') +
+         std::string(kDepth, ']') + "}";
+}
+
+TEST(ModelConfigTest, RejectsDeeplyNestedValue) {
+  EXPECT_THAT(ParseModelConfig(WithDeepArray("max_positions"), nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"max_positions\"")));
+}
+
+TEST(ModelConfigTest, DeeplyNestedUnknownKeyIsAWarning) {
+  std::vector<std::string> warnings;
+  EXPECT_THAT(ParseModelConfig(WithDeepArray("extra"), &warnings), IsOk());
+  EXPECT_THAT(warnings, ElementsAre(HasSubstr("\"extra\"")));
 }
 
 TEST(ModelConfigTest, EnumNames) {

@@ -333,6 +333,17 @@ TEST_F(SafetensorsTest, HeaderThatIsNotAnObjectIsRejected) {
                        AllOf(HasSubstr(path_), HasSubstr("JSON object"))));
 }
 
+// Neither parsing, describing nor freeing a hostile, deeply nested header may
+// recurse once per level (the stack would overflow).
+TEST_F(SafetensorsTest, DeeplyNestedHeaderIsRejected) {
+  constexpr int kDepth = 200000;  // json::dump() overflows the stack at 100000
+  const std::string header =
+      "{\"w\": " + std::string(kDepth, '[') + std::string(kDepth, ']') + "}";
+  EXPECT_THAT(OpenBytes(testing::SafetensorsRawBytes(header, "")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("\"w\""), HasSubstr("[[[[...]]]]"))));
+}
+
 // Truncating a valid file anywhere must be an error (the header points past the
 // end or is cut short), never a crash or an out-of-bounds read (run under ASan
 // to be sure).

@@ -53,6 +53,8 @@ std::vector<PolicyCase> Cases() {
        {1, kNever}},
       {"OversizedRequestRunsAloneOnIdleEngine", kC, {{At(0), 500}, {At(0), 1}}, 0, 0, At(0),
        {1, kNever}},
+      {"UrgentRequestStartsAtOnce", kC, {{At(0), 10}, {At(1), 10, true}}, 0, 0, At(1),
+       {2, kNever}},
       // Running batch: whatever fits joins at once, no delay.
       {"RunningAdmitsWithoutDelay", kC, {{At(5), 10}}, 1, 10, At(5), {1, kNever}},
       {"RunningAdmitsUpToBatchSize", kC, {{At(0), 1}, {At(0), 1}, {At(0), 1}}, 2, 2, At(0),
@@ -98,6 +100,15 @@ TEST(BatchingPolicyTest, ZeroDelayAdmitsAtOnce) {
   BatchState state;
   state.queue = queue;
   EXPECT_EQ(DecideBatch(state, At(0), options), (BatchDecision{1, kNever}));
+}
+
+TEST(BatchingPolicyTest, DrainingStartsWithoutWaitingForTheBatchToFill) {
+  const std::vector<QueuedRequest> queue = {{At(0), 1}};
+  BatchState state;
+  state.queue = queue;
+  EXPECT_EQ(DecideBatch(state, At(0), Options(kD)), (BatchDecision{0, At(10)}));
+  state.draining = true;
+  EXPECT_EQ(DecideBatch(state, At(0), Options(kD)), (BatchDecision{1, kNever}));
 }
 
 TEST(BatchingPolicyTest, TokenCostCountsBeamsSourceAndNewTokens) {

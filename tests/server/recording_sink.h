@@ -90,6 +90,10 @@ class CountingObserver final : public ServerObserver {
     absl::MutexLock lock(&mu_);
     ++rejected_[code];
   }
+  void OnCallCancelled() override {
+    absl::MutexLock lock(&mu_);
+    ++calls_cancelled_;
+  }
   void OnAdmitted(absl::Duration) override {
     absl::MutexLock lock(&mu_);
     ++admitted_;
@@ -126,6 +130,12 @@ class CountingObserver final : public ServerObserver {
     absl::MutexLock lock(&mu_);
     return max_step_batch_;
   }
+  // Waits (real time) until the server has seen `n` calls cancelled by their clients.
+  void AwaitCallsCancelled(int n) const {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_cancelled_ >= n; };
+    mu_.Await(absl::Condition(&enough));
+  }
   // Waits (real time) until `n` accepted requests have been answered with `code`.
   void AwaitFinished(absl::StatusCode code, int n) const {
     absl::MutexLock lock(&mu_);
@@ -141,6 +151,7 @@ class CountingObserver final : public ServerObserver {
   int queued_ ABSL_GUARDED_BY(mu_) = 0;
   int admitted_ ABSL_GUARDED_BY(mu_) = 0;
   int max_step_batch_ ABSL_GUARDED_BY(mu_) = 0;
+  int calls_cancelled_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<absl::StatusCode, int> rejected_ ABSL_GUARDED_BY(mu_);
   std::map<absl::StatusCode, int> finished_ ABSL_GUARDED_BY(mu_);
 };

@@ -237,10 +237,10 @@ std::vector<BadRequestCase> BadRequests() {
   return cases;
 }
 
-class BadRequestTest : public ServerTest,
+class ServerBadRequestTest : public ServerTest,
                        public ::testing::WithParamInterface<BadRequestCase> {};
 
-TEST_P(BadRequestTest, IsInvalidArgumentOnBothMethods) {
+TEST_P(ServerBadRequestTest, IsInvalidArgumentOnBothMethods) {
   Start();
   v1::GenerateResponse response;
   const grpc::Status unary = Generate(*stub_, GetParam().request, &response);
@@ -253,7 +253,7 @@ TEST_P(BadRequestTest, IsInvalidArgumentOnBothMethods) {
   EXPECT_EQ(observer_.rejected(absl::StatusCode::kInvalidArgument), 2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Server, BadRequestTest, ::testing::ValuesIn(BadRequests()),
+INSTANTIATE_TEST_SUITE_P(Server, ServerBadRequestTest, ::testing::ValuesIn(BadRequests()),
                          [](const auto& info) { return info.param.name; });
 
 TEST_F(ServerTest, InputTheEngineRejectsIsInvalidArgument) {
@@ -345,6 +345,9 @@ TEST_F(ServerTest, CancelledCallFreesTheSlot) {
   engine_->AwaitBlockedInStep();
   cancelled.Cancel();
   EXPECT_EQ(cancelled.Wait().error_code(), grpc::StatusCode::CANCELLED);
+  // The client learns of its cancel at once, the server a little later; until then the
+  // request could run to its end once the engine is released.
+  observer_.AwaitCallsCancelled(1);
   engine_->ReleaseSteps();
   observer_.AwaitFinished(absl::StatusCode::kCancelled, 1);
   EXPECT_EQ(engine_->cancelled().size(), 1u);
@@ -367,6 +370,7 @@ TEST_F(ServerTest, CancelledStreamFreesTheSlot) {
     context.TryCancel();
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
+  observer_.AwaitCallsCancelled(1);
   engine_->ReleaseSteps();
   observer_.AwaitFinished(absl::StatusCode::kCancelled, 1);
   EXPECT_EQ(engine_->cancelled().size(), 1u);

@@ -33,7 +33,9 @@ TEST(StatusMappingTest, MapsEveryInternalCode) {
     const absl::Status status(c.internal, c.internal == absl::StatusCode::kOk ? "" : "why");
     const grpc::Status mapped = ToGrpcStatus(status);
     EXPECT_EQ(mapped.error_code(), c.expected) << absl::StatusCodeToString(c.internal);
-    if (!status.ok()) EXPECT_EQ(mapped.error_message(), "why");
+    if (!status.ok()) {
+      EXPECT_EQ(mapped.error_message(), "why");
+    }
   }
 }
 

@@ -1,0 +1,190 @@
+// Linear (oneDNN body) against a raw oneDNN matmul primitive on the same
+// shapes: the baseline is created for the exact M, with weights in the layout
+// it asks for (format_tag::any) and its memory objects made once, so it is the
+// best oneDNN itself does per call. The ratio shows what Linear's
+// one-primitive-per-shape-class design (runtime M, memory objects per call,
+// cache lookup) costs. A second baseline keeps the weights plain
+// ([N, K], tag ba), the layout Linear could use without any copy.
+//
+//   linear_benchmark [--benchmark_filter=...]     (runs on kThreads OpenMP
+//   threads)
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "engine/ops/linear.h"
+#include "engine/ops/op_context.h"
+#include "oneapi/dnnl/dnnl.hpp"
+
+namespace attnserve::engine {
+namespace {
+
+// The cores of the machines we serve on; both sides run on the same team size.
+constexpr int kThreads = 2;
+
+std::vector<float> Filled(size_t n, float scale) {
+  std::vector<float> v(n);
+  // Cheap deterministic values in [-scale, scale); the data does not affect the
+  // timing.
+  for (size_t i = 0; i < n; ++i)
+    v[i] = scale * (static_cast<float>((i * 7919) % 2000) / 1000.0f - 1.0f);
+  return v;
+}
+
+void SetFlops(benchmark::State& state, int64_t m, int64_t n, int64_t k) {
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * m * n * k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+OpContext& Context() {
+  static OpContext* ctx =
+      OpContext::Create(Backend::kDnnl, kThreads)->release();
+  return *ctx;
+}
+
+void BM_Linear(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  OpContext& ctx = Context();
+  ctx.Enter();
+  Tensor w({n, k});
+  Tensor b({n});
+  const std::vector<float> wv = Filled(n * k, 0.05f), bv = Filled(n, 1.0f);
+  std::copy(wv.begin(), wv.end(), w.data());
+  std::copy(bv.begin(), bv.end(), b.data());
+  auto packed = PackLinear(ctx, std::move(w), std::move(b));
+  if (!packed.ok())
+    return state.SkipWithError(packed.status().ToString().c_str());
+  const std::vector<float> x = Filled(m * k, 1.0f);
+  std::vector<float> y(m * n);
+  for (auto _ : state) {
+    if (absl::Status s = Linear(ctx, **packed, x.data(), m, y.data());
+        !s.ok()) {
+      return state.SkipWithError(s.ToString().c_str());
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetFlops(state, m, n, k);
+}
+
+void RawMatmul(benchmark::State& state, dnnl::memory::format_tag weights_tag) {
+  using dnnl::memory;
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  Context().Enter();
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(eng);
+  const memory::desc src_md({m, k}, memory::data_type::f32,
+                            memory::format_tag::ab);
+  const memory::desc dst_md({m, n}, memory::data_type::f32,
+                            memory::format_tag::ab);
+  const memory::desc bias_md({1, n}, memory::data_type::f32,
+                             memory::format_tag::ab);
+  const memory::desc plain_md({k, n}, memory::data_type::f32,
+                              memory::format_tag::ba);
+  const dnnl::matmul::primitive_desc pd(
+      dnnl::matmul::desc(
+          src_md, memory::desc({k, n}, memory::data_type::f32, weights_tag),
+          bias_md, dst_md),
+      eng);
+  std::vector<float> wv = Filled(n * k, 0.05f), bv = Filled(n, 1.0f),
+                     x = Filled(m * k, 1.0f);
+  std::vector<float> y(m * n);
+  memory plain_w(plain_md, eng, wv.data());
+  memory w(pd.weights_desc(), eng);
+  dnnl::reorder(plain_w, w).execute(stream, plain_w, w);
+  dnnl::matmul matmul(pd);
+  const std::unordered_map<int, memory> args = {
+      {DNNL_ARG_SRC, memory(src_md, eng, x.data())},
+      {DNNL_ARG_WEIGHTS, w},
+      {DNNL_ARG_BIAS, memory(bias_md, eng, bv.data())},
+      {DNNL_ARG_DST, memory(dst_md, eng, y.data())}};
+  for (auto _ : state) {
+    matmul.execute(stream, args);
+    stream.wait();
+  }
+  state.SetLabel(pd.impl_info_str());
+  SetFlops(state, m, n, k);
+}
+
+void BM_RawMatmulAny(benchmark::State& state) {
+  RawMatmul(state, dnnl::memory::format_tag::any);
+}
+void BM_RawMatmulPlain(benchmark::State& state) {
+  RawMatmul(state, dnnl::memory::format_tag::ba);
+}
+
+void Shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "n", "k"});
+  for (int64_t m : {1, 32, 2048}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{512, 512},
+                        {1536, 512},
+                        {2048, 512},
+                        {512, 2048},
+                        {32000, 512}}) {
+      b->Args({m, n, k});
+    }
+  }
+  b->UseRealTime();  // the work runs on the OpenMP team, not only the calling
+                     // thread
+}
+
+BENCHMARK(BM_RawMatmulAny)->Apply(Shapes);
+BENCHMARK(BM_RawMatmulPlain)->Apply(Shapes);
+BENCHMARK(BM_Linear)->Apply(Shapes);
+
+// Console output plus, at the end, each shape's times relative to the exact-M
+// primitive.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
+      const std::string name = run.benchmark_name();
+      const size_t slash = name.find('/');
+      times_[name.substr(slash)][name.substr(0, slash)] =
+          run.GetAdjustedRealTime();
+    }
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf(
+        "\ntime relative to BM_RawMatmulAny (exact-M primitive, < 1 is "
+        "faster)\n");
+    std::printf("%-28s %12s %12s\n", "shape", "RawPlain", "Linear");
+    for (const auto& [shape, by_name] : times_) {
+      auto base = by_name.find("BM_RawMatmulAny");
+      if (base == by_name.end()) continue;
+      std::printf("%-28s", shape.c_str());
+      for (const char* name : {"BM_RawMatmulPlain", "BM_Linear"}) {
+        auto it = by_name.find(name);
+        if (it == by_name.end()) {
+          std::printf(" %12s", "-");
+        } else {
+          std::printf(" %12.2f", it->second / base->second);
+        }
+      }
+      std::printf("\n");
+    }
+  }
+
+ private:
+  std::map<std::string, std::map<std::string, double>>
+      times_;  // shape -> name -> time
+};
+
+}  // namespace
+}  // namespace attnserve::engine
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  attnserve::engine::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
