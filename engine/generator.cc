@@ -7,12 +7,17 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "engine/batching.h"
 #include "engine/decoding.h"
 #include "engine/ops/log_softmax.h"
 #include "engine/status_macros.h"
 #include "engine/transformer.h"
 
 namespace attnserve::engine {
+
+// Padded rows per encoder call when admitting sources: large enough for efficient matrix
+// products, small enough that the encoder's activations stay a few MB.
+constexpr int64_t kEncoderChunkRows = 512;
 
 // One decoder row: a greedy sequence or one live beam hypothesis.
 struct Hypothesis {
@@ -65,7 +70,7 @@ class Generator::Impl {
   const Model* model_;
   const Transformer& net_;
   const ModelConfig& config_;
-  TransformerScratch scratch_;
+  TransformerScratch scratch_;  // decode steps only; small (rows = active rows)
   Tensor logits_;  // [rows, vocab]
   std::vector<std::unique_ptr<ActiveSequence>> active_;
 };
@@ -105,47 +110,55 @@ absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
   if (inputs.empty()) return absl::OkStatus();
   absl::flat_hash_set<SequenceId> ids;
   for (const auto& s : active_) ids.insert(s->id);
-  int64_t src_len = 0;
   for (const SequenceInput& in : inputs) {
     RETURN_IF_ERROR(Validate(in));
     if (!ids.insert(in.id).second) {
       return absl::InvalidArgumentError(absl::StrCat("sequence id ", in.id, " is already active"));
     }
-    src_len = std::max<int64_t>(src_len, in.source.size());
   }
 
-  // One encoder batch, padded to the longest source.
-  const int64_t batch = static_cast<int64_t>(inputs.size());
-  std::vector<int32_t> tokens(batch * src_len, config_.pad_id);
-  std::vector<int32_t> lengths(batch);
-  int64_t total = 0;
-  for (int64_t b = 0; b < batch; ++b) {
-    std::copy(inputs[b].source.begin(), inputs[b].source.end(), tokens.begin() + b * src_len);
-    lengths[b] = static_cast<int32_t>(inputs[b].source.size());
-    total += lengths[b];
-  }
+  // Encode in length order and in chunks of bounded padded size: little padding, and the
+  // encoder's buffers (which live only for this call) stay small however many sources come.
+  // The active set keeps just each source's cross-attention K/V.
+  const size_t count = inputs.size();
+  std::vector<int32_t> lengths(count);
+  for (size_t i = 0; i < count; ++i) lengths[i] = static_cast<int32_t>(inputs[i].source.size());
+  const std::vector<size_t> order = OrderByLength(lengths);
+  std::vector<int32_t> sorted_lengths(count);
+  for (size_t i = 0; i < count; ++i) sorted_lengths[i] = lengths[order[i]];
+
   const OpContext& ctx = model_->context();
-  RETURN_IF_ERROR(net_.Encode(ctx, tokens, batch, src_len, lengths, &scratch_));
-
-  // Cross-attention K/V only for real (unpadded) rows: gather them, one product for all.
   const int64_t d = config_.d_model;
   const int64_t width = net_.cross_kv_width();
-  Tensor packed({total, d});
-  Tensor kv({total, width});
-  for (int64_t b = 0, row = 0; b < batch; row += lengths[b], ++b) {
-    std::memcpy(packed.data() + row * d, scratch_.memory.data() + b * src_len * d,
-                lengths[b] * d * sizeof(float));
+  std::vector<std::unique_ptr<ActiveSequence>> added(count);
+  TransformerScratch encoder_scratch;
+  for (auto [begin, end] : PlanEncoderChunks(sorted_lengths, kEncoderChunkRows)) {
+    const int64_t batch = static_cast<int64_t>(end - begin);
+    const int64_t src_len = sorted_lengths[end - 1];
+    std::vector<int32_t> tokens(batch * src_len, config_.pad_id);
+    for (int64_t b = 0; b < batch; ++b) {
+      const std::vector<int32_t>& source = inputs[order[begin + b]].source;
+      std::copy(source.begin(), source.end(), tokens.begin() + b * src_len);
+    }
+    const absl::Span<const int32_t> chunk_lengths(sorted_lengths.data() + begin, batch);
+    RETURN_IF_ERROR(net_.Encode(ctx, tokens, batch, src_len, chunk_lengths, &encoder_scratch));
+    for (int64_t b = 0; b < batch; ++b) {
+      const size_t i = order[begin + b];
+      auto seq = std::make_unique<ActiveSequence>();
+      seq->id = inputs[i].id;
+      seq->options = inputs[i].options;
+      seq->src_len = lengths[i];
+      // Straight into the sequence's own tensor (a source's rows are contiguous), so no
+      // second copy of the chunk's K/V ever exists.
+      seq->cross_kv.Reset({lengths[i], width});
+      RETURN_IF_ERROR(net_.CrossKeyValues(ctx,
+                                          encoder_scratch.memory.data() + b * src_len * d,
+                                          lengths[i], seq->cross_kv.data()));
+      added[i] = std::move(seq);
+    }
   }
-  RETURN_IF_ERROR(net_.CrossKeyValues(ctx, packed.data(), total, kv.data()));
-
-  for (int64_t b = 0, row = 0; b < batch; row += lengths[b], ++b) {
-    auto seq = std::make_unique<ActiveSequence>();
-    seq->id = inputs[b].id;
-    seq->options = inputs[b].options;
-    seq->src_len = lengths[b];
-    seq->cross_kv.Reset({lengths[b], width});
-    std::memcpy(seq->cross_kv.data(), kv.data() + row * width,
-                lengths[b] * width * sizeof(float));
+  encoder_scratch = TransformerScratch();
+  for (auto& seq : added) {
     Hypothesis start;
     start.cache.Reset({net_.self_cache_size(seq->options.max_new_tokens)});
     start.token = config_.decoder_start_id;

@@ -31,9 +31,7 @@ class Tensor {
     for (int64_t d : shape_) n *= d;
     size_ = n;
     if (n > capacity_) {
-      // aligned_alloc needs a size that is a multiple of the alignment.
-      const size_t bytes = ((static_cast<size_t>(n) * sizeof(float) + 63) / 64) * 64;
-      data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      data_ = Allocate(static_cast<size_t>(n) * sizeof(float));
       capacity_ = n;
     }
   }
@@ -53,9 +51,17 @@ class Tensor {
   size_t bytes() const { return static_cast<size_t>(capacity_) * sizeof(float); }
 
  private:
+  // Frees with the call that matched the allocation; `mapped_bytes` is 0 for malloc'd blocks.
+  // (Constructors rather than a member initialiser: a nested class's initialisers are not
+  // usable until the enclosing class is complete, which unique_ptr's default constructor needs.)
   struct Free {
-    void operator()(float* p) const { std::free(p); }
+    Free() : mapped_bytes(0) {}
+    explicit Free(size_t bytes) : mapped_bytes(bytes) {}
+    size_t mapped_bytes;
+    void operator()(float* p) const;
   };
+  static std::unique_ptr<float, Free> Allocate(size_t bytes);
+
   std::vector<int64_t> shape_;
   int64_t size_ = 0;
   int64_t capacity_ = 0;

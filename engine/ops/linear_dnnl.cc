@@ -1,7 +1,15 @@
-// oneDNN linear layer: one matmul primitive per shape class with M as a runtime
-// dimension (gemm:jit keeps that fast, so one primitive serves every batch
-// size), bias and epilogue fused as post-ops, weights reordered at most once,
-// at pack time.
+// Linear layer for the oneDNN backend. Up to kMaxSmallBatchRows rows (decode
+// steps) run our own kernel on the plain weights (linear_small_batch.cc):
+// gemm:jit, which repacks the weights on every call, measured 1.5-3x slower
+// there.
+// More rows (encoder, prefill) run one oneDNN matmul primitive per shape class
+// with M as a runtime dimension (gemm:jit keeps that fast, so one primitive
+// serves every batch size), bias and epilogue fused as post-ops.
+//
+// The plain [N, K] weights are kept as given (owned or borrowed), never
+// copied, unless oneDNN asks for a blocked layout (not on AVX2, where gemm:jit
+// takes plain ones as they are); then a reordered copy is made once, at pack
+// time.
 //
 // Per-call overhead matters in decoding (M = batch * beam, a few dozen rows):
 // weights and bias memory objects are made once at pack time, activation ones
@@ -18,6 +26,12 @@
 namespace attnserve::engine::internal {
 namespace {
 
+// Crossover between LinearSmallBatch and oneDNN on this 2-core AVX2 host
+// (transformer shapes, K 512 or 2048): the kernel wins clearly up to 12-16
+// rows, the two are even at 24-32 (see linear_benchmark.cc).
+constexpr int64_t kMaxSmallBatchRows = 16;
+static_assert(kMaxSmallBatchRows <= kSmallBatchMaxRows);
+
 using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
@@ -25,7 +39,7 @@ using Type = memory::data_type;
 class DnnlPackedLinear final : public PackedLinear {
  public:
   // `packed` holds the reordered weights for kChosen and is empty for kPlain,
-  // where the plain weights (owned or borrowed) are used as they are.
+  // where oneDNN uses the plain weights (owned or borrowed) as they are.
   DnnlPackedLinear(PlainLinear plain, DnnlWeightsLayout layout,
                    const memory::desc& weights_md, Tensor packed)
       : PackedLinear(Backend::kDnnl, plain.n, plain.k, plain.bias != nullptr),
@@ -47,13 +61,14 @@ class DnnlPackedLinear final : public PackedLinear {
     return plain_.owned_bytes() + packed_.bytes();
   }
 
+  const PlainLinear& plain() const { return plain_; }
   DnnlWeightsLayout layout() const { return layout_; }
   // Read-only once constructed, so calls from several contexts may share them.
   const memory& weights() const { return weights_; }
   const memory& bias() const { return bias_; }
 
  private:
-  PlainLinear plain_;  // owned_weight is released once reordered
+  PlainLinear plain_;
   DnnlWeightsLayout layout_;
   Tensor packed_;
   memory weights_;
@@ -138,7 +153,10 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
             RowsDesc(DNNL_RUNTIME_DIM_VAL, plain.n)),
         state.engine);
     const memory::desc chosen = pd.weights_desc();
-    if (chosen == plain_md) {
+    // A plain layout means a gemm-based implementation, which packs the
+    // weights itself on every call, whichever way round they are stored.
+    if (chosen == plain_md ||
+        chosen == memory::desc({plain.k, plain.n}, Type::f32, Tag::ab)) {
       return std::make_unique<DnnlPackedLinear>(
           std::move(plain), DnnlWeightsLayout::kPlain, plain_md, Tensor());
     }
@@ -148,8 +166,6 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
     memory to(chosen, state.engine, packed.data());
     dnnl::reorder(from, to).execute(state.stream, from, to);
     state.stream.wait();
-    plain.owned_weight.Release();
-    plain.weight = nullptr;
     return std::make_unique<DnnlPackedLinear>(std::move(plain),
                                               DnnlWeightsLayout::kChosen,
                                               chosen, std::move(packed));
@@ -163,9 +179,14 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                         const float* x, int64_t m, float* y,
                         LinearEpilogue epilogue) {
   const auto& packed = static_cast<const DnnlPackedLinear&>(w);
-  DnnlState& state = *ctx.dnnl();
   const int64_t n = w.out_features();
   const int64_t k = w.in_features();
+  if (m <= kMaxSmallBatchRows) {
+    LinearSmallBatch(ctx.threads(), x, m, packed.plain().weight,
+                     packed.plain().bias, n, k, epilogue, y);
+    return absl::OkStatus();
+  }
+  DnnlState& state = *ctx.dnnl();
   const bool split = SplitEpilogue(epilogue);
   const MatmulKey key{n,
                       k,

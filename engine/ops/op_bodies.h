@@ -39,6 +39,14 @@ std::unique_ptr<PackedLinear> PackLinearRef(PlainLinear plain);
 void LinearRef(const PackedLinear& w, const float* x, int64_t m, float* y,
                LinearEpilogue epilogue);
 
+// The oneDNN backend's own kernel for a few rows (linear_small_batch.cc): y =
+// act(x W^T + b) [+ y] for x [m, k], m in [1, kSmallBatchMaxRows], plain
+// weights w [n, k] and bias [n] (or nullptr), on up to `threads` threads.
+constexpr int64_t kSmallBatchMaxRows = 32;
+void LinearSmallBatch(int threads, const float* x, int64_t m, const float* w,
+                      const float* bias, int64_t n, int64_t k,
+                      LinearEpilogue epilogue, float* y);
+
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
     const OpContext& ctx, PlainLinear plain);
 absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,

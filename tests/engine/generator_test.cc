@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/engine/golden_models.h"
 #include "tests/engine/test_model_writer.h"
 
 namespace attnserve::engine {
@@ -18,51 +19,24 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Variant {
-  std::string name;
-  NormPlacement norm;
-  Activation activation;
-  PositionalEncoding positions;
-  bool tied;
-  bool shared_embedding;
-  bool final_norms;
-  bool lm_head_bias;
-};
-
-std::vector<Variant> Variants() {
-  return {
-      {"post_relu_tied", NormPlacement::kPost, Activation::kRelu,
-       PositionalEncoding::kSinusoidal, true, true, false, false},
-      {"post_gelu_untied_concat", NormPlacement::kPost, Activation::kGelu,
-       PositionalEncoding::kSinusoidalConcat, false, false, true, true},
-      {"pre_swish_tied_bias", NormPlacement::kPre, Activation::kSwish,
-       PositionalEncoding::kSinusoidal, true, false, true, true},
-  };
-}
-
-// Writes the variant's random model once per test binary run and loads it.
-std::unique_ptr<Model> LoadVariant(const Variant& v, Backend backend, int threads = 1) {
-  static std::map<std::string, std::string> dirs;
-  std::string& dir = dirs[v.name];
-  if (dir.empty()) {
-    ModelConfig c = testing::TinyConfig();
-    c.norm_placement = v.norm;
-    c.activation = v.activation;
-    c.positional_encoding = v.positions;
-    c.tie_output_embedding = v.tied;
-    testing::RandomModelOptions o;
-    o.shared_embedding = v.shared_embedding;
-    o.final_norms = v.final_norms;
-    o.lm_head_bias = v.lm_head_bias;
-    o.seed = 7;
-    dir = testing::MakeTempDir("generator_test");
-    EXPECT_TRUE(
-        testing::WriteModelDir(dir, testing::ConfigJson(c), testing::RandomModelTensors(c, o))
-            .ok());
-  }
+std::unique_ptr<Model> LoadModel(const std::string& dir, Backend backend, int threads = 1) {
   auto model = Model::Load(dir, {backend, threads});
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? std::move(model).value() : nullptr;
+}
+
+// A tiny random model (test_model_writer), written once per run; its outputs are dull but
+// it exercises everything the Generator does.
+const std::string& TinyModelDir() {
+  static const testing::TempDir dir("generator_test");
+  static const bool written = [] {
+    const ModelConfig c = testing::TinyConfig();
+    return testing::WriteModelDir(dir.path(), testing::ConfigJson(c),
+                                  testing::RandomModelTensors(c, {}))
+        .ok();
+  }();
+  EXPECT_TRUE(written);
+  return dir.path();
 }
 
 std::vector<std::vector<int32_t>> RandomSources(int count, int vocab, uint32_t seed) {
@@ -103,11 +77,12 @@ void ExpectSameResults(const std::vector<SequenceResult>& a,
   }
 }
 
-class GeneratorVariantTest : public ::testing::TestWithParam<Variant> {};
+// Over the PyTorch-built golden models, whose outputs depend on the source.
+class GeneratorVariantTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GeneratorVariantTest, DnnlDecodesLikeReference) {
-  auto ref = LoadVariant(GetParam(), Backend::kReference);
-  auto fast = LoadVariant(GetParam(), Backend::kDnnl, 2);
+  auto ref = LoadModel(testing::GoldenDir(GetParam()), Backend::kReference);
+  auto fast = LoadModel(testing::GoldenDir(GetParam()), Backend::kDnnl, 2);
   ASSERT_TRUE(ref && fast);
   const auto sources = RandomSources(10, ref->config().vocab_size, 1);
   for (int beam : {1, 4}) {
@@ -123,25 +98,20 @@ TEST_P(GeneratorVariantTest, DnnlDecodesLikeReference) {
 }
 
 TEST_P(GeneratorVariantTest, OutputsVaryWithTheSource) {
-  auto model = LoadVariant(GetParam(), Backend::kDnnl);
+  auto model = LoadModel(testing::GoldenDir(GetParam()), Backend::kDnnl);
   ASSERT_TRUE(model);
   DecodeOptions o;
   o.max_new_tokens = 12;
   auto r = GenerateBatch(*model, RandomSources(10, model->config().vocab_size, 2), o);
   ASSERT_TRUE(r.ok());
   std::set<std::vector<int32_t>> distinct;
-  for (const auto& s : *r) {
-    distinct.insert(s.output_ids);
-    std::string ids;
-    for (int t : s.output_ids) ids += std::to_string(t) + " ";
-    fprintf(stderr, "DBG %s reason=%d\n", ids.c_str(), (int)s.finish_reason);
-  }
+  for (const auto& s : *r) distinct.insert(s.output_ids);
   EXPECT_GE(distinct.size(), 5u);
 }
 
 TEST_P(GeneratorVariantTest, BatchedEqualsAlone) {
   for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
-    auto model = LoadVariant(GetParam(), backend, 2);
+    auto model = LoadModel(testing::GoldenDir(GetParam()), backend, 2);
     ASSERT_TRUE(model);
     const auto sources = RandomSources(9, model->config().vocab_size, 3);
     for (int beam : {1, 3}) {
@@ -156,13 +126,14 @@ TEST_P(GeneratorVariantTest, BatchedEqualsAlone) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, GeneratorVariantTest, ::testing::ValuesIn(Variants()),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Golden, GeneratorVariantTest,
+                         ::testing::ValuesIn(testing::GoldenVariants()),
+                         [](const auto& info) { return info.param; });
 
 class GeneratorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_ = LoadVariant(Variants()[0], Backend::kDnnl, 2);
+    model_ = LoadModel(TinyModelDir(), Backend::kDnnl, 2);
     ASSERT_TRUE(model_);
     auto g = Generator::Create(model_.get());
     ASSERT_TRUE(g.ok());

@@ -11,23 +11,14 @@
 #include "engine/generator.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/engine/golden_models.h"
 
 namespace attnserve::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<std::string> GoldenVariants() {
-  std::vector<std::string> out;
-  const fs::path root = fs::path(ATTNSERVE_TEST_DATA_DIR) / "golden";
-  if (fs::exists(root)) {
-    for (const auto& entry : fs::directory_iterator(root)) {
-      if (fs::exists(entry.path() / "golden.json")) out.push_back(entry.path().filename());
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using testing::GoldenDir;
+using testing::GoldenVariants;
 
 struct Expected {
   std::vector<int32_t> ids;
@@ -68,7 +59,7 @@ class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, Backe
 
 TEST_P(GoldenTest, DecodesLikePyTorch) {
   const auto& [variant, backend] = GetParam();
-  const fs::path dir = fs::path(ATTNSERVE_TEST_DATA_DIR) / "golden" / variant;
+  const fs::path dir = GoldenDir(variant);
   std::ifstream in(dir / "golden.json");
   std::stringstream text;
   text << in.rdbuf();

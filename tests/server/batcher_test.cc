@@ -1,5 +1,6 @@
-// Tiers 2 and 3 of the batcher tests, on simulated time with the fake engine: a single-step
-// pump (the test calls Pump() itself), then the threaded batcher (Start()).
+// Tiers 2 and 3 of the batcher tests, on simulated time with the fake engine: a
+// single-step pump (the test calls Pump() itself), then the threaded batcher
+// (Start()).
 
 #include "server/batcher.h"
 
@@ -41,7 +42,8 @@ class BatcherTest : public ::testing::Test {
     return options;
   }
 
-  void Create(const BatcherOptions& options, FakeEngineOptions engine_options = {}) {
+  void Create(const BatcherOptions& options,
+              FakeEngineOptions engine_options = {}) {
     engine_options.clock = &clock_;
     engine_ = std::make_unique<FakeEngine>(engine_options);
     absl::StatusOr<std::unique_ptr<Batcher>> batcher =
@@ -51,7 +53,8 @@ class BatcherTest : public ::testing::Test {
   }
 
   static WorkItem Item(std::vector<int32_t> source, int max_new_tokens = 16,
-                       absl::Time deadline = absl::InfiniteFuture(), int beam_size = 1) {
+                       absl::Time deadline = absl::InfiniteFuture(),
+                       int beam_size = 1) {
     WorkItem item;
     item.request_id = "test";
     item.source = std::move(source);
@@ -70,23 +73,27 @@ class BatcherTest : public ::testing::Test {
   }
 
   void PumpUntilIdle() {
-    for (int i = 0; i < 1000 && (batcher_->queue_size() > 0 || batcher_->running_size() > 0);
+    for (int i = 0; i < 1000 && (batcher_->queue_size() > 0 ||
+                                 batcher_->running_size() > 0);
          ++i) {
       batcher_->Pump();
     }
-    ASSERT_EQ(batcher_->queue_size() + batcher_->running_size(), 0) << "not idle";
+    ASSERT_EQ(batcher_->queue_size() + batcher_->running_size(), 0)
+        << "not idle";
   }
 
   void ExpectDecoded(const RecordingSink& sink, const WorkItem& item) {
     ASSERT_TRUE(sink.finished());
     ASSERT_TRUE(sink.status().ok()) << sink.status();
-    const engine::SequenceResult expected = engine_->Expected(item.source, item.decode);
+    const engine::SequenceResult expected =
+        engine_->Expected(item.source, item.decode);
     EXPECT_EQ(sink.outcome().result.output_ids, expected.output_ids);
     EXPECT_EQ(sink.outcome().result.finish_reason, expected.finish_reason);
     EXPECT_EQ(sink.tokens(), expected.output_ids);
   }
 
-  // Destroyed in reverse: the batcher first (it may still answer sinks), then the sinks.
+  // Destroyed in reverse: the batcher first (it may still answer sinks), then
+  // the sinks.
   SimulatedClock clock_;
   CountingObserver observer_;
   std::unique_ptr<FakeEngine> engine_;
@@ -112,7 +119,8 @@ TEST_F(BatcherTest, IdleServerWaitsForTheDelayFromTheOldestArrival) {
   RecordingSink* b = Submit(Item({7}));
   r = batcher_->Pump();
   EXPECT_EQ(r.admitted, 0);
-  EXPECT_EQ(r.wake_at, t0 + absl::Milliseconds(10)) << "the delay counts from the oldest";
+  EXPECT_EQ(r.wake_at, t0 + absl::Milliseconds(10))
+      << "the delay counts from the oldest";
 
   clock_.Advance(absl::Milliseconds(4));
   r = batcher_->Pump();
@@ -139,7 +147,7 @@ TEST_F(BatcherTest, FullBatchStartsWithoutWaiting) {
 
 TEST_F(BatcherTest, ContinuousBatchingAdmitsMidFlightAndAnswersFinishedAtOnce) {
   Create(Options());
-  const WorkItem short_item = Item({5});            // 1 token, then EOS: 2 steps
+  const WorkItem short_item = Item({5});  // 1 token, then EOS: 2 steps
   const WorkItem long_item = Item({6, 7, 8, 9, 10});  // 6 steps
   RecordingSink* a = Submit(short_item);
   RecordingSink* b = Submit(long_item);
@@ -203,7 +211,8 @@ TEST_F(BatcherTest, DeadlinePassedWhileQueuedIsAnsweredWithoutTheEngine) {
   Create(options);
   const absl::Time t0 = clock_.Now();
   RecordingSink* a = Submit(Item({5}, 16, t0 + absl::Milliseconds(5)));
-  EXPECT_EQ(batcher_->Pump().wake_at, t0 + absl::Milliseconds(5)) << "wakes for the deadline";
+  EXPECT_EQ(batcher_->Pump().wake_at, t0 + absl::Milliseconds(5))
+      << "wakes for the deadline";
   clock_.Advance(absl::Milliseconds(5));
   EXPECT_EQ(batcher_->Pump().answered_early, 1);
   ASSERT_TRUE(a->finished());
@@ -216,7 +225,8 @@ TEST_F(BatcherTest, DeadlinePassedWhileDecodingDropsTheSequenceAtTheNextStep) {
   engine_options.step_cost = absl::Milliseconds(1);
   Create(Options(), engine_options);
   const absl::Time t0 = clock_.Now();
-  RecordingSink* a = Submit(Item({5, 6, 7, 8, 9, 10}, 16, t0 + absl::Microseconds(3500)));
+  RecordingSink* a =
+      Submit(Item({5, 6, 7, 8, 9, 10}, 16, t0 + absl::Microseconds(3500)));
   for (int step = 0; step < 4; ++step) EXPECT_TRUE(batcher_->Pump().stepped);
   EXPECT_FALSE(a->finished());
   const Batcher::PumpResult r = batcher_->Pump();
@@ -265,7 +275,8 @@ TEST_F(BatcherTest, FullQueueIsResourceExhaustedAndDrainingIsUnavailable) {
   Create(options);
   Submit(Item({5}));
   Submit(Item({6}));
-  RecordingSink* rejected = Submit(Item({7}), absl::StatusCode::kResourceExhausted);
+  RecordingSink* rejected =
+      Submit(Item({7}), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(observer_.rejected(absl::StatusCode::kResourceExhausted), 1);
 
   batcher_->StopAccepting();
@@ -298,7 +309,8 @@ TEST_F(BatcherTest, FailedEncodeAnswersInternal) {
   engine_->FailNextAdd(absl::InvalidArgumentError("engine bug"));
   RecordingSink* a = Submit(Item({5}));
   batcher_->Pump();
-  EXPECT_EQ(a->status().code(), absl::StatusCode::kInternal) << "not the client's fault";
+  EXPECT_EQ(a->status().code(), absl::StatusCode::kInternal)
+      << "not the client's fault";
 }
 
 TEST_F(BatcherTest, InputTheEngineRejectsIsInvalidArgumentAndOthersRun) {
@@ -376,16 +388,19 @@ TEST_F(BatcherTest, RejectsBadOptions) {
   FakeEngine engine;
   BatcherOptions options = Options();
   options.batching.max_batch_size = 0;
-  EXPECT_EQ(Batcher::Create(options, &engine, &clock_, &observer_).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Batcher::Create(options, &engine, &clock_, &observer_).status().code(),
+      absl::StatusCode::kInvalidArgument);
   options = Options();
   options.max_queue_size = 0;
-  EXPECT_EQ(Batcher::Create(options, &engine, &clock_, &observer_).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Batcher::Create(options, &engine, &clock_, &observer_).status().code(),
+      absl::StatusCode::kInvalidArgument);
   options = Options();
   options.batching.max_queue_delay = -absl::Milliseconds(1);
-  EXPECT_EQ(Batcher::Create(options, &engine, &clock_, &observer_).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Batcher::Create(options, &engine, &clock_, &observer_).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 // ---- Tier 3: the threaded batcher ----
@@ -397,7 +412,8 @@ TEST_F(BatcherTest, ThreadedBatcherWaitsOnTheClockNotOnWallTime) {
   batcher_->Start();
   const WorkItem item = Item({5, 6});
   RecordingSink* a = Submit(item);
-  clock_.AwaitParked(1);  // the inference thread has seen the request and waits for time
+  clock_.AwaitParked(
+      1);  // the inference thread has seen the request and waits for time
   EXPECT_THAT(engine_->added_sources(), IsEmpty());
   EXPECT_FALSE(a->finished());
   clock_.Advance(absl::Milliseconds(50));
@@ -451,8 +467,8 @@ TEST_F(BatcherTest, ThreadedStopAnswersWhatIsLeftUnavailable) {
   engine_->AwaitBlockedInStep();
   RecordingSink* b = Submit(Item({11}));
   std::thread stopper([&] { batcher_->Stop(); });
-  // Stop() sets "stopping" and "not accepting" together: once one shows, the thread will
-  // leave after the step it is in.
+  // Stop() sets "stopping" and "not accepting" together: once one shows, the
+  // thread will leave after the step it is in.
   while (batcher_->accepting()) std::this_thread::yield();
   engine_->ReleaseSteps();
   stopper.join();
@@ -471,7 +487,8 @@ TEST_F(BatcherTest, AwaitIdleWaitsForAcceptedRequests) {
   batcher_->StopAccepting();
   Submit(Item({7}), absl::StatusCode::kUnavailable);
   bool idle = false;
-  std::thread drainer([&] { idle = batcher_->AwaitIdle(absl::InfiniteFuture()); });
+  std::thread drainer(
+      [&] { idle = batcher_->AwaitIdle(absl::InfiniteFuture()); });
   engine_->ReleaseSteps();
   drainer.join();
   EXPECT_TRUE(idle);
@@ -485,7 +502,8 @@ TEST_F(BatcherTest, AwaitIdleGivesUpAtTheDeadlineOnTheClock) {
   Submit(Item({5, 6}));
   engine_->AwaitBlockedInStep();
   bool idle = true;
-  std::thread drainer([&] { idle = batcher_->AwaitIdle(clock_.Now() + absl::Seconds(30)); });
+  std::thread drainer(
+      [&] { idle = batcher_->AwaitIdle(clock_.Now() + absl::Seconds(30)); });
   clock_.AwaitParked(1);
   clock_.Advance(absl::Seconds(30));
   drainer.join();

@@ -39,7 +39,8 @@ v1::GenerateRequest Ids(std::vector<int32_t> ids) {
 // A tokenizer that maps each character to (char % 40) + 3.
 class CharTokenizer final : public Tokenizer {
  public:
-  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const override {
+  absl::StatusOr<std::vector<int32_t>> Encode(
+      absl::string_view text) const override {
     std::vector<int32_t> ids;
     for (char c : text) ids.push_back(static_cast<unsigned char>(c) % 40 + 3);
     return ids;
@@ -50,7 +51,8 @@ class CharTokenizer final : public Tokenizer {
 };
 
 TEST(ConvertTest, TakesIdsAndAppliesDefaults) {
-  absl::StatusOr<WorkItem> item = ToWorkItem(Ids({3, 4, 5}), Limits(), Model(), nullptr);
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(Ids({3, 4, 5}), Limits(), Model(), nullptr);
   ASSERT_TRUE(item.ok()) << item.status();
   EXPECT_EQ(item->source, (std::vector<int32_t>{3, 4, 5}));
   EXPECT_EQ(item->decode.max_new_tokens, 5);
@@ -63,7 +65,8 @@ TEST(ConvertTest, TakesExplicitDecodeOptions) {
   request.set_max_new_tokens(20);
   request.set_beam_size(4);
   request.set_length_penalty(0.6f);
-  absl::StatusOr<WorkItem> item = ToWorkItem(request, Limits(), Model(), nullptr);
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, Limits(), Model(), nullptr);
   ASSERT_TRUE(item.ok()) << item.status();
   EXPECT_EQ(item->decode.max_new_tokens, 20);
   EXPECT_EQ(item->decode.beam_size, 4);
@@ -82,20 +85,26 @@ std::vector<BadCase> BadCases() {
   v1::GenerateRequest both = Ids({3});
   both.set_text("hi");
   cases.push_back({"Both", both, "sets both"});
-  cases.push_back({"IdAboveVocab", Ids({3, 50}), "input_ids[1] = 50 is outside [0, 50)"});
-  cases.push_back({"NegativeId", Ids({-1}), "input_ids[0] = -1 is outside [0, 50)"});
-  cases.push_back({"TooManyTokens", Ids({3, 3, 3, 3, 3, 3, 3, 3, 3}),
-                   "input_ids has 9 tokens; the limit is 8 (max_input_tokens)"});
+  cases.push_back(
+      {"IdAboveVocab", Ids({3, 50}), "input_ids[1] = 50 is outside [0, 50)"});
+  cases.push_back(
+      {"NegativeId", Ids({-1}), "input_ids[0] = -1 is outside [0, 50)"});
+  cases.push_back(
+      {"TooManyTokens", Ids({3, 3, 3, 3, 3, 3, 3, 3, 3}),
+       "input_ids has 9 tokens; the limit is 8 (max_input_tokens)"});
   v1::GenerateRequest text;
   text.set_text("hello");
-  cases.push_back({"TextWithoutTokenizer", text, "text requires a tokenizer; model tiny has none"});
+  cases.push_back({"TextWithoutTokenizer", text,
+                   "text requires a tokenizer; model tiny has none"});
   v1::GenerateRequest new_tokens = Ids({3});
   new_tokens.set_max_new_tokens(21);
-  cases.push_back({"MaxNewTokensAboveLimit", new_tokens,
-                   "max_new_tokens = 21 is above the limit of 20 (max_new_tokens_limit)"});
+  cases.push_back(
+      {"MaxNewTokensAboveLimit", new_tokens,
+       "max_new_tokens = 21 is above the limit of 20 (max_new_tokens_limit)"});
   v1::GenerateRequest beam = Ids({3});
   beam.set_beam_size(5);
-  cases.push_back({"BeamAboveLimit", beam, "beam_size = 5 is above the limit of 4 (max_beam_size)"});
+  cases.push_back({"BeamAboveLimit", beam,
+                   "beam_size = 5 is above the limit of 4 (max_beam_size)"});
   v1::GenerateRequest penalty = Ids({3});
   penalty.set_length_penalty(-1.0f);
   cases.push_back({"NegativeLengthPenalty", penalty, "length_penalty = -1"});
@@ -104,20 +113,24 @@ std::vector<BadCase> BadCases() {
   cases.push_back({"NanLengthPenalty", nan_penalty, "must be a finite number"});
   v1::GenerateRequest long_id = Ids({3});
   long_id.set_request_id(std::string(300, 'r'));
-  cases.push_back({"LongRequestId", long_id, "request_id has 300 bytes; the limit is 256"});
+  cases.push_back(
+      {"LongRequestId", long_id, "request_id has 300 bytes; the limit is 256"});
   return cases;
 }
 
 class BadRequestTest : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(BadRequestTest, IsInvalidArgumentNamingFieldAndLimit) {
-  absl::StatusOr<WorkItem> item = ToWorkItem(GetParam().request, Limits(), Model(), nullptr);
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(GetParam().request, Limits(), Model(), nullptr);
   ASSERT_FALSE(item.ok());
   EXPECT_EQ(item.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(item.status().message()), HasSubstr(GetParam().message));
+  EXPECT_THAT(std::string(item.status().message()),
+              HasSubstr(GetParam().message));
 }
 
-INSTANTIATE_TEST_SUITE_P(Convert, BadRequestTest, ::testing::ValuesIn(BadCases()),
+INSTANTIATE_TEST_SUITE_P(Convert, BadRequestTest,
+                         ::testing::ValuesIn(BadCases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(ConvertTest, TextGoesThroughTheTokenizerWithEosWhenAsked) {
@@ -126,17 +139,21 @@ TEST(ConvertTest, TextGoesThroughTheTokenizerWithEosWhenAsked) {
   CharTokenizer tokenizer;
   v1::GenerateRequest request;
   request.set_text("ab");
-  absl::StatusOr<WorkItem> item = ToWorkItem(request, Limits(), model, &tokenizer);
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, Limits(), model, &tokenizer);
   ASSERT_TRUE(item.ok()) << item.status();
-  EXPECT_EQ(item->source, (std::vector<int32_t>{'a' % 40 + 3, 'b' % 40 + 3, 2}));
+  EXPECT_EQ(item->source,
+            (std::vector<int32_t>{'a' % 40 + 3, 'b' % 40 + 3, 2}));
 }
 
 TEST(ConvertTest, TextLongerThanTheLimitNamesText) {
   CharTokenizer tokenizer;
   v1::GenerateRequest request;
   request.set_text("abcdefghij");
-  absl::StatusOr<WorkItem> item = ToWorkItem(request, Limits(), Model(), &tokenizer);
-  EXPECT_THAT(std::string(item.status().message()), HasSubstr("text has 10 tokens"));
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, Limits(), Model(), &tokenizer);
+  EXPECT_THAT(std::string(item.status().message()),
+              HasSubstr("text has 10 tokens"));
 }
 
 TEST(ConvertTest, ResolvesZeroLimitsToTheModel) {

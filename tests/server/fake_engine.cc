@@ -8,57 +8,69 @@
 
 namespace attnserve::server::testing {
 
-FakeEngine::FakeEngine(FakeEngineOptions options) : options_(std::move(options)) {
+FakeEngine::FakeEngine(FakeEngineOptions options)
+    : options_(std::move(options)) {
   info_.name = options_.name;
-  info_.config_json = absl::StrCat("{\"fake\": true, \"vocab_size\": ", options_.vocab_size, "}");
+  info_.config_json = absl::StrCat(
+      "{\"fake\": true, \"vocab_size\": ", options_.vocab_size, "}");
   info_.config.vocab_size = options_.vocab_size;
   info_.config.max_positions = options_.max_positions;
   info_.config.bos_id = 1;
   info_.config.eos_id = 2;
 }
 
-engine::SequenceResult FakeEngine::Expected(const std::vector<int32_t>& source,
-                                            const engine::DecodeOptions& options,
-                                            int vocab_size) {
+engine::SequenceResult FakeEngine::Expected(
+    const std::vector<int32_t>& source, const engine::DecodeOptions& options,
+    int vocab_size) {
   engine::SequenceResult result;
   const int n = static_cast<int>(source.size());
   const bool eos = options.max_new_tokens > n;
   const int length = eos ? n : options.max_new_tokens;
   for (int i = 0; i < length; ++i) {
-    // Ids 0..2 are special (pad, bos, eos): never produce them as ordinary tokens.
-    const int32_t token = 3 + (source[i % n] * 7 + i + options.beam_size - 1) % (vocab_size - 3);
+    // Ids 0..2 are special (pad, bos, eos): never produce them as ordinary
+    // tokens.
+    const int32_t token =
+        3 + (source[i % n] * 7 + i + options.beam_size - 1) % (vocab_size - 3);
     result.output_ids.push_back(token);
     result.log_probs.push_back(-0.125f * static_cast<float>(1 + token % 4));
   }
   for (float lp : result.log_probs) result.score += lp;
   if (options.beam_size > 1) {
-    result.score /= std::pow(static_cast<float>(length + (eos ? 1 : 0)), options.length_penalty);
+    result.score /= std::pow(static_cast<float>(length + (eos ? 1 : 0)),
+                             options.length_penalty);
   }
-  result.finish_reason = eos ? engine::FinishReason::kEos : engine::FinishReason::kLength;
+  result.finish_reason =
+      eos ? engine::FinishReason::kEos : engine::FinishReason::kLength;
   return result;
 }
 
 absl::Status FakeEngine::Validate(const engine::SequenceInput& input) const {
-  if (input.source.empty()) return absl::InvalidArgumentError("source is empty");
+  if (input.source.empty())
+    return absl::InvalidArgumentError("source is empty");
   if (static_cast<int>(input.source.size()) > options_.max_positions) {
-    return absl::InvalidArgumentError(absl::StrCat("source has ", input.source.size(),
-                                                   " tokens; max_positions is ",
-                                                   options_.max_positions));
+    return absl::InvalidArgumentError(
+        absl::StrCat("source has ", input.source.size(),
+                     " tokens; max_positions is ", options_.max_positions));
   }
   for (int32_t id : input.source) {
     if (id < 0 || id >= options_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("source id ", id, " is outside the vocab"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("source id ", id, " is outside the vocab"));
     }
     if (id == options_.invalid_token) {
-      return absl::InvalidArgumentError(absl::StrCat("source id ", id, " is rejected by the engine"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("source id ", id, " is rejected by the engine"));
     }
   }
-  if (input.options.max_new_tokens < 1 || input.options.max_new_tokens >= options_.max_positions) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_new_tokens ", input.options.max_new_tokens, " is out of range"));
+  if (input.options.max_new_tokens < 1 ||
+      input.options.max_new_tokens >= options_.max_positions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_new_tokens ", input.options.max_new_tokens, " is out of range"));
   }
-  if (input.options.beam_size < 1 || input.options.beam_size > engine::kMaxBeamSize) {
-    return absl::InvalidArgumentError(absl::StrCat("beam_size ", input.options.beam_size));
+  if (input.options.beam_size < 1 ||
+      input.options.beam_size > engine::kMaxBeamSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("beam_size ", input.options.beam_size));
   }
   return absl::OkStatus();
 }
@@ -68,10 +80,12 @@ absl::Status FakeEngine::Add(std::vector<engine::SequenceInput> inputs) {
     if (absl::Status status = Validate(input); !status.ok()) return status;
   }
   absl::MutexLock lock(&mu_);
-  if (!next_add_error_.ok()) return std::exchange(next_add_error_, absl::OkStatus());
+  if (!next_add_error_.ok())
+    return std::exchange(next_add_error_, absl::OkStatus());
   for (const engine::SequenceInput& input : inputs) {
     if (active_.contains(input.id)) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", input.id, " is active"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", input.id, " is active"));
     }
   }
   if (options_.clock != nullptr) options_.clock->Advance(options_.encode_cost);
@@ -93,7 +107,8 @@ absl::StatusOr<std::vector<engine::StepEvent>> FakeEngine::Step() {
       +[](int* allowed) { return *allowed != 0; }, &steps_allowed_));
   blocked_ = false;
   if (steps_allowed_ > 0) --steps_allowed_;
-  if (!next_step_error_.ok()) return std::exchange(next_step_error_, absl::OkStatus());
+  if (!next_step_error_.ok())
+    return std::exchange(next_step_error_, absl::OkStatus());
   if (active_.empty()) return std::vector<engine::StepEvent>();
 
   ++steps_;

@@ -1,13 +1,13 @@
 #pragma once
-// A deterministic stand-in for the engine, so the batcher and the service can be tested
-// without a model, on simulated time, with the engine held at a step when a test needs a
-// batch or a queue to stay put. Never sleeps.
+// A deterministic stand-in for the engine, so the batcher and the service can
+// be tested without a model, on simulated time, with the engine held at a step
+// when a test needs a batch or a queue to stay put. Never sleeps.
 //
-// What it decodes: a source of n tokens yields n tokens and then EOS when max_new_tokens > n,
-// else max_new_tokens tokens (LENGTH). Token i depends only on the source, i and the beam
-// size, so a sequence decodes the same whatever else is in the batch. Greedy emits a token
-// per step (and nothing on the EOS step), beams emit everything when they finish, as
-// engine::Generator does.
+// What it decodes: a source of n tokens yields n tokens and then EOS when
+// max_new_tokens > n, else max_new_tokens tokens (LENGTH). Token i depends only
+// on the source, i and the beam size, so a sequence decodes the same whatever
+// else is in the batch. Greedy emits a token per step (and nothing on the EOS
+// step), beams emit everything when they finish, as engine::Generator does.
 
 #include <cstdint>
 #include <string>
@@ -26,11 +26,13 @@ struct FakeEngineOptions {
   std::string name = "fake-model";
   int vocab_size = 100;
   int max_positions = 64;
-  // When set, Add advances it by encode_cost and Step by step_cost (simulated compute).
+  // When set, Add advances it by encode_cost and Step by step_cost (simulated
+  // compute).
   SimulatedClock* clock = nullptr;
   absl::Duration encode_cost = absl::ZeroDuration();
   absl::Duration step_cost = absl::ZeroDuration();
-  // Validate rejects sources that contain this id (an engine-only check); -1: none.
+  // Validate rejects sources that contain this id (an engine-only check); -1:
+  // none.
   int invalid_token = -1;
 };
 
@@ -40,7 +42,8 @@ class FakeEngine final : public BatchEngine {
 
   // What the fake decodes for `source` alone.
   static engine::SequenceResult Expected(const std::vector<int32_t>& source,
-                                         const engine::DecodeOptions& options, int vocab_size);
+                                         const engine::DecodeOptions& options,
+                                         int vocab_size);
   engine::SequenceResult Expected(const std::vector<int32_t>& source,
                                   const engine::DecodeOptions& options) const {
     return Expected(source, options, options_.vocab_size);
@@ -53,8 +56,9 @@ class FakeEngine final : public BatchEngine {
   void Cancel(engine::SequenceId id) override;
   int active_sequences() const override;
 
-  // Controls; thread-safe. Steps run freely until HoldSteps(); then each Step() waits
-  // (in real time) until AllowSteps() grants it or ReleaseSteps() lets all run again.
+  // Controls; thread-safe. Steps run freely until HoldSteps(); then each Step()
+  // waits (in real time) until AllowSteps() grants it or ReleaseSteps() lets
+  // all run again.
   void HoldSteps();
   void AllowSteps(int n);
   void ReleaseSteps();
@@ -64,10 +68,12 @@ class FakeEngine final : public BatchEngine {
   void FailNextStep(absl::Status status);
 
   // Records; thread-safe.
-  std::vector<std::vector<int32_t>> added_sources() const;  // every source ever added
-  std::vector<int> add_sizes() const;                        // sources per Add call
-  std::vector<engine::SequenceId> cancelled() const;         // Cancel calls for active ids
-  int max_active() const;                                    // largest batch stepped
+  std::vector<std::vector<int32_t>> added_sources()
+      const;                           // every source ever added
+  std::vector<int> add_sizes() const;  // sources per Add call
+  std::vector<engine::SequenceId> cancelled()
+      const;               // Cancel calls for active ids
+  int max_active() const;  // largest batch stepped
   int steps() const;
 
  private:

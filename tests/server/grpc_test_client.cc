@@ -10,7 +10,8 @@ namespace attnserve::server::testing {
 namespace {
 
 absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
 }
 
 std::chrono::system_clock::time_point After(absl::Duration timeout) {
@@ -45,9 +46,11 @@ std::string FromByteBuffer(const grpc::ByteBuffer& buffer) {
 }
 
 // One request, one response on a bidi-streaming method (what reflection needs).
-class OneShotBidi final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+class OneShotBidi final
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  OneShotBidi(grpc::GenericStub& stub, const std::string& method, const std::string& request)
+  OneShotBidi(grpc::GenericStub& stub, const std::string& method,
+              const std::string& request)
       : request_(ToByteBuffer(request)) {
     context_.set_deadline(After(absl::Seconds(10)));
     stub.PrepareBidiStreamingCall(&context_, method, grpc::StubOptions(), this);
@@ -79,18 +82,20 @@ class OneShotBidi final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   absl::Notification done_;
 };
 
-absl::StatusOr<std::string> ReflectionCall(const std::shared_ptr<grpc::Channel>& channel,
-                                           const std::string& request) {
+absl::StatusOr<std::string> ReflectionCall(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& request) {
   grpc::GenericStub stub(channel);
-  OneShotBidi call(stub, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                   request);
+  OneShotBidi call(
+      stub, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      request);
   return call.Wait();
 }
 
 // The first length-delimited field `number` of `bytes`.
 absl::StatusOr<std::string> Field(const std::string& bytes, int number) {
   google::protobuf::UnknownFieldSet fields;
-  if (!fields.ParseFromString(bytes)) return absl::InternalError("unparsable message");
+  if (!fields.ParseFromString(bytes))
+    return absl::InternalError("unparsable message");
   for (int i = 0; i < fields.field_count(); ++i) {
     const google::protobuf::UnknownField& field = fields.field(i);
     if (field.number() == number &&
@@ -108,7 +113,8 @@ std::shared_ptr<grpc::Channel> Connect(int port) {
                              grpc::InsecureChannelCredentials());
 }
 
-grpc::Status Generate(v1::Seq2Seq::Stub& stub, const v1::GenerateRequest& request,
+grpc::Status Generate(v1::Seq2Seq::Stub& stub,
+                      const v1::GenerateRequest& request,
                       v1::GenerateResponse* response, absl::Duration timeout) {
   grpc::ClientContext context;
   context.set_deadline(After(timeout));
@@ -127,7 +133,8 @@ v1::GenerateResponse StreamResult::Concatenated() const {
   return all;
 }
 
-StreamResult GenerateStream(v1::Seq2Seq::Stub& stub, const v1::GenerateRequest& request,
+StreamResult GenerateStream(v1::Seq2Seq::Stub& stub,
+                            const v1::GenerateRequest& request,
                             absl::Duration timeout) {
   grpc::ClientContext context;
   context.set_deadline(After(timeout));
@@ -144,14 +151,16 @@ PendingCall::PendingCall(v1::Seq2Seq::Stub& stub, v1::GenerateRequest request,
                          absl::Duration timeout)
     : request_(std::move(request)) {
   context_.set_deadline(After(timeout));
-  stub.async()->Generate(&context_, &request_, &response_, [this](grpc::Status status) {
-    status_ = std::move(status);
-    done_.Notify();
-  });
+  stub.async()->Generate(&context_, &request_, &response_,
+                         [this](grpc::Status status) {
+                           status_ = std::move(status);
+                           done_.Notify();
+                         });
 }
 
-absl::StatusOr<std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
-                                         const std::string& method, const std::string& bytes) {
+absl::StatusOr<std::string> RawUnaryCall(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+    const std::string& bytes) {
   grpc::GenericStub stub(channel);
   grpc::ClientContext context;
   context.set_deadline(After(absl::Seconds(10)));
@@ -171,32 +180,39 @@ absl::StatusOr<std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& c
 
 absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
                                 const std::string& service) {
-  // HealthCheckRequest { string service = 1; } -> HealthCheckResponse { ServingStatus status = 1; }
-  absl::StatusOr<std::string> response =
-      RawUnaryCall(channel, "/grpc.health.v1.Health/Check", StringField(1, service));
+  // HealthCheckRequest { string service = 1; } -> HealthCheckResponse {
+  // ServingStatus status = 1; }
+  absl::StatusOr<std::string> response = RawUnaryCall(
+      channel, "/grpc.health.v1.Health/Check", StringField(1, service));
   if (!response.ok()) return response.status();
   google::protobuf::UnknownFieldSet fields;
-  if (!fields.ParseFromString(*response)) return absl::InternalError("unparsable response");
+  if (!fields.ParseFromString(*response))
+    return absl::InternalError("unparsable response");
   int status = 0;  // UNKNOWN, the default, is not on the wire
   for (int i = 0; i < fields.field_count(); ++i) {
-    if (fields.field(i).number() == 1) status = static_cast<int>(fields.field(i).varint());
+    if (fields.field(i).number() == 1)
+      status = static_cast<int>(fields.field(i).varint());
   }
   return status;
 }
 
 absl::StatusOr<std::vector<std::string>> ListServices(
     const std::shared_ptr<grpc::Channel>& channel) {
-  // ServerReflectionRequest.list_services = 7 -> ServerReflectionResponse.list_services_response
-  // = 6 { repeated ServiceResponse service = 1 { string name = 1; } }
-  absl::StatusOr<std::string> response = ReflectionCall(channel, StringField(7, "*"));
+  // ServerReflectionRequest.list_services = 7 ->
+  // ServerReflectionResponse.list_services_response = 6 { repeated
+  // ServiceResponse service = 1 { string name = 1; } }
+  absl::StatusOr<std::string> response =
+      ReflectionCall(channel, StringField(7, "*"));
   if (!response.ok()) return response.status();
   absl::StatusOr<std::string> list = Field(*response, 6);
   if (!list.ok()) return list.status();
   google::protobuf::UnknownFieldSet services;
-  if (!services.ParseFromString(*list)) return absl::InternalError("unparsable list");
+  if (!services.ParseFromString(*list))
+    return absl::InternalError("unparsable list");
   std::vector<std::string> names;
   for (int i = 0; i < services.field_count(); ++i) {
-    absl::StatusOr<std::string> name = Field(services.field(i).length_delimited(), 1);
+    absl::StatusOr<std::string> name =
+        Field(services.field(i).length_delimited(), 1);
     if (name.ok()) names.push_back(*name);
   }
   return names;
@@ -206,14 +222,16 @@ absl::StatusOr<google::protobuf::FileDescriptorProto> FileContainingSymbol(
     const std::shared_ptr<grpc::Channel>& channel, const std::string& symbol) {
   // file_containing_symbol = 4 -> file_descriptor_response = 4 { repeated bytes
   // file_descriptor_proto = 1 } (the defining file first).
-  absl::StatusOr<std::string> response = ReflectionCall(channel, StringField(4, symbol));
+  absl::StatusOr<std::string> response =
+      ReflectionCall(channel, StringField(4, symbol));
   if (!response.ok()) return response.status();
   absl::StatusOr<std::string> files = Field(*response, 4);
   if (!files.ok()) return files.status();
   absl::StatusOr<std::string> first = Field(*files, 1);
   if (!first.ok()) return first.status();
   google::protobuf::FileDescriptorProto file;
-  if (!file.ParseFromString(*first)) return absl::InternalError("unparsable descriptor");
+  if (!file.ParseFromString(*first))
+    return absl::InternalError("unparsable descriptor");
   return file;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
-// Client-side helpers for the in-process server tests: calls over a real loopback channel,
-// calls kept in flight (to cancel them or to have many at once), and health / reflection
-// checks made by hand, since Debian's gRPC ships neither service's .proto.
+// Client-side helpers for the in-process server tests: calls over a real
+// loopback channel, calls kept in flight (to cancel them or to have many at
+// once), and health / reflection checks made by hand, since Debian's gRPC ships
+// neither service's .proto.
 
 #include <memory>
 #include <string>
@@ -18,17 +19,20 @@ namespace attnserve::server::testing {
 
 std::shared_ptr<grpc::Channel> Connect(int port);
 
-grpc::Status Generate(v1::Seq2Seq::Stub& stub, const v1::GenerateRequest& request,
-                      v1::GenerateResponse* response, absl::Duration timeout = absl::Seconds(30));
+grpc::Status Generate(v1::Seq2Seq::Stub& stub,
+                      const v1::GenerateRequest& request,
+                      v1::GenerateResponse* response,
+                      absl::Duration timeout = absl::Seconds(30));
 
 struct StreamResult {
   grpc::Status status;
   std::vector<v1::GenerateResponse> messages;
-  // The messages' tokens and log-probs concatenated, with the last message's other fields:
-  // what a unary call answers.
+  // The messages' tokens and log-probs concatenated, with the last message's
+  // other fields: what a unary call answers.
   v1::GenerateResponse Concatenated() const;
 };
-StreamResult GenerateStream(v1::Seq2Seq::Stub& stub, const v1::GenerateRequest& request,
+StreamResult GenerateStream(v1::Seq2Seq::Stub& stub,
+                            const v1::GenerateRequest& request,
                             absl::Duration timeout = absl::Seconds(30));
 
 // A unary Generate in flight (gRPC's callback client API).
@@ -59,8 +63,8 @@ class PendingCall {
   absl::Notification done_;
 };
 
-// grpc.health.v1.Health/Check: the serving status (1 SERVING, 2 NOT_SERVING) or the call's
-// error (NOT_FOUND for an unknown service).
+// grpc.health.v1.Health/Check: the serving status (1 SERVING, 2 NOT_SERVING) or
+// the call's error (NOT_FOUND for an unknown service).
 absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
                                 const std::string& service);
 
@@ -71,8 +75,10 @@ absl::StatusOr<std::vector<std::string>> ListServices(
 absl::StatusOr<google::protobuf::FileDescriptorProto> FileContainingSymbol(
     const std::shared_ptr<grpc::Channel>& channel, const std::string& symbol);
 
-// Sends `bytes` as the request of a unary method and returns the response bytes.
-absl::StatusOr<std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
-                                         const std::string& method, const std::string& bytes);
+// Sends `bytes` as the request of a unary method and returns the response
+// bytes.
+absl::StatusOr<std::string> RawUnaryCall(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+    const std::string& bytes);
 
 }  // namespace attnserve::server::testing

@@ -1,6 +1,7 @@
-// The server over the real engine (GeneratorEngine) with a tiny random model written by the
-// engine's test helper: batch invariance through the server, streaming against unary, and a
-// first batch that really fills under concurrent load.
+// The server over the real engine (GeneratorEngine) with a tiny random model
+// written by the engine's test helper: batch invariance through the server,
+// streaming against unary, and a first batch that really fills under concurrent
+// load.
 
 #include <memory>
 #include <random>
@@ -30,8 +31,8 @@ using ::testing::Pointwise;
 
 namespace model_testing = ::attnserve::engine::testing;
 
-// Tiny random models have nearly flat distributions; log-probs may differ in the last bits
-// between batch shapes, tokens may not.
+// Tiny random models have nearly flat distributions; log-probs may differ in
+// the last bits between batch shapes, tokens may not.
 constexpr float kLogProbTolerance = 1e-4f;
 
 class RealModelTest : public ::testing::Test {
@@ -41,8 +42,9 @@ class RealModelTest : public ::testing::Test {
     model_testing::RandomModelOptions random;
     random.seed = 11;
     dir_ = new model_testing::TempDir("server_real_model");
-    ASSERT_TRUE(model_testing::WriteModelDir(dir_->path(), model_testing::ConfigJson(*config_),
-                                             model_testing::RandomModelTensors(*config_, random))
+    ASSERT_TRUE(model_testing::WriteModelDir(
+                    dir_->path(), model_testing::ConfigJson(*config_),
+                    model_testing::RandomModelTensors(*config_, random))
                     .ok());
   }
   static void TearDownTestSuite() {
@@ -70,17 +72,19 @@ class RealModelTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<GeneratorEngine>> engine =
         GeneratorEngine::Load(dir_->path(), model_options);
     ASSERT_TRUE(engine.ok()) << engine.status();
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(options, *std::move(engine));
+    absl::StatusOr<std::unique_ptr<Server>> server =
+        Server::Create(options, *std::move(engine));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = Connect(server_->port());
     stub_ = v1::Seq2Seq::NewStub(channel_);
   }
 
-  static std::vector<v1::GenerateRequest> RandomRequests(int count, uint32_t seed) {
+  static std::vector<v1::GenerateRequest> RandomRequests(int count,
+                                                         uint32_t seed) {
     std::mt19937 rng(seed);
-    std::uniform_int_distribution<int> length(1, 20), id(3, config_->vocab_size - 1),
-        new_tokens(1, 24), beam(1, 3);
+    std::uniform_int_distribution<int> length(1, 20),
+        id(3, config_->vocab_size - 1), new_tokens(1, 24), beam(1, 3);
     std::vector<v1::GenerateRequest> requests(count);
     for (v1::GenerateRequest& request : requests) {
       const int n = length(rng);
@@ -93,10 +97,13 @@ class RealModelTest : public ::testing::Test {
   }
 
   static void ExpectSameAnswer(const v1::GenerateResponse& actual,
-                               const v1::GenerateResponse& expected, const std::string& what) {
-    EXPECT_THAT(actual.output_ids(), ElementsAreArray(expected.output_ids())) << what;
+                               const v1::GenerateResponse& expected,
+                               const std::string& what) {
+    EXPECT_THAT(actual.output_ids(), ElementsAreArray(expected.output_ids()))
+        << what;
     EXPECT_EQ(actual.finish_reason(), expected.finish_reason()) << what;
-    EXPECT_THAT(actual.log_probs(), Pointwise(FloatNear(kLogProbTolerance), expected.log_probs()))
+    EXPECT_THAT(actual.log_probs(),
+                Pointwise(FloatNear(kLogProbTolerance), expected.log_probs()))
         << what;
     EXPECT_NEAR(actual.score(), expected.score(), kLogProbTolerance) << what;
   }
@@ -116,7 +123,8 @@ TEST_F(RealModelTest, ServesTheModel) {
   EXPECT_EQ(CheckHealth(channel_, "").value_or(-1), 1);
   grpc::ClientContext context;
   v1::GetModelInfoResponse info;
-  ASSERT_TRUE(stub_->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
+  ASSERT_TRUE(
+      stub_->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
   EXPECT_EQ(info.config_json(), model_testing::ConfigJson(*config_));
   EXPECT_THAT(dir_->path(), ::testing::EndsWith(info.model_name()));
 
@@ -163,13 +171,15 @@ TEST_F(RealModelTest, ConcurrentResponsesEqualSequentialOnes) {
   for (std::thread& client : clients) client.join();
   for (size_t i = 0; i < requests.size(); ++i) {
     ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
-    ExpectSameAnswer(concurrent[i], sequential[i], requests[i].ShortDebugString());
+    ExpectSameAnswer(concurrent[i], sequential[i],
+                     requests[i].ShortDebugString());
   }
 }
 
 TEST_F(RealModelTest, FirstBatchFillsUnderConcurrentLoad) {
   ServerOptions options = Options();
-  // Long enough that the batch starts because it is full, not because the delay ran out.
+  // Long enough that the batch starts because it is full, not because the delay
+  // ran out.
   options.batcher.batching.max_queue_delay = absl::Seconds(10);
   options.batcher.batching.max_batch_size = 8;
   Start(options);

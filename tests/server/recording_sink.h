@@ -1,10 +1,11 @@
 #pragma once
-// Test doubles for the batcher's collaborators: a sink that records what it is told and an
-// observer that counts what the server reports.
+// Test doubles for the batcher's collaborators: a sink that records what it is
+// told and an observer that counts what the server reports.
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <vector>
 
@@ -28,7 +29,8 @@ class RecordingSink final : public ResponseSink {
     token_status_ = std::move(status);
   }
 
-  absl::Status OnTokens(absl::Span<const int32_t> ids, absl::Span<const float>) override {
+  absl::Status OnTokens(absl::Span<const int32_t> ids,
+                        absl::Span<const float>) override {
     absl::MutexLock lock(&mu_);
     tokens_.insert(tokens_.end(), ids.begin(), ids.end());
     ++token_calls_;
@@ -130,18 +132,27 @@ class CountingObserver final : public ServerObserver {
     absl::MutexLock lock(&mu_);
     return max_step_batch_;
   }
-  // Waits (real time) until the server has seen `n` calls cancelled by their clients.
+  // Waits (real time) until the server has seen `n` calls cancelled by their
+  // clients.
   void AwaitCallsCancelled(int n) const {
     absl::MutexLock lock(&mu_);
-    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_cancelled_ >= n; };
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return calls_cancelled_ >= n;
+    };
     mu_.Await(absl::Condition(&enough));
   }
-  // Waits (real time) until `n` accepted requests have been answered with `code`.
-  void AwaitFinished(absl::StatusCode code, int n) const {
+  // Waits (real time) until `n` accepted requests have been answered with one
+  // of `codes`.
+  void AwaitFinished(std::initializer_list<absl::StatusCode> codes,
+                     int n) const {
     absl::MutexLock lock(&mu_);
     auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      auto it = finished_.find(code);
-      return it != finished_.end() && it->second >= n;
+      int count = 0;
+      for (absl::StatusCode code : codes) {
+        auto it = finished_.find(code);
+        if (it != finished_.end()) count += it->second;
+      }
+      return count >= n;
     };
     mu_.Await(absl::Condition(&enough));
   }

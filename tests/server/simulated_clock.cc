@@ -5,7 +5,8 @@
 
 namespace attnserve::server::testing {
 
-bool SimulatedClock::AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
+bool SimulatedClock::AwaitWithDeadline(absl::Mutex* mu,
+                                       const absl::Condition& cond,
                                        absl::Time deadline) {
   const Waiter waiter{mu, &cond, deadline};
   if (Done(waiter)) return cond.Eval();
@@ -14,15 +15,17 @@ bool SimulatedClock::AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& c
     waiters_.push_back(waiter);
     ++version_;
   }
-  // absl::Mutex re-evaluates a waiter's condition whenever the mutex is released; Advance
-  // locks and unlocks every waiter's mutex after moving the time.
+  // absl::Mutex re-evaluates a waiter's condition whenever the mutex is
+  // released; Advance locks and unlocks every waiter's mutex after moving the
+  // time.
   std::pair<const SimulatedClock*, const Waiter*> args(this, &waiter);
-  mu->Await(absl::Condition(+[](decltype(args)* a) { return a->first->Done(*a->second); },
-                            &args));
+  mu->Await(absl::Condition(
+      +[](decltype(args)* a) { return a->first->Done(*a->second); }, &args));
   {
     absl::MutexLock lock(&waiters_mu_);
-    waiters_.erase(std::find_if(waiters_.begin(), waiters_.end(),
-                                [&](const Waiter& w) { return w.cond == &cond; }));
+    waiters_.erase(
+        std::find_if(waiters_.begin(), waiters_.end(),
+                     [&](const Waiter& w) { return w.cond == &cond; }));
     ++version_;
   }
   return cond.Eval();
@@ -60,8 +63,9 @@ void SimulatedClock::AwaitParked(int n) {
     }
     int parked = 0;
     for (absl::Mutex* mu : mutexes) {
-      // Same lock order as a waiter (its mutex, then waiters_mu_). Holding `mu`, every
-      // waiter registered on it is inside Await, so its condition is alive to evaluate.
+      // Same lock order as a waiter (its mutex, then waiters_mu_). Holding
+      // `mu`, every waiter registered on it is inside Await, so its condition
+      // is alive to evaluate.
       absl::MutexLock outer(mu);
       absl::MutexLock lock(&waiters_mu_);
       for (const Waiter& w : waiters_) {

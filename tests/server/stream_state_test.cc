@@ -66,7 +66,8 @@ TEST(StreamStateTest, LastMessageCarriesTokensThatWereWaiting) {
 TEST(StreamStateTest, SlowReaderIsGivenUpWithResourceExhausted) {
   StreamState state("r", false, nullptr, 3);
   ASSERT_TRUE(state.AddTokens({5}, {0.0f}).ok());
-  ASSERT_EQ(state.Next().kind, Kind::kWrite);  // never completes: the reader is stuck
+  ASSERT_EQ(state.Next().kind,
+            Kind::kWrite);  // never completes: the reader is stuck
   ASSERT_TRUE(state.AddTokens({6}, {0.0f}).ok());
   ASSERT_TRUE(state.AddTokens({7}, {0.0f}).ok());
   ASSERT_TRUE(state.AddTokens({8}, {0.0f}).ok());
@@ -74,7 +75,8 @@ TEST(StreamStateTest, SlowReaderIsGivenUpWithResourceExhausted) {
   EXPECT_EQ(overflow.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(overflow.message()), HasSubstr("too slowly"));
 
-  // The batcher then finishes the request with that status; it goes out after the write.
+  // The batcher then finishes the request with that status; it goes out after
+  // the write.
   state.Finish(overflow, Outcome());
   EXPECT_EQ(state.Next().kind, Kind::kNone);
   state.WriteDone(true);
