@@ -12,6 +12,7 @@
 // oneDNN's own matmul, deliberately not the engine's wrapper of it.
 
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -248,6 +249,9 @@ std::vector<int> ParseThreads(const std::string& list) {
 }
 
 int Main(int argc, char** argv) {
+  // The allocation policy the server also uses: a fixed mmap threshold so that large blocks
+  // freed by oneDNN and by finished requests go back to the OS instead of staying resident.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   std::string model_dir, json_path, threads_list = "1,2";
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {

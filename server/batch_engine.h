@@ -1,7 +1,8 @@
 #pragma once
-// The scheduler's view of the engine: engine::Generator's step interface (Add / Step /
-// Cancel) plus what the server needs to know about the loaded model. GeneratorEngine is the
-// real one; tests drive the batcher with a deterministic fake.
+// The scheduler's view of the engine: engine::Generator's step interface (Add /
+// Step / Cancel) plus what the server needs to know about the loaded model.
+// GeneratorEngine is the real one; tests drive the batcher with a deterministic
+// fake.
 
 #include <string>
 #include <vector>
@@ -20,17 +21,20 @@ struct ModelInfo {
   std::vector<std::string> warnings;  // from loading (unknown config keys, ...)
 };
 
-// Not thread-safe, like engine::Generator: one thread (the batcher's inference thread) makes
-// every call, except model_info(), which is immutable and may be read from any thread.
+// Not thread-safe, like engine::Generator: one thread (the batcher's inference
+// thread) makes every call, except model_info(), which is immutable and may be
+// read from any thread.
 class BatchEngine {
  public:
   virtual ~BatchEngine() = default;
 
   virtual const ModelInfo& model_info() const = 0;
 
-  // Checks one input without touching the active set (engine::Generator::Validate).
+  // Checks one input without touching the active set
+  // (engine::Generator::Validate).
   virtual absl::Status Validate(const engine::SequenceInput& input) const = 0;
-  // Encodes the inputs together and adds them to the active set; on error nothing is added.
+  // Encodes the inputs together and adds them to the active set; on error
+  // nothing is added.
   virtual absl::Status Add(std::vector<engine::SequenceInput> inputs) = 0;
   // Advances every active sequence by one token; finished ones leave the set.
   virtual absl::StatusOr<std::vector<engine::StepEvent>> Step() = 0;

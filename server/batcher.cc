@@ -7,34 +7,37 @@
 
 namespace attnserve::server {
 
-absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const BatcherOptions& options,
-                                                         BatchEngine* engine, Clock* clock,
-                                                         ServerObserver* observer) {
+absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
+    const BatcherOptions& options, BatchEngine* engine, Clock* clock,
+    ServerObserver* observer) {
   if (engine == nullptr || clock == nullptr || observer == nullptr) {
-    return absl::InvalidArgumentError("Batcher needs an engine, a clock and an observer");
+    return absl::InvalidArgumentError(
+        "Batcher needs an engine, a clock and an observer");
   }
   const BatchingOptions& batching = options.batching;
   if (batching.max_batch_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_batch_size must be >= 1, not ", batching.max_batch_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_batch_size must be >= 1, not ", batching.max_batch_size));
   }
   if (batching.max_batch_tokens < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_batch_tokens must be >= 1, not ", batching.max_batch_tokens));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_batch_tokens must be >= 1, not ", batching.max_batch_tokens));
   }
   if (batching.max_queue_delay < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_queue_delay must not be negative, not ", absl::FormatDuration(batching.max_queue_delay)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_queue_delay must not be negative, not ",
+                     absl::FormatDuration(batching.max_queue_delay)));
   }
   if (options.max_queue_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_queue_size must be >= 1, not ", options.max_queue_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_queue_size must be >= 1, not ", options.max_queue_size));
   }
-  return std::unique_ptr<Batcher>(new Batcher(options, engine, clock, observer));
+  return std::unique_ptr<Batcher>(
+      new Batcher(options, engine, clock, observer));
 }
 
-Batcher::Batcher(const BatcherOptions& options, BatchEngine* engine, Clock* clock,
-                 ServerObserver* observer)
+Batcher::Batcher(const BatcherOptions& options, BatchEngine* engine,
+                 Clock* clock, ServerObserver* observer)
     : options_(options), engine_(engine), clock_(clock), observer_(observer) {}
 
 Batcher::~Batcher() { Stop(); }
@@ -45,14 +48,16 @@ absl::Status Batcher::Submit(WorkItem item, ResponseSink* sink) {
   {
     absl::MutexLock lock(&mu_);
     if (!accepting_) {
-      status = absl::UnavailableError("the server is shutting down and takes no new requests");
+      status = absl::UnavailableError(
+          "the server is shutting down and takes no new requests");
     } else if (static_cast<int>(queue_.size()) >= options_.max_queue_size) {
       status = absl::ResourceExhaustedError(
           absl::StrCat("the request queue is full (", options_.max_queue_size,
                        " waiting requests, max_queue_size); retry later"));
     } else {
       Queued queued;
-      queued.token_cost = TokenCost(static_cast<int>(item.source.size()), item.decode);
+      queued.token_cost =
+          TokenCost(static_cast<int>(item.source.size()), item.decode);
       queued.item = std::move(item);
       queued.sink = sink;
       queued.accepted = clock_->Now();
@@ -108,7 +113,8 @@ void Batcher::Stop() {
     if (worker_.joinable()) {
       worker_.join();  // the thread answers what is left on its way out
     } else {
-      AbortAll(absl::UnavailableError("the server shut down before the request finished"));
+      AbortAll(absl::UnavailableError(
+          "the server shut down before the request finished"));
     }
   });
 }
@@ -135,20 +141,23 @@ void Batcher::Run() {
     };
     clock_->AwaitWithDeadline(&mu_, absl::Condition(&changed), result.wake_at);
   }
-  AbortAll(absl::UnavailableError("the server shut down before the request finished"));
+  AbortAll(absl::UnavailableError(
+      "the server shut down before the request finished"));
 }
 
 Batcher::PumpResult Batcher::Pump() { return PumpOnce(nullptr); }
 
-absl::Status Batcher::Abandoned(const ResponseSink& sink, absl::Time deadline, absl::Time now,
-                                bool running) const {
-  // The deadline comes first: gRPC also cancels a call whose deadline passed, and the
-  // caller should learn which of the two happened.
+absl::Status Batcher::Abandoned(const ResponseSink& sink, absl::Time deadline,
+                                absl::Time now, bool running) const {
+  // The deadline comes first: gRPC also cancels a call whose deadline passed,
+  // and the caller should learn which of the two happened.
   if (now >= deadline) {
-    return absl::DeadlineExceededError(running ? "the deadline passed while decoding"
-                                               : "the deadline passed while queued");
+    return absl::DeadlineExceededError(
+        running ? "the deadline passed while decoding"
+                : "the deadline passed while queued");
   }
-  if (sink.cancelled()) return absl::CancelledError("the client cancelled the call");
+  if (sink.cancelled())
+    return absl::CancelledError("the client cancelled the call");
   return absl::OkStatus();
 }
 
@@ -157,8 +166,8 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
   PumpResult result;
   const absl::Time now = clock_->Now();
 
-  // Running sequences whose caller is gone leave first, so their slots count as free in
-  // this iteration's admission.
+  // Running sequences whose caller is gone leave first, so their slots count as
+  // free in this iteration's admission.
   for (auto it = running_.begin(); it != running_.end();) {
     const absl::Status status =
         Abandoned(*it->second.sink, it->second.deadline, now, /*running=*/true);
@@ -179,7 +188,8 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
 
     std::deque<Queued> waiting;
     for (Queued& queued : queue_) {
-      absl::Status status = Abandoned(*queued.sink, queued.item.deadline, now, false);
+      absl::Status status =
+          Abandoned(*queued.sink, queued.item.deadline, now, false);
       if (status.ok()) {
         waiting.push_back(std::move(queued));
       } else {
@@ -197,7 +207,8 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
     state.queue = view;
     state.draining = !accepting_;
     state.active_sequences = static_cast<int>(running_.size());
-    state.active_token_cost = static_cast<int>(std::min<int64_t>(running_token_cost_, INT32_MAX));
+    state.active_token_cost =
+        static_cast<int>(std::min<int64_t>(running_token_cost_, INT32_MAX));
     const BatchDecision decision = DecideBatch(state, now, options_.batching);
 
     for (int i = 0; i < decision.admit; ++i) {
@@ -208,12 +219,13 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
     for (const Queued& queued : queue_) {
       result.wake_at = std::min(result.wake_at, queued.item.deadline);
     }
-    // Requests on their way from the queue to the engine still count as running, so that
-    // AwaitIdle never sees a moment where they are in neither.
+    // Requests on their way from the queue to the engine still count as
+    // running, so that AwaitIdle never sees a moment where they are in neither.
     running_count_ = static_cast<int>(running_.size() + admitting.size());
   }
 
-  // Sinks are called without mu_, so that a sink may call back into the batcher.
+  // Sinks are called without mu_, so that a sink may call back into the
+  // batcher.
   for (auto& [queued, status] : abandoned) {
     AnswerQueued(queued, status);
     ++result.answered_early;
@@ -235,8 +247,9 @@ void Batcher::Admit(std::vector<Queued> admitting, PumpResult* result) {
     input.id = next_sequence_id_++;
     input.source = std::move(queued.item.source);
     input.options = queued.item.decode;
-    // The server checked the request against its own limits; the engine's own check is the
-    // last word (and keeps one bad request from failing the whole encoder batch).
+    // The server checked the request against its own limits; the engine's own
+    // check is the last word (and keeps one bad request from failing the whole
+    // encoder batch).
     if (absl::Status valid = engine_->Validate(input); !valid.ok()) {
       Outcome outcome;
       Answer(queued.sink, valid, outcome, queued.accepted,
@@ -262,11 +275,13 @@ void Batcher::Admit(std::vector<Queued> admitting, PumpResult* result) {
   const absl::Status added = engine_->Add(std::move(inputs));
   const absl::Duration took = clock_->Now() - start;
   if (!added.ok()) {
-    // The inputs passed Validate, so this is the engine's fault, not the client's.
-    const absl::Status error = absl::InternalError(
-        absl::StrCat("the engine failed to encode the batch: ", added.message()));
+    // The inputs passed Validate, so this is the engine's fault, not the
+    // client's.
+    const absl::Status error = absl::InternalError(absl::StrCat(
+        "the engine failed to encode the batch: ", added.message()));
     for (auto& [id, running] : admitted) {
-      Answer(running.sink, error, running.outcome, running.accepted, running.input_tokens, 0);
+      Answer(running.sink, error, running.outcome, running.accepted,
+             running.input_tokens, 0);
     }
     return;
   }
@@ -286,8 +301,8 @@ void Batcher::StepEngine(PumpResult* result) {
   const absl::Duration took = clock_->Now() - start;
   result->stepped = true;
   if (!events.ok()) {
-    const absl::Status error = absl::InternalError(
-        absl::StrCat("the engine failed a decode step: ", events.status().message()));
+    const absl::Status error = absl::InternalError(absl::StrCat(
+        "the engine failed a decode step: ", events.status().message()));
     while (!running_.empty()) {
       auto it = running_.begin();
       engine_->Cancel(it->first);  // its state is unknown after a failed step
@@ -299,15 +314,18 @@ void Batcher::StepEngine(PumpResult* result) {
   observer_->OnStep(batch_size, took);
   for (auto& [id, running] : running_) {
     running.outcome.compute_time += took / batch_size;
-    running.outcome.max_batch_size = std::max(running.outcome.max_batch_size, batch_size);
+    running.outcome.max_batch_size =
+        std::max(running.outcome.max_batch_size, batch_size);
   }
   for (engine::StepEvent& event : *events) {
     auto it = running_.find(event.id);
-    if (it == running_.end()) continue;  // not ours; the engine reports only what we added
+    if (it == running_.end())
+      continue;  // not ours; the engine reports only what we added
     Running& running = it->second;
     if (!event.new_ids.empty()) {
       running.generated_tokens += static_cast<int>(event.new_ids.size());
-      absl::Status delivered = running.sink->OnTokens(event.new_ids, event.new_log_probs);
+      absl::Status delivered =
+          running.sink->OnTokens(event.new_ids, event.new_log_probs);
       if (!delivered.ok()) {
         if (!event.finished) engine_->Cancel(event.id);
         AnswerRunning(it, delivered);
@@ -346,16 +364,18 @@ void Batcher::AnswerQueued(Queued& queued, const absl::Status& status) {
          static_cast<int>(queued.item.source.size()), 0);
 }
 
-void Batcher::AnswerRunning(RunningMap::iterator it, const absl::Status& status) {
+void Batcher::AnswerRunning(RunningMap::iterator it,
+                            const absl::Status& status) {
   Running running = std::move(it->second);
   running_.erase(it);
   running_token_cost_ -= running.token_cost;
-  Answer(running.sink, status, running.outcome, running.accepted, running.input_tokens,
-         running.generated_tokens);
+  Answer(running.sink, status, running.outcome, running.accepted,
+         running.input_tokens, running.generated_tokens);
 }
 
-void Batcher::Answer(ResponseSink* sink, const absl::Status& status, Outcome& outcome,
-                     absl::Time accepted, int input_tokens, int generated_tokens) {
+void Batcher::Answer(ResponseSink* sink, const absl::Status& status,
+                     Outcome& outcome, absl::Time accepted, int input_tokens,
+                     int generated_tokens) {
   outcome.total_time = clock_->Now() - accepted;
   RequestStats stats;
   stats.queue = outcome.queue_time;

@@ -1,15 +1,18 @@
 #pragma once
-// The scheduler: a bounded queue of accepted requests and the loop that runs the engine.
+// The scheduler: a bounded queue of accepted requests and the loop that runs
+// the engine.
 //
-// Before every decode step the batcher answers requests whose caller is gone (deadline passed
-// or call cancelled: queued ones without using the engine, running ones are dropped from the
-// engine), admits what the batching policy (batching_policy.h) says, encoding the admitted
-// sources together, and runs one engine step. Tokens go to each request's sink as they are
-// decided and finished sequences are answered in the step that finishes them.
+// Before every decode step the batcher answers requests whose caller is gone
+// (deadline passed or call cancelled: queued ones without using the engine,
+// running ones are dropped from the engine), admits what the batching policy
+// (batching_policy.h) says, encoding the admitted sources together, and runs
+// one engine step. Tokens go to each request's sink as they are decided and
+// finished sequences are answered in the step that finishes them.
 //
-// Threads: Submit/Wake/StopAccepting/AwaitIdle/Stop and the accessors are thread-safe.
-// Start() runs the loop on the inference thread, which then makes every engine call and
-// every sink call. Tests may instead call Pump() themselves (then never Start()).
+// Threads: Submit/Wake/StopAccepting/AwaitIdle/Stop and the accessors are
+// thread-safe. Start() runs the loop on the inference thread, which then makes
+// every engine call and every sink call. Tests may instead call Pump()
+// themselves (then never Start()).
 
 #include <cstdint>
 #include <deque>
@@ -35,29 +38,32 @@ namespace attnserve::server {
 
 struct BatcherOptions {
   BatchingOptions batching;
-  // Most requests waiting for admission; more are answered RESOURCE_EXHAUSTED at once. >= 1.
+  // Most requests waiting for admission; more are answered RESOURCE_EXHAUSTED
+  // at once. >= 1.
   int max_queue_size = 256;
 };
 
 class Batcher {
  public:
-  // `engine`, `clock` and `observer` must outlive the batcher. No thread is started here.
-  static absl::StatusOr<std::unique_ptr<Batcher>> Create(const BatcherOptions& options,
-                                                         BatchEngine* engine, Clock* clock,
-                                                         ServerObserver* observer);
+  // `engine`, `clock` and `observer` must outlive the batcher. No thread is
+  // started here.
+  static absl::StatusOr<std::unique_ptr<Batcher>> Create(
+      const BatcherOptions& options, BatchEngine* engine, Clock* clock,
+      ServerObserver* observer);
   // Stop().
   ~Batcher();
 
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
-  // Queues a request. OK: `sink` (which must stay valid until then) gets OnFinished exactly
-  // once. Otherwise the sink is never used: RESOURCE_EXHAUSTED when the queue is full,
-  // UNAVAILABLE after StopAccepting().
+  // Queues a request. OK: `sink` (which must stay valid until then) gets
+  // OnFinished exactly once. Otherwise the sink is never used:
+  // RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE after
+  // StopAccepting().
   absl::Status Submit(WorkItem item, ResponseSink* sink);
 
-  // Something the batcher polls changed (a sink was cancelled): re-examine the queue now
-  // rather than at the next timed wake-up.
+  // Something the batcher polls changed (a sink was cancelled): re-examine the
+  // queue now rather than at the next timed wake-up.
   void Wake();
 
   // Starts the inference thread, which pumps until Stop(). At most once.
@@ -67,30 +73,34 @@ class Batcher {
   void StopAccepting();
   bool accepting() const;
 
-  // Waits until no request is queued or running, or until `deadline` on the batcher's clock.
-  // Returns whether it is idle. Needs the inference thread (or someone pumping) to progress.
+  // Waits until no request is queued or running, or until `deadline` on the
+  // batcher's clock. Returns whether it is idle. Needs the inference thread (or
+  // someone pumping) to progress.
   bool AwaitIdle(absl::Time deadline);
 
-  // Stops accepting, answers every request still queued or running UNAVAILABLE (on the
-  // inference thread if it runs, else on the calling thread) and joins the thread.
-  // Idempotent.
+  // Stops accepting, answers every request still queued or running UNAVAILABLE
+  // (on the inference thread if it runs, else on the calling thread) and joins
+  // the thread. Idempotent.
   void Stop();
 
   struct PumpResult {
-    int answered_early = 0;  // queued requests answered without the engine (expired, cancelled)
-    int dropped = 0;         // running sequences removed before finishing
-    int admitted = 0;        // added to the engine
-    int finished = 0;        // sequences finished by this step
-    bool stepped = false;    // the engine ran a decode step
-    // When nothing was done: the latest time to pump again if no event comes first.
+    int answered_early =
+        0;  // queued requests answered without the engine (expired, cancelled)
+    int dropped = 0;       // running sequences removed before finishing
+    int admitted = 0;      // added to the engine
+    int finished = 0;      // sequences finished by this step
+    bool stepped = false;  // the engine ran a decode step
+    // When nothing was done: the latest time to pump again if no event comes
+    // first.
     absl::Time wake_at = absl::InfiniteFuture();
 
     bool did_work() const {
-      return answered_early > 0 || dropped > 0 || admitted > 0 || finished > 0 || stepped;
+      return answered_early > 0 || dropped > 0 || admitted > 0 ||
+             finished > 0 || stepped;
     }
   };
-  // One iteration of the loop on the calling thread (tests drive the batcher with this
-  // instead of Start()). Never blocks on the clock.
+  // One iteration of the loop on the calling thread (tests drive the batcher
+  // with this instead of Start()). Never blocks on the clock.
   PumpResult Pump();
 
   int queue_size() const;    // requests waiting for admission
@@ -112,7 +122,8 @@ class Batcher {
     int input_tokens = 0;
     int token_cost = 0;
     int generated_tokens = 0;
-    Outcome outcome;  // queue_time, compute_time and max_batch_size accumulate here
+    Outcome
+        outcome;  // queue_time, compute_time and max_batch_size accumulate here
   };
   using RunningMap = absl::flat_hash_map<engine::SequenceId, Running>;
 
@@ -128,14 +139,15 @@ class Batcher {
 
   // Answers a request that never reached the engine.
   void AnswerQueued(Queued& queued, const absl::Status& status);
-  // Answers a running request and removes it from running_ (the engine side is the caller's).
+  // Answers a running request and removes it from running_ (the engine side is
+  // the caller's).
   void AnswerRunning(RunningMap::iterator it, const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pump_mu_);
   void Answer(ResponseSink* sink, const absl::Status& status, Outcome& outcome,
               absl::Time accepted, int input_tokens, int generated_tokens);
   // Non-OK when the caller no longer wants the answer.
-  absl::Status Abandoned(const ResponseSink& sink, absl::Time deadline, absl::Time now,
-                         bool running) const;
+  absl::Status Abandoned(const ResponseSink& sink, absl::Time deadline,
+                         absl::Time now, bool running) const;
 
   const BatcherOptions options_;
   BatchEngine* const engine_;
@@ -146,13 +158,15 @@ class Batcher {
   std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  // Bumped by every event that may change the next decision; the loop sleeps only while it
-  // is unchanged since its last look, so no event is missed.
+  // Bumped by every event that may change the next decision; the loop sleeps
+  // only while it is unchanged since its last look, so no event is missed.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  // running_.size(), readable under mu_; it also counts requests between queue and engine.
+  // running_.size(), readable under mu_; it also counts requests between queue
+  // and engine.
   int running_count_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Held by whichever thread pumps, so the engine is only ever used by one thread at a time.
+  // Held by whichever thread pumps, so the engine is only ever used by one
+  // thread at a time.
   absl::Mutex pump_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   RunningMap running_ ABSL_GUARDED_BY(pump_mu_);
   int64_t running_token_cost_ ABSL_GUARDED_BY(pump_mu_) = 0;

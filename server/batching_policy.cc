@@ -28,15 +28,17 @@ const char* BatchingModeName(BatchingMode mode) {
 }
 
 int TokenCost(int source_tokens, const engine::DecodeOptions& options) {
-  const int64_t cost = int64_t{std::max(options.beam_size, 1)} *
-                       (int64_t{source_tokens} + int64_t{options.max_new_tokens});
+  const int64_t cost =
+      int64_t{std::max(options.beam_size, 1)} *
+      (int64_t{source_tokens} + int64_t{options.max_new_tokens});
   return static_cast<int>(std::min<int64_t>(cost, INT32_MAX));
 }
 
 namespace {
 
 // How many requests from the front of the queue fit beside the running batch.
-int CountFitting(const BatchState& state, int max_sequences, const BatchingOptions& options) {
+int CountFitting(const BatchState& state, int max_sequences,
+                 const BatchingOptions& options) {
   const int room = std::max(0, max_sequences - state.active_sequences);
   int64_t tokens = state.active_token_cost;
   int count = 0;
@@ -50,17 +52,19 @@ int CountFitting(const BatchState& state, int max_sequences, const BatchingOptio
   return count;
 }
 
-// An idle engine: admit a full batch at once, otherwise let it fill until the oldest
-// request has waited max_queue_delay.
-BatchDecision StartBatch(const BatchState& state, absl::Time now, int max_sequences,
-                         const BatchingOptions& options) {
+// An idle engine: admit a full batch at once, otherwise let it fill until the
+// oldest request has waited max_queue_delay.
+BatchDecision StartBatch(const BatchState& state, absl::Time now,
+                         int max_sequences, const BatchingOptions& options) {
   const int fitting = CountFitting(state, max_sequences, options);
-  // Full: the size limit is reached, or the next request does not fit the token budget.
+  // Full: the size limit is reached, or the next request does not fit the token
+  // budget.
   const bool full = fitting == max_sequences ||
                     fitting < static_cast<int>(state.queue.size());
-  const bool urgent = state.draining ||
-                      std::any_of(state.queue.begin(), state.queue.begin() + fitting,
-                                  [](const QueuedRequest& r) { return r.urgent; });
+  const bool urgent =
+      state.draining ||
+      std::any_of(state.queue.begin(), state.queue.begin() + fitting,
+                  [](const QueuedRequest& r) { return r.urgent; });
   const absl::Time due = state.queue.front().arrival + options.max_queue_delay;
   if (full || urgent || now >= due) return {fitting, absl::InfiniteFuture()};
   return {0, due};
@@ -83,8 +87,10 @@ BatchDecision DecideBatch(const BatchState& state, absl::Time now,
       if (state.active_sequences == 0) {
         return StartBatch(state, now, options.max_batch_size, options);
       }
-      // The engine is busy anyway: whatever fits joins before the next step, without delay.
-      return {CountFitting(state, options.max_batch_size, options), absl::InfiniteFuture()};
+      // The engine is busy anyway: whatever fits joins before the next step,
+      // without delay.
+      return {CountFitting(state, options.max_batch_size, options),
+              absl::InfiniteFuture()};
   }
   return {};
 }

@@ -1,8 +1,9 @@
 #pragma once
-// The batching policy: a pure function of the queue, the running batch, the time and the
-// options that says "admit these now" or "wait until T" (as Triton's GetDynamicBatch does).
-// The batcher (batcher.h) applies it before every decode step; this file has no threads,
-// no clock and no engine, so it is table-tested.
+// The batching policy: a pure function of the queue, the running batch, the
+// time and the options that says "admit these now" or "wait until T" (as
+// Triton's GetDynamicBatch does). The batcher (batcher.h) applies it before
+// every decode step; this file has no threads, no clock and no engine, so it is
+// table-tested.
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -13,27 +14,30 @@
 namespace attnserve::server {
 
 enum class BatchingMode {
-  // Iteration-level: before every decode step, waiting requests join the running batch up to
+  // Iteration-level: before every decode step, waiting requests join the
+  // running batch up to
   // the limits; finished sequences leave at once.
   kContinuous,
-  // Classic dynamic batching: collect a batch, run it until its last sequence finishes, then
+  // Classic dynamic batching: collect a batch, run it until its last sequence
+  // finishes, then
   // collect the next one.
   kDynamic,
   // One request at a time (the baseline benchmarks compare against).
   kNone,
 };
-absl::StatusOr<BatchingMode> ParseBatchingMode(absl::string_view name);  // continuous|dynamic|none
+absl::StatusOr<BatchingMode> ParseBatchingMode(
+    absl::string_view name);  // continuous|dynamic|none
 const char* BatchingModeName(BatchingMode mode);
 
 struct BatchingOptions {
   BatchingMode mode = BatchingMode::kContinuous;
   // Most sequences (sources) in the running batch at once; >= 1.
   int max_batch_size = 32;
-  // Budget on the running batch's summed TokenCost; >= 1. A request that alone exceeds it
-  // still runs, alone, so that no valid request waits forever.
+  // Budget on the running batch's summed TokenCost; >= 1. A request that alone
+  // exceeds it still runs, alone, so that no valid request waits forever.
   int max_batch_tokens = 32768;
-  // How long an idle server lets a first batch fill, counted from the oldest waiting
-  // request's arrival. Zero admits at once.
+  // How long an idle server lets a first batch fill, counted from the oldest
+  // waiting request's arrival. Zero admits at once.
   absl::Duration max_queue_delay = absl::Milliseconds(5);
 };
 
@@ -45,7 +49,8 @@ int TokenCost(int source_tokens, const engine::DecodeOptions& options);
 struct QueuedRequest {
   absl::Time arrival;
   int token_cost = 0;
-  // Starts without waiting for a batch to fill (the server's own warm-up request).
+  // Starts without waiting for a batch to fill (the server's own warm-up
+  // request).
   bool urgent = false;
 };
 
@@ -53,18 +58,19 @@ struct BatchState {
   absl::Span<const QueuedRequest> queue;  // oldest first
   int active_sequences = 0;               // in the running batch
   int active_token_cost = 0;              // their summed TokenCost
-  // No new requests are being accepted (draining): a batch cannot fill any further, so
-  // waiting requests start at once.
+  // No new requests are being accepted (draining): a batch cannot fill any
+  // further, so waiting requests start at once.
   bool draining = false;
 };
 
 struct BatchDecision {
-  // Admit this many requests from the front of the queue now (FIFO: a request that does not
-  // fit blocks the ones behind it, so large requests are not starved).
+  // Admit this many requests from the front of the queue now (FIFO: a request
+  // that does not fit blocks the ones behind it, so large requests are not
+  // starved).
   int admit = 0;
-  // When admit == 0 and requests wait: the time at which the decision changes by itself (the
-  // oldest request's max_queue_delay runs out). InfiniteFuture when only an event (arrival,
-  // finish) can change it.
+  // When admit == 0 and requests wait: the time at which the decision changes
+  // by itself (the oldest request's max_queue_delay runs out). InfiniteFuture
+  // when only an event (arrival, finish) can change it.
   absl::Time wake_at = absl::InfiniteFuture();
 
   friend bool operator==(const BatchDecision& a, const BatchDecision& b) {

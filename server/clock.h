@@ -1,6 +1,7 @@
 #pragma once
-// The batcher's source of time. Every "now" and every timed wait of the scheduler goes
-// through a Clock, so tests can run it on simulated time and never sleep to observe a delay.
+// The batcher's source of time. Every "now" and every timed wait of the
+// scheduler goes through a Clock, so tests can run it on simulated time and
+// never sleep to observe a delay.
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -13,9 +14,10 @@ class Clock {
 
   virtual absl::Time Now() const = 0;
 
-  // Like absl::Mutex::AwaitWithDeadline, but on this clock's time: `mu` is held on entry and
-  // on return; waits until `cond` holds or Now() >= deadline (absl::InfiniteFuture() waits for
-  // `cond` only). Returns whether `cond` held.
+  // Like absl::Mutex::AwaitWithDeadline, but on this clock's time: `mu` is held
+  // on entry and on return; waits until `cond` holds or Now() >= deadline
+  // (absl::InfiniteFuture() waits for `cond` only). Returns whether `cond`
+  // held.
   virtual bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& cond,
                                  absl::Time deadline) = 0;
 };

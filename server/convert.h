@@ -1,6 +1,7 @@
 #pragma once
-// The one place where API messages (attnserve.v1) and the server's and engine's types meet:
-// request checks with the messages of shared/docs/api.md, and response filling.
+// The one place where API messages (attnserve.v1) and the server's and engine's
+// types meet: request checks with the messages of shared/docs/api.md, and
+// response filling.
 
 #include <cstdint>
 #include <string>
@@ -17,38 +18,45 @@ namespace attnserve::server {
 
 // The server's own limits on requests (flags of the same names).
 struct RequestLimits {
-  int max_input_tokens = 0;         // source tokens; 0 = the model's max_positions
-  int max_new_tokens_limit = 0;     // 0 = the model's max_positions - 1
-  int default_max_new_tokens = 64;  // for requests that say 0; capped at max_new_tokens_limit
-  int max_beam_size = 4;            // 1..engine::kMaxBeamSize
+  int max_input_tokens = 0;      // source tokens; 0 = the model's max_positions
+  int max_new_tokens_limit = 0;  // 0 = the model's max_positions - 1
+  int default_max_new_tokens =
+      64;  // for requests that say 0; capped at max_new_tokens_limit
+  int max_beam_size = 4;  // 1..engine::kMaxBeamSize
 };
 
-// Replaces zeros by the model's limits and caps the default; INVALID_ARGUMENT naming the
-// limit when it is out of range or above what the model accepts.
-absl::StatusOr<RequestLimits> ResolveLimits(const RequestLimits& limits, const ModelInfo& model);
+// Replaces zeros by the model's limits and caps the default; INVALID_ARGUMENT
+// naming the limit when it is out of range or above what the model accepts.
+absl::StatusOr<RequestLimits> ResolveLimits(const RequestLimits& limits,
+                                            const ModelInfo& model);
 
-// Checks a request against the API rules, the model and `limits` (resolved) and makes the
-// batcher's work item; `tokenizer` may be null. INVALID_ARGUMENT with a message that names the
-// field and the limit. The request id and the deadline are left for the caller to set.
+// Checks a request against the API rules, the model and `limits` (resolved) and
+// makes the batcher's work item; `tokenizer` may be null. INVALID_ARGUMENT with
+// a message that names the field and the limit. The request id and the deadline
+// are left for the caller to set.
 absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
-                                    const RequestLimits& limits, const ModelInfo& model,
+                                    const RequestLimits& limits,
+                                    const ModelInfo& model,
                                     const Tokenizer* tokenizer);
 
 // A process-unique id for requests that come without one.
 std::string NewRequestId();
 
-// Appends tokens (and their log-probs when `with_log_probs`, and the text piece when there is
-// a tokenizer) to `response`.
-void AppendTokens(absl::Span<const int32_t> ids, absl::Span<const float> log_probs,
-                  bool with_log_probs, const Tokenizer* tokenizer, v1::GenerateResponse* response);
+// Appends tokens (and their log-probs when `with_log_probs`, and the text piece
+// when there is a tokenizer) to `response`.
+void AppendTokens(absl::Span<const int32_t> ids,
+                  absl::Span<const float> log_probs, bool with_log_probs,
+                  const Tokenizer* tokenizer, v1::GenerateResponse* response);
 
-// Sets what the last message of a request carries: finish_reason, score and timing.
+// Sets what the last message of a request carries: finish_reason, score and
+// timing.
 void SetSummary(const Outcome& outcome, v1::GenerateResponse* response);
 
 v1::FinishReason ToProto(engine::FinishReason reason);
 
 v1::GetModelInfoResponse MakeModelInfoResponse(const ModelInfo& model,
-                                               const RequestLimits& limits, int max_batch_size,
+                                               const RequestLimits& limits,
+                                               int max_batch_size,
                                                bool has_tokenizer);
 
 }  // namespace attnserve::server

@@ -25,7 +25,8 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
   info_.warnings = model_->warnings();
 }
 
-absl::Status GeneratorEngine::Validate(const engine::SequenceInput& input) const {
+absl::Status GeneratorEngine::Validate(
+    const engine::SequenceInput& input) const {
   return generator_->Validate(input);
 }
 

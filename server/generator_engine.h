@@ -1,5 +1,6 @@
 #pragma once
-// BatchEngine over the real engine: owns the loaded engine::Model and its engine::Generator.
+// BatchEngine over the real engine: owns the loaded engine::Model and its
+// engine::Generator.
 
 #include <memory>
 #include <string>
@@ -12,8 +13,8 @@ namespace attnserve::server {
 
 class GeneratorEngine final : public BatchEngine {
  public:
-  // Loads the model directory (shared/docs/model-format.md). Call from any thread; afterwards
-  // one thread at a time uses the engine (see BatchEngine).
+  // Loads the model directory (shared/docs/model-format.md). Call from any
+  // thread; afterwards one thread at a time uses the engine (see BatchEngine).
   static absl::StatusOr<std::unique_ptr<GeneratorEngine>> Load(
       const std::string& model_dir, const engine::ModelOptions& options);
 
@@ -28,7 +29,8 @@ class GeneratorEngine final : public BatchEngine {
   GeneratorEngine(std::unique_ptr<engine::Model> model,
                   std::unique_ptr<engine::Generator> generator);
 
-  // Declared first: the generator refers to the model and must be destroyed before it.
+  // Declared first: the generator refers to the model and must be destroyed
+  // before it.
   std::unique_ptr<engine::Model> model_;
   std::unique_ptr<engine::Generator> generator_;
   ModelInfo info_;

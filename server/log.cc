@@ -11,7 +11,8 @@ namespace attnserve::server {
 
 void LogLine(absl::string_view line) {
   const std::string text =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                    absl::UTCTimeZone()),
                    " attnserve: ", line, "\n");
   std::fwrite(text.data(), 1, text.size(), stderr);
 }

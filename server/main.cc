@@ -1,6 +1,6 @@
-// attnserve: serves one encoder-decoder model over gRPC (attnserve.v1.Seq2Seq, health,
-// reflection). Flags live only here; they fill ServerOptions (server.h). docs/server.md
-// describes the behaviour.
+// attnserve: serves one encoder-decoder model over gRPC (attnserve.v1.Seq2Seq,
+// health, reflection). Flags live only here; they fill ServerOptions
+// (server.h). docs/server.md describes the behaviour.
 
 #include <signal.h>
 
@@ -23,51 +23,71 @@
 #include "server/server.h"
 #include "server/tokenizer.h"
 
-ABSL_FLAG(std::string, model_dir, "",
-          "Model directory to serve (config.json + model.safetensors). Required.");
+ABSL_FLAG(
+    std::string, model_dir, "",
+    "Model directory to serve (config.json + model.safetensors). Required.");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on for gRPC.");
 ABSL_FLAG(int, port, 50051,
-          "gRPC port: attnserve.v1.Seq2Seq, grpc.health.v1.Health and server reflection. "
+          "gRPC port: attnserve.v1.Seq2Seq, grpc.health.v1.Health and server "
+          "reflection. "
           "0 picks a free port (printed at startup).");
 ABSL_FLAG(int, metrics_port, 9090,
-          "Port for the Prometheus /metrics endpoint. Reserved: this build exports no metrics "
+          "Port for the Prometheus /metrics endpoint. Reserved: this build "
+          "exports no metrics "
           "yet, so nothing listens on it.");
 ABSL_FLAG(int, threads, 0,
-          "Intra-op (OpenMP) threads of the inference thread; 0 = all cores. Consider "
+          "Intra-op (OpenMP) threads of the inference thread; 0 = all cores. "
+          "Consider "
           "OMP_WAIT_POLICY=passive when the host is shared.");
-ABSL_FLAG(std::string, backend, "dnnl", "Engine backend: dnnl (fast) or ref (reference loops).");
+ABSL_FLAG(std::string, backend, "dnnl",
+          "Engine backend: dnnl (fast) or ref (reference loops).");
 ABSL_FLAG(std::string, batching, "continuous",
-          "continuous: requests join and leave the running batch at every decode step; "
-          "dynamic: collect a batch and run it to the end; none: one request at a time.");
-ABSL_FLAG(int, max_batch_size, 32, "Most sequences (requests) in the running batch.");
+          "continuous: requests join and leave the running batch at every "
+          "decode step; "
+          "dynamic: collect a batch and run it to the end; none: one request "
+          "at a time.");
+ABSL_FLAG(int, max_batch_size, 32,
+          "Most sequences (requests) in the running batch.");
 ABSL_FLAG(int, max_batch_tokens, 32768,
           "Token budget of the running batch: the sum over its requests of "
-          "beam_size * (source tokens + max_new_tokens). A larger request runs alone.");
+          "beam_size * (source tokens + max_new_tokens). A larger request runs "
+          "alone.");
 ABSL_FLAG(int, max_queue_size, 256,
-          "Most requests waiting for admission; more are answered RESOURCE_EXHAUSTED at once.");
+          "Most requests waiting for admission; more are answered "
+          "RESOURCE_EXHAUSTED at once.");
 ABSL_FLAG(absl::Duration, max_queue_delay, absl::Milliseconds(5),
-          "How long an idle server lets a first batch fill, counted from the oldest waiting "
+          "How long an idle server lets a first batch fill, counted from the "
+          "oldest waiting "
           "request's arrival (e.g. 5ms, 0).");
 ABSL_FLAG(int, max_input_tokens, 0,
           "Most source tokens per request; 0 = the model's max_positions.");
 ABSL_FLAG(int, max_new_tokens_limit, 0,
-          "Largest max_new_tokens a request may ask for; 0 = the model's max_positions - 1.");
+          "Largest max_new_tokens a request may ask for; 0 = the model's "
+          "max_positions - 1.");
 ABSL_FLAG(int, default_max_new_tokens, 64,
-          "max_new_tokens of requests that send 0 (capped at --max_new_tokens_limit).");
-ABSL_FLAG(int, max_beam_size, 4, "Largest beam_size a request may ask for (at most 8).");
-ABSL_FLAG(int, max_message_bytes, 1 << 20,
-          "Largest request message accepted; larger ones are RESOURCE_EXHAUSTED.");
+          "max_new_tokens of requests that send 0 (capped at "
+          "--max_new_tokens_limit).");
+ABSL_FLAG(int, max_beam_size, 4,
+          "Largest beam_size a request may ask for (at most 8).");
+ABSL_FLAG(
+    int, max_message_bytes, 1 << 20,
+    "Largest request message accepted; larger ones are RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, stream_buffer_tokens, 256,
-          "Decoded tokens a GenerateStream call may have waiting for a slow reader; beyond "
-          "that the call is cancelled with RESOURCE_EXHAUSTED instead of stalling the batch.");
+          "Decoded tokens a GenerateStream call may have waiting for a slow "
+          "reader; beyond "
+          "that the call is cancelled with RESOURCE_EXHAUSTED instead of "
+          "stalling the batch.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(30),
-          "On SIGTERM/SIGINT: how long accepted requests get to finish before they are "
+          "On SIGTERM/SIGINT: how long accepted requests get to finish before "
+          "they are "
           "answered UNAVAILABLE and the process exits 0.");
 
 namespace attnserve::server {
 namespace {
 
-bool IsMainFile(absl::string_view path) { return absl::EndsWith(path, "server/main.cc"); }
+bool IsMainFile(absl::string_view path) {
+  return absl::EndsWith(path, "server/main.cc");
+}
 
 absl::StatusOr<ServerOptions> OptionsFromFlags() {
   ServerOptions options;
@@ -76,12 +96,15 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.stream_buffer_tokens = absl::GetFlag(FLAGS_stream_buffer_tokens);
   options.limits.max_input_tokens = absl::GetFlag(FLAGS_max_input_tokens);
-  options.limits.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
-  options.limits.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
+  options.limits.max_new_tokens_limit =
+      absl::GetFlag(FLAGS_max_new_tokens_limit);
+  options.limits.default_max_new_tokens =
+      absl::GetFlag(FLAGS_default_max_new_tokens);
   options.limits.max_beam_size = absl::GetFlag(FLAGS_max_beam_size);
   options.batcher.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
   BatchingOptions& batching = options.batcher.batching;
-  absl::StatusOr<BatchingMode> mode = ParseBatchingMode(absl::GetFlag(FLAGS_batching));
+  absl::StatusOr<BatchingMode> mode =
+      ParseBatchingMode(absl::GetFlag(FLAGS_batching));
   if (!mode.ok()) return mode.status();
   batching.mode = *mode;
   batching.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
@@ -91,8 +114,9 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
 }
 
 int Run() {
-  // Signals are taken by sigwait below; block them before any thread exists (gRPC's,
-  // OpenMP's, the inference thread) so that every thread inherits the mask.
+  // Signals are taken by sigwait below; block them before any thread exists
+  // (gRPC's, OpenMP's, the inference thread) so that every thread inherits the
+  // mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -109,7 +133,8 @@ int Run() {
     LogLine(absl::StrCat("bad flags: ", options.status().message()));
     return 2;
   }
-  absl::StatusOr<engine::Backend> backend = engine::ParseBackend(absl::GetFlag(FLAGS_backend));
+  absl::StatusOr<engine::Backend> backend =
+      engine::ParseBackend(absl::GetFlag(FLAGS_backend));
   if (!backend.ok()) {
     LogLine(absl::StrCat("--backend: ", backend.status().message()));
     return 2;
@@ -118,19 +143,22 @@ int Run() {
   model_options.backend = *backend;
   model_options.threads = absl::GetFlag(FLAGS_threads);
   if (model_options.threads <= 0) {
-    model_options.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    model_options.threads =
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
 
   absl::StatusOr<std::unique_ptr<GeneratorEngine>> engine =
       GeneratorEngine::Load(model_dir, model_options);
   if (!engine.ok()) {
-    LogLine(absl::StrCat("cannot load model ", model_dir, ": ", engine.status().message()));
+    LogLine(absl::StrCat("cannot load model ", model_dir, ": ",
+                         engine.status().message()));
     return 1;
   }
   for (const std::string& warning : (*engine)->model_info().warnings) {
     LogLine(absl::StrCat("model ", model_dir, ": ", warning));
   }
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizer(model_dir);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
+      LoadTokenizer(model_dir);
   if (!tokenizer.ok()) {
     LogLine(absl::StrCat("cannot load the tokenizer of ", model_dir, ": ",
                          tokenizer.status().message()));
@@ -142,15 +170,19 @@ int Run() {
       Server::Create(*options, *std::move(engine), *std::move(tokenizer));
   if (!server.ok()) {
     LogLine(absl::StrCat("cannot start: ", server.status().message()));
-    return 1;
+    // INVALID_ARGUMENT: the flags do not fit (each other or the model).
+    return server.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   const ServerOptions& resolved = (*server)->options();
   const BatchingOptions& batching = resolved.batcher.batching;
   std::printf(
-      "attnserve: serving model %s (attnserve.v1.Seq2Seq, health, reflection) on %s:%d; "
-      "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s threads=%d%s\n",
+      "attnserve: serving model %s (attnserve.v1.Seq2Seq, health, reflection) "
+      "on %s:%d; "
+      "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
+      "threads=%d%s\n",
       (*server)->model_info().name.c_str(), absl::GetFlag(FLAGS_host).c_str(),
-      (*server)->port(), BatchingModeName(batching.mode), batching.max_batch_size,
+      (*server)->port(), BatchingModeName(batching.mode),
+      batching.max_batch_size,
       absl::FormatDuration(batching.max_queue_delay).c_str(),
       engine::BackendName(model_options.backend), model_options.threads,
       has_tokenizer ? ", text+ids" : ", token ids only");
@@ -159,12 +191,14 @@ int Run() {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
-  LogLine(absl::StrCat(signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-                       ": draining (health NOT_SERVING, new calls UNAVAILABLE) for up to ",
-                       absl::FormatDuration(grace)));
+  LogLine(absl::StrCat(
+      signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+      ": draining (health NOT_SERVING, new calls UNAVAILABLE) for up to ",
+      absl::FormatDuration(grace)));
   const bool drained = (*server)->Shutdown(grace);
   LogLine(drained ? "drained: every accepted request was answered; exiting"
-                  : "grace period over: unfinished requests were answered UNAVAILABLE; exiting");
+                  : "grace period over: unfinished requests were answered "
+                    "UNAVAILABLE; exiting");
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// The hook through which the server reports what it does, so metrics (Prometheus, in a later
-// issue) live behind one small interface and the batcher never touches a metrics library.
+// The hook through which the server reports what it does, so metrics
+// (Prometheus, in a later issue) live behind one small interface and the
+// batcher never touches a metrics library.
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -17,18 +18,19 @@ struct RequestStats {
   int max_batch_size = 0;  // largest batch it ran in (0 if never admitted)
 };
 
-// Implementations must be thread-safe: the gRPC threads and the inference thread call them.
-// Calls must be cheap and must not block.
+// Implementations must be thread-safe: the gRPC threads and the inference
+// thread call them. Calls must be cheap and must not block.
 class ServerObserver {
  public:
   virtual ~ServerObserver() = default;
 
   // A request was accepted into the queue; `queue_size` counts it.
   virtual void OnQueued(int queue_size) = 0;
-  // A request was answered without being queued (bad request, queue full, draining).
+  // A request was answered without being queued (bad request, queue full,
+  // draining).
   virtual void OnRejected(absl::StatusCode code) = 0;
-  // A client cancelled its call (reported once per call, when gRPC tells the server); the
-  // batcher answers it CANCELLED at its next look.
+  // A client cancelled its call (reported once per call, when gRPC tells the
+  // server); the batcher answers it CANCELLED at its next look.
   virtual void OnCallCancelled() = 0;
   // A request left the queue for the running batch after waiting `queue_time`.
   virtual void OnAdmitted(absl::Duration queue_time) = 0;

@@ -25,10 +25,10 @@ struct WorkItem {
 // How an accepted request went; sent with its final status.
 struct Outcome {
   engine::SequenceResult result;  // meaningful only with an OK status
-  absl::Duration queue_time;      // accepted -> admitted (zero if never admitted)
-  absl::Duration compute_time;    // engine time attributed to this request
-  absl::Duration total_time;      // accepted -> answered
-  int max_batch_size = 0;         // largest batch it ran in (0 if never admitted)
+  absl::Duration queue_time;    // accepted -> admitted (zero if never admitted)
+  absl::Duration compute_time;  // engine time attributed to this request
+  absl::Duration total_time;    // accepted -> answered
+  int max_batch_size = 0;       // largest batch it ran in (0 if never admitted)
 };
 
 // Where one request's results go: the gRPC reactors implement it (and tests).
@@ -36,20 +36,23 @@ class ResponseSink {
  public:
   virtual ~ResponseSink() = default;
 
-  // Whether the caller has gone (cancelled the call). The batcher polls it before every step;
-  // whoever sets it calls Batcher::Wake() so an idle batcher notices. Thread-safe.
+  // Whether the caller has gone (cancelled the call). The batcher polls it
+  // before every step; whoever sets it calls Batcher::Wake() so an idle batcher
+  // notices. Thread-safe.
   virtual bool cancelled() const = 0;
 
-  // Tokens decided in one step (greedy: one per step; beams: all of them when finished),
-  // before OnFinished; concatenated they are the result's output_ids. Called on the inference
-  // thread, must not block. A non-OK return drops the request from the batch and it is
-  // finished with that status (e.g. a stream whose reader is too slow).
+  // Tokens decided in one step (greedy: one per step; beams: all of them when
+  // finished), before OnFinished; concatenated they are the result's
+  // output_ids. Called on the inference thread, must not block. A non-OK return
+  // drops the request from the batch and it is finished with that status (e.g.
+  // a stream whose reader is too slow).
   virtual absl::Status OnTokens(absl::Span<const int32_t> ids,
                                 absl::Span<const float> log_probs) = 0;
 
-  // Called exactly once per accepted request, last. The batcher does not touch the sink once
-  // this is called (it may delete itself before returning).
-  virtual void OnFinished(const absl::Status& status, const Outcome& outcome) = 0;
+  // Called exactly once per accepted request, last. The batcher does not touch
+  // the sink once this is called (it may delete itself before returning).
+  virtual void OnFinished(const absl::Status& status,
+                          const Outcome& outcome) = 0;
 };
 
 }  // namespace attnserve::server

@@ -18,7 +18,8 @@ namespace {
 class WarmUpSink final : public ResponseSink {
  public:
   bool cancelled() const override { return false; }
-  absl::Status OnTokens(absl::Span<const int32_t>, absl::Span<const float>) override {
+  absl::Status OnTokens(absl::Span<const int32_t>,
+                        absl::Span<const float>) override {
     return absl::OkStatus();
   }
   void OnFinished(const absl::Status& status, const Outcome&) override {
@@ -37,18 +38,19 @@ class WarmUpSink final : public ResponseSink {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options,
-                                                       std::unique_ptr<BatchEngine> engine,
-                                                       std::unique_ptr<Tokenizer> tokenizer,
-                                                       ServerObserver* observer) {
-  if (engine == nullptr) return absl::InvalidArgumentError("Server needs an engine");
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(
+    const ServerOptions& options, std::unique_ptr<BatchEngine> engine,
+    std::unique_ptr<Tokenizer> tokenizer, ServerObserver* observer) {
+  if (engine == nullptr)
+    return absl::InvalidArgumentError("Server needs an engine");
   if (options.max_message_bytes < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_message_bytes must be >= 1, not ", options.max_message_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes must be >= 1, not ", options.max_message_bytes));
   }
   if (options.stream_buffer_tokens < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("stream_buffer_tokens must be >= 1, not ", options.stream_buffer_tokens));
+        absl::StrCat("stream_buffer_tokens must be >= 1, not ",
+                     options.stream_buffer_tokens));
   }
   std::unique_ptr<Server> server(new Server());
   server->options_ = options;
@@ -65,21 +67,22 @@ absl::Status Server::Start() {
   const ModelInfo& model = engine_->model_info();
   const RequestLimits& limits = options_.limits;
   {
-    // The largest request the limits allow must be one the engine takes, or clients would
-    // get INTERNAL-looking engine errors for requests the server accepted. No thread uses
-    // the engine yet.
+    // The largest request the limits allow must be one the engine takes, or
+    // clients would get INTERNAL-looking engine errors for requests the server
+    // accepted. No thread uses the engine yet.
     engine::SequenceInput largest;
     largest.source.assign(limits.max_input_tokens, model.config.bos_id);
     largest.options.max_new_tokens = limits.max_new_tokens_limit;
     largest.options.beam_size = limits.max_beam_size;
     if (absl::Status status = engine_->Validate(largest); !status.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "max_input_tokens / max_new_tokens_limit / max_beam_size allow requests that model ",
-          model.name, " does not accept: ", status.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_input_tokens / max_new_tokens_limit / "
+                       "max_beam_size allow requests that model ",
+                       model.name, " does not accept: ", status.message()));
     }
   }
-  ASSIGN_OR_RETURN(batcher_,
-                   Batcher::Create(options_.batcher, engine_.get(), RealClock(), observer_));
+  ASSIGN_OR_RETURN(batcher_, Batcher::Create(options_.batcher, engine_.get(),
+                                             RealClock(), observer_));
   batcher_->Start();
   RETURN_IF_ERROR(WarmUp());
 
@@ -97,34 +100,39 @@ absl::Status Server::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen_address, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.listen_address,
+                           grpc::InsecureServerCredentials(), &port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options_.listen_address, " (address in use?)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options_.listen_address, " (address in use?)"));
   }
   // The model is loaded and warmed up: ready for traffic.
-  grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+  grpc::HealthCheckServiceInterface* health =
+      grpc_server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
   return absl::OkStatus();
 }
 
 absl::Status Server::WarmUp() {
-  // One short request through the whole path (queue, encoder, decoder) before health says
-  // SERVING, so the first client does not pay for first-touch allocations and oneDNN's JIT.
+  // One short request through the whole path (queue, encoder, decoder) before
+  // health says SERVING, so the first client does not pay for first-touch
+  // allocations and oneDNN's JIT.
   const engine::ModelConfig& config = engine_->model_info().config;
   WorkItem item;
   item.request_id = "warm-up";
   item.source = {config.bos_id, config.eos_id};
-  item.decode.max_new_tokens = std::min(2, options_.limits.max_new_tokens_limit);
+  item.decode.max_new_tokens =
+      std::min(2, options_.limits.max_new_tokens_limit);
   item.urgent = true;  // nothing else is coming to fill a batch
   WarmUpSink sink;
   RETURN_IF_ERROR(batcher_->Submit(std::move(item), &sink));
   if (absl::Status status = sink.Wait(); !status.ok()) {
-    return absl::InternalError(absl::StrCat("the warm-up request failed: ", status.message()));
+    return absl::InternalError(
+        absl::StrCat("the warm-up request failed: ", status.message()));
   }
   return absl::OkStatus();
 }
@@ -146,9 +154,11 @@ bool Server::Shutdown(absl::Duration grace) {
     batcher_->Stop();  // answers what is left UNAVAILABLE
   }
   if (grpc_server_ != nullptr) {
-    // Every call has been answered; this waits for the last messages to go out. A client
-    // that stopped reading gets at most a second more before gRPC cancels its call.
-    const absl::Time flush_deadline = std::max(deadline, absl::Now() + absl::Seconds(1));
+    // Every call has been answered; this waits for the last messages to go out.
+    // A client that stopped reading gets at most a second more before gRPC
+    // cancels its call.
+    const absl::Time flush_deadline =
+        std::max(deadline, absl::Now() + absl::Seconds(1));
     grpc_server_->Shutdown(absl::ToChronoTime(flush_deadline));
   }
   return drained_;

@@ -1,7 +1,7 @@
 #pragma once
-// The whole serving process minus flags: the batcher and its inference thread over one
-// engine, and a gRPC server with attnserve.v1.Seq2Seq, grpc.health.v1.Health and server
-// reflection on one port.
+// The whole serving process minus flags: the batcher and its inference thread
+// over one engine, and a gRPC server with attnserve.v1.Seq2Seq,
+// grpc.health.v1.Health and server reflection on one port.
 
 #include <memory>
 #include <string>
@@ -19,13 +19,15 @@
 
 namespace attnserve::server {
 
-// The name under which health reports the API service (besides "", the whole server).
+// The name under which health reports the API service (besides "", the whole
+// server).
 inline constexpr char kServiceName[] = "attnserve.v1.Seq2Seq";
 
 struct ServerOptions {
   // host:port to listen on; port 0 picks a free port (see Server::port()).
   std::string listen_address = "0.0.0.0:50051";
-  // Largest request message accepted; gRPC answers larger ones RESOURCE_EXHAUSTED.
+  // Largest request message accepted; gRPC answers larger ones
+  // RESOURCE_EXHAUSTED.
   int max_message_bytes = 1 << 20;
   RequestLimits limits;
   BatcherOptions batcher;
@@ -35,28 +37,31 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Takes ownership of the engine (and tokenizer, which may be null), checks the options
-  // against the model, starts the inference thread, runs one warm-up request through it and
-  // then listens. Health is SERVING when this returns. `observer` (null: none) must outlive
-  // the server.
+  // Takes ownership of the engine (and tokenizer, which may be null), checks
+  // the options against the model, starts the inference thread, runs one
+  // warm-up request through it and then listens. Health is SERVING when this
+  // returns. `observer` (null: none) must outlive the server.
   static absl::StatusOr<std::unique_ptr<Server>> Create(
       const ServerOptions& options, std::unique_ptr<BatchEngine> engine,
-      std::unique_ptr<Tokenizer> tokenizer = nullptr, ServerObserver* observer = nullptr);
+      std::unique_ptr<Tokenizer> tokenizer = nullptr,
+      ServerObserver* observer = nullptr);
   // Shutdown(absl::ZeroDuration()) unless it was called.
   ~Server();
 
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Drains: health NOT_SERVING, new calls UNAVAILABLE, then waits up to `grace` for every
-  // accepted request to be answered (what is left then is answered UNAVAILABLE) and stops
-  // the gRPC server. Returns whether everything was answered within the grace period.
-  // Thread-safe; later calls wait for the first one and return its result.
+  // Drains: health NOT_SERVING, new calls UNAVAILABLE, then waits up to `grace`
+  // for every accepted request to be answered (what is left then is answered
+  // UNAVAILABLE) and stops the gRPC server. Returns whether everything was
+  // answered within the grace period. Thread-safe; later calls wait for the
+  // first one and return its result.
   bool Shutdown(absl::Duration grace);
 
   int port() const { return port_; }
   const ServerOptions& options() const { return options_; }  // limits resolved
   const ModelInfo& model_info() const { return engine_->model_info(); }
+  // For tests and diagnostics (queue and batch sizes); the server owns it.
   Batcher& batcher() { return *batcher_; }
 
  private:

@@ -19,46 +19,54 @@ using Environment = Seq2SeqService::Environment;
 
 absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   const std::chrono::system_clock::time_point deadline = context.deadline();
-  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  if (deadline == std::chrono::system_clock::time_point::max())
+    return absl::InfiniteFuture();
   return absl::FromChrono(deadline);
 }
 
-void LogFailure(const Environment& env, const char* method, const std::string& request_id,
-                const grpc::Status& status) {
+void LogFailure(const Environment& env, const char* method,
+                const std::string& request_id, const grpc::Status& status) {
   if (!env.options.log_failures || status.ok()) return;
-  LogLine(absl::StrCat(method, " ", request_id.empty() ? "(no id)" : request_id, ": ",
-                       absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+  LogLine(absl::StrCat(method, " ", request_id, ": ",
+                       absl::StatusCodeToString(
+                           static_cast<absl::StatusCode>(status.error_code())),
                        ": ", status.error_message()));
 }
 
-// What both Generate methods share: the call's reactor is the request's sink. Subclasses
-// answer the request in OnFinished.
+// What both Generate methods share: the call's reactor is the request's sink.
+// Subclasses answer the request in OnFinished.
 class GenerateCall : public ResponseSink {
  public:
-  bool cancelled() const override { return cancelled_.load(std::memory_order_acquire); }
+  bool cancelled() const override {
+    return cancelled_.load(std::memory_order_acquire);
+  }
 
  protected:
-  GenerateCall(const Environment& env, const char* method, const v1::GenerateRequest& request)
+  GenerateCall(const Environment& env, const char* method,
+               const v1::GenerateRequest& request)
       : env_(env),
         method_(method),
-        request_id_(request.request_id().empty() ? NewRequestId() : request.request_id()) {}
+        request_id_(request.request_id().empty() ? NewRequestId()
+                                                 : request.request_id()) {}
 
-  // Checks and queues the request; on error the caller answers with the returned status
-  // and the batcher never sees the call. Call last in the constructor: once queued, the
-  // inference thread may use the sink at once.
+  // Checks and queues the request; on error the caller answers with the
+  // returned status and the batcher never sees the call. Call last in the
+  // constructor: once queued, the inference thread may use the sink at once.
   grpc::Status Accept(const grpc::CallbackServerContext& context,
                       const v1::GenerateRequest& request) {
     absl::Status status;
     if (!env_.batcher->accepting()) {
-      // Before the checks: a draining server answers every new call UNAVAILABLE.
-      status = absl::UnavailableError("the server is shutting down and takes no new requests");
+      // Before the checks: a draining server answers every new call
+      // UNAVAILABLE.
+      status = absl::UnavailableError(
+          "the server is shutting down and takes no new requests");
     } else {
       absl::StatusOr<WorkItem> item =
           ToWorkItem(request, env_.options.limits, *env_.model, env_.tokenizer);
       if (item.ok()) {
         item->request_id = request_id_;
         item->deadline = DeadlineOf(context);
-        return grpc::Status(ToGrpcStatus(env_.batcher->Submit(*std::move(item), this)));
+        return ToGrpcStatus(env_.batcher->Submit(*std::move(item), this));
       }
       status = item.status();
     }
@@ -66,14 +74,17 @@ class GenerateCall : public ResponseSink {
     return ToGrpcStatus(status);
   }
 
-  // From gRPC's OnCancel or a failed write: the batcher drops the request at its next look.
+  // From gRPC's OnCancel or a failed write: the batcher drops the request at
+  // its next look.
   void MarkCancelled() {
     if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
     env_.batcher->Wake();
     env_.observer->OnCallCancelled();
   }
 
-  void Log(const grpc::Status& status) const { LogFailure(env_, method_, request_id_, status); }
+  void Log(const grpc::Status& status) const {
+    LogFailure(env_, method_, request_id_, status);
+  }
 
   const Environment& env_;
   const char* const method_;
@@ -97,7 +108,8 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
     }
   }
 
-  absl::Status OnTokens(absl::Span<const int32_t>, absl::Span<const float>) override {
+  absl::Status OnTokens(absl::Span<const int32_t>,
+                        absl::Span<const float>) override {
     return absl::OkStatus();  // the whole output comes with OnFinished
   }
 
@@ -108,8 +120,8 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
       Finish(answer);
       return;
     }
-    AppendTokens(outcome.result.output_ids, outcome.result.log_probs, with_log_probs_,
-                 env_.tokenizer, response_);
+    AppendTokens(outcome.result.output_ids, outcome.result.log_probs,
+                 with_log_probs_, env_.tokenizer, response_);
     SetSummary(outcome, response_);
     response_->set_request_id(request_id_);
     Finish(grpc::Status::OK);
@@ -177,7 +189,8 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
   void OnDone() override { delete this; }
 
  private:
-  // Outside mu_: gRPC may run reactions of this call on other threads meanwhile.
+  // Outside mu_: gRPC may run reactions of this call on other threads
+  // meanwhile.
   void Perform(const StreamState::Action& action) {
     switch (action.kind) {
       case StreamState::Action::Kind::kNone:
@@ -186,7 +199,8 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
         StartWrite(action.message);
         break;
       case StreamState::Action::Kind::kWriteAndFinish:
-        StartWriteAndFinish(action.message, grpc::WriteOptions(), action.status);
+        StartWriteAndFinish(action.message, grpc::WriteOptions(),
+                            action.status);
         break;
       case StreamState::Action::Kind::kFinish:
         Finish(action.status);
@@ -200,9 +214,9 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
 
 }  // namespace
 
-grpc::ServerUnaryReactor* Seq2SeqService::Generate(grpc::CallbackServerContext* context,
-                                                   const v1::GenerateRequest* request,
-                                                   v1::GenerateResponse* response) {
+grpc::ServerUnaryReactor* Seq2SeqService::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request,
+    v1::GenerateResponse* response) {
   return new UnaryCall(env_, context, request, response);
 }
 
@@ -211,11 +225,13 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* Seq2SeqService::GenerateStream(
   return new StreamCall(env_, context, request);
 }
 
-grpc::ServerUnaryReactor* Seq2SeqService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                       const v1::GetModelInfoRequest* request,
-                                                       v1::GetModelInfoResponse* response) {
+grpc::ServerUnaryReactor* Seq2SeqService::GetModelInfo(
+    grpc::CallbackServerContext* context,
+    const v1::GetModelInfoRequest* request,
+    v1::GetModelInfoResponse* response) {
   *response = MakeModelInfoResponse(*env_.model, env_.options.limits,
-                                    env_.options.max_batch_size, env_.tokenizer != nullptr);
+                                    env_.options.max_batch_size,
+                                    env_.tokenizer != nullptr);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

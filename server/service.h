@@ -1,7 +1,10 @@
 #pragma once
-// attnserve.v1.Seq2Seq on gRPC's callback API. Reactions never block: a call is checked and
-// queued on the batcher (or answered at once), and the batcher's inference thread finishes
-// it through the call's reactor, which deletes itself when gRPC is done with it.
+// attnserve.v1.Seq2Seq on gRPC's callback API. Reactions never block: a call is
+// checked and queued on the batcher (or answered at once), and the batcher's
+// inference thread finishes it through the call's reactor, which deletes itself
+// when gRPC is done with it.
+
+#include <utility>
 
 #include "attnserve/v1/attnserve.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -14,10 +17,10 @@
 namespace attnserve::server {
 
 struct ServiceOptions {
-  RequestLimits limits;     // resolved (ResolveLimits)
-  int max_batch_size = 0;   // reported by GetModelInfo
-  // Decoded tokens a streaming call may have waiting for its reader; more cancel the call
-  // with RESOURCE_EXHAUSTED.
+  RequestLimits limits;    // resolved (ResolveLimits)
+  int max_batch_size = 0;  // reported by GetModelInfo
+  // Decoded tokens a streaming call may have waiting for its reader; more
+  // cancel the call with RESOURCE_EXHAUSTED.
   int stream_buffer_tokens = 256;
   bool log_failures = true;  // one log line per failed request
 };
@@ -33,16 +36,19 @@ class Seq2SeqService final : public v1::Seq2Seq::CallbackService {
     ServerObserver* observer = nullptr;
   };
 
-  explicit Seq2SeqService(Environment environment) : env_(std::move(environment)) {}
+  explicit Seq2SeqService(Environment environment)
+      : env_(std::move(environment)) {}
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context,
                                      const v1::GenerateRequest* request,
                                      v1::GenerateResponse* response) override;
   grpc::ServerWriteReactor<v1::GenerateResponse>* GenerateStream(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
-  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
-                                         const v1::GetModelInfoRequest* request,
-                                         v1::GetModelInfoResponse* response) override;
+      grpc::CallbackServerContext* context,
+      const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* GetModelInfo(
+      grpc::CallbackServerContext* context,
+      const v1::GetModelInfoRequest* request,
+      v1::GetModelInfoResponse* response) override;
 
  private:
   const Environment env_;

@@ -20,9 +20,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     case absl::StatusCode::kCancelled:
       return grpc::Status(grpc::StatusCode::CANCELLED, message);
     default:
-      // Codes the server never produces for a client's doing (FAILED_PRECONDITION,
-      // OUT_OF_RANGE, ... from the engine) mean a fault on our side; the client must not
-      // retry them as its own mistake.
+      // Codes the server never produces for a client's doing
+      // (FAILED_PRECONDITION, OUT_OF_RANGE, ... from the engine) mean a fault
+      // on our side; the client must not retry them as its own mistake.
       return grpc::Status(grpc::StatusCode::INTERNAL, message);
   }
 }

@@ -1,14 +1,16 @@
 #pragma once
-// The one place where internal errors become gRPC statuses (shared/docs/conventions.md).
+// The one place where internal errors become gRPC statuses
+// (shared/docs/conventions.md).
 
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"
 
 namespace attnserve::server {
 
-// Bad input INVALID_ARGUMENT, queue full or a stream reader too slow RESOURCE_EXHAUSTED,
-// draining UNAVAILABLE, expired DEADLINE_EXCEEDED, cancelled CANCELLED, OK OK; anything else
-// is a fault of ours or the engine's and becomes INTERNAL. The message is kept.
+// Bad input INVALID_ARGUMENT, queue full or a stream reader too slow
+// RESOURCE_EXHAUSTED, draining UNAVAILABLE, expired DEADLINE_EXCEEDED,
+// cancelled CANCELLED, OK OK; anything else is a fault of ours or the engine's
+// and becomes INTERNAL. The message is kept.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace attnserve::server

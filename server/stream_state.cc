@@ -20,10 +20,10 @@ absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
   if (broken_) return absl::CancelledError("the stream to the client broke");
   const int waiting = pending_.output_ids_size() + static_cast<int>(ids.size());
   if (waiting > max_pending_tokens_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the client reads the stream too slowly: ", waiting,
-        " decoded tokens are waiting to be sent (limit ", max_pending_tokens_,
-        ", stream_buffer_tokens)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the client reads the stream too slowly: ", waiting,
+                     " decoded tokens are waiting to be sent (limit ",
+                     max_pending_tokens_, ", stream_buffer_tokens)"));
   }
   AppendTokens(ids, log_probs, with_log_probs_, tokenizer_, &pending_);
   has_pending_ = true;
@@ -33,7 +33,8 @@ absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
 void StreamState::Finish(const absl::Status& status, const Outcome& outcome) {
   if (final_status_.has_value()) return;
   if (status.ok() && broken_) {
-    final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the stream to the client broke");
+    final_status_ = grpc::Status(grpc::StatusCode::CANCELLED,
+                                 "the stream to the client broke");
     return;
   }
   final_status_ = ToGrpcStatus(status);

@@ -1,14 +1,16 @@
 #pragma once
-// What one GenerateStream call has to send, between the inference thread (which adds tokens
-// and, last, the request's end) and gRPC (which writes one message at a time).
+// What one GenerateStream call has to send, between the inference thread (which
+// adds tokens and, last, the request's end) and gRPC (which writes one message
+// at a time).
 //
-// Tokens that arrive while a write is in flight are merged into one pending message ("the
-// tokens decoded since the previous message", as the API says), so a slow reader gets fewer,
-// larger messages and the batch never waits for it. If a reader falls so far behind that the
-// pending tokens exceed a bound, the call is given up with RESOURCE_EXHAUSTED.
+// Tokens that arrive while a write is in flight are merged into one pending
+// message ("the tokens decoded since the previous message", as the API says),
+// so a slow reader gets fewer, larger messages and the batch never waits for
+// it. If a reader falls so far behind that the pending tokens exceed a bound,
+// the call is given up with RESOURCE_EXHAUSTED.
 //
-// Not thread-safe: the call's reactor guards it with its mutex and performs the returned
-// actions after releasing it.
+// Not thread-safe: the call's reactor guards it with its mutex and performs the
+// returned actions after releasing it.
 
 #include <cstdint>
 #include <optional>
@@ -25,30 +27,36 @@ namespace attnserve::server {
 
 class StreamState {
  public:
-  // `tokenizer` may be null and must outlive the state. max_pending_tokens >= 1.
-  StreamState(std::string request_id, bool with_log_probs, const Tokenizer* tokenizer,
-              int max_pending_tokens);
+  // `tokenizer` may be null and must outlive the state. max_pending_tokens
+  // >= 1.
+  StreamState(std::string request_id, bool with_log_probs,
+              const Tokenizer* tokenizer, int max_pending_tokens);
 
-  // Queues tokens for the next message. RESOURCE_EXHAUSTED when the reader is too slow,
-  // CANCELLED when the stream is broken; the request should then be dropped.
-  absl::Status AddTokens(absl::Span<const int32_t> ids, absl::Span<const float> log_probs);
+  // Queues tokens for the next message. RESOURCE_EXHAUSTED when the reader is
+  // too slow, CANCELLED when the stream is broken; the request should then be
+  // dropped.
+  absl::Status AddTokens(absl::Span<const int32_t> ids,
+                         absl::Span<const float> log_probs);
 
-  // The request's end: with OK, `outcome` completes the last message (finish_reason, score,
-  // timing); otherwise the call ends with the mapped status and unsent tokens are dropped.
-  // Once only.
+  // The request's end: with OK, `outcome` completes the last message
+  // (finish_reason, score, timing); otherwise the call ends with the mapped
+  // status and unsent tokens are dropped. Once only.
   void Finish(const absl::Status& status, const Outcome& outcome);
 
   struct Action {
     enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish };
     Kind kind = Kind::kNone;
-    // kWrite, kWriteAndFinish: owned by the state, unchanged until the write completes.
+    // kWrite, kWriteAndFinish: owned by the state, unchanged until the write
+    // completes.
     const v1::GenerateResponse* message = nullptr;
     grpc::Status status;  // kWriteAndFinish, kFinish
   };
-  // What to start now. At most one write is in flight, and the call is finished once.
+  // What to start now. At most one write is in flight, and the call is finished
+  // once.
   Action Next();
 
-  // The write started by the last kWrite completed; !ok means the stream is broken.
+  // The write started by the last kWrite completed; !ok means the stream is
+  // broken.
   void WriteDone(bool ok);
 
   int pending_tokens() const { return pending_.output_ids_size(); }
@@ -59,9 +67,9 @@ class StreamState {
   const Tokenizer* const tokenizer_;
   const int max_pending_tokens_;
 
-  v1::GenerateResponse pending_;     // accumulating; meaningful when has_pending_
+  v1::GenerateResponse pending_;  // accumulating; meaningful when has_pending_
   bool has_pending_ = false;
-  v1::GenerateResponse in_flight_;   // being written
+  v1::GenerateResponse in_flight_;  // being written
   bool writing_ = false;
   bool broken_ = false;
   std::optional<grpc::Status> final_status_;

@@ -4,6 +4,7 @@
 
 #include "server/batching_policy.h"
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct PolicyCase {
   int active_token_cost;
   absl::Time now;
   BatchDecision expected;
+
+  // gtest prints the case by its name (in test listings and ctest).
+  friend void PrintTo(const PolicyCase& c, std::ostream* os) { *os << c.name; }
 };
 
 BatchingOptions Options(BatchingMode mode) {

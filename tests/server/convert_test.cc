@@ -1,6 +1,7 @@
 #include "server/convert.h"
 
 #include <limits>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,9 @@ struct BadCase {
   std::string name;
   v1::GenerateRequest request;
   std::string message;  // a part of the expected message
+
+  // gtest prints the case by its name (in test listings and ctest).
+  friend void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 };
 
 std::vector<BadCase> BadCases() {

@@ -7,6 +7,7 @@
 
 #include <deque>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -228,6 +229,11 @@ struct BadRequestCase {
   std::string name;
   v1::GenerateRequest request;
   std::string message;
+
+  // gtest prints the case by its name (in test listings and ctest).
+  friend void PrintTo(const BadRequestCase& c, std::ostream* os) {
+    *os << c.name;
+  }
 };
 
 std::vector<BadRequestCase> BadRequests() {
@@ -475,6 +481,41 @@ TEST_F(ServerTest, ConcurrentClientsGetTheirSequentialAnswers) {
     ExpectAnswer(concurrent[i], requests[i]);
   }
 }
+
+class BatchingModeTest : public ServerTest,
+                         public ::testing::WithParamInterface<BatchingMode> {};
+
+TEST_P(BatchingModeTest, EveryModeAnswersConcurrentClientsCorrectly) {
+  ServerOptions options = Options();
+  options.batcher.batching.mode = GetParam();
+  Start(options);
+  std::vector<v1::GenerateRequest> requests;
+  for (int i = 0; i < 16; ++i) {
+    requests.push_back(
+        Request(std::vector<int32_t>(1 + i % 7, 3 + i), 4 + i % 5, 1 + i % 2));
+  }
+  std::vector<v1::GenerateResponse> responses(requests.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    clients.emplace_back([&, i] {
+      EXPECT_TRUE(Generate(*stub_, requests[i], &responses[i]).ok());
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (size_t i = 0; i < requests.size(); ++i)
+    ExpectAnswer(responses[i], requests[i]);
+  if (GetParam() == BatchingMode::kNone) {
+    EXPECT_EQ(engine_->max_active(), 1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, BatchingModeTest,
+                         ::testing::Values(BatchingMode::kContinuous,
+                                           BatchingMode::kDynamic,
+                                           BatchingMode::kNone),
+                         [](const auto& info) {
+                           return BatchingModeName(info.param);
+                         });
 
 TEST_F(ServerTest, BatchSizeExceedsOneUnderConcurrentLoad) {
   ServerOptions options = Options();
