@@ -158,12 +158,13 @@ std::string NewRequestId() {
 
 void AppendTokens(absl::Span<const int32_t> ids,
                   absl::Span<const float> log_probs, bool with_log_probs,
-                  const Tokenizer* tokenizer, v1::GenerateResponse* response) {
+                  const Tokenizer* tokenizer, bool continues,
+                  v1::GenerateResponse* response) {
   response->mutable_output_ids()->Add(ids.begin(), ids.end());
   if (with_log_probs)
     response->mutable_log_probs()->Add(log_probs.begin(), log_probs.end());
   if (tokenizer != nullptr)
-    response->mutable_text()->append(tokenizer->Decode(ids));
+    response->mutable_text()->append(tokenizer->Decode(ids, continues));
 }
 
 void SetSummary(const Outcome& outcome, v1::GenerateResponse* response) {

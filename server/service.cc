@@ -121,7 +121,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
       return;
     }
     AppendTokens(outcome.result.output_ids, outcome.result.log_probs,
-                 with_log_probs_, env_.tokenizer, response_);
+                 with_log_probs_, env_.tokenizer, /*continues=*/false, response_);
     SetSummary(outcome, response_);
     response_->set_request_id(request_id_);
     Finish(grpc::Status::OK);

@@ -25,7 +25,9 @@ absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
                      " decoded tokens are waiting to be sent (limit ",
                      max_pending_tokens_, ", stream_buffer_tokens)"));
   }
-  AppendTokens(ids, log_probs, with_log_probs_, tokenizer_, &pending_);
+  AppendTokens(ids, log_probs, with_log_probs_, tokenizer_,
+               /*continues=*/tokens_added_ > 0, &pending_);
+  tokens_added_ += static_cast<int>(ids.size());
   has_pending_ = true;
   return absl::OkStatus();
 }

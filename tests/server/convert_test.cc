@@ -46,7 +46,8 @@ class CharTokenizer final : public Tokenizer {
     for (char c : text) ids.push_back(static_cast<unsigned char>(c) % 40 + 3);
     return ids;
   }
-  std::string Decode(absl::Span<const int32_t> ids) const override {
+  std::string Decode(absl::Span<const int32_t> ids,
+                     bool continues) const override {
     return std::string(ids.size(), 'x');
   }
 };
