@@ -1,0 +1,262 @@
+#include "client/cli_commands.h"
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "attnserve/v1/attnserve.grpc.pb.h"
+#include "client/exit_codes.h"
+#include "client/id_list.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace attnserve::client {
+namespace {
+
+absl::Duration ConnectTimeout(absl::Duration timeout) {
+  return std::min(timeout, kMaxConnectTimeout);
+}
+
+// Connects or explains why not; nullopt when connected.
+std::optional<int> FailIfUnreachable(const Connection& connection,
+                                     absl::Duration timeout,
+                                     std::ostream& err) {
+  const absl::Status reachable =
+      CheckReachable(connection, ConnectTimeout(timeout));
+  if (reachable.ok()) return std::nullopt;
+  err << reachable.message() << "\n";
+  return kExitUnreachable;
+}
+
+int ReportFailure(const grpc::Status& status, std::ostream& err) {
+  err << "error: " << FormatStatus(status) << "\n";
+  return kExitFailed;
+}
+
+void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+std::string FinishReasonName(v1::FinishReason reason) {
+  return std::string(
+      absl::StripPrefix(v1::FinishReason_Name(reason), "FINISH_REASON_"));
+}
+
+double Millis(uint64_t micros) { return static_cast<double>(micros) / 1000.0; }
+
+// The details line of a finished generation: `last` carries finish reason,
+// score and timing (the only message of a unary call, the last of a stream).
+void PrintDetails(const v1::GenerateResponse& last, int tokens,
+                  const std::vector<float>& log_probs, bool want_log_probs,
+                  std::ostream& err) {
+  const v1::Timing& timing = last.timing();
+  err << absl::StrFormat(
+      "finish_reason=%s tokens=%d score=%.4f total_ms=%.2f queue_ms=%.2f "
+      "compute_ms=%.2f batch_size=%u request_id=%s\n",
+      FinishReasonName(last.finish_reason()), tokens, last.score(),
+      Millis(timing.total_us()), Millis(timing.queue_us()),
+      Millis(timing.compute_us()), timing.batch_size(), last.request_id());
+  if (want_log_probs) {
+    err << "log_probs="
+        << absl::StrJoin(log_probs, ",",
+                         [](std::string* out, float value) {
+                           absl::StrAppendFormat(out, "%.4f", value);
+                         })
+        << "\n";
+  }
+}
+
+int GenerateUnary(v1::Seq2Seq::Stub& stub, const v1::GenerateRequest& request,
+                  const GenerateOptions& options, std::ostream& out,
+                  std::ostream& err) {
+  grpc::ClientContext context;
+  SetDeadline(context, options.timeout);
+  v1::GenerateResponse response;
+  const grpc::Status status = stub.Generate(&context, request, &response);
+  if (!status.ok()) return ReportFailure(status, err);
+  if (options.json) {
+    out << ToJson(response) << "\n";
+    return kExitOk;
+  }
+  const bool as_text = !request.text().empty() || !response.text().empty();
+  out << (as_text ? response.text() : absl::StrJoin(response.output_ids(), ","))
+      << "\n";
+  PrintDetails(response, response.output_ids_size(),
+               {response.log_probs().begin(), response.log_probs().end()},
+               options.log_probs, err);
+  return kExitOk;
+}
+
+int GenerateStreaming(v1::Seq2Seq::Stub& stub,
+                      const v1::GenerateRequest& request,
+                      const GenerateOptions& options, std::ostream& out,
+                      std::ostream& err) {
+  grpc::ClientContext context;
+  SetDeadline(context, options.timeout);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      stub.GenerateStream(&context, request);
+  v1::GenerateResponse message;
+  v1::GenerateResponse last;
+  int tokens = 0;
+  std::vector<float> log_probs;
+  // Decided at the first message with tokens, as in the unary case: text when
+  // the request was text or the model returns text.
+  std::optional<bool> as_text;
+  while (reader->Read(&message)) {
+    if (options.json) {
+      out << ToJson(message) << std::endl;  // flush: one line per message
+    } else if (message.output_ids_size() > 0) {
+      if (!as_text.has_value()) {
+        as_text = !request.text().empty() || !message.text().empty();
+      } else if (!*as_text) {
+        out << ",";
+      }
+      out << (*as_text ? message.text()
+                       : absl::StrJoin(message.output_ids(), ","))
+          << std::flush;
+    }
+    tokens += message.output_ids_size();
+    log_probs.insert(log_probs.end(), message.log_probs().begin(),
+                     message.log_probs().end());
+    last = message;
+  }
+  const grpc::Status status = reader->Finish();
+  if (!options.json) out << "\n";
+  if (!status.ok()) return ReportFailure(status, err);
+  if (!options.json) {
+    PrintDetails(last, tokens, log_probs, options.log_probs, err);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions print_options;
+  print_options.preserve_proto_field_names = true;
+  print_options.always_print_primitive_fields = true;
+  std::string json;
+  // Fails only for messages that cannot be mapped (Any with unknown types);
+  // ours can.
+  (void)google::protobuf::util::MessageToJsonString(message, &json,
+                                                    print_options);
+  return json;
+}
+
+absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(
+    const GenerateOptions& options) {
+  if (options.ids.empty() == options.text.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --ids (e.g. --ids=5,17,42) and --text");
+  }
+  if (options.max_new_tokens < 0) {
+    return absl::InvalidArgumentError("--max_new_tokens must be >= 0");
+  }
+  if (options.beam_size < 0) {
+    return absl::InvalidArgumentError("--beam_size must be >= 0");
+  }
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--timeout must be positive");
+  }
+  v1::GenerateRequest request;
+  if (!options.ids.empty()) {
+    absl::StatusOr<std::vector<int32_t>> ids = ParseIdList(options.ids);
+    if (!ids.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ids: ", ids.status().message()));
+    }
+    request.mutable_input_ids()->Add(ids->begin(), ids->end());
+  } else {
+    request.set_text(options.text);
+  }
+  request.set_max_new_tokens(options.max_new_tokens);
+  request.set_beam_size(options.beam_size);
+  if (options.length_penalty.has_value()) {
+    request.set_length_penalty(*options.length_penalty);
+  }
+  request.set_return_log_probs(options.log_probs);
+  return request;
+}
+
+int RunGenerate(const Connection& connection, const GenerateOptions& options,
+                std::ostream& out, std::ostream& err) {
+  absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(options);
+  if (!request.ok()) {
+    err << request.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (std::optional<int> exit_code =
+          FailIfUnreachable(connection, options.timeout, err)) {
+    return *exit_code;
+  }
+  v1::Seq2Seq::Stub stub(connection.channel);
+  return options.stream ? GenerateStreaming(stub, *request, options, out, err)
+                        : GenerateUnary(stub, *request, options, out, err);
+}
+
+int RunInfo(const Connection& connection, const InfoOptions& options,
+            std::ostream& out, std::ostream& err) {
+  if (std::optional<int> exit_code =
+          FailIfUnreachable(connection, options.timeout, err)) {
+    return *exit_code;
+  }
+  v1::Seq2Seq::Stub stub(connection.channel);
+  grpc::ClientContext context;
+  SetDeadline(context, options.timeout);
+  v1::GetModelInfoResponse info;
+  const grpc::Status status =
+      stub.GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
+  if (!status.ok()) return ReportFailure(status, err);
+  if (options.json) {
+    out << ToJson(info) << "\n";
+    return kExitOk;
+  }
+  out << absl::StrFormat(
+      "model_name:           %s\nhas_tokenizer:        %s\n"
+      "max_batch_size:       %u\nmax_input_tokens:     %u\n"
+      "max_new_tokens_limit: %u\n",
+      info.model_name(), info.has_tokenizer() ? "yes" : "no",
+      info.max_batch_size(), info.max_input_tokens(),
+      info.max_new_tokens_limit());
+  // ordered_json keeps the file's key order.
+  const nlohmann::ordered_json config = nlohmann::ordered_json::parse(
+      info.config_json(), nullptr, /*allow_exceptions=*/false);
+  out << "config:\n"
+      << (config.is_discarded() ? info.config_json() : config.dump(2)) << "\n";
+  return kExitOk;
+}
+
+int RunHealth(const Connection& connection, const HealthOptions& options,
+              std::ostream& out, std::ostream& err) {
+  if (std::optional<int> exit_code =
+          FailIfUnreachable(connection, options.timeout, err)) {
+    return *exit_code;
+  }
+  grpc::health::v1::Health::Stub stub(connection.channel);
+  grpc::ClientContext context;
+  SetDeadline(context, options.timeout);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(options.service);
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = stub.Check(&context, request, &response);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    err << "unknown service \"" << options.service
+        << "\" (the server has no health status for it)\n";
+    return kExitFailed;
+  }
+  if (!status.ok()) return ReportFailure(status, err);
+  out << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+             response.status())
+      << "\n";
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING
+             ? kExitOk
+             : kExitFailed;
+}
+
+}  // namespace attnserve::client

@@ -1,0 +1,138 @@
+// attnserve-cli: one request to an attnserve server (generate), what it serves
+// (info), and whether it is serving (health). Flags live only here; they fill
+// the options structs of cli_commands.h. docs/client.md describes the tool.
+
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/time/time.h"
+#include "client/channel.h"
+#include "client/cli_commands.h"
+#include "client/exit_codes.h"
+#include "client/flag_parsing.h"
+
+ABSL_FLAG(std::string, addr, "127.0.0.1:50051", "Server address, host:port.");
+ABSL_FLAG(bool, tls, false,
+          "Connect with TLS, verifying the server against the system roots "
+          "(or --tls_ca). For servers started with TLS.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM file of the CA that signed the server's certificate; implies "
+          "--tls.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate for mutual TLS (with --tls_key); implies "
+          "--tls.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::optional<absl::Duration>, timeout, std::nullopt,
+          "Deadline of the call, e.g. 500ms; unset = 60s for generate, 10s for "
+          "info, 5s for health. Connecting waits at most min(timeout, 10s).");
+ABSL_FLAG(bool, json, false,
+          "Print the response as JSON (protobuf mapping, .proto field names); "
+          "with --stream, one JSON object per message.");
+// generate
+ABSL_FLAG(std::string, ids, "",
+          "generate: source token ids, comma-separated (e.g. 5,17,42).");
+ABSL_FLAG(std::string, text, "",
+          "generate: source text (the model needs a tokenizer).");
+ABSL_FLAG(int, max_new_tokens, 0,
+          "generate: most tokens to generate; 0 = the server's default.");
+ABSL_FLAG(int, beam_size, 0, "generate: beam width; 0 or 1 = greedy.");
+ABSL_FLAG(std::optional<float>, length_penalty, std::nullopt,
+          "generate: beam score = sum(log p) / len^length_penalty; unset = "
+          "the server's 1.0.");
+ABSL_FLAG(bool, log_probs, false,
+          "generate: ask for the log-prob of every generated token.");
+ABSL_FLAG(bool, stream, false,
+          "generate: use GenerateStream and print tokens as they arrive.");
+// health
+ABSL_FLAG(std::string, service, "",
+          "health: service name to check; \"\" = the server as a whole, "
+          "attnserve.v1.Seq2Seq = the model service.");
+
+namespace attnserve::client {
+namespace {
+
+constexpr char kMainFile[] = "client/cli_main.cc";
+constexpr char kUsage[] =
+    "usage: attnserve-cli [--addr=host:port] COMMAND [flags]\n"
+    "\n"
+    "commands:\n"
+    "  generate --ids=5,17,42 | --text=\"...\" [--max_new_tokens=N] "
+    "[--beam_size=N]\n"
+    "           [--length_penalty=X] [--log_probs] [--stream] [--json]\n"
+    "  info     [--json]      the model, its limits and config\n"
+    "  health   [--service=NAME]   exit 0 only when SERVING\n"
+    "\n"
+    "exit codes: 0 ok, 1 the server answered an error (or not SERVING),\n"
+    "            2 cannot reach the server, 64 bad flags or arguments.\n";
+
+int UsageError(absl::string_view message) {
+  std::cerr << "attnserve-cli: " << message
+            << "\nrun attnserve-cli --help for usage\n";
+  return kExitUsage;
+}
+
+int Run(int argc, char** argv) {
+  absl::StatusOr<CommandLine> command_line =
+      ParseCommandLineStrict(argc, argv, kMainFile);
+  if (!command_line.ok()) return UsageError(command_line.status().message());
+  if (command_line->help) {
+    std::cout << FlagsHelp(kUsage, kMainFile);
+    return kExitOk;
+  }
+  if (command_line->positional.size() != 1) {
+    return UsageError("want exactly one command: generate, info or health");
+  }
+  const std::string& command = command_line->positional[0];
+  if (command != "generate" && command != "info" && command != "health") {
+    return UsageError("unknown command \"" + command +
+                      "\" (want generate, info or health)");
+  }
+
+  ChannelOptions channel_options;
+  channel_options.address = absl::GetFlag(FLAGS_addr);
+  channel_options.tls = absl::GetFlag(FLAGS_tls);
+  channel_options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  channel_options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  channel_options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  absl::StatusOr<Connection> connection = Connect(channel_options);
+  if (!connection.ok()) return UsageError(connection.status().message());
+
+  // Each command's options struct holds its own default timeout.
+  const std::optional<absl::Duration> timeout = absl::GetFlag(FLAGS_timeout);
+  if (timeout.has_value() && *timeout <= absl::ZeroDuration()) {
+    return UsageError("--timeout must be positive");
+  }
+  if (command == "generate") {
+    GenerateOptions options;
+    options.ids = absl::GetFlag(FLAGS_ids);
+    options.text = absl::GetFlag(FLAGS_text);
+    options.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+    options.beam_size = absl::GetFlag(FLAGS_beam_size);
+    options.length_penalty = absl::GetFlag(FLAGS_length_penalty);
+    options.log_probs = absl::GetFlag(FLAGS_log_probs);
+    options.stream = absl::GetFlag(FLAGS_stream);
+    options.json = absl::GetFlag(FLAGS_json);
+    options.timeout = timeout.value_or(options.timeout);
+    // Checked here too, so that a usage error says how to get help.
+    absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(options);
+    if (!request.ok()) return UsageError(request.status().message());
+    return RunGenerate(*connection, options, std::cout, std::cerr);
+  }
+  if (command == "info") {
+    InfoOptions options;
+    options.json = absl::GetFlag(FLAGS_json);
+    options.timeout = timeout.value_or(options.timeout);
+    return RunInfo(*connection, options, std::cout, std::cerr);
+  }
+  HealthOptions options;
+  options.service = absl::GetFlag(FLAGS_service);
+  options.timeout = timeout.value_or(options.timeout);
+  return RunHealth(*connection, options, std::cout, std::cerr);
+}
+
+}  // namespace
+}  // namespace attnserve::client
+
+int main(int argc, char** argv) { return attnserve::client::Run(argc, argv); }

@@ -1,0 +1,100 @@
+#include "client/flag_parsing.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/reflection.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace attnserve::client {
+namespace {
+
+// Only the tool's own flags: Abseil's built-ins (--flagfile, --helpfull, ...)
+// are not handled by this parser, so accepting them would silently do nothing.
+absl::CommandLineFlag* FindOwnFlag(absl::string_view name,
+                                   absl::string_view main_file) {
+  absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  if (flag == nullptr || !absl::EndsWith(flag->Filename(), main_file)) {
+    return nullptr;
+  }
+  return flag;
+}
+
+}  // namespace
+
+absl::StatusOr<CommandLine> ParseCommandLineStrict(
+    int argc, char** argv, absl::string_view main_file) {
+  CommandLine result;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") {
+      result.positional.insert(result.positional.end(), argv + i + 1,
+                               argv + argc);
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      result.positional.emplace_back(arg);
+      continue;
+    }
+    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+    const size_t equals = arg.find('=');
+    const absl::string_view name = arg.substr(0, equals);
+    std::optional<std::string> value;
+    if (equals != absl::string_view::npos) {
+      value = std::string(arg.substr(equals + 1));
+    }
+    if (name == "help" || name == "h") {
+      result.help = true;
+      continue;
+    }
+    absl::CommandLineFlag* flag = FindOwnFlag(name, main_file);
+    if (flag == nullptr && !value.has_value() && absl::StartsWith(name, "no")) {
+      absl::CommandLineFlag* negated = FindOwnFlag(name.substr(2), main_file);
+      if (negated != nullptr && negated->IsOfType<bool>()) {
+        flag = negated;
+        value = "false";
+      }
+    }
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    }
+    if (!value.has_value()) {
+      if (flag->IsOfType<bool>()) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, " needs a value"));
+      }
+    }
+    std::string error;
+    if (!flag->ParseFrom(*value, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, "=", *value, ": ", error));
+    }
+  }
+  return result;
+}
+
+std::string FlagsHelp(absl::string_view usage, absl::string_view main_file) {
+  std::vector<absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), main_file)) flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
+              return a->Name() < b->Name();
+            });
+  std::string text = absl::StrCat(usage, "\nFlags:\n");
+  for (const absl::CommandLineFlag* flag : flags) {
+    absl::StrAppend(&text, "  --", flag->Name(), " (default: \"",
+                    flag->DefaultValue(), "\")\n      ", flag->Help(), "\n");
+  }
+  return text;
+}
+
+}  // namespace attnserve::client

@@ -1,0 +1,34 @@
+#pragma once
+// Strict command-line parsing for the client tools. absl::ParseCommandLine
+// exits with status 1 on an unknown flag or a bad value, which a script cannot
+// tell from a failed call; this parser returns those as errors so that the
+// mains exit with kExitUsage. The flags themselves are defined (ABSL_FLAG) only
+// in the *_main.cc files.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace attnserve::client {
+
+struct CommandLine {
+  std::vector<std::string> positional;  // without argv[0]
+  bool help = false;                    // --help or -h was given
+};
+
+// Sets the flags named in argv[1..] and returns the other arguments. Accepts
+// only flags defined in a source file whose path ends with `main_file` (e.g.
+// "client/cli_main.cc"), in the forms --name=value, --name value, -name=value,
+// and for bools --name / --noname; "--" ends the flags. On error (unknown flag,
+// missing or unparsable value) returns INVALID_ARGUMENT naming the argument;
+// flags set before the error keep their new values.
+absl::StatusOr<CommandLine> ParseCommandLineStrict(int argc, char** argv,
+                                                   absl::string_view main_file);
+
+// `usage`, then every flag that ParseCommandLineStrict accepts for `main_file`,
+// sorted by name, with its default and help text.
+std::string FlagsHelp(absl::string_view usage, absl::string_view main_file);
+
+}  // namespace attnserve::client

@@ -1,0 +1,196 @@
+// The built tools themselves: flag handling, exit codes and output, against
+// the fake service on loopback.
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "client/exit_codes.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/client/fake_seq2seq.h"
+
+namespace attnserve::client {
+namespace {
+
+using testing::FakeServer;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  return contents.str();
+}
+
+// Runs `binary arguments` through the shell (arguments are quoted by the
+// caller) and collects stdout, stderr and the exit code.
+Outcome RunTool(const std::string& binary, const std::string& arguments) {
+  static int run = 0;
+  const std::string prefix =
+      absl::StrCat(::testing::TempDir(), "/client_tool_", getpid(), "_", ++run);
+  const std::string command = absl::StrCat(binary, " ", arguments, " >", prefix,
+                                           ".out 2>", prefix, ".err");
+  const int status = std::system(command.c_str());
+  Outcome outcome;
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  outcome.out = ReadAll(prefix + ".out");
+  outcome.err = ReadAll(prefix + ".err");
+  return outcome;
+}
+
+Outcome Cli(const std::string& arguments) {
+  return RunTool(ATTNSERVE_CLI_BINARY, arguments);
+}
+Outcome Bench(const std::string& arguments) {
+  return RunTool(ATTNSERVE_BENCH_BINARY, arguments);
+}
+
+TEST(CliBinaryTest, BadUsageExits64) {
+  for (const char* arguments :
+       {"", "frobnicate", "info health", "--bogus info", "generate",
+        "generate --ids=1,x", "generate --ids=1 --text=a",
+        "generate --ids=1 --max_new_tokens=many",
+        "generate --ids=1 --timeout=0s", "generate --ids",
+        "info --tls_cert=/etc/hostname"}) {
+    const Outcome outcome = Cli(arguments);
+    EXPECT_EQ(outcome.exit_code, kExitUsage) << arguments;
+    EXPECT_THAT(outcome.err, StartsWith("attnserve-cli: ")) << arguments;
+    EXPECT_THAT(outcome.err, HasSubstr("--help")) << arguments;
+    EXPECT_TRUE(outcome.out.empty()) << arguments;
+  }
+  EXPECT_THAT(Cli("--bogus info").err, HasSubstr("unknown flag --bogus"));
+}
+
+TEST(CliBinaryTest, HelpListsCommandsAndFlags) {
+  const Outcome outcome = Cli("--help");
+  EXPECT_EQ(outcome.exit_code, kExitOk);
+  EXPECT_THAT(outcome.out, HasSubstr("usage: attnserve-cli"));
+  EXPECT_THAT(outcome.out, HasSubstr("--ids (default: \"\")"));
+  EXPECT_THAT(outcome.out, HasSubstr("--tls_ca"));
+  EXPECT_THAT(outcome.out, HasSubstr("exit codes"));
+}
+
+TEST(CliBinaryTest, TalksToAServer) {
+  FakeServer server;
+  const std::string addr = "--addr=" + server.address();
+  Outcome generate = Cli(addr + " generate --ids=5,17,42");
+  EXPECT_EQ(generate.exit_code, kExitOk) << generate.err;
+  EXPECT_EQ(generate.out, "6,18,43,6\n");
+  EXPECT_THAT(generate.err, HasSubstr("finish_reason=LENGTH tokens=4"));
+
+  // Flags may come before or after the command, in either spelling.
+  Outcome text = Cli("generate --text 'hi there' --stream " + addr);
+  EXPECT_EQ(text.exit_code, kExitOk) << text.err;
+  EXPECT_EQ(text.out, "HI THERE\n");
+
+  Outcome rejected = Cli(addr + " generate --ids=5 --max_new_tokens=3");
+  EXPECT_EQ(rejected.exit_code, kExitFailed);
+  EXPECT_EQ(rejected.err, "error: RESOURCE_EXHAUSTED: queue full (fake)\n");
+
+  Outcome info = Cli(addr + " info --json");
+  EXPECT_EQ(info.exit_code, kExitOk) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out)["model_name"], "fake");
+
+  Outcome health = Cli(addr + " health --service=attnserve.v1.Seq2Seq");
+  EXPECT_EQ(health.exit_code, kExitOk) << health.err;
+  EXPECT_EQ(health.out, "SERVING\n");
+  server.SetServing(false);
+  health = Cli(addr + " health");
+  EXPECT_EQ(health.exit_code, kExitFailed);
+  EXPECT_EQ(health.out, "NOT_SERVING\n");
+}
+
+TEST(CliBinaryTest, UnreachableServerExits2) {
+  const std::string address = testing::UnusedAddress();
+  for (const char* command : {"health", "info", "generate --ids=1"}) {
+    const Outcome outcome = Cli(absl::StrCat("--addr=", address, " ", command));
+    EXPECT_EQ(outcome.exit_code, kExitUnreachable) << command;
+    EXPECT_THAT(outcome.err, StartsWith("cannot reach " + address + ": "))
+        << command;
+  }
+}
+
+TEST(BenchBinaryTest, BadUsageExits64) {
+  for (const char* arguments :
+       {"--bogus", "extra", "--requests=5 --duration=1s", "--concurrency=0",
+        "--src_len=9:3", "--max_new_tokens=x", "--arrivals=bursty", "--text",
+        "--sources_file=/nonexistent/sources.txt", "--rps=-1"}) {
+    const Outcome outcome = Bench(arguments);
+    EXPECT_EQ(outcome.exit_code, kExitUsage) << arguments;
+    EXPECT_THAT(outcome.err, StartsWith("attnserve-bench: ")) << arguments;
+  }
+}
+
+TEST(BenchBinaryTest, UnreachableServerExits2) {
+  const std::string address = testing::UnusedAddress();
+  const Outcome outcome = Bench("--addr=" + address + " --requests=3");
+  EXPECT_EQ(outcome.exit_code, kExitUnreachable);
+  EXPECT_THAT(outcome.err, StartsWith("cannot reach " + address + ": "));
+}
+
+TEST(BenchBinaryTest, JsonReportCountsWhatTheServerAnswered) {
+  FakeServer server;
+  const Outcome outcome =
+      Bench("--addr=" + server.address() +
+            " --requests=40 --concurrency=4 --src_len=2:6 --max_new_tokens=1:4"
+            " --seed=3 --json");
+  ASSERT_EQ(outcome.exit_code, kExitOk) << outcome.err;
+  const nlohmann::json report = nlohmann::json::parse(outcome.out);
+  EXPECT_EQ(report["count"], 40);
+  EXPECT_EQ(report["model"], "fake");
+  EXPECT_EQ(report["config"]["mode"], "closed");
+  EXPECT_EQ(report["config"]["max_new_tokens"], "1:4");
+  int64_t ok = 0;
+  int64_t total = 0;
+  for (const auto& [code, count] : server.service().status_counts()) {
+    total += count;
+    if (code == grpc::StatusCode::OK) ok = count;
+  }
+  EXPECT_EQ(total, 40);
+  EXPECT_EQ(report["ok"], ok);
+  EXPECT_EQ(report["status_codes"]["OK"], ok);
+  EXPECT_EQ(report["status_codes"].value("RESOURCE_EXHAUSTED", 0), 40 - ok);
+  EXPECT_EQ(report["generated_tokens"], server.service().generated_tokens());
+  EXPECT_EQ(report["latency_ms"]["count"], ok);
+  EXPECT_TRUE(report["time_to_first_token_ms"].is_null());
+}
+
+TEST(BenchBinaryTest, HumanStreamingReportFromASourcesFile) {
+  FakeServer server;
+  const std::string sources = ::testing::TempDir() + "/bench_sources.txt";
+  std::ofstream(sources) << "5,17,42\n\n7,8\n";
+  const Outcome outcome =
+      Bench("--addr=" + server.address() + " --sources_file=" + sources +
+            " --requests=6 --max_new_tokens=5 --stream");
+  ASSERT_EQ(outcome.exit_code, kExitOk) << outcome.err;
+  EXPECT_THAT(outcome.err, HasSubstr("fake at " + server.address()));
+  EXPECT_THAT(outcome.out, HasSubstr("Count:             6 (OK 6)"));
+  EXPECT_THAT(outcome.out, HasSubstr("Generated tokens:  30 "));
+  EXPECT_THAT(outcome.out, HasSubstr("first token"));
+  EXPECT_THAT(outcome.out, HasSubstr("inter-token"));
+  EXPECT_THAT(outcome.out, HasSubstr("OK                   6"));
+}
+
+TEST(BenchBinaryTest, NoSuccessfulCallExits1) {
+  FakeServer server;
+  const Outcome outcome =
+      Bench("--addr=" + server.address() + " --requests=4 --max_new_tokens=3");
+  EXPECT_EQ(outcome.exit_code, kExitFailed);
+  EXPECT_THAT(outcome.out, HasSubstr("RESOURCE_EXHAUSTED   4"));
+}
+
+}  // namespace
+}  // namespace attnserve::client

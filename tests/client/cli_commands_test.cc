@@ -1,0 +1,279 @@
+// attnserve-cli's commands against the fake service, in process: output,
+// diagnostics and exit codes.
+
+#include "client/cli_commands.h"
+
+#include <sstream>
+
+#include "absl/strings/str_split.h"
+#include "client/exit_codes.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/client/fake_seq2seq.h"
+
+namespace attnserve::client {
+namespace {
+
+using ::testing::ElementsAre;
+using testing::FakeServer;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+TEST(BuildGenerateRequestTest, IdsOrText) {
+  GenerateOptions options;
+  options.ids = "5,17,42";
+  options.max_new_tokens = 8;
+  options.beam_size = 4;
+  options.length_penalty = 0.6f;
+  options.log_probs = true;
+  absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(options);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_THAT(request->input_ids(), ElementsAre(5, 17, 42));
+  EXPECT_TRUE(request->text().empty());
+  EXPECT_EQ(request->max_new_tokens(), 8u);
+  EXPECT_EQ(request->beam_size(), 4u);
+  ASSERT_TRUE(request->has_length_penalty());
+  EXPECT_FLOAT_EQ(request->length_penalty(), 0.6f);
+  EXPECT_TRUE(request->return_log_probs());
+
+  GenerateOptions text;
+  text.text = "hello";
+  request = BuildGenerateRequest(text);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->text(), "hello");
+  EXPECT_TRUE(request->input_ids().empty());
+  // Unset stays unset: the server's default 1.0 applies.
+  EXPECT_FALSE(request->has_length_penalty());
+}
+
+TEST(BuildGenerateRequestTest, NamesTheFlagAtFault) {
+  const auto message = [](GenerateOptions options) {
+    return std::string(BuildGenerateRequest(options).status().message());
+  };
+  GenerateOptions neither;
+  EXPECT_THAT(message(neither), HasSubstr("exactly one of --ids"));
+  GenerateOptions both;
+  both.ids = "1";
+  both.text = "a";
+  EXPECT_THAT(message(both), HasSubstr("exactly one of --ids"));
+  GenerateOptions bad_ids;
+  bad_ids.ids = "1,two";
+  EXPECT_THAT(message(bad_ids), HasSubstr("--ids: bad token id \"two\""));
+  GenerateOptions negative;
+  negative.ids = "1";
+  negative.max_new_tokens = -1;
+  EXPECT_THAT(message(negative), HasSubstr("--max_new_tokens"));
+  negative.max_new_tokens = 0;
+  negative.beam_size = -2;
+  EXPECT_THAT(message(negative), HasSubstr("--beam_size"));
+  GenerateOptions no_time;
+  no_time.ids = "1";
+  no_time.timeout = absl::ZeroDuration();
+  EXPECT_THAT(message(no_time), HasSubstr("--timeout"));
+}
+
+class CliCommandsTest : public ::testing::Test {
+ protected:
+  CliCommandsTest() : connection_(ConnectTo(server_.address())) {}
+
+  static Connection ConnectTo(const std::string& address) {
+    ChannelOptions options;
+    options.address = address;
+    return *Connect(options);
+  }
+
+  int Generate(const GenerateOptions& options) {
+    return RunGenerate(connection_, options, out_, err_);
+  }
+
+  FakeServer server_;
+  Connection connection_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+
+TEST_F(CliCommandsTest, GenerateIdsPrintsIdsAndDetails) {
+  GenerateOptions options;
+  options.ids = "5,17,42";
+  EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "6,18,43,6\n");
+  EXPECT_THAT(err_.str(), StartsWith("finish_reason=LENGTH tokens=4 "
+                                     "score=-2.0000 total_ms=1.50"));
+  EXPECT_THAT(err_.str(), HasSubstr("request_id=fake-1"));
+  EXPECT_EQ(err_.str().find("log_probs"), std::string::npos);
+}
+
+TEST_F(CliCommandsTest, GenerateTextPrintsText) {
+  GenerateOptions options;
+  options.text = "hello";
+  EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "HELLO\n");
+}
+
+TEST_F(CliCommandsTest, GenerateLogProbs) {
+  GenerateOptions options;
+  options.ids = "5";
+  options.max_new_tokens = 2;
+  options.log_probs = true;
+  EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+  EXPECT_THAT(err_.str(), HasSubstr("\nlog_probs=-0.5000,-0.5000\n"));
+}
+
+TEST_F(CliCommandsTest, GenerateJsonIsTheResponse) {
+  GenerateOptions options;
+  options.ids = "5,17,42";
+  options.json = true;
+  EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+  const nlohmann::json json = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(json["output_ids"], nlohmann::json({6, 18, 43, 6}));
+  EXPECT_EQ(json["finish_reason"], "FINISH_REASON_LENGTH");
+  EXPECT_EQ(json["request_id"], "fake-1");
+  // Defaults are printed too, so that scripts always find the keys.
+  EXPECT_EQ(json["text"], "");
+  EXPECT_EQ(json["timing"]["batch_size"], 1);
+  EXPECT_TRUE(err_.str().empty());
+}
+
+TEST_F(CliCommandsTest, GenerateStreamPrintsTheSameOutput) {
+  GenerateOptions options;
+  options.ids = "5,17,42";
+  options.stream = true;
+  EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "6,18,43,6\n");
+  EXPECT_THAT(err_.str(), StartsWith("finish_reason=LENGTH tokens=4 "));
+
+  std::ostringstream text_out;
+  GenerateOptions text;
+  text.text = "abc";
+  text.stream = true;
+  EXPECT_EQ(RunGenerate(connection_, text, text_out, err_), kExitOk);
+  EXPECT_EQ(text_out.str(), "ABC\n");
+}
+
+TEST_F(CliCommandsTest, GenerateStreamJsonIsOneObjectPerMessage) {
+  GenerateOptions options;
+  options.ids = "5,17";
+  options.max_new_tokens = 2;
+  options.stream = true;
+  options.json = true;
+  EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+  std::vector<std::string> lines =
+      absl::StrSplit(out_.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << out_.str();
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["output_ids"], nlohmann::json({6}));
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["output_ids"],
+            nlohmann::json({18}));
+  EXPECT_EQ(nlohmann::json::parse(lines[2])["finish_reason"],
+            "FINISH_REASON_LENGTH");
+}
+
+TEST_F(CliCommandsTest, ServerErrorsExitOneWithCodeAndMessage) {
+  GenerateOptions rejected;
+  rejected.ids = "5";
+  rejected.max_new_tokens = testing::kRejectMaxNewTokens;
+  EXPECT_EQ(Generate(rejected), kExitFailed);
+  EXPECT_EQ(err_.str(), "error: RESOURCE_EXHAUSTED: queue full (fake)\n");
+  EXPECT_TRUE(out_.str().empty());
+
+  std::ostringstream err;
+  GenerateOptions bad_id;
+  bad_id.ids = "5,150";
+  bad_id.stream = true;
+  EXPECT_EQ(RunGenerate(connection_, bad_id, out_, err), kExitFailed);
+  EXPECT_THAT(err.str(), StartsWith("error: INVALID_ARGUMENT: input_ids: 150"));
+}
+
+TEST_F(CliCommandsTest, DeadlineIsAServerSideFailure) {
+  GenerateOptions held;
+  held.ids = std::to_string(testing::kHoldId);
+  held.timeout = absl::Milliseconds(200);
+  EXPECT_EQ(Generate(held), kExitFailed);
+  EXPECT_THAT(err_.str(), StartsWith("error: DEADLINE_EXCEEDED"));
+}
+
+TEST_F(CliCommandsTest, UsageErrorsAreCaughtBeforeConnecting) {
+  GenerateOptions both;
+  both.ids = "1";
+  both.text = "a";
+  EXPECT_EQ(RunGenerate(ConnectTo(testing::UnusedAddress()), both, out_, err_),
+            kExitUsage);
+}
+
+TEST_F(CliCommandsTest, InfoHumanAndJson) {
+  EXPECT_EQ(RunInfo(connection_, InfoOptions(), out_, err_), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("model_name:           fake\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("has_tokenizer:        yes\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("max_new_tokens_limit: 32\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("\"vocab_size\": 100"));
+
+  std::ostringstream json_out;
+  InfoOptions json;
+  json.json = true;
+  EXPECT_EQ(RunInfo(connection_, json, json_out, err_), kExitOk);
+  const nlohmann::json info = nlohmann::json::parse(json_out.str());
+  EXPECT_EQ(info["model_name"], "fake");
+  EXPECT_EQ(info["max_input_tokens"], 64);
+  EXPECT_EQ(info["has_tokenizer"], true);
+}
+
+TEST_F(CliCommandsTest, HealthExitsZeroOnlyWhenServing) {
+  HealthOptions whole;
+  EXPECT_EQ(RunHealth(connection_, whole, out_, err_), kExitOk);
+  EXPECT_EQ(out_.str(), "SERVING\n");
+
+  HealthOptions model;
+  model.service = "attnserve.v1.Seq2Seq";
+  std::ostringstream model_out;
+  EXPECT_EQ(RunHealth(connection_, model, model_out, err_), kExitOk);
+  EXPECT_EQ(model_out.str(), "SERVING\n");
+
+  server_.SetServing(false);
+  std::ostringstream draining_out;
+  EXPECT_EQ(RunHealth(connection_, model, draining_out, err_), kExitFailed);
+  EXPECT_EQ(draining_out.str(), "NOT_SERVING\n");
+
+  HealthOptions unknown;
+  unknown.service = "no.such.Service";
+  std::ostringstream unknown_err;
+  EXPECT_EQ(RunHealth(connection_, unknown, out_, unknown_err), kExitFailed);
+  EXPECT_THAT(unknown_err.str(), HasSubstr("unknown service \"no.such"));
+}
+
+TEST_F(CliCommandsTest, UnreachableServerExitsTwo) {
+  const std::string address = testing::UnusedAddress();
+  const Connection nowhere = ConnectTo(address);
+  GenerateOptions options;
+  options.ids = "5";
+  EXPECT_EQ(RunGenerate(nowhere, options, out_, err_), kExitUnreachable);
+  EXPECT_THAT(err_.str(), StartsWith("cannot reach " + address + ": "));
+  EXPECT_TRUE(out_.str().empty());
+
+  std::ostringstream info_err;
+  EXPECT_EQ(RunInfo(nowhere, InfoOptions(), out_, info_err), kExitUnreachable);
+  EXPECT_THAT(info_err.str(), StartsWith("cannot reach "));
+  std::ostringstream health_err;
+  EXPECT_EQ(RunHealth(nowhere, HealthOptions(), out_, health_err),
+            kExitUnreachable);
+  EXPECT_THAT(health_err.str(), StartsWith("cannot reach "));
+}
+
+TEST(ConnectTest, RejectsHalfOfMutualTlsAndUnreadableFiles) {
+  ChannelOptions cert_only;
+  cert_only.tls_cert_file = "/etc/hostname";
+  EXPECT_THAT(Connect(cert_only).status().message(),
+              HasSubstr("--tls_cert and --tls_key go together"));
+  ChannelOptions missing_ca;
+  missing_ca.tls_ca_file = "/nonexistent/ca.pem";
+  EXPECT_THAT(Connect(missing_ca).status().message(),
+              HasSubstr("--tls_ca: cannot read /nonexistent/ca.pem"));
+  ChannelOptions no_address;
+  no_address.address = "";
+  EXPECT_FALSE(Connect(no_address).ok());
+  ChannelOptions system_roots;
+  system_roots.tls = true;
+  EXPECT_TRUE(Connect(system_roots).ok());
+}
+
+}  // namespace
+}  // namespace attnserve::client

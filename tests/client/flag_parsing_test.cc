@@ -1,0 +1,97 @@
+#include "client/flag_parsing.h"
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+// Flags of this file only: the parser accepts flags defined in the file it is
+// given, as the tools accept only their main file's flags.
+ABSL_FLAG(int, fp_count, 3, "A count.");
+ABSL_FLAG(bool, fp_verbose, false, "A switch.");
+ABSL_FLAG(std::string, fp_name, "", "A name.");
+
+namespace attnserve::client {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kThisFile[] = "client/flag_parsing_test.cc";
+
+class ParseCommandLineStrictTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<CommandLine> Parse(std::initializer_list<const char*> args) {
+    arguments_.assign({"tool"});
+    arguments_.insert(arguments_.end(), args.begin(), args.end());
+    argv_.clear();
+    for (std::string& argument : arguments_) argv_.push_back(argument.data());
+    return ParseCommandLineStrict(static_cast<int>(argv_.size()), argv_.data(),
+                                  kThisFile);
+  }
+
+ private:
+  absl::FlagSaver saver_;  // every test starts from the defaults
+  std::vector<std::string> arguments_;
+  std::vector<char*> argv_;
+};
+
+TEST_F(ParseCommandLineStrictTest, SetsFlagsInAllFormsAndKeepsPositionals) {
+  absl::StatusOr<CommandLine> parsed =
+      Parse({"generate", "--fp_count=7", "-fp_name", "x y", "--fp_verbose",
+             "more", "--", "--fp_count=9"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_THAT(parsed->positional,
+              ElementsAre("generate", "more", "--fp_count=9"));
+  EXPECT_FALSE(parsed->help);
+  EXPECT_EQ(absl::GetFlag(FLAGS_fp_count), 7);
+  EXPECT_EQ(absl::GetFlag(FLAGS_fp_name), "x y");
+  EXPECT_TRUE(absl::GetFlag(FLAGS_fp_verbose));
+}
+
+TEST_F(ParseCommandLineStrictTest, NegatedBoolAndHelp) {
+  absl::SetFlag(&FLAGS_fp_verbose, true);
+  absl::StatusOr<CommandLine> parsed = Parse({"--nofp_verbose", "--help"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(absl::GetFlag(FLAGS_fp_verbose));
+  EXPECT_TRUE(parsed->help);
+  EXPECT_TRUE(Parse({"-h"})->help);
+}
+
+TEST_F(ParseCommandLineStrictTest, UnknownFlagIsAnError) {
+  absl::StatusOr<CommandLine> parsed = Parse({"--fp_cuont=3"});
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(parsed.status().message(), HasSubstr("unknown flag --fp_cuont"));
+  // Abseil's own flags are not this tool's.
+  EXPECT_FALSE(Parse({"--flagfile=x"}).ok());
+  EXPECT_FALSE(Parse({"--nofp_count"}).ok());
+}
+
+TEST_F(ParseCommandLineStrictTest, BadOrMissingValueIsAnError) {
+  absl::StatusOr<CommandLine> bad = Parse({"--fp_count=many"});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("--fp_count=many"));
+  absl::StatusOr<CommandLine> missing = Parse({"--fp_name"});
+  EXPECT_THAT(missing.status().message(), HasSubstr("needs a value"));
+  EXPECT_FALSE(Parse({"--fp_verbose=maybe"}).ok());
+}
+
+TEST(FlagsHelpTest, ListsOnlyTheFileFlagsSortedWithDefaults) {
+  const std::string help = FlagsHelp("usage: tool", kThisFile);
+  EXPECT_THAT(help, HasSubstr("usage: tool\n"));
+  const size_t count = help.find("--fp_count (default: \"3\")");
+  const size_t name = help.find("--fp_name");
+  const size_t verbose = help.find("--fp_verbose");
+  ASSERT_NE(count, std::string::npos) << help;
+  EXPECT_LT(count, name);
+  EXPECT_LT(name, verbose);
+  EXPECT_THAT(help, HasSubstr("A switch."));
+  EXPECT_EQ(help.find("--flagfile"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace attnserve::client
