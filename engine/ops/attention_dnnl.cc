@@ -31,42 +31,6 @@ constexpr int64_t kMinGemmQueries = 4;
 // Below this many flops, waking the OpenMP team costs more than it saves.
 constexpr int64_t kMinParallelFlops = 64 * 1024;
 
-// GCC vector types: one source for both clones (AVX2 registers in the x86-64-v3
-// one, pairs of SSE registers in the baseline). -Wpsabi warns that passing them
-// by value has no fixed ABI without AVX; the helpers that do are always
-// inlined, so no call crosses one.
-#pragma GCC diagnostic ignored "-Wpsabi"
-using V8 = float __attribute__((vector_size(32)));
-using V4 = float __attribute__((vector_size(16)));
-
-ATTNSERVE_ALWAYS_INLINE V8 Load8(const float* p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof(v));  // an unaligned load
-  return v;
-}
-
-// [sum(a), sum(b), sum(c), sum(d)] with a few shuffles, rather than the trip
-// through the stack and eight serial adds per vector that GCC emits for an omp
-// simd reduction (which made those reductions cost as much as the dot products
-// themselves).
-ATTNSERVE_ALWAYS_INLINE V4 HorizontalSums(V8 a, V8 b, V8 c, V8 d) {
-  const V4 a4 = __builtin_shufflevector(a, a, 0, 1, 2, 3) +
-                __builtin_shufflevector(a, a, 4, 5, 6, 7);
-  const V4 b4 = __builtin_shufflevector(b, b, 0, 1, 2, 3) +
-                __builtin_shufflevector(b, b, 4, 5, 6, 7);
-  const V4 c4 = __builtin_shufflevector(c, c, 0, 1, 2, 3) +
-                __builtin_shufflevector(c, c, 4, 5, 6, 7);
-  const V4 d4 = __builtin_shufflevector(d, d, 0, 1, 2, 3) +
-                __builtin_shufflevector(d, d, 4, 5, 6, 7);
-  // ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise.
-  const V4 ab = __builtin_shufflevector(a4, b4, 0, 4, 1, 5) +
-                __builtin_shufflevector(a4, b4, 2, 6, 3, 7);
-  const V4 cd = __builtin_shufflevector(c4, d4, 0, 4, 1, 5) +
-                __builtin_shufflevector(c4, d4, 2, 6, 3, 7);
-  return __builtin_shufflevector(ab, cd, 0, 1, 4, 5) +
-         __builtin_shufflevector(ab, cd, 2, 3, 6, 7);
-}
-
 // s[j] = scale * q . k_j for keys j in [0, n), rows `stride` floats apart; d is
 // a multiple of 8. Four keys per pass keep four independent accumulators in
 // flight.
@@ -94,7 +58,7 @@ ATTNSERVE_ALWAYS_INLINE void QueryKeyScores8(const float* q, const float* k,
     const float* kj = k + j * stride;
     V8 a = {};
     for (int i = 0; i < d; i += 8) a += Load8(q + i) * Load8(kj + i);
-    s[j] = HorizontalSums(a, a, a, a)[0] * scale;
+    s[j] = HorizontalSum(a) * scale;
   }
 }
 

@@ -8,6 +8,8 @@
 // costs.
 //
 //   linear_benchmark [--benchmark_filter=...]   (kThreads OpenMP threads)
+//   --benchmark_repetitions=5 makes the ratios use medians: on a shared
+//   2-core machine single runs of 2-thread calls have large outliers.
 
 #include <cstdio>
 #include <map>
@@ -142,11 +144,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
-      const std::string name = run.benchmark_name();
+      if (run.error_occurred) continue;
+      // With --benchmark_repetitions, the median stands for the shape (this
+      // shared machine has outliers); without, the single run does.
+      const bool median =
+          run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+      if (run.run_type != Run::RT_Iteration && !median) continue;
+      const std::string name = run.run_name.str();
       const size_t slash = name.find('/');
-      times_[name.substr(slash)][name.substr(0, slash)] =
-          run.GetAdjustedRealTime();
+      double& slot = times_[name.substr(slash)][name.substr(0, slash)];
+      if (median || slot == 0.0) slot = run.GetAdjustedRealTime();
     }
   }
 

@@ -11,9 +11,6 @@
 
 // See simd.h: lets GCC vectorise the epilogue loops that use FastExp.
 #pragma GCC optimize("no-trapping-math")
-// GCC vector types; -Wpsabi warns that passing them by value has no fixed ABI
-// without AVX, but the helpers that do are always inlined.
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 #include <omp.h>
 
@@ -26,38 +23,11 @@
 namespace attnserve::engine::internal {
 namespace {
 
-using V8 = float __attribute__((vector_size(32)));
-using V4 = float __attribute__((vector_size(16)));
-
 // Outputs per epilogue pass: a tile row of this many floats stays in L1.
 constexpr int64_t kChunk = 64;
 // Below this many multiply-adds, waking the OpenMP team costs more than it
 // saves.
 constexpr int64_t kMinParallelMacs = 128 * 1024;
-
-ATTNSERVE_ALWAYS_INLINE V8 Load8(const float* p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof(v));  // an unaligned load
-  return v;
-}
-
-// [sum(a), sum(b), sum(c), sum(d)].
-ATTNSERVE_ALWAYS_INLINE V4 HorizontalSums(V8 a, V8 b, V8 c, V8 d) {
-  const V4 a4 = __builtin_shufflevector(a, a, 0, 1, 2, 3) +
-                __builtin_shufflevector(a, a, 4, 5, 6, 7);
-  const V4 b4 = __builtin_shufflevector(b, b, 0, 1, 2, 3) +
-                __builtin_shufflevector(b, b, 4, 5, 6, 7);
-  const V4 c4 = __builtin_shufflevector(c, c, 0, 1, 2, 3) +
-                __builtin_shufflevector(c, c, 4, 5, 6, 7);
-  const V4 d4 = __builtin_shufflevector(d, d, 0, 1, 2, 3) +
-                __builtin_shufflevector(d, d, 4, 5, 6, 7);
-  const V4 ab = __builtin_shufflevector(a4, b4, 0, 4, 1, 5) +
-                __builtin_shufflevector(a4, b4, 2, 6, 3, 7);
-  const V4 cd = __builtin_shufflevector(c4, d4, 0, 4, 1, 5) +
-                __builtin_shufflevector(c4, d4, 2, 6, 3, 7);
-  return __builtin_shufflevector(ab, cd, 0, 1, 4, 5) +
-         __builtin_shufflevector(ab, cd, 2, 3, 6, 7);
-}
 
 // t[r * kChunk + c] = x_r . w_c for kRows input rows (x, k floats apart) and
 // kCols weight rows (w, k floats apart).
@@ -81,7 +51,7 @@ ATTNSERVE_ALWAYS_INLINE void DotTile(const float* x, const float* w, int64_t k,
       std::memcpy(sums, &s, sizeof(s));
     } else {
       for (int c = 0; c < kCols; ++c) {
-        sums[c] = HorizontalSums(acc[r][c], acc[r][c], acc[r][c], acc[r][c])[0];
+        sums[c] = HorizontalSum(acc[r][c]);
       }
     }
     for (int64_t i = k8; i < k; ++i) {

@@ -57,4 +57,53 @@ ATTNSERVE_ALWAYS_INLINE float FastExp(float x) {
   return p * scale;
 }
 
+// GCC vector types, for kernels the auto-vectoriser handles poorly: one source
+// for both clones (AVX2 registers in the x86-64-v3 one, pairs of SSE registers
+// in the baseline).
+using V8 = float __attribute__((vector_size(32)));
+using V4 = float __attribute__((vector_size(16)));
+
+// -Wpsabi warns, wherever these helpers are defined or inlined, that passing
+// V8 by value has no fixed ABI without AVX. They are always inlined, so no call
+// ever crosses that ABI; the warning is off for every file including this one.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+ATTNSERVE_ALWAYS_INLINE V8 Load8(const float* p) {
+  V8 v;
+  std::memcpy(&v, p, sizeof(v));  // an unaligned load
+  return v;
+}
+
+ATTNSERVE_ALWAYS_INLINE void Store8(float* p, V8 v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// [sum(a), sum(b), sum(c), sum(d)] in a few shuffles. GCC's own horizontal sum
+// for an omp simd reduction goes through the stack with eight serial adds,
+// which costs as much as a short dot product itself.
+ATTNSERVE_ALWAYS_INLINE V4 HorizontalSums(V8 a, V8 b, V8 c, V8 d) {
+  const V4 a4 = __builtin_shufflevector(a, a, 0, 1, 2, 3) +
+                __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  const V4 b4 = __builtin_shufflevector(b, b, 0, 1, 2, 3) +
+                __builtin_shufflevector(b, b, 4, 5, 6, 7);
+  const V4 c4 = __builtin_shufflevector(c, c, 0, 1, 2, 3) +
+                __builtin_shufflevector(c, c, 4, 5, 6, 7);
+  const V4 d4 = __builtin_shufflevector(d, d, 0, 1, 2, 3) +
+                __builtin_shufflevector(d, d, 4, 5, 6, 7);
+  // ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise.
+  const V4 ab = __builtin_shufflevector(a4, b4, 0, 4, 1, 5) +
+                __builtin_shufflevector(a4, b4, 2, 6, 3, 7);
+  const V4 cd = __builtin_shufflevector(c4, d4, 0, 4, 1, 5) +
+                __builtin_shufflevector(c4, d4, 2, 6, 3, 7);
+  return __builtin_shufflevector(ab, cd, 0, 1, 4, 5) +
+         __builtin_shufflevector(ab, cd, 2, 3, 6, 7);
+}
+
+ATTNSERVE_ALWAYS_INLINE float HorizontalSum(V8 a) {
+  const V4 a4 = __builtin_shufflevector(a, a, 0, 1, 2, 3) +
+                __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  const V4 a2 = a4 + __builtin_shufflevector(a4, a4, 2, 3, 0, 1);
+  return a2[0] + a2[1];
+}
+
 }  // namespace attnserve::engine::internal
