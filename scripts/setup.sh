@@ -13,7 +13,9 @@ BUILD_PKGS=(
   clang-format
 )
 # Dev tools: golden files and training use Debian's torch on the system python.
-TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio)
+# prometheus is the real server (with promtool): the metrics integration test scrapes the
+# service with it and checks deploy/prometheus with promtool.
+TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio prometheus)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi

@@ -44,7 +44,6 @@ Batcher::~Batcher() { Stop(); }
 
 absl::Status Batcher::Submit(WorkItem item, ResponseSink* sink) {
   absl::Status status;
-  int queue_size = 0;
   {
     absl::MutexLock lock(&mu_);
     if (!accepting_) {
@@ -62,16 +61,12 @@ absl::Status Batcher::Submit(WorkItem item, ResponseSink* sink) {
       queued.sink = sink;
       queued.accepted = clock_->Now();
       queue_.push_back(std::move(queued));
-      queue_size = static_cast<int>(queue_.size());
       ++generation_;
+      ReportLoad();
     }
   }
-  if (!status.ok()) {
-    observer_->OnRejected(status.code());
-    return status;
-  }
-  observer_->OnQueued(queue_size);
-  return absl::OkStatus();
+  if (!status.ok()) observer_->OnRejected(status.code());
+  return status;
 }
 
 void Batcher::Wake() {
@@ -222,6 +217,7 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
     // Requests on their way from the queue to the engine still count as
     // running, so that AwaitIdle never sees a moment where they are in neither.
     running_count_ = static_cast<int>(running_.size() + admitting.size());
+    ReportLoad();
   }
 
   // Sinks are called without mu_, so that a sink may call back into the
@@ -235,6 +231,7 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
 
   absl::MutexLock lock(&mu_);
   running_count_ = static_cast<int>(running_.size());
+  ReportLoad();
   return result;
 }
 
@@ -271,6 +268,10 @@ void Batcher::Admit(std::vector<Queued> admitting, PumpResult* result) {
   if (inputs.empty()) return;
 
   const int count = static_cast<int>(inputs.size());
+  int tokens = 0;
+  for (const engine::SequenceInput& input : inputs) {
+    tokens += static_cast<int>(input.source.size());
+  }
   const absl::Time start = clock_->Now();
   const absl::Status added = engine_->Add(std::move(inputs));
   const absl::Duration took = clock_->Now() - start;
@@ -285,7 +286,7 @@ void Batcher::Admit(std::vector<Queued> admitting, PumpResult* result) {
     }
     return;
   }
-  observer_->OnEncode(count, took);
+  observer_->OnEncode(count, tokens, took);
   for (auto& [id, running] : admitted) {
     running.outcome.compute_time += took / count;
     running_token_cost_ += running.token_cost;
@@ -298,7 +299,8 @@ void Batcher::StepEngine(PumpResult* result) {
   const int batch_size = static_cast<int>(running_.size());
   const absl::Time start = clock_->Now();
   absl::StatusOr<std::vector<engine::StepEvent>> events = engine_->Step();
-  const absl::Duration took = clock_->Now() - start;
+  const absl::Time end = clock_->Now();
+  const absl::Duration took = end - start;
   result->stepped = true;
   if (!events.ok()) {
     const absl::Status error = absl::InternalError(absl::StrCat(
@@ -323,6 +325,11 @@ void Batcher::StepEngine(PumpResult* result) {
       continue;  // not ours; the engine reports only what we added
     Running& running = it->second;
     if (!event.new_ids.empty()) {
+      const bool first = running.generated_tokens == 0;
+      observer_->OnTokens(
+          static_cast<int>(event.new_ids.size()), first,
+          end - (first ? running.accepted : running.last_tokens));
+      running.last_tokens = end;
       running.generated_tokens += static_cast<int>(event.new_ids.size());
       absl::Status delivered =
           running.sink->OnTokens(event.new_ids, event.new_log_probs);
@@ -356,6 +363,11 @@ void Batcher::AbortAll(const absl::Status& status) {
   }
   absl::MutexLock lock(&mu_);
   running_count_ = 0;
+  ReportLoad();
+}
+
+void Batcher::ReportLoad() {
+  observer_->OnLoad(static_cast<int>(queue_.size()), running_count_);
 }
 
 void Batcher::AnswerQueued(Queued& queued, const absl::Status& status) {

@@ -122,6 +122,7 @@ class Batcher {
     int input_tokens = 0;
     int token_cost = 0;
     int generated_tokens = 0;
+    absl::Time last_tokens;  // when the engine last produced tokens for it
     Outcome
         outcome;  // queue_time, compute_time and max_batch_size accumulate here
   };
@@ -136,6 +137,9 @@ class Batcher {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pump_mu_);
   void StepEngine(PumpResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pump_mu_);
   void AbortAll(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  // Tells the observer the queue's and the running batch's sizes; under mu_ so
+  // that the reports arrive in the order of the changes.
+  void ReportLoad() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Answers a request that never reached the engine.
   void AnswerQueued(Queued& queued, const absl::Status& status);

@@ -20,6 +20,7 @@
 #include "server/batching_policy.h"
 #include "server/generator_engine.h"
 #include "server/log.h"
+#include "server/prometheus_metrics.h"
 #include "server/server.h"
 #include "server/tokenizer.h"
 
@@ -32,9 +33,11 @@ ABSL_FLAG(int, port, 50051,
           "reflection. "
           "0 picks a free port (printed at startup).");
 ABSL_FLAG(int, metrics_port, 9090,
-          "Port for the Prometheus /metrics endpoint. Reserved: this build "
-          "exports no metrics "
-          "yet, so nothing listens on it.");
+          "Port of the Prometheus endpoint (http://ADDRESS:PORT/metrics); 0 "
+          "disables it.");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0",
+          "Address the metrics endpoint listens on (IPv4 or IPv6); 127.0.0.1 "
+          "keeps it to this host.");
 ABSL_FLAG(int, threads, 0,
           "Intra-op (OpenMP) threads of the inference thread; 0 = all cores. "
           "Consider "
@@ -133,6 +136,12 @@ int Run() {
     LogLine(absl::StrCat("bad flags: ", options.status().message()));
     return 2;
   }
+  const int metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  if (metrics_port < 0 || metrics_port > 65535) {
+    LogLine(absl::StrCat("--metrics_port must be in [0, 65535], not ",
+                         metrics_port));
+    return 2;
+  }
   absl::StatusOr<engine::Backend> backend =
       engine::ParseBackend(absl::GetFlag(FLAGS_backend));
   if (!backend.ok()) {
@@ -166,8 +175,24 @@ int Run() {
   }
   const bool has_tokenizer = *tokenizer != nullptr;
 
-  absl::StatusOr<std::unique_ptr<Server>> server =
-      Server::Create(*options, *std::move(engine), *std::move(tokenizer));
+  // Declared before the server, which reports to it, so it outlives it. Bound
+  // before the server starts, so a taken port fails before the warm-up.
+  PrometheusMetrics metrics((*engine)->model_info(),
+                            options->batcher.max_queue_size);
+  std::string metrics_line = ", metrics off";
+  if (metrics_port != 0) {
+    const std::string address = absl::GetFlag(FLAGS_metrics_address);
+    absl::StatusOr<int> port = metrics.Serve(address, metrics_port);
+    if (!port.ok()) {
+      LogLine(absl::StrCat("--metrics_port: ", port.status().message()));
+      return 1;
+    }
+    metrics_line =
+        absl::StrCat(", metrics on http://", address, ":", *port, "/metrics");
+  }
+
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(
+      *options, *std::move(engine), *std::move(tokenizer), &metrics);
   if (!server.ok()) {
     LogLine(absl::StrCat("cannot start: ", server.status().message()));
     // INVALID_ARGUMENT: the flags do not fit (each other or the model).
@@ -179,13 +204,13 @@ int Run() {
       "attnserve: serving model %s (attnserve.v1.Seq2Seq, health, reflection) "
       "on %s:%d; "
       "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
-      "threads=%d%s\n",
+      "threads=%d%s%s\n",
       (*server)->model_info().name.c_str(), absl::GetFlag(FLAGS_host).c_str(),
       (*server)->port(), BatchingModeName(batching.mode),
       batching.max_batch_size,
       absl::FormatDuration(batching.max_queue_delay).c_str(),
       engine::BackendName(model_options.backend), model_options.threads,
-      has_tokenizer ? ", text+ids" : ", token ids only");
+      has_tokenizer ? ", text+ids" : ", token ids only", metrics_line.c_str());
   std::fflush(stdout);
 
   int signal_number = 0;

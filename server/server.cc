@@ -95,6 +95,7 @@ absl::Status Server::Start() {
   env.model = &model;
   env.tokenizer = tokenizer_.get();
   env.observer = observer_;
+  env.clock = RealClock();
   service_ = std::make_unique<Seq2SeqService>(std::move(env));
 
   grpc::EnableDefaultHealthCheckService(true);

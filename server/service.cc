@@ -24,17 +24,18 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   return absl::FromChrono(deadline);
 }
 
-void LogFailure(const Environment& env, const char* method,
+void LogFailure(const Environment& env, Method method,
                 const std::string& request_id, const grpc::Status& status) {
   if (!env.options.log_failures || status.ok()) return;
-  LogLine(absl::StrCat(method, " ", request_id, ": ",
+  LogLine(absl::StrCat(MethodName(method), " ", request_id, ": ",
                        absl::StatusCodeToString(
                            static_cast<absl::StatusCode>(status.error_code())),
                        ": ", status.error_message()));
 }
 
 // What both Generate methods share: the call's reactor is the request's sink.
-// Subclasses answer the request in OnFinished.
+// Subclasses answer the request in OnFinished, and call Done() just before
+// they end the call.
 class GenerateCall : public ResponseSink {
  public:
   bool cancelled() const override {
@@ -42,10 +43,11 @@ class GenerateCall : public ResponseSink {
   }
 
  protected:
-  GenerateCall(const Environment& env, const char* method,
+  GenerateCall(const Environment& env, Method method,
                const v1::GenerateRequest& request)
       : env_(env),
         method_(method),
+        started_(env.clock->Now()),
         request_id_(request.request_id().empty() ? NewRequestId()
                                                  : request.request_id()) {}
 
@@ -82,12 +84,17 @@ class GenerateCall : public ResponseSink {
     env_.observer->OnCallCancelled();
   }
 
-  void Log(const grpc::Status& status) const {
+  // Logs a failure and reports the call's end.
+  void Done(const grpc::Status& status) const {
     LogFailure(env_, method_, request_id_, status);
+    env_.observer->OnCallDone(
+        method_, static_cast<absl::StatusCode>(status.error_code()),
+        env_.clock->Now() - started_);
   }
 
   const Environment& env_;
-  const char* const method_;
+  const Method method_;
+  const absl::Time started_;      // when the call reached the service
   const std::string request_id_;  // the request's, or one the server made
 
  private:
@@ -98,12 +105,12 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
  public:
   UnaryCall(const Environment& env, grpc::CallbackServerContext* context,
             const v1::GenerateRequest* request, v1::GenerateResponse* response)
-      : GenerateCall(env, "Generate", *request),
+      : GenerateCall(env, Method::kGenerate, *request),
         response_(response),
         with_log_probs_(request->return_log_probs()) {
     const grpc::Status status = Accept(*context, *request);
     if (!status.ok()) {
-      Log(status);
+      Done(status);
       Finish(status);
     }
   }
@@ -116,14 +123,16 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
   void OnFinished(const absl::Status& status, const Outcome& outcome) override {
     if (!status.ok()) {
       const grpc::Status answer = ToGrpcStatus(status);
-      Log(answer);
+      Done(answer);
       Finish(answer);
       return;
     }
     AppendTokens(outcome.result.output_ids, outcome.result.log_probs,
-                 with_log_probs_, env_.tokenizer, /*continues=*/false, response_);
+                 with_log_probs_, env_.tokenizer, /*continues=*/false,
+                 response_);
     SetSummary(outcome, response_);
     response_->set_request_id(request_id_);
+    Done(grpc::Status::OK);
     Finish(grpc::Status::OK);
   }
 
@@ -140,12 +149,12 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
  public:
   StreamCall(const Environment& env, grpc::CallbackServerContext* context,
              const v1::GenerateRequest* request)
-      : GenerateCall(env, "GenerateStream", *request),
+      : GenerateCall(env, Method::kGenerateStream, *request),
         state_(request_id_, request->return_log_probs(), env.tokenizer,
                env.options.stream_buffer_tokens) {
     const grpc::Status status = Accept(*context, *request);
     if (!status.ok()) {
-      Log(status);
+      Done(status);
       Finish(status);
     }
   }
@@ -164,7 +173,6 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
   }
 
   void OnFinished(const absl::Status& status, const Outcome& outcome) override {
-    Log(ToGrpcStatus(status));
     StreamState::Action action;
     {
       absl::MutexLock lock(&mu_);
@@ -199,10 +207,12 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
         StartWrite(action.message);
         break;
       case StreamState::Action::Kind::kWriteAndFinish:
+        Done(action.status);
         StartWriteAndFinish(action.message, grpc::WriteOptions(),
                             action.status);
         break;
       case StreamState::Action::Kind::kFinish:
+        Done(action.status);
         Finish(action.status);
         break;
     }
@@ -229,10 +239,13 @@ grpc::ServerUnaryReactor* Seq2SeqService::GetModelInfo(
     grpc::CallbackServerContext* context,
     const v1::GetModelInfoRequest* request,
     v1::GetModelInfoResponse* response) {
+  const absl::Time started = env_.clock->Now();
   *response = MakeModelInfoResponse(*env_.model, env_.options.limits,
                                     env_.options.max_batch_size,
                                     env_.tokenizer != nullptr);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  env_.observer->OnCallDone(Method::kGetModelInfo, absl::StatusCode::kOk,
+                            env_.clock->Now() - started);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -10,6 +10,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/batch_engine.h"
 #include "server/batcher.h"
+#include "server/clock.h"
 #include "server/convert.h"
 #include "server/metrics.h"
 #include "server/tokenizer.h"
@@ -34,6 +35,9 @@ class Seq2SeqService final : public v1::Seq2Seq::CallbackService {
     const ModelInfo* model = nullptr;
     const Tokenizer* tokenizer = nullptr;  // may be null
     ServerObserver* observer = nullptr;
+    // Times calls for the observer; the batcher's clock, so a call's duration
+    // and its Timing agree.
+    Clock* clock = nullptr;
   };
 
   explicit Seq2SeqService(Environment environment)

@@ -84,10 +84,7 @@ class RecordingSink final : public ResponseSink {
 // Thread-safe.
 class CountingObserver final : public ServerObserver {
  public:
-  void OnQueued(int queue_size) override {
-    absl::MutexLock lock(&mu_);
-    ++queued_;
-  }
+  void OnCallDone(Method, absl::StatusCode, absl::Duration) override {}
   void OnRejected(absl::StatusCode code) override {
     absl::MutexLock lock(&mu_);
     ++rejected_[code];
@@ -96,24 +93,22 @@ class CountingObserver final : public ServerObserver {
     absl::MutexLock lock(&mu_);
     ++calls_cancelled_;
   }
+  void OnLoad(int queued, int running) override {}
   void OnAdmitted(absl::Duration) override {
     absl::MutexLock lock(&mu_);
     ++admitted_;
   }
-  void OnEncode(int sequences, absl::Duration) override {}
+  void OnEncode(int sequences, int tokens, absl::Duration) override {}
   void OnStep(int batch_size, absl::Duration) override {
     absl::MutexLock lock(&mu_);
     max_step_batch_ = std::max(max_step_batch_, batch_size);
   }
+  void OnTokens(int count, bool first, absl::Duration latency) override {}
   void OnFinished(absl::StatusCode code, const RequestStats&) override {
     absl::MutexLock lock(&mu_);
     ++finished_[code];
   }
 
-  int queued() const {
-    absl::MutexLock lock(&mu_);
-    return queued_;
-  }
   int admitted() const {
     absl::MutexLock lock(&mu_);
     return admitted_;
@@ -159,7 +154,6 @@ class CountingObserver final : public ServerObserver {
 
  private:
   mutable absl::Mutex mu_;
-  int queued_ ABSL_GUARDED_BY(mu_) = 0;
   int admitted_ ABSL_GUARDED_BY(mu_) = 0;
   int max_step_batch_ ABSL_GUARDED_BY(mu_) = 0;
   int calls_cancelled_ ABSL_GUARDED_BY(mu_) = 0;
