@@ -56,6 +56,9 @@ CONFIG_DEFAULTS = collections.OrderedDict([
     ("add_eos_to_source", False),
 ])
 
+# Keys added for the server's text path (not the network's); `load` accepts them silently.
+TOKENIZER_CONFIG_KEYS = ("tokenizer", "vocab_file")
+
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu}  # gelu: erf form
 POSITIONAL_ENCODINGS = ("sinusoidal", "sinusoidal_concat")
 
@@ -449,10 +452,16 @@ def read_safetensors(path):
 
 
 # --- model directories --------------------------------------------------------------------
-def export(model, config_dict, out_dir, vocab=None):
+def export(model, config_dict, out_dir, vocab=None, extra_config=None):
     """Writes out_dir/config.json (every key explicit), out_dir/model.safetensors and, when
-    `vocab` (a list of token strings, index = id) is given, out_dir/vocab.txt."""
+    `vocab` (a list of token strings, index = id) is given, out_dir/vocab.txt (one token per
+    line, written verbatim: a token may be a space). `extra_config` (a dict) adds keys that
+    model-format.md does not define (e.g. the server's "tokenizer", "vocab_file") after the
+    standard ones; they may not redefine a standard key."""
     cfg = make_config(**(config_dict if config_dict is not None else model.cfg))
+    for key in (extra_config or {}):
+        if key in CONFIG_DEFAULTS:
+            raise ValueError(f"extra_config may not redefine the standard key {key!r}")
     for key in ("d_model", "num_heads", "encoder_layers", "decoder_layers", "ffn_dim",
                 "vocab_size", "max_positions", "activation", "norm_placement", "layer_norm_eps",
                 "scale_embedding", "positional_encoding", "tie_output_embedding"):
@@ -461,7 +470,8 @@ def export(model, config_dict, out_dir, vocab=None):
                              f"{model.cfg[key]!r}")
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
+        json.dump(collections.OrderedDict(list(cfg.items()) + list((extra_config or {}).items())),
+                  f, indent=2)
         f.write("\n")
     write_safetensors(os.path.join(out_dir, "model.safetensors"), to_attnserve_tensors(model),
                       metadata={"format": "pt", "producer": "attnserve scripts/attnserve_export.py"})
@@ -482,7 +492,7 @@ def load(model_dir, dtype=torch.float32):
         raw = json.load(f)
     known = {k: v for k, v in raw.items() if k in CONFIG_DEFAULTS}
     for k in raw:
-        if k not in CONFIG_DEFAULTS:
+        if k not in CONFIG_DEFAULTS and k not in TOKENIZER_CONFIG_KEYS:
             print(f"warning: {model_dir}/config.json: unknown key '{k}' ignored")
     cfg = make_config(**known)
     tensors, _ = read_safetensors(os.path.join(model_dir, "model.safetensors"))
