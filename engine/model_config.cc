@@ -154,8 +154,11 @@ class ConfigReader {
 
   // One line per key that no lookup asked for.
   void AppendUnknownKeyWarnings(std::vector<std::string>* warnings) const {
+    // Keys of the model directory that the server's tokenizer reads, not the engine.
+    static constexpr const char* kTokenizerKeys[] = {"tokenizer", "vocab_file"};
     for (auto it = root_.begin(); it != root_.end(); ++it) {
       bool known = false;
+      for (const char* key : kTokenizerKeys) known = known || it.key() == key;
       for (const char* key : known_) known = known || it.key() == key;
       if (!known) {
         warnings->push_back(
