@@ -15,14 +15,16 @@
 
 namespace attnserve::engine {
 
-// Padded rows per encoder call when admitting sources: large enough for efficient matrix
-// products, small enough that the encoder's activations stay a few MB.
+// Padded rows per encoder call when admitting sources: large enough for
+// efficient matrix products, small enough that the encoder's activations stay a
+// few MB.
 constexpr int64_t kEncoderChunkRows = 512;
 
 // One decoder row: a greedy sequence or one live beam hypothesis.
 struct Hypothesis {
-  Tensor cache;         // self-attention KV cache, Transformer::self_cache_size(capacity)
-  int32_t token = 0;    // input token of the next step
+  Tensor
+      cache;  // self-attention KV cache, Transformer::self_cache_size(capacity)
+  int32_t token = 0;  // input token of the next step
   std::vector<int32_t> ids;
   std::vector<float> log_probs;
   double cum_log_prob = 0;
@@ -33,7 +35,8 @@ struct ActiveSequence {
   DecodeOptions options;
   Tensor cross_kv;  // [src_len, Transformer::cross_kv_width()]
   int32_t src_len = 0;
-  int32_t step = 0;  // tokens generated so far = position of the next input token
+  int32_t step =
+      0;  // tokens generated so far = position of the next input token
   std::vector<Hypothesis> live;
   std::vector<FinishedHypothesis> finished;  // beam search only
 };
@@ -59,49 +62,53 @@ class Generator::Impl {
   }
 
  private:
-  // Applies one step's log-probs (rows [first, first + live.size()) of logits_) to a
-  // sequence; fills `event` and returns true when the sequence has finished.
-  bool AdvanceGreedy(ActiveSequence& seq, const float* log_probs, StepEvent* event);
-  bool AdvanceBeam(ActiveSequence& seq, const float* log_probs, StepEvent* event);
-  // Rebuilds seq.live from the chosen children, moving a parent's cache to its first child
-  // and copying it for any further child.
-  void ReorderBeams(ActiveSequence& seq, const std::vector<BeamCandidate>& children);
+  // Applies one step's log-probs (rows [first, first + live.size()) of logits_)
+  // to a sequence; fills `event` and returns true when the sequence has
+  // finished.
+  bool AdvanceGreedy(ActiveSequence& seq, const float* log_probs,
+                     StepEvent* event);
+  bool AdvanceBeam(ActiveSequence& seq, const float* log_probs,
+                   StepEvent* event);
+  // Rebuilds seq.live from the chosen children, moving a parent's cache to its
+  // first child and copying it for any further child.
+  void ReorderBeams(ActiveSequence& seq,
+                    const std::vector<BeamCandidate>& children);
 
   const Model* model_;
   const Transformer& net_;
   const ModelConfig& config_;
   TransformerScratch scratch_;  // decode steps only; small (rows = active rows)
-  Tensor logits_;  // [rows, vocab]
+  Tensor logits_;               // [rows, vocab]
   std::vector<std::unique_ptr<ActiveSequence>> active_;
 };
 
 absl::Status Generator::Impl::Validate(const SequenceInput& in) const {
   if (in.source.empty()) return absl::InvalidArgumentError("source is empty");
   if (static_cast<int64_t>(in.source.size()) > config_.max_positions) {
-    return absl::InvalidArgumentError(absl::StrCat("source has ", in.source.size(),
-                                                   " tokens; the model accepts at most ",
-                                                   config_.max_positions, " (max_positions)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "source has ", in.source.size(), " tokens; the model accepts at most ",
+        config_.max_positions, " (max_positions)"));
   }
   for (size_t i = 0; i < in.source.size(); ++i) {
     if (in.source[i] < 0 || in.source[i] >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("source id ", in.source[i], " at index ",
-                                                     i, " is outside [0, ",
-                                                     config_.vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("source id ", in.source[i], " at index ", i,
+                       " is outside [0, ", config_.vocab_size, ")"));
     }
   }
   const DecodeOptions& o = in.options;
   if (o.max_new_tokens < 1 || o.max_new_tokens > config_.max_positions) {
-    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens ", o.max_new_tokens,
-                                                   " is outside [1, ", config_.max_positions,
-                                                   "] (max_positions)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_new_tokens ", o.max_new_tokens, " is outside [1, ",
+                     config_.max_positions, "] (max_positions)"));
   }
   if (o.beam_size < 1 || o.beam_size > kMaxBeamSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("beam_size ", o.beam_size, " is outside [1, ", kMaxBeamSize, "]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "beam_size ", o.beam_size, " is outside [1, ", kMaxBeamSize, "]"));
   }
   if (!std::isfinite(o.length_penalty) || o.length_penalty < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("length_penalty ", o.length_penalty, " must be finite and >= 0"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "length_penalty ", o.length_penalty, " must be finite and >= 0"));
   }
   return absl::OkStatus();
 }
@@ -113,16 +120,19 @@ absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
   for (const SequenceInput& in : inputs) {
     RETURN_IF_ERROR(Validate(in));
     if (!ids.insert(in.id).second) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence id ", in.id, " is already active"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence id ", in.id, " is already active"));
     }
   }
 
-  // Encode in length order and in chunks of bounded padded size: little padding, and the
-  // encoder's buffers (which live only for this call) stay small however many sources come.
-  // The active set keeps just each source's cross-attention K/V.
+  // Encode in length order and in chunks of bounded padded size: little
+  // padding, and the encoder's buffers (which live only for this call) stay
+  // small however many sources come. The active set keeps just each source's
+  // cross-attention K/V.
   const size_t count = inputs.size();
   std::vector<int32_t> lengths(count);
-  for (size_t i = 0; i < count; ++i) lengths[i] = static_cast<int32_t>(inputs[i].source.size());
+  for (size_t i = 0; i < count; ++i)
+    lengths[i] = static_cast<int32_t>(inputs[i].source.size());
   const std::vector<size_t> order = OrderByLength(lengths);
   std::vector<int32_t> sorted_lengths(count);
   for (size_t i = 0; i < count; ++i) sorted_lengths[i] = lengths[order[i]];
@@ -132,7 +142,8 @@ absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
   const int64_t width = net_.cross_kv_width();
   std::vector<std::unique_ptr<ActiveSequence>> added(count);
   TransformerScratch encoder_scratch;
-  for (auto [begin, end] : PlanEncoderChunks(sorted_lengths, kEncoderChunkRows)) {
+  for (auto [begin, end] :
+       PlanEncoderChunks(sorted_lengths, kEncoderChunkRows)) {
     const int64_t batch = static_cast<int64_t>(end - begin);
     const int64_t src_len = sorted_lengths[end - 1];
     std::vector<int32_t> tokens(batch * src_len, config_.pad_id);
@@ -140,20 +151,22 @@ absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
       const std::vector<int32_t>& source = inputs[order[begin + b]].source;
       std::copy(source.begin(), source.end(), tokens.begin() + b * src_len);
     }
-    const absl::Span<const int32_t> chunk_lengths(sorted_lengths.data() + begin, batch);
-    RETURN_IF_ERROR(net_.Encode(ctx, tokens, batch, src_len, chunk_lengths, &encoder_scratch));
+    const absl::Span<const int32_t> chunk_lengths(sorted_lengths.data() + begin,
+                                                  batch);
+    RETURN_IF_ERROR(net_.Encode(ctx, tokens, batch, src_len, chunk_lengths,
+                                &encoder_scratch));
     for (int64_t b = 0; b < batch; ++b) {
       const size_t i = order[begin + b];
       auto seq = std::make_unique<ActiveSequence>();
       seq->id = inputs[i].id;
       seq->options = inputs[i].options;
       seq->src_len = lengths[i];
-      // Straight into the sequence's own tensor (a source's rows are contiguous), so no
-      // second copy of the chunk's K/V ever exists.
+      // Straight into the sequence's own tensor (a source's rows are
+      // contiguous), so no second copy of the chunk's K/V ever exists.
       seq->cross_kv.Reset({lengths[i], width});
-      RETURN_IF_ERROR(net_.CrossKeyValues(ctx,
-                                          encoder_scratch.memory.data() + b * src_len * d,
-                                          lengths[i], seq->cross_kv.data()));
+      RETURN_IF_ERROR(net_.CrossKeyValues(
+          ctx, encoder_scratch.memory.data() + b * src_len * d, lengths[i],
+          seq->cross_kv.data()));
       added[i] = std::move(seq);
     }
   }
@@ -198,8 +211,9 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::Step() {
     event.id = seq->id;
     const float* log_probs = logits_.data() + first_row * vocab;
     first_row += static_cast<int64_t>(seq->live.size());
-    const bool done = seq->options.beam_size == 1 ? AdvanceGreedy(*seq, log_probs, &event)
-                                                  : AdvanceBeam(*seq, log_probs, &event);
+    const bool done = seq->options.beam_size == 1
+                          ? AdvanceGreedy(*seq, log_probs, &event)
+                          : AdvanceBeam(*seq, log_probs, &event);
     event.finished = done;
     events.push_back(std::move(event));
     if (!done) still_active.push_back(std::move(seq));
@@ -237,7 +251,8 @@ bool Generator::Impl::AdvanceBeam(ActiveSequence& seq, const float* log_probs,
                                   StepEvent* event) {
   const int beam = seq.options.beam_size;
   std::vector<double> cum(seq.live.size());
-  for (size_t i = 0; i < seq.live.size(); ++i) cum[i] = seq.live[i].cum_log_prob;
+  for (size_t i = 0; i < seq.live.size(); ++i)
+    cum[i] = seq.live[i].cum_log_prob;
   const std::vector<BeamCandidate> candidates =
       TopBeamCandidates(log_probs, config_.vocab_size, cum, 2 * beam);
 
@@ -260,13 +275,14 @@ bool Generator::Impl::AdvanceBeam(ActiveSequence& seq, const float* log_probs,
   ++seq.step;
   ReorderBeams(seq, children);
 
-  const bool done = static_cast<int>(seq.finished.size()) >= beam || seq.live.empty() ||
-                    seq.step >= seq.options.max_new_tokens;
+  const bool done = static_cast<int>(seq.finished.size()) >= beam ||
+                    seq.live.empty() || seq.step >= seq.options.max_new_tokens;
   if (!done) return false;
   if (static_cast<int>(seq.finished.size()) < beam) {
     for (Hypothesis& h : seq.live) {
       FinishedHypothesis f;
-      f.score = LengthPenalisedScore(h.cum_log_prob, h.ids.size(), seq.options.length_penalty);
+      f.score = LengthPenalisedScore(h.cum_log_prob, h.ids.size(),
+                                     seq.options.length_penalty);
       f.ids = std::move(h.ids);
       f.log_probs = std::move(h.log_probs);
       f.finish_reason = FinishReason::kLength;
@@ -291,7 +307,8 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
   // Positions [0, step) of every layer's keys and values are filled.
   const int64_t filled = static_cast<int64_t>(seq.step) * d;
   std::vector<Hypothesis> next(children.size());
-  std::vector<int> owner(seq.live.size(), -1);  // child that took the parent's cache
+  std::vector<int> owner(seq.live.size(),
+                         -1);  // child that took the parent's cache
   for (size_t c = 0; c < children.size(); ++c) {
     const int p = children[c].hypothesis;
     Hypothesis& parent = seq.live[p];
@@ -304,7 +321,8 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
       child.cache.Reset(source.shape());
       for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
         std::memcpy(child.cache.data() + block * capacity * d,
-                    source.data() + block * capacity * d, filled * sizeof(float));
+                    source.data() + block * capacity * d,
+                    filled * sizeof(float));
       }
     }
     child.ids = parent.ids;
@@ -320,9 +338,12 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
 Generator::Generator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Generator::~Generator() = default;
 
-absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(const Model* model) {
-  if (model == nullptr) return absl::InvalidArgumentError("Generator needs a model");
-  return std::unique_ptr<Generator>(new Generator(std::make_unique<Impl>(model)));
+absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(
+    const Model* model) {
+  if (model == nullptr)
+    return absl::InvalidArgumentError("Generator needs a model");
+  return std::unique_ptr<Generator>(
+      new Generator(std::make_unique<Impl>(model)));
 }
 
 absl::Status Generator::Validate(const SequenceInput& input) const {
@@ -331,7 +352,9 @@ absl::Status Generator::Validate(const SequenceInput& input) const {
 absl::Status Generator::Add(std::vector<SequenceInput> inputs) {
   return impl_->Add(std::move(inputs));
 }
-absl::StatusOr<std::vector<StepEvent>> Generator::Step() { return impl_->Step(); }
+absl::StatusOr<std::vector<StepEvent>> Generator::Step() {
+  return impl_->Step();
+}
 void Generator::Cancel(SequenceId id) { impl_->Cancel(id); }
 int Generator::active_sequences() const { return impl_->active_sequences(); }
 int Generator::active_rows() const { return impl_->active_rows(); }
@@ -339,7 +362,8 @@ int Generator::active_rows() const { return impl_->active_rows(); }
 absl::StatusOr<std::vector<SequenceResult>> GenerateBatch(
     const Model& model, const std::vector<std::vector<int32_t>>& sources,
     const DecodeOptions& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Generator> generator, Generator::Create(&model));
+  ASSIGN_OR_RETURN(std::unique_ptr<Generator> generator,
+                   Generator::Create(&model));
   std::vector<SequenceInput> inputs(sources.size());
   for (size_t i = 0; i < sources.size(); ++i) {
     inputs[i].id = i;

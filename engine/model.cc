@@ -10,8 +10,8 @@ namespace attnserve::engine {
 
 Model::~Model() = default;
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
-                                                   const ModelOptions& options) {
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(
+    const std::string& dir, const ModelOptions& options) {
   ASSIGN_OR_RETURN(LoadedModelDir loaded, LoadModelDir(dir));
   std::unique_ptr<Model> model(new Model());
   model->name_ = std::move(loaded.name);
@@ -19,10 +19,12 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir,
   model->config_ = loaded.config;
   model->warnings_ = std::move(loaded.warnings);
   model->options_ = options;
-  ASSIGN_OR_RETURN(model->context_, OpContext::Create(options.backend, options.threads));
-  ASSIGN_OR_RETURN(model->network_, Transformer::Create(model->config_,
-                                                        std::move(loaded.weights),
-                                                        *model->context_));
+  ASSIGN_OR_RETURN(model->context_,
+                   OpContext::Create(options.backend, options.threads));
+  ASSIGN_OR_RETURN(
+      model->network_,
+      Transformer::Create(model->config_, std::move(loaded.weights),
+                          *model->context_));
   return model;
 }
 

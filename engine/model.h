@@ -1,6 +1,7 @@
 #pragma once
-// A loaded model: its directory's config, and the network with weights packed for one
-// backend. This is what the rest of the product holds; decoding goes through Generator.
+// A loaded model: its directory's config, and the network with weights packed
+// for one backend. This is what the rest of the product holds; decoding goes
+// through Generator.
 
 #include <memory>
 #include <string>
@@ -19,15 +20,15 @@ struct ModelOptions {
   int threads = 1;  // intra-op (OpenMP) threads
 };
 
-// Immutable after Load. Inference (Generator, GenerateBatch) uses the model's single
-// OpContext, so all of it must run on one thread at a time (normally one inference thread
-// for the process's lifetime).
+// Immutable after Load. Inference (Generator, GenerateBatch) uses the model's
+// single OpContext, so all of it must run on one thread at a time (normally one
+// inference thread for the process's lifetime).
 class Model {
  public:
-  // Loads `dir` as specified in shared/docs/model-format.md; errors name the file and the
-  // key or tensor at fault.
-  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
-                                                     const ModelOptions& options);
+  // Loads `dir` as specified in shared/docs/model-format.md; errors name the
+  // file and the key or tensor at fault.
+  static absl::StatusOr<std::unique_ptr<Model>> Load(
+      const std::string& dir, const ModelOptions& options);
   ~Model();
 
   const std::string& name() const { return name_; }

@@ -8,9 +8,9 @@
 #define ATTNSERVE_CONCAT(a, b) ATTNSERVE_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                     \
-  do {                                            \
-    ::absl::Status _attnserve_status = (expr);    \
+#define RETURN_IF_ERROR(expr)                              \
+  do {                                                     \
+    ::absl::Status _attnserve_status = (expr);             \
     if (!_attnserve_status.ok()) return _attnserve_status; \
   } while (0)
 

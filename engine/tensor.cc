@@ -10,16 +10,18 @@
 namespace attnserve::engine {
 namespace {
 
-// Blocks this large bypass malloc: glibc keeps freed heap blocks and raises its mmap
-// threshold after large frees, so memory freed by one batch (encoder activations, finished
-// sequences' caches) would stay resident. Mapped blocks go back to the OS when freed.
+// Blocks this large bypass malloc: glibc keeps freed heap blocks and raises its
+// mmap threshold after large frees, so memory freed by one batch (encoder
+// activations, finished sequences' caches) would stay resident. Mapped blocks
+// go back to the OS when freed.
 constexpr size_t kMapThreshold = size_t{1} << 20;
 
 }  // namespace
 
 std::unique_ptr<float, Tensor::Free> Tensor::Allocate(size_t bytes) {
   if (bytes >= kMapThreshold) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     return std::unique_ptr<float, Free>(static_cast<float*>(p), Free{bytes});
   }

@@ -1,6 +1,6 @@
 #pragma once
-// A dense, row-major, owning float tensor. The engine's only tensor type: weights,
-// activations and caches are all Tensors (or raw pointers into one).
+// A dense, row-major, owning float tensor. The engine's only tensor type:
+// weights, activations and caches are all Tensors (or raw pointers into one).
 
 #include <cstdint>
 #include <cstdlib>
@@ -14,7 +14,8 @@ namespace attnserve::engine {
 class Tensor {
  public:
   Tensor() = default;
-  // Uninitialised contents; 64-byte aligned so SIMD loads never split cache lines.
+  // Uninitialised contents; 64-byte aligned so SIMD loads never split cache
+  // lines.
   explicit Tensor(std::vector<int64_t> shape) { Reset(std::move(shape)); }
   Tensor(std::initializer_list<int64_t> shape)
       : Tensor(std::vector<int64_t>(shape)) {}
@@ -24,7 +25,8 @@ class Tensor {
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;
 
-  // Changes the shape, reallocating only when the element count grows beyond capacity.
+  // Changes the shape, reallocating only when the element count grows beyond
+  // capacity.
   void Reset(std::vector<int64_t> shape) {
     shape_ = std::move(shape);
     int64_t n = 1;
@@ -48,12 +50,15 @@ class Tensor {
   const std::vector<int64_t>& shape() const { return shape_; }
   float* data() { return data_.get(); }
   const float* data() const { return data_.get(); }
-  size_t bytes() const { return static_cast<size_t>(capacity_) * sizeof(float); }
+  size_t bytes() const {
+    return static_cast<size_t>(capacity_) * sizeof(float);
+  }
 
  private:
-  // Frees with the call that matched the allocation; `mapped_bytes` is 0 for malloc'd blocks.
-  // (Constructors rather than a member initialiser: a nested class's initialisers are not
-  // usable until the enclosing class is complete, which unique_ptr's default constructor needs.)
+  // Frees with the call that matched the allocation; `mapped_bytes` is 0 for
+  // malloc'd blocks. (Constructors rather than a member initialiser: a nested
+  // class's initialisers are not usable until the enclosing class is complete,
+  // which unique_ptr's default constructor needs.)
   struct Free {
     Free() : mapped_bytes(0) {}
     explicit Free(size_t bytes) : mapped_bytes(bytes) {}

@@ -13,9 +13,9 @@
 namespace attnserve::engine {
 namespace {
 
-// Stacks tensors of equal width row-wise ([a, k] + [b, k] -> [a + b, k]) and releases them,
-// so fused products (q|k|v, every layer's cross k|v) are one matrix without a second copy
-// of the model lingering.
+// Stacks tensors of equal width row-wise ([a, k] + [b, k] -> [a + b, k]) and
+// releases them, so fused products (q|k|v, every layer's cross k|v) are one
+// matrix without a second copy of the model lingering.
 Tensor ConcatRows(std::vector<Tensor*> parts) {
   int64_t rows = 0;
   for (const Tensor* t : parts) rows += t->dim(0);
@@ -36,8 +36,8 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackPlain(const OpContext& ctx,
   return PackLinear(ctx, std::move(w.weight), std::move(w.bias));
 }
 
-absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(const OpContext& ctx,
-                                                        std::vector<LinearWeights*> parts) {
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
+    const OpContext& ctx, std::vector<LinearWeights*> parts) {
   std::vector<Tensor*> weights, biases;
   for (LinearWeights* p : parts) {
     weights.push_back(&p->weight);
@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(const OpContext& ctx,
 
 }  // namespace
 
-Tensor SinusoidalPositions(int positions, int d_model, PositionalEncoding layout) {
+Tensor SinusoidalPositions(int positions, int d_model,
+                           PositionalEncoding layout) {
   Tensor table({positions, d_model});
   const int half = d_model / 2;
   for (int p = 0; p < positions; ++p) {
@@ -74,15 +75,16 @@ Tensor SinusoidalPositions(int positions, int d_model, PositionalEncoding layout
 
 Transformer::~Transformer() = default;
 
-absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const ModelConfig& config,
-                                                                 ModelWeights w,
-                                                                 const OpContext& ctx) {
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
+    const ModelConfig& config, ModelWeights w, const OpContext& ctx) {
   std::unique_ptr<Transformer> t(new Transformer());
   t->config_ = config;
   t->activation_ = ToLinearActivation(config.activation);
-  t->embed_scale_ = config.scale_embedding ? std::sqrt(static_cast<float>(config.d_model)) : 1;
-  t->positions_ =
-      SinusoidalPositions(config.max_positions, config.d_model, config.positional_encoding);
+  t->embed_scale_ = config.scale_embedding
+                        ? std::sqrt(static_cast<float>(config.d_model))
+                        : 1;
+  t->positions_ = SinusoidalPositions(config.max_positions, config.d_model,
+                                      config.positional_encoding);
   t->shared_embedding_ = w.shared_embedding;
   t->encoder_embed_ = std::move(w.encoder_embed);
   t->decoder_embed_ = std::move(w.decoder_embed);
@@ -93,30 +95,31 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const ModelConf
     out.beta = std::move(n.beta);
     return out;
   };
-  for (EncoderLayerWeights& lw : w.encoder_layers) {
-    EncoderLayer layer;
-    ASSIGN_OR_RETURN(layer.qkv,
-                     PackFused(ctx, {&lw.self_attn.q, &lw.self_attn.k, &lw.self_attn.v}));
+  // The sub-layers every layer has: self-attention and the feed-forward
+  // network.
+  auto pack_common = [&](auto& lw, EncoderLayer& layer) -> absl::Status {
+    ASSIGN_OR_RETURN(
+        layer.qkv,
+        PackFused(ctx, {&lw.self_attn.q, &lw.self_attn.k, &lw.self_attn.v}));
     ASSIGN_OR_RETURN(layer.o, PackPlain(ctx, lw.self_attn.o));
     layer.self_attn_norm = norm(lw.self_attn_norm);
     ASSIGN_OR_RETURN(layer.fc1, PackPlain(ctx, lw.ffn.fc1));
     ASSIGN_OR_RETURN(layer.fc2, PackPlain(ctx, lw.ffn.fc2));
     layer.ffn_norm = norm(lw.ffn_norm);
+    return absl::OkStatus();
+  };
+  for (EncoderLayerWeights& lw : w.encoder_layers) {
+    EncoderLayer layer;
+    RETURN_IF_ERROR(pack_common(lw, layer));
     t->encoder_.push_back(std::move(layer));
   }
   std::vector<LinearWeights*> cross_kv;
   for (DecoderLayerWeights& lw : w.decoder_layers) {
     DecoderLayer layer;
-    ASSIGN_OR_RETURN(layer.qkv,
-                     PackFused(ctx, {&lw.self_attn.q, &lw.self_attn.k, &lw.self_attn.v}));
-    ASSIGN_OR_RETURN(layer.o, PackPlain(ctx, lw.self_attn.o));
-    layer.self_attn_norm = norm(lw.self_attn_norm);
+    RETURN_IF_ERROR(pack_common(lw, layer));
     ASSIGN_OR_RETURN(layer.cross_q, PackPlain(ctx, lw.cross_attn.q));
     ASSIGN_OR_RETURN(layer.cross_o, PackPlain(ctx, lw.cross_attn.o));
     layer.cross_attn_norm = norm(lw.cross_attn_norm);
-    ASSIGN_OR_RETURN(layer.fc1, PackPlain(ctx, lw.ffn.fc1));
-    ASSIGN_OR_RETURN(layer.fc2, PackPlain(ctx, lw.ffn.fc2));
-    layer.ffn_norm = norm(lw.ffn_norm);
     cross_kv.push_back(&lw.cross_attn.k);
     cross_kv.push_back(&lw.cross_attn.v);
     t->decoder_.push_back(std::move(layer));
@@ -126,35 +129,43 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const ModelConf
   t->decoder_final_norm_ = norm(w.decoder_final_norm);
 
   if (config.tie_output_embedding) {
-    // The table also serves decoder embedding lookups, so the projection borrows it.
+    // The table also serves decoder embedding lookups, so the projection
+    // borrows it.
     t->lm_head_bias_ = std::move(w.lm_head_bias);
-    const Tensor& table = t->shared_embedding_ ? t->encoder_embed_ : t->decoder_embed_;
-    ASSIGN_OR_RETURN(t->lm_head_,
-                     PackLinearBorrowed(ctx, table,
-                                        t->lm_head_bias_.empty() ? nullptr : &t->lm_head_bias_));
+    const Tensor& table =
+        t->shared_embedding_ ? t->encoder_embed_ : t->decoder_embed_;
+    ASSIGN_OR_RETURN(t->lm_head_, PackLinearBorrowed(ctx, table,
+                                                     t->lm_head_bias_.empty()
+                                                         ? nullptr
+                                                         : &t->lm_head_bias_));
   } else {
-    ASSIGN_OR_RETURN(t->lm_head_,
-                     PackLinear(ctx, std::move(w.lm_head_weight), std::move(w.lm_head_bias)));
+    ASSIGN_OR_RETURN(t->lm_head_, PackLinear(ctx, std::move(w.lm_head_weight),
+                                             std::move(w.lm_head_bias)));
   }
   return t;
 }
 
 size_t Transformer::weight_bytes() const {
-  size_t bytes = positions_.bytes() + encoder_embed_.bytes() + decoder_embed_.bytes() +
-                 lm_head_bias_.bytes() + cross_kv_->bytes();
-  // A borrowed output projection holds no weights of its own beyond what it reports.
+  size_t bytes = positions_.bytes() + encoder_embed_.bytes() +
+                 decoder_embed_.bytes() + lm_head_bias_.bytes() +
+                 cross_kv_->bytes();
+  // A borrowed output projection holds no weights of its own beyond what it
+  // reports.
   bytes += lm_head_->bytes();
-  auto norm_bytes = [](const Norm& n) { return n.gamma.bytes() + n.beta.bytes(); };
-  for (const EncoderLayer& l : encoder_) {
-    bytes += l.qkv->bytes() + l.o->bytes() + l.fc1->bytes() + l.fc2->bytes() +
-             norm_bytes(l.self_attn_norm) + norm_bytes(l.ffn_norm);
-  }
+  auto norm_bytes = [](const Norm& n) {
+    return n.gamma.bytes() + n.beta.bytes();
+  };
+  auto common_bytes = [&](const EncoderLayer& l) {
+    return l.qkv->bytes() + l.o->bytes() + l.fc1->bytes() + l.fc2->bytes() +
+           norm_bytes(l.self_attn_norm) + norm_bytes(l.ffn_norm);
+  };
+  for (const EncoderLayer& l : encoder_) bytes += common_bytes(l);
   for (const DecoderLayer& l : decoder_) {
-    bytes += l.qkv->bytes() + l.o->bytes() + l.cross_q->bytes() + l.cross_o->bytes() +
-             l.fc1->bytes() + l.fc2->bytes() + norm_bytes(l.self_attn_norm) +
-             norm_bytes(l.cross_attn_norm) + norm_bytes(l.ffn_norm);
+    bytes += common_bytes(l) + l.cross_q->bytes() + l.cross_o->bytes() +
+             norm_bytes(l.cross_attn_norm);
   }
-  return bytes + norm_bytes(encoder_final_norm_) + norm_bytes(decoder_final_norm_);
+  return bytes + norm_bytes(encoder_final_norm_) +
+         norm_bytes(decoder_final_norm_);
 }
 
 int64_t Transformer::cross_kv_width() const {
@@ -162,7 +173,8 @@ int64_t Transformer::cross_kv_width() const {
 }
 
 int64_t Transformer::self_cache_size(int64_t capacity) const {
-  return static_cast<int64_t>(config_.decoder_layers) * 2 * capacity * config_.d_model;
+  return static_cast<int64_t>(config_.decoder_layers) * 2 * capacity *
+         config_.d_model;
 }
 
 void Transformer::Embed(const Tensor& table, absl::Span<const int32_t> tokens,
@@ -176,21 +188,23 @@ void Transformer::Embed(const Tensor& table, absl::Span<const int32_t> tokens,
   }
 }
 
-absl::Status Transformer::ApplyNorm(const OpContext& ctx, const Norm& norm, float* x,
-                                    int64_t rows) const {
-  return LayerNorm(ctx, x, rows, config_.d_model, norm.gamma.data(), norm.beta.data(),
-                   config_.layer_norm_eps, x);
+absl::Status Transformer::ApplyNorm(const OpContext& ctx, const Norm& norm,
+                                    float* x, int64_t rows) const {
+  return LayerNorm(ctx, x, rows, config_.d_model, norm.gamma.data(),
+                   norm.beta.data(), config_.layer_norm_eps, x);
 }
 
 template <typename Sublayer>
-absl::Status Transformer::Residual(const OpContext& ctx, const Norm& norm, int64_t rows,
-                                   TransformerScratch* s, Sublayer sublayer) const {
+absl::Status Transformer::Residual(const OpContext& ctx, const Norm& norm,
+                                   int64_t rows, TransformerScratch* s,
+                                   Sublayer sublayer) const {
   float* x = s->x.data();
   if (config_.norm_placement == NormPlacement::kPre) {
     // x = x + sublayer(LN(x))
     s->h.Reset({rows, config_.d_model});
     RETURN_IF_ERROR(LayerNorm(ctx, x, rows, config_.d_model, norm.gamma.data(),
-                              norm.beta.data(), config_.layer_norm_eps, s->h.data()));
+                              norm.beta.data(), config_.layer_norm_eps,
+                              s->h.data()));
     return sublayer(s->h.data());
   }
   // x = LN(x + sublayer(x))
@@ -199,14 +213,17 @@ absl::Status Transformer::Residual(const OpContext& ctx, const Norm& norm, int64
 }
 
 absl::Status Transformer::Ffn(const OpContext& ctx, const PackedLinear& fc1,
-                              const PackedLinear& fc2, const float* in, int64_t rows,
-                              TransformerScratch* s) const {
+                              const PackedLinear& fc2, const float* in,
+                              int64_t rows, TransformerScratch* s) const {
   s->ffn.Reset({rows, config_.ffn_dim});
-  RETURN_IF_ERROR(Linear(ctx, fc1, in, rows, s->ffn.data(), {activation_, false}));
-  return Linear(ctx, fc2, s->ffn.data(), rows, s->x.data(), {LinearActivation::kNone, true});
+  RETURN_IF_ERROR(
+      Linear(ctx, fc1, in, rows, s->ffn.data(), {activation_, false}));
+  return Linear(ctx, fc2, s->ffn.data(), rows, s->x.data(),
+                {LinearActivation::kNone, true});
 }
 
-absl::Status Transformer::Encode(const OpContext& ctx, absl::Span<const int32_t> tokens,
+absl::Status Transformer::Encode(const OpContext& ctx,
+                                 absl::Span<const int32_t> tokens,
                                  int64_t batch, int64_t src_len,
                                  absl::Span<const int32_t> lengths,
                                  TransformerScratch* s) const {
@@ -219,8 +236,8 @@ absl::Status Transformer::Encode(const OpContext& ctx, absl::Span<const int32_t>
   ctx.Enter();
   const int64_t d = config_.d_model;
   const int64_t rows = batch * src_len;
-  // Padding slots get pad_id so that any garbage the caller left there is never read as an
-  // index; their rows are masked out of every attention.
+  // Padding slots get pad_id so that any garbage the caller left there is never
+  // read as an index; their rows are masked out of every attention.
   std::vector<int32_t> ids(tokens.begin(), tokens.end());
   std::vector<int32_t> positions(rows);
   for (int64_t b = 0; b < batch; ++b) {
@@ -235,36 +252,38 @@ absl::Status Transformer::Encode(const OpContext& ctx, absl::Span<const int32_t>
   s->k_ptrs.resize(batch);
   s->v_ptrs.resize(batch);
   for (const EncoderLayer& layer : encoder_) {
-    RETURN_IF_ERROR(Residual(ctx, layer.self_attn_norm, rows, s, [&](const float* in) {
-      s->qkv.Reset({rows, 3 * d});
-      s->attn.Reset({rows, d});
-      RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, rows, s->qkv.data()));
-      for (int64_t b = 0; b < batch; ++b) {
-        s->k_ptrs[b] = s->qkv.data() + b * src_len * 3 * d + d;
-        s->v_ptrs[b] = s->qkv.data() + b * src_len * 3 * d + 2 * d;
-      }
-      AttentionArgs a;
-      a.num_heads = config_.num_heads;
-      a.head_dim = config_.head_dim();
-      a.batch = batch;
-      a.q_len = src_len;
-      a.q = s->qkv.data();
-      a.q_seq_stride = src_len * 3 * d;
-      a.q_row_stride = 3 * d;
-      a.k = s->k_ptrs;
-      a.v = s->v_ptrs;
-      a.kv_row_stride = 3 * d;
-      a.kv_lengths = lengths;
-      a.out = s->attn.data();
-      a.out_seq_stride = src_len * d;
-      a.out_row_stride = d;
-      RETURN_IF_ERROR(Attention(ctx, a));
-      return Linear(ctx, *layer.o, s->attn.data(), rows, s->x.data(),
-                    {LinearActivation::kNone, true});
-    }));
-    RETURN_IF_ERROR(Residual(ctx, layer.ffn_norm, rows, s, [&](const float* in) {
-      return Ffn(ctx, *layer.fc1, *layer.fc2, in, rows, s);
-    }));
+    RETURN_IF_ERROR(
+        Residual(ctx, layer.self_attn_norm, rows, s, [&](const float* in) {
+          s->qkv.Reset({rows, 3 * d});
+          s->attn.Reset({rows, d});
+          RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, rows, s->qkv.data()));
+          for (int64_t b = 0; b < batch; ++b) {
+            s->k_ptrs[b] = s->qkv.data() + b * src_len * 3 * d + d;
+            s->v_ptrs[b] = s->qkv.data() + b * src_len * 3 * d + 2 * d;
+          }
+          AttentionArgs a;
+          a.num_heads = config_.num_heads;
+          a.head_dim = config_.head_dim();
+          a.batch = batch;
+          a.q_len = src_len;
+          a.q = s->qkv.data();
+          a.q_seq_stride = src_len * 3 * d;
+          a.q_row_stride = 3 * d;
+          a.k = s->k_ptrs;
+          a.v = s->v_ptrs;
+          a.kv_row_stride = 3 * d;
+          a.kv_lengths = lengths;
+          a.out = s->attn.data();
+          a.out_seq_stride = src_len * d;
+          a.out_row_stride = d;
+          RETURN_IF_ERROR(Attention(ctx, a));
+          return Linear(ctx, *layer.o, s->attn.data(), rows, s->x.data(),
+                        {LinearActivation::kNone, true});
+        }));
+    RETURN_IF_ERROR(
+        Residual(ctx, layer.ffn_norm, rows, s, [&](const float* in) {
+          return Ffn(ctx, *layer.fc1, *layer.fc2, in, rows, s);
+        }));
   }
   if (encoder_final_norm_.present()) {
     RETURN_IF_ERROR(ApplyNorm(ctx, encoder_final_norm_, s->x.data(), rows));
@@ -273,14 +292,17 @@ absl::Status Transformer::Encode(const OpContext& ctx, absl::Span<const int32_t>
   return absl::OkStatus();
 }
 
-absl::Status Transformer::CrossKeyValues(const OpContext& ctx, const float* memory,
-                                         int64_t rows, float* out) const {
+absl::Status Transformer::CrossKeyValues(const OpContext& ctx,
+                                         const float* memory, int64_t rows,
+                                         float* out) const {
   ctx.Enter();
   return Linear(ctx, *cross_kv_, memory, rows, out);
 }
 
-absl::Status Transformer::DecodeStep(const OpContext& ctx, absl::Span<const DecoderRow> rows,
-                                     TransformerScratch* s, float* logits) const {
+absl::Status Transformer::DecodeStep(const OpContext& ctx,
+                                     absl::Span<const DecoderRow> rows,
+                                     TransformerScratch* s,
+                                     float* logits) const {
   const int64_t n = static_cast<int64_t>(rows.size());
   if (n == 0) return absl::OkStatus();
   ctx.Enter();
@@ -291,14 +313,16 @@ absl::Status Transformer::DecodeStep(const OpContext& ctx, absl::Span<const Deco
     if (row.position < 0 || row.position >= row.cache_capacity ||
         row.position >= config_.max_positions || row.token < 0 ||
         row.token >= config_.vocab_size || row.src_len < 1) {
-      return absl::InternalError(absl::StrCat("DecodeStep: bad row ", r, " (position ",
-                                              row.position, ", token ", row.token, ")"));
+      return absl::InternalError(absl::StrCat("DecodeStep: bad row ", r,
+                                              " (position ", row.position,
+                                              ", token ", row.token, ")"));
     }
     tokens[r] = row.token;
     positions[r] = row.position;
   }
   s->x.Reset({n, d});
-  Embed(shared_embedding_ ? encoder_embed_ : decoder_embed_, tokens, positions, s->x.data());
+  Embed(shared_embedding_ ? encoder_embed_ : decoder_embed_, tokens, positions,
+        s->x.data());
   s->k_ptrs.resize(n);
   s->v_ptrs.resize(n);
   s->lengths.resize(n);
@@ -327,36 +351,39 @@ absl::Status Transformer::DecodeStep(const OpContext& ctx, absl::Span<const Deco
   const int64_t cross_width = cross_kv_width();
   for (size_t l = 0; l < decoder_.size(); ++l) {
     const DecoderLayer& layer = decoder_[l];
-    RETURN_IF_ERROR(Residual(ctx, layer.self_attn_norm, n, s, [&](const float* in) {
-      s->qkv.Reset({n, 3 * d});
-      RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, n, s->qkv.data()));
-      for (int64_t r = 0; r < n; ++r) {
-        const DecoderRow& row = rows[r];
-        float* k_cache = row.self_cache + l * 2 * row.cache_capacity * d;
-        float* v_cache = k_cache + row.cache_capacity * d;
-        const float* qkv = s->qkv.data() + r * 3 * d;
-        std::memcpy(k_cache + row.position * d, qkv + d, d * sizeof(float));
-        std::memcpy(v_cache + row.position * d, qkv + 2 * d, d * sizeof(float));
-        s->k_ptrs[r] = k_cache;
-        s->v_ptrs[r] = v_cache;
-        s->lengths[r] = row.position + 1;
-      }
-      RETURN_IF_ERROR(attend(s->qkv.data(), 3 * d, d));
-      return Linear(ctx, *layer.o, s->attn.data(), n, s->x.data(),
-                    {LinearActivation::kNone, true});
-    }));
-    RETURN_IF_ERROR(Residual(ctx, layer.cross_attn_norm, n, s, [&](const float* in) {
-      s->q.Reset({n, d});
-      RETURN_IF_ERROR(Linear(ctx, *layer.cross_q, in, n, s->q.data()));
-      for (int64_t r = 0; r < n; ++r) {
-        s->k_ptrs[r] = rows[r].cross_kv + l * 2 * d;
-        s->v_ptrs[r] = rows[r].cross_kv + l * 2 * d + d;
-        s->lengths[r] = rows[r].src_len;
-      }
-      RETURN_IF_ERROR(attend(s->q.data(), d, cross_width));
-      return Linear(ctx, *layer.cross_o, s->attn.data(), n, s->x.data(),
-                    {LinearActivation::kNone, true});
-    }));
+    RETURN_IF_ERROR(
+        Residual(ctx, layer.self_attn_norm, n, s, [&](const float* in) {
+          s->qkv.Reset({n, 3 * d});
+          RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, n, s->qkv.data()));
+          for (int64_t r = 0; r < n; ++r) {
+            const DecoderRow& row = rows[r];
+            float* k_cache = row.self_cache + l * 2 * row.cache_capacity * d;
+            float* v_cache = k_cache + row.cache_capacity * d;
+            const float* qkv = s->qkv.data() + r * 3 * d;
+            std::memcpy(k_cache + row.position * d, qkv + d, d * sizeof(float));
+            std::memcpy(v_cache + row.position * d, qkv + 2 * d,
+                        d * sizeof(float));
+            s->k_ptrs[r] = k_cache;
+            s->v_ptrs[r] = v_cache;
+            s->lengths[r] = row.position + 1;
+          }
+          RETURN_IF_ERROR(attend(s->qkv.data(), 3 * d, d));
+          return Linear(ctx, *layer.o, s->attn.data(), n, s->x.data(),
+                        {LinearActivation::kNone, true});
+        }));
+    RETURN_IF_ERROR(
+        Residual(ctx, layer.cross_attn_norm, n, s, [&](const float* in) {
+          s->q.Reset({n, d});
+          RETURN_IF_ERROR(Linear(ctx, *layer.cross_q, in, n, s->q.data()));
+          for (int64_t r = 0; r < n; ++r) {
+            s->k_ptrs[r] = rows[r].cross_kv + l * 2 * d;
+            s->v_ptrs[r] = rows[r].cross_kv + l * 2 * d + d;
+            s->lengths[r] = rows[r].src_len;
+          }
+          RETURN_IF_ERROR(attend(s->q.data(), d, cross_width));
+          return Linear(ctx, *layer.cross_o, s->attn.data(), n, s->x.data(),
+                        {LinearActivation::kNone, true});
+        }));
     RETURN_IF_ERROR(Residual(ctx, layer.ffn_norm, n, s, [&](const float* in) {
       return Ffn(ctx, *layer.fc1, *layer.fc2, in, n, s);
     }));

@@ -1,8 +1,9 @@
 #pragma once
-// The network of "Attention Is All You Need" with weights packed for one backend: the
-// encoder over a padded batch, the cross-attention keys/values of its output, and one
-// incremental decoder step over rows that each carry their own KV cache. Decoding
-// strategies (greedy, beam) live in generator.cc; this file only computes.
+// The network of "Attention Is All You Need" with weights packed for one
+// backend: the encoder over a padded batch, the cross-attention keys/values of
+// its output, and one incremental decoder step over rows that each carry their
+// own KV cache. Decoding strategies (greedy, beam) live in generator.cc; this
+// file only computes.
 
 #include <cstdint>
 #include <memory>
@@ -18,8 +19,8 @@
 
 namespace attnserve::engine {
 
-// Buffers reused across calls so the token loop does not allocate. Owned by the caller
-// (one per inference thread); contents are meaningless between calls.
+// Buffers reused across calls so the token loop does not allocate. Owned by the
+// caller (one per inference thread); contents are meaningless between calls.
 struct TransformerScratch {
   Tensor x;       // [rows, d_model] the residual stream
   Tensor h;       // [rows, d_model] normalised input of a sub-layer (pre-norm)
@@ -34,49 +35,55 @@ struct TransformerScratch {
 
 // One decoder row (a greedy sequence or one beam hypothesis) in a step.
 struct DecoderRow {
-  int32_t token = 0;     // the input token of this step
-  int32_t position = 0;  // its position (0 for the start token); also the cache length
-  // This row's self-attention cache, [decoder_layers, 2, capacity, d_model]: layer l's keys
-  // at l * 2 * capacity * d_model, its values capacity * d_model further. The step writes
-  // the keys and values of `position` and attends over [0, position].
+  int32_t token = 0;  // the input token of this step
+  int32_t position =
+      0;  // its position (0 for the start token); also the cache length
+  // This row's self-attention cache, [decoder_layers, 2, capacity, d_model]:
+  // layer l's keys at l * 2 * capacity * d_model, its values capacity * d_model
+  // further. The step writes the keys and values of `position` and attends over
+  // [0, position].
   float* self_cache = nullptr;
   int64_t cache_capacity = 0;
-  // Cross-attention keys/values of the row's source, [src_len, decoder_layers * 2 * d_model]
-  // as produced by CrossKeyValues.
+  // Cross-attention keys/values of the row's source, [src_len, decoder_layers *
+  // 2 * d_model] as produced by CrossKeyValues.
   const float* cross_kv = nullptr;
   int32_t src_len = 0;
 };
 
 class Transformer {
  public:
-  // Packs `weights` for ctx's backend, releasing each plain tensor once it is packed.
-  static absl::StatusOr<std::unique_ptr<Transformer>> Create(const ModelConfig& config,
-                                                             ModelWeights weights,
-                                                             const OpContext& ctx);
+  // Packs `weights` for ctx's backend, releasing each plain tensor once it is
+  // packed.
+  static absl::StatusOr<std::unique_ptr<Transformer>> Create(
+      const ModelConfig& config, ModelWeights weights, const OpContext& ctx);
   ~Transformer();
 
   const ModelConfig& config() const { return config_; }
   size_t weight_bytes() const;
   // Floats per row of CrossKeyValues' output: decoder_layers * 2 * d_model.
   int64_t cross_kv_width() const;
-  // Floats of one row's self-attention cache with room for `capacity` positions.
+  // Floats of one row's self-attention cache with room for `capacity`
+  // positions.
   int64_t self_cache_size(int64_t capacity) const;
 
-  // Runs the encoder over `batch` sources padded to `src_len`: tokens [batch, src_len]
-  // (entries past lengths[b] are ignored), lengths[b] in [1, src_len]. Writes the encoder
-  // output to scratch->memory as [batch * src_len, d_model]; padded rows hold garbage.
-  absl::Status Encode(const OpContext& ctx, absl::Span<const int32_t> tokens, int64_t batch,
-                      int64_t src_len, absl::Span<const int32_t> lengths,
+  // Runs the encoder over `batch` sources padded to `src_len`: tokens [batch,
+  // src_len] (entries past lengths[b] are ignored), lengths[b] in [1, src_len].
+  // Writes the encoder output to scratch->memory as [batch * src_len, d_model];
+  // padded rows hold garbage.
+  absl::Status Encode(const OpContext& ctx, absl::Span<const int32_t> tokens,
+                      int64_t batch, int64_t src_len,
+                      absl::Span<const int32_t> lengths,
                       TransformerScratch* scratch) const;
 
-  // Projects encoder output rows [rows, d_model] to every decoder layer's cross-attention
-  // keys and values at once: out [rows, cross_kv_width()].
-  absl::Status CrossKeyValues(const OpContext& ctx, const float* memory, int64_t rows,
-                              float* out) const;
+  // Projects encoder output rows [rows, d_model] to every decoder layer's
+  // cross-attention keys and values at once: out [rows, cross_kv_width()].
+  absl::Status CrossKeyValues(const OpContext& ctx, const float* memory,
+                              int64_t rows, float* out) const;
 
-  // One incremental decoder step for every row; logits [rows.size(), vocab_size] receives
-  // the output projection (+ bias), not normalised.
-  absl::Status DecodeStep(const OpContext& ctx, absl::Span<const DecoderRow> rows,
+  // One incremental decoder step for every row; logits [rows.size(),
+  // vocab_size] receives the output projection (+ bias), not normalised.
+  absl::Status DecodeStep(const OpContext& ctx,
+                          absl::Span<const DecoderRow> rows,
                           TransformerScratch* scratch, float* logits) const;
 
  private:
@@ -85,41 +92,43 @@ class Transformer {
     bool present() const { return !gamma.empty(); }
   };
   struct EncoderLayer {
-    std::unique_ptr<PackedLinear> qkv;  // [3d, d]: q, k and v fused in one product
+    std::unique_ptr<PackedLinear>
+        qkv;  // [3d, d]: q, k and v fused in one product
     std::unique_ptr<PackedLinear> o;
     Norm self_attn_norm;
     std::unique_ptr<PackedLinear> fc1, fc2;
     Norm ffn_norm;
   };
-  struct DecoderLayer {
-    std::unique_ptr<PackedLinear> qkv;  // self-attention, fused
-    std::unique_ptr<PackedLinear> o;
-    Norm self_attn_norm;
+  // A decoder layer is an encoder layer (causal self-attention + FFN) plus
+  // cross-attention.
+  struct DecoderLayer : EncoderLayer {
     std::unique_ptr<PackedLinear> cross_q;
     std::unique_ptr<PackedLinear> cross_o;
     Norm cross_attn_norm;
-    std::unique_ptr<PackedLinear> fc1, fc2;
-    Norm ffn_norm;
   };
 
   Transformer() = default;
   // x [rows, d] = embedding(token) * scale + PE(position).
   void Embed(const Tensor& table, absl::Span<const int32_t> tokens,
              absl::Span<const int32_t> positions, float* x) const;
-  // The residual sub-layer wrapper for both norm placements: `sublayer(in, out)` reads the
-  // sub-layer input and accumulates its result into `out` (the residual stream x).
+  // The residual sub-layer wrapper for both norm placements: `sublayer(in,
+  // out)` reads the sub-layer input and accumulates its result into `out` (the
+  // residual stream x).
   template <typename Sublayer>
   absl::Status Residual(const OpContext& ctx, const Norm& norm, int64_t rows,
                         TransformerScratch* s, Sublayer sublayer) const;
-  absl::Status Ffn(const OpContext& ctx, const PackedLinear& fc1, const PackedLinear& fc2,
-                   const float* in, int64_t rows, TransformerScratch* s) const;
-  absl::Status ApplyNorm(const OpContext& ctx, const Norm& norm, float* x, int64_t rows) const;
+  absl::Status Ffn(const OpContext& ctx, const PackedLinear& fc1,
+                   const PackedLinear& fc2, const float* in, int64_t rows,
+                   TransformerScratch* s) const;
+  absl::Status ApplyNorm(const OpContext& ctx, const Norm& norm, float* x,
+                         int64_t rows) const;
 
   ModelConfig config_;
   LinearActivation activation_ = LinearActivation::kRelu;
   float embed_scale_ = 1.0f;
   Tensor positions_;  // [max_positions, d_model] sinusoidal table
-  // Embedding tables (plain rows for lookups). With a shared table decoder_embed_ is empty.
+  // Embedding tables (plain rows for lookups). With a shared table
+  // decoder_embed_ is empty.
   Tensor encoder_embed_;
   Tensor decoder_embed_;
   bool shared_embedding_ = false;
@@ -127,12 +136,15 @@ class Transformer {
   std::vector<DecoderLayer> decoder_;
   Norm encoder_final_norm_;
   Norm decoder_final_norm_;
-  std::unique_ptr<PackedLinear> cross_kv_;  // [layers * 2d, d]: every layer's cross k, v
-  Tensor lm_head_bias_;                      // kept here when the output table is borrowed
+  std::unique_ptr<PackedLinear>
+      cross_kv_;         // [layers * 2d, d]: every layer's cross k, v
+  Tensor lm_head_bias_;  // kept here when the output table is borrowed
   std::unique_ptr<PackedLinear> lm_head_;
 };
 
-// The sinusoidal table of model-format.md, [positions, d_model], in either layout.
-Tensor SinusoidalPositions(int positions, int d_model, PositionalEncoding layout);
+// The sinusoidal table of model-format.md, [positions, d_model], in either
+// layout.
+Tensor SinusoidalPositions(int positions, int d_model,
+                           PositionalEncoding layout);
 
 }  // namespace attnserve::engine

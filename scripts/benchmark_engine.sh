@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL_DIR=${1:-/tmp/attnserve-base}
 OUT=${OUT:-/tmp/attnserve-bench}
+THREADS=${THREADS:-1,2}   # thread counts to measure, both sides
 mkdir -p "$OUT"
 export OMP_WAIT_POLICY=passive  # both sides; see env-notes on spin-waiting
 
@@ -17,12 +18,12 @@ fi
 scripts/build_sgemm_shim.sh build/sgemm_shim.so >/dev/null
 
 echo "== attnserve engine =="
-build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads=1,2 \
+build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
   --json="$OUT/engine.json" | tee "$OUT/engine.txt"
 
 echo "== PyTorch, sgemm on oneDNN =="
 LD_PRELOAD="$PWD/build/sgemm_shim.so" /usr/bin/python3 scripts/torch_benchmark.py \
-  --model_dir "$MODEL_DIR" --threads 1,2 --batch_sizes 1,32 --repeats 3 --json \
+  --model_dir "$MODEL_DIR" --threads "$THREADS" --batch_sizes 1,32 --repeats 3 --json \
   | tee "$OUT/torch.txt"
 tail -n 1 "$OUT/torch.txt" > "$OUT/torch.json"
 

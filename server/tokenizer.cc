@@ -26,7 +26,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 // Length of the UTF-8 sequence starting at text[i], or 0 when it is malformed.
 size_t Utf8Length(absl::string_view text, size_t i) {
   const unsigned char c = text[i];
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  size_t n = c < 0x80           ? 1
+             : (c >> 5) == 0x6  ? 2
+             : (c >> 4) == 0xE  ? 3
+             : (c >> 3) == 0x1E ? 4
+                                : 0;
   if (n == 0 || i + n > text.size()) return 0;
   for (size_t k = 1; k < n; ++k) {
     if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return 0;
@@ -42,20 +46,24 @@ std::string DescribeChar(absl::string_view ch) {
     for (size_t k = 1; k < ch.size(); ++k) cp = (cp << 6) | (ch[k] & 0x3F);
   }
   const bool printable = cp >= 0x20 && cp != 0x7F;
-  return absl::StrFormat("%s(U+%04X)", printable ? absl::StrCat("'", ch, "' ") : "", cp);
+  return absl::StrFormat("%s(U+%04X)",
+                         printable ? absl::StrCat("'", ch, "' ") : "", cp);
 }
 
 // Shared by both kinds: the vocabulary and the ids decoding skips.
 class VocabTokenizer : public Tokenizer {
  public:
-  VocabTokenizer(std::vector<std::string> tokens, absl::flat_hash_set<int32_t> special)
+  VocabTokenizer(std::vector<std::string> tokens,
+                 absl::flat_hash_set<int32_t> special)
       : tokens_(std::move(tokens)), special_(std::move(special)) {
-    for (size_t i = 0; i < tokens_.size(); ++i) ids_[tokens_[i]] = static_cast<int32_t>(i);
+    for (size_t i = 0; i < tokens_.size(); ++i)
+      ids_[tokens_[i]] = static_cast<int32_t>(i);
   }
 
  protected:
   const std::string* Token(int32_t id) const {
-    if (id < 0 || id >= static_cast<int32_t>(tokens_.size()) || special_.contains(id)) {
+    if (id < 0 || id >= static_cast<int32_t>(tokens_.size()) ||
+        special_.contains(id)) {
       return nullptr;
     }
     return &tokens_[id];
@@ -75,7 +83,8 @@ class CharTokenizer : public VocabTokenizer {
  public:
   using VocabTokenizer::VocabTokenizer;
 
-  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const override {
+  absl::StatusOr<std::vector<int32_t>> Encode(
+      absl::string_view text) const override {
     std::vector<int32_t> ids;
     size_t position = 0;  // in characters, for the error message
     for (size_t i = 0; i < text.size(); ++position) {
@@ -87,9 +96,9 @@ class CharTokenizer : public VocabTokenizer {
       const absl::string_view ch = text.substr(i, n);
       const int32_t* id = Find(ch);
       if (id == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat("character ", DescribeChar(ch),
-                                                       " at position ", position,
-                                                       " is not in the model's vocabulary"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("character ", DescribeChar(ch), " at position ",
+                         position, " is not in the model's vocabulary"));
       }
       ids.push_back(*id);
       i += n;
@@ -97,7 +106,8 @@ class CharTokenizer : public VocabTokenizer {
     return ids;
   }
 
-  std::string Decode(absl::Span<const int32_t> ids, bool continues) const override {
+  std::string Decode(absl::Span<const int32_t> ids,
+                     bool continues) const override {
     std::string text;
     for (int32_t id : ids) {
       if (const std::string* token = Token(id)) text += *token;
@@ -110,7 +120,8 @@ class WhitespaceTokenizer : public VocabTokenizer {
  public:
   using VocabTokenizer::VocabTokenizer;
 
-  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const override {
+  absl::StatusOr<std::vector<int32_t>> Encode(
+      absl::string_view text) const override {
     std::vector<int32_t> ids;
     size_t i = 0;
     while (i < text.size()) {
@@ -119,14 +130,16 @@ class WhitespaceTokenizer : public VocabTokenizer {
         continue;
       }
       size_t end = i;
-      while (end < text.size() && !absl::ascii_isspace(static_cast<unsigned char>(text[end]))) {
+      while (end < text.size() &&
+             !absl::ascii_isspace(static_cast<unsigned char>(text[end]))) {
         ++end;
       }
       const absl::string_view word = text.substr(i, end - i);
       const int32_t* id = Find(word);
       if (id == nullptr) {
         return absl::InvalidArgumentError(
-            absl::StrCat("word '", word, "' at byte ", i, " is not in the model's vocabulary"));
+            absl::StrCat("word '", word, "' at byte ", i,
+                         " is not in the model's vocabulary"));
       }
       ids.push_back(*id);
       i = end;
@@ -134,7 +147,8 @@ class WhitespaceTokenizer : public VocabTokenizer {
     return ids;
   }
 
-  std::string Decode(absl::Span<const int32_t> ids, bool continues) const override {
+  std::string Decode(absl::Span<const int32_t> ids,
+                     bool continues) const override {
     std::string text;
     bool first = !continues;
     for (int32_t id : ids) {
@@ -150,25 +164,31 @@ class WhitespaceTokenizer : public VocabTokenizer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
+    const std::string& model_dir) {
   namespace fs = std::filesystem;
-  const std::string config_path = (fs::path(model_dir) / "config.json").string();
+  const std::string config_path =
+      (fs::path(model_dir) / "config.json").string();
   absl::StatusOr<std::string> config_text = ReadFile(config_path);
   if (!config_text.ok()) return config_text.status();
-  const nlohmann::json config = nlohmann::json::parse(*config_text, nullptr, false);
+  const nlohmann::json config =
+      nlohmann::json::parse(*config_text, nullptr, false);
   if (config.is_discarded() || !config.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(config_path, ": not a JSON object"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_path, ": not a JSON object"));
   }
-  auto string_key = [&](const char* key, std::string fallback) -> absl::StatusOr<std::string> {
+  auto string_key = [&](const char* key,
+                        std::string fallback) -> absl::StatusOr<std::string> {
     auto it = config.find(key);
     if (it == config.end()) return fallback;
     if (!it->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(config_path, ": \"", key,
-                                                     "\" must be a string"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_path, ": \"", key, "\" must be a string"));
     }
     return it->get<std::string>();
   };
-  absl::StatusOr<std::string> vocab_file = string_key("vocab_file", "vocab.txt");
+  absl::StatusOr<std::string> vocab_file =
+      string_key("vocab_file", "vocab.txt");
   if (!vocab_file.ok()) return vocab_file.status();
   const std::string vocab_path = (fs::path(model_dir) / *vocab_file).string();
   absl::StatusOr<std::string> kind =
@@ -177,11 +197,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
   if (kind->empty()) return std::unique_ptr<Tokenizer>();
   if (*kind == "sentencepiece") {
     return absl::UnimplementedError(absl::StrCat(
-        config_path, ": tokenizer \"sentencepiece\" is not supported by this build"));
+        config_path,
+        ": tokenizer \"sentencepiece\" is not supported by this build"));
   }
   if (*kind != "char" && *kind != "whitespace") {
     return absl::InvalidArgumentError(absl::StrCat(
-        config_path, ": \"tokenizer\" must be \"char\" or \"whitespace\", not \"", *kind, "\""));
+        config_path,
+        ": \"tokenizer\" must be \"char\" or \"whitespace\", not \"", *kind,
+        "\""));
   }
 
   absl::StatusOr<std::string> vocab_text = ReadFile(vocab_path);
@@ -198,22 +221,25 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
           absl::StrCat(vocab_path, ": line ", tokens.size() + 1, " is empty"));
     }
     if (!seen.insert(token).second) {
-      return absl::InvalidArgumentError(absl::StrCat(vocab_path, ": line ", tokens.size() + 1,
-                                                     " repeats the token '", token, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(vocab_path, ": line ", tokens.size() + 1,
+                       " repeats the token '", token, "'"));
     }
     tokens.push_back(std::move(token));
     start = end + 1;
   }
-  // The engine has validated these keys before the tokenizer loads; still, never throw.
+  // The engine has validated these keys before the tokenizer loads; still,
+  // never throw.
   auto int_key = [&](const char* key, int fallback) {
     auto it = config.find(key);
-    return it != config.end() && it->is_number_integer() ? it->get<int>() : fallback;
+    return it != config.end() && it->is_number_integer() ? it->get<int>()
+                                                         : fallback;
   };
   const int vocab_size = int_key("vocab_size", 0);
   if (static_cast<int>(tokens.size()) > vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(vocab_path, " has ", tokens.size(),
-                                                   " tokens but the model's vocab_size is ",
-                                                   vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat(vocab_path, " has ", tokens.size(),
+                     " tokens but the model's vocab_size is ", vocab_size));
   }
   absl::flat_hash_set<int32_t> special;
   for (const char* key : {"pad_id", "bos_id", "eos_id"}) {
@@ -224,8 +250,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
     return std::unique_ptr<Tokenizer>(
         std::make_unique<CharTokenizer>(std::move(tokens), std::move(special)));
   }
-  return std::unique_ptr<Tokenizer>(
-      std::make_unique<WhitespaceTokenizer>(std::move(tokens), std::move(special)));
+  return std::unique_ptr<Tokenizer>(std::make_unique<WhitespaceTokenizer>(
+      std::move(tokens), std::move(special)));
 }
 
 }  // namespace attnserve::server

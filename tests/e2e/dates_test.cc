@@ -1,6 +1,7 @@
-// The bundled date-normalisation model end to end through a running server over gRPC: text in,
-// text out, on held-out dates that training never saw (tests/data/dates_heldout.tsv, written by
-// scripts/dates_data.py), unary and streaming, from many concurrent clients.
+// The bundled date-normalisation model end to end through a running server over
+// gRPC: text in, text out, on held-out dates that training never saw
+// (tests/data/dates_heldout.tsv, written by scripts/dates_data.py), unary and
+// streaming, from many concurrent clients.
 
 #include <atomic>
 #include <fstream>
@@ -34,7 +35,8 @@ struct Example {
 };
 
 std::vector<Example> HeldOut(int count) {
-  std::ifstream in(std::string(ATTNSERVE_SOURCE_DIR) + "/tests/data/dates_heldout.tsv");
+  std::ifstream in(std::string(ATTNSERVE_SOURCE_DIR) +
+                   "/tests/data/dates_heldout.tsv");
   std::vector<Example> out;
   std::string line;
   while (static_cast<int>(out.size()) < count && std::getline(in, line)) {
@@ -60,13 +62,15 @@ class DatesTest : public ::testing::Test {
     options.listen_address = "127.0.0.1:0";
     options.log_failures = false;
     options.batcher.batching.max_batch_size = 32;
-    auto server = Server::Create(options, *std::move(engine), *std::move(tokenizer));
+    auto server =
+        Server::Create(options, *std::move(engine), *std::move(tokenizer));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = server->release();
   }
   static void TearDownTestSuite() { delete server_; }
 
-  // Sends every example from kClients threads; returns how many came back exactly right.
+  // Sends every example from kClients threads; returns how many came back
+  // exactly right.
   static int ExactMatches(const std::vector<Example>& examples, bool stream) {
     auto channel = Connect(server_->port());
     std::atomic<int> correct{0}, next{0};
@@ -74,7 +78,8 @@ class DatesTest : public ::testing::Test {
     for (int c = 0; c < kClients; ++c) {
       clients.emplace_back([&] {
         auto stub = v1::Seq2Seq::NewStub(channel);
-        for (int i = next++; i < static_cast<int>(examples.size()); i = next++) {
+        for (int i = next++; i < static_cast<int>(examples.size());
+             i = next++) {
           v1::GenerateRequest request;
           request.set_text(examples[i].source);
           std::string text;
@@ -104,14 +109,16 @@ TEST_F(DatesTest, HeldOutDatesUnary) {
   const auto examples = HeldOut(kDates);
   ASSERT_EQ(examples.size(), static_cast<size_t>(kDates));
   const int correct = ExactMatches(examples, /*stream=*/false);
-  EXPECT_GE(correct, kDates * 99 / 100) << correct << " of " << kDates << " exact";
+  EXPECT_GE(correct, kDates * 99 / 100)
+      << correct << " of " << kDates << " exact";
 }
 
 TEST_F(DatesTest, HeldOutDatesStreaming) {
   const auto examples = HeldOut(kDates);
   ASSERT_EQ(examples.size(), static_cast<size_t>(kDates));
   const int correct = ExactMatches(examples, /*stream=*/true);
-  EXPECT_GE(correct, kDates * 99 / 100) << correct << " of " << kDates << " exact";
+  EXPECT_GE(correct, kDates * 99 / 100)
+      << correct << " of " << kDates << " exact";
 }
 
 TEST_F(DatesTest, ReadmeExample) {

@@ -25,7 +25,8 @@ TEST(PlanEncoderChunksTest, BoundsPaddedRows) {
 
 TEST(PlanEncoderChunksTest, OversizedSourceGetsItsOwnChunk) {
   const std::vector<int32_t> sorted = {3, 50, 60};
-  EXPECT_THAT(PlanEncoderChunks(sorted, 40), ElementsAre(Pair(0, 1), Pair(1, 2), Pair(2, 3)));
+  EXPECT_THAT(PlanEncoderChunks(sorted, 40),
+              ElementsAre(Pair(0, 1), Pair(1, 2), Pair(2, 3)));
 }
 
 TEST(PlanEncoderChunksTest, EmptyAndSingle) {

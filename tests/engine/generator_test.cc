@@ -1,5 +1,6 @@
-// End-to-end decoding on tiny random models: the oneDNN backend against the reference,
-// batch invariance (alone == batched == admitted mid-flight), and the Generator contract.
+// End-to-end decoding on tiny random models: the oneDNN backend against the
+// reference, batch invariance (alone == batched == admitted mid-flight), and
+// the Generator contract.
 
 #include "engine/generator.h"
 
@@ -19,14 +20,15 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::unique_ptr<Model> LoadModel(const std::string& dir, Backend backend, int threads = 1) {
+std::unique_ptr<Model> LoadModel(const std::string& dir, Backend backend,
+                                 int threads = 1) {
   auto model = Model::Load(dir, {backend, threads});
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? std::move(model).value() : nullptr;
 }
 
-// A tiny random model (test_model_writer), written once per run; its outputs are dull but
-// it exercises everything the Generator does.
+// A tiny random model (test_model_writer), written once per run; its outputs
+// are dull but it exercises everything the Generator does.
 const std::string& TinyModelDir() {
   static const testing::TempDir dir("generator_test");
   static const bool written = [] {
@@ -39,7 +41,8 @@ const std::string& TinyModelDir() {
   return dir.path();
 }
 
-std::vector<std::vector<int32_t>> RandomSources(int count, int vocab, uint32_t seed) {
+std::vector<std::vector<int32_t>> RandomSources(int count, int vocab,
+                                                uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> len(1, 20), id(3, vocab - 1);
   std::vector<std::vector<int32_t>> out(count);
@@ -50,9 +53,9 @@ std::vector<std::vector<int32_t>> RandomSources(int count, int vocab, uint32_t s
   return out;
 }
 
-std::vector<SequenceResult> DecodeEach(const Model& model,
-                                       const std::vector<std::vector<int32_t>>& sources,
-                                       const DecodeOptions& options) {
+std::vector<SequenceResult> DecodeEach(
+    const Model& model, const std::vector<std::vector<int32_t>>& sources,
+    const DecodeOptions& options) {
   std::vector<SequenceResult> out;
   for (const auto& s : sources) {
     auto r = GenerateBatch(model, {s}, options);
@@ -73,7 +76,8 @@ void ExpectSameResults(const std::vector<SequenceResult>& a,
     for (size_t t = 0; t < a[i].log_probs.size(); ++t) {
       EXPECT_NEAR(a[i].log_probs[t], b[i].log_probs[t], tolerance);
     }
-    EXPECT_NEAR(a[i].score, b[i].score, tolerance * (1 + a[i].log_probs.size()));
+    EXPECT_NEAR(a[i].score, b[i].score,
+                tolerance * (1 + a[i].log_probs.size()));
   }
 }
 
@@ -102,7 +106,8 @@ TEST_P(GeneratorVariantTest, OutputsVaryWithTheSource) {
   ASSERT_TRUE(model);
   DecodeOptions o;
   o.max_new_tokens = 12;
-  auto r = GenerateBatch(*model, RandomSources(10, model->config().vocab_size, 2), o);
+  auto r = GenerateBatch(*model,
+                         RandomSources(10, model->config().vocab_size, 2), o);
   ASSERT_TRUE(r.ok());
   std::set<std::vector<int32_t>> distinct;
   for (const auto& s : *r) distinct.insert(s.output_ids);
@@ -139,8 +144,8 @@ class GeneratorTest : public ::testing::Test {
     ASSERT_TRUE(g.ok());
     generator_ = std::move(g).value();
   }
-  SequenceInput Input(SequenceId id, std::vector<int32_t> source, int max_new = 10,
-                      int beam = 1) {
+  SequenceInput Input(SequenceId id, std::vector<int32_t> source,
+                      int max_new = 10, int beam = 1) {
     SequenceInput in;
     in.id = id;
     in.source = std::move(source);
@@ -168,8 +173,8 @@ TEST_F(GeneratorTest, SequencesAdmittedMidFlightMatchAlone) {
   DecodeOptions o;
   o.max_new_tokens = 16;
   const auto alone = DecodeEach(*model_, sources, o);
-  // Admit one new source every other step, each with its own options; the results must
-  // not depend on who else is in the batch.
+  // Admit one new source every other step, each with its own options; the
+  // results must not depend on who else is in the batch.
   std::vector<SequenceResult> results(sources.size());
   size_t next = 0;
   int step = 0;
@@ -189,7 +194,8 @@ TEST_F(GeneratorTest, SequencesAdmittedMidFlightMatchAlone) {
 }
 
 TEST_F(GeneratorTest, GreedyEventsStreamTheResultTokenByToken) {
-  ASSERT_TRUE(generator_->Add({Input(1, {5, 6, 7}, 12), Input(2, {9, 3}, 5)}).ok());
+  ASSERT_TRUE(
+      generator_->Add({Input(1, {5, 6, 7}, 12), Input(2, {9, 3}, 5)}).ok());
   for (auto& [id, events] : Drain()) {
     std::vector<int32_t> streamed;
     for (const auto& e : events) {
@@ -226,10 +232,12 @@ TEST_F(GeneratorTest, MaxNewTokensOfOneFinishesAfterOneStep) {
 }
 
 TEST_F(GeneratorTest, CancelRemovesOnlyThatSequence) {
-  ASSERT_TRUE(generator_->Add({Input(1, {5, 6}, 30), Input(2, {7, 8}, 30, 3)}).ok());
+  ASSERT_TRUE(
+      generator_->Add({Input(1, {5, 6}, 30), Input(2, {7, 8}, 30, 3)}).ok());
   EXPECT_EQ(generator_->active_sequences(), 2);
   ASSERT_TRUE(generator_->Step().ok());
-  EXPECT_EQ(generator_->active_rows(), 1 + 3);  // beams fan out after the first step
+  EXPECT_EQ(generator_->active_rows(),
+            1 + 3);  // beams fan out after the first step
   generator_->Cancel(2);
   generator_->Cancel(12345);  // unknown ids are ignored
   EXPECT_EQ(generator_->active_sequences(), 1);

@@ -1,8 +1,9 @@
 #pragma once
-// The PyTorch-built models under tests/data/golden/ (scripts/make_golden.py): small, trained
-// briefly so that their outputs depend on the source, and covering every architecture option
-// (post/pre norm, relu/gelu/swish, tied/untied, shared/separate embeddings, both positional
-// layouts, lm_head bias, unscaled embeddings).
+// The PyTorch-built models under tests/data/golden/ (scripts/make_golden.py):
+// small, trained briefly so that their outputs depend on the source, and
+// covering every architecture option (post/pre norm, relu/gelu/swish,
+// tied/untied, shared/separate embeddings, both positional layouts, lm_head
+// bias, unscaled embeddings).
 
 #include <algorithm>
 #include <filesystem>
@@ -12,7 +13,8 @@
 namespace attnserve::engine::testing {
 
 inline std::string GoldenDir(const std::string& variant) {
-  return (std::filesystem::path(ATTNSERVE_TEST_DATA_DIR) / "golden" / variant).string();
+  return (std::filesystem::path(ATTNSERVE_TEST_DATA_DIR) / "golden" / variant)
+      .string();
 }
 
 // Variant names (directory names) that have a golden.json, sorted.
@@ -22,7 +24,8 @@ inline std::vector<std::string> GoldenVariants() {
   const fs::path root = fs::path(ATTNSERVE_TEST_DATA_DIR) / "golden";
   if (fs::exists(root)) {
     for (const auto& entry : fs::directory_iterator(root)) {
-      if (fs::exists(entry.path() / "golden.json")) out.push_back(entry.path().filename());
+      if (fs::exists(entry.path() / "golden.json"))
+        out.push_back(entry.path().filename());
     }
   }
   std::sort(out.begin(), out.end());

@@ -1,6 +1,7 @@
-// The engine against PyTorch's own modules: tests/data/golden/<variant>/ holds a tiny model
-// built from torch.nn.TransformerEncoderLayer/DecoderLayer with seeded random weights and
-// the tokens and log-probs torch decodes (scripts/make_golden.py regenerates them).
+// The engine against PyTorch's own modules: tests/data/golden/<variant>/ holds
+// a tiny model built from torch.nn.TransformerEncoderLayer/DecoderLayer with
+// seeded random weights and the tokens and log-probs torch decodes
+// (scripts/make_golden.py regenerates them).
 
 #include <filesystem>
 #include <fstream>
@@ -33,7 +34,8 @@ std::vector<Expected> ParseResults(const nlohmann::json& results) {
     Expected e;
     e.ids = r.at("output_ids").get<std::vector<int32_t>>();
     e.log_probs = r.at("log_probs").get<std::vector<float>>();
-    e.reason = r.at("finish_reason") == "eos" ? FinishReason::kEos : FinishReason::kLength;
+    e.reason = r.at("finish_reason") == "eos" ? FinishReason::kEos
+                                              : FinishReason::kLength;
     e.score = r.at("score").get<float>();
     out.push_back(std::move(e));
   }
@@ -49,13 +51,15 @@ void ExpectMatches(const std::vector<Expected>& expected,
     EXPECT_EQ(actual[i].finish_reason, expected[i].reason);
     ASSERT_EQ(actual[i].log_probs.size(), expected[i].log_probs.size());
     for (size_t t = 0; t < expected[i].log_probs.size(); ++t) {
-      EXPECT_NEAR(actual[i].log_probs[t], expected[i].log_probs[t], 1e-3) << "token " << t;
+      EXPECT_NEAR(actual[i].log_probs[t], expected[i].log_probs[t], 1e-3)
+          << "token " << t;
     }
     EXPECT_NEAR(actual[i].score, expected[i].score, 1e-3);
   }
 }
 
-class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, Backend>> {};
+class GoldenTest
+    : public ::testing::TestWithParam<std::tuple<std::string, Backend>> {};
 
 TEST_P(GoldenTest, DecodesLikePyTorch) {
   const auto& [variant, backend] = GetParam();
@@ -66,7 +70,8 @@ TEST_P(GoldenTest, DecodesLikePyTorch) {
   const nlohmann::json golden = nlohmann::json::parse(text.str());
   auto model = Model::Load(dir.string(), {backend, 2});
   ASSERT_TRUE(model.ok()) << model.status();
-  const auto sources = golden.at("sources").get<std::vector<std::vector<int32_t>>>();
+  const auto sources =
+      golden.at("sources").get<std::vector<std::vector<int32_t>>>();
 
   DecodeOptions greedy;
   greedy.max_new_tokens = golden.at("max_new_tokens").get<int>();
@@ -93,7 +98,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(GoldenVariants()),
                        ::testing::Values(Backend::kReference, Backend::kDnnl)),
     [](const auto& info) {
-      return std::get<0>(info.param) + "_" + BackendName(std::get<1>(info.param));
+      return std::get<0>(info.param) + "_" +
+             BackendName(std::get<1>(info.param));
     });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenTest);
 

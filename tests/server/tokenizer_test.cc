@@ -16,7 +16,8 @@ using ::testing::HasSubstr;
 class TokenizerTest : public ::testing::Test {
  protected:
   // A model directory holding just what the tokenizer reads.
-  std::unique_ptr<Tokenizer> Load(const std::string& config, const std::string& vocab) {
+  std::unique_ptr<Tokenizer> Load(const std::string& config,
+                                  const std::string& vocab) {
     Write("config.json", config);
     if (!vocab.empty()) Write("vocab.txt", vocab);
     auto t = LoadTokenizer(dir_.path());
@@ -58,7 +59,8 @@ TEST_F(TokenizerTest, CharUnknownCharacterIsNamed) {
   ASSERT_TRUE(t);
   const absl::Status s = t->Encode("abz").status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("'z' (U+007A) at position 2"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("'z' (U+007A) at position 2"));
   const absl::Status tab = t->Encode("a\tb").status();
   EXPECT_THAT(std::string(tab.message()), HasSubstr("U+0009"));
 }
@@ -96,13 +98,18 @@ TEST_F(TokenizerTest, BadVocabFilesAreErrorsNamingTheLine) {
               HasSubstr("line 3 repeats the token 'a'"));
   EXPECT_THAT(std::string(LoadError(kCharConfig, "a\n\nb\n").message()),
               HasSubstr("line 2 is empty"));
-  EXPECT_THAT(std::string(LoadError(R"({"vocab_size": 2, "tokenizer": "char"})", "a\nb\nc\n")
+  EXPECT_THAT(std::string(LoadError(R"({"vocab_size": 2, "tokenizer": "char"})",
+                                    "a\nb\nc\n")
                               .message()),
               HasSubstr("vocab_size is 2"));
-  EXPECT_THAT(std::string(LoadError(R"({"vocab_size": 2, "tokenizer": "bpe"})", "a\n").message()),
-              HasSubstr("\"tokenizer\" must be"));
-  EXPECT_EQ(LoadError(R"({"vocab_size": 2, "tokenizer": "sentencepiece"})", "a\n").code(),
-            absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(
+      std::string(LoadError(R"({"vocab_size": 2, "tokenizer": "bpe"})", "a\n")
+                      .message()),
+      HasSubstr("\"tokenizer\" must be"));
+  EXPECT_EQ(
+      LoadError(R"({"vocab_size": 2, "tokenizer": "sentencepiece"})", "a\n")
+          .code(),
+      absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace
