@@ -16,7 +16,6 @@
 // baseline is oneDNN's own matmul, deliberately not the engine's wrapper of it.
 
 #include <benchmark/benchmark.h>
-#include <malloc.h>
 #include <omp.h>
 #include <sys/stat.h>
 
@@ -34,6 +33,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "dnnl.hpp"
+#include "engine/allocation_policy.h"
 #include "engine/generator.h"
 #include "engine/transformer.h"
 
@@ -290,10 +290,8 @@ std::vector<int> ParseThreads(const std::string& list) {
 }
 
 int Main(int argc, char** argv) {
-  // The allocation policy the server also uses: a fixed mmap threshold so that
-  // large blocks freed by oneDNN and by finished requests go back to the OS
-  // instead of staying resident.
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  // The server's allocation policy, so that peak memory is what serving sees.
+  UseServingAllocationPolicy();
   std::string model_dir, json_path, threads_list = "1,2";
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {

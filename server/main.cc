@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "engine/model.h"
+#include "engine/allocation_policy.h"
 #include "server/batching_policy.h"
 #include "server/generator_engine.h"
 #include "server/log.h"
@@ -231,6 +232,7 @@ int Run() {
 }  // namespace attnserve::server
 
 int main(int argc, char** argv) {
+  attnserve::engine::UseServingAllocationPolicy();
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = &attnserve::server::IsMainFile;
   usage.contains_helpshort_flags = &attnserve::server::IsMainFile;
