@@ -14,7 +14,8 @@ Presets:
 
 Weights come from attnserve_export.init_weights (seeded, every tensor non-trivial, attention
 not uniform). The model is untrained: its outputs are arbitrary and it may emit EOS early or
-never; benchmarks should force the output length.
+never; benchmarks should force the output length (the engine's ignore_eos) or, through the
+server, make EOS unreachable with --eos_embed_scale 0.
 """
 
 import argparse
@@ -44,12 +45,15 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--final_norm", action="store_true",
                     help="add final_norm tensors after each stack (as torch.nn.Transformer has)")
+    ap.add_argument("--eos_embed_scale", type=float, default=1.0,
+                    help="scale of EOS's output row; 0 makes EOS's logit 0, never the largest of "
+                         "32000, so every request runs to max_new_tokens (serving benchmarks)")
     args = ap.parse_args()
 
     t0 = time.time()
     cfg = ax.make_config(**PRESETS[args.preset])
     model = ax.EncoderDecoder(cfg, shared_embeddings=True, final_norm=args.final_norm)
-    ax.init_weights(model, seed=args.seed)
+    ax.init_weights(model, seed=args.seed, eos_embed_scale=args.eos_embed_scale)
     ax.export(model, cfg, args.out)
     params = sum(p.numel() for p in model.parameters())
     size = os.path.getsize(os.path.join(args.out, "model.safetensors"))

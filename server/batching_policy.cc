@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace attnserve::server {
 
@@ -25,6 +26,22 @@ const char* BatchingModeName(BatchingMode mode) {
       return "none";
   }
   return "unknown";
+}
+
+absl::StatusOr<absl::Duration> ParseQueueDelay(absl::string_view text,
+                                               BatchingMode mode) {
+  if (text == "auto") {
+    return mode == BatchingMode::kDynamic ? absl::Milliseconds(5)
+                                          : absl::ZeroDuration();
+  }
+  absl::Duration delay;
+  if (!absl::ParseDuration(text, &delay) || delay < absl::ZeroDuration() ||
+      delay == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_queue_delay \"", text,
+                     "\" is not auto or a finite duration >= 0 (e.g. 5ms)"));
+  }
+  return delay;
 }
 
 int TokenCost(int source_tokens, const engine::DecodeOptions& options) {

@@ -29,6 +29,14 @@ absl::StatusOr<BatchingMode> ParseBatchingMode(
     absl::string_view name);  // continuous|dynamic|none
 const char* BatchingModeName(BatchingMode mode);
 
+// The --max_queue_delay flag: a duration ("5ms", "0") or "auto", which is 0
+// for continuous batching (a request arriving later joins the running batch at
+// the next step, so waiting would only add latency) and 5ms for dynamic
+// batching (a batch that starts too early locks later arrivals out until it
+// finishes).
+absl::StatusOr<absl::Duration> ParseQueueDelay(absl::string_view text,
+                                               BatchingMode mode);
+
 struct BatchingOptions {
   BatchingMode mode = BatchingMode::kContinuous;
   // Most sequences (sources) in the running batch at once; >= 1.

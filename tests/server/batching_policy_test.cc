@@ -231,5 +231,20 @@ TEST(BatchingPolicyTest, ParsesModeNames) {
             std::string::npos);
 }
 
+TEST(BatchingPolicyTest, QueueDelayAutoDependsOnTheMode) {
+  EXPECT_EQ(*ParseQueueDelay("auto", kC), absl::ZeroDuration());
+  EXPECT_EQ(*ParseQueueDelay("auto", kN), absl::ZeroDuration());
+  EXPECT_EQ(*ParseQueueDelay("auto", kD), absl::Milliseconds(5));
+  EXPECT_EQ(*ParseQueueDelay("250us", kC), absl::Microseconds(250));
+  EXPECT_EQ(*ParseQueueDelay("0", kD), absl::ZeroDuration());
+  for (const char* bad : {"-1ms", "inf", "soon", ""}) {
+    absl::StatusOr<absl::Duration> parsed = ParseQueueDelay(bad, kD);
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+    EXPECT_NE(parsed.status().message().find("max_queue_delay"),
+              std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace attnserve::server
