@@ -25,31 +25,24 @@ namespace attnserve::engine {
 // primitives. Throws dnnl::error if no CPU engine can be created.
 const dnnl::engine& CpuEngine();
 
-// How a PackedLinear stores its weights for oneDNN.
-enum class DnnlWeightsLayout {
-  kPlain,   // as given: [N, K] row-major, the matmul's K x N weights as tag ba
-  kChosen,  // reordered into the layout the primitive picked (format_tag::any)
-};
-
-// One cached matmul primitive. M is a runtime dimension (DNNL_RUNTIME_DIM_VAL),
-// which keeps gemm:jit, so one primitive serves every batch size; the shape
-// class is the weight shape, its layout and the fused epilogue.
+// One cached matmul primitive: an exact row count (see linear_dnnl.cc for why
+// not a runtime one), the weight shape and the fused epilogue. Weights are
+// always plain [N, K] (the matmul's K x N as tag ba).
 struct MatmulKey {
+  int64_t m = 0;
   int64_t n = 0;
   int64_t k = 0;
-  DnnlWeightsLayout layout = DnnlWeightsLayout::kPlain;
   bool bias = false;
   LinearActivation activation = LinearActivation::kNone;
   bool accumulate = false;
 
   friend bool operator==(const MatmulKey& a, const MatmulKey& b) {
-    return a.n == b.n && a.k == b.k && a.layout == b.layout &&
-           a.bias == b.bias && a.activation == b.activation &&
-           a.accumulate == b.accumulate;
+    return a.m == b.m && a.n == b.n && a.k == b.k && a.bias == b.bias &&
+           a.activation == b.activation && a.accumulate == b.accumulate;
   }
   template <typename H>
   friend H AbslHashValue(H h, const MatmulKey& key) {
-    return H::combine(std::move(h), key.n, key.k, key.layout, key.bias,
+    return H::combine(std::move(h), key.m, key.n, key.k, key.bias,
                       key.activation, key.accumulate);
   }
 };
@@ -62,9 +55,10 @@ struct DnnlState {
   dnnl::engine engine;  // CpuEngine()
   dnnl::stream stream;
 
-  // Created on first use of a shape class and kept for the context's lifetime;
-  // a token step only looks them up.
+  // Created on first use of a shape and kept (a token step only looks them
+  // up) until there are kMaxMatmuls, when the cache starts afresh.
   absl::flat_hash_map<MatmulKey, dnnl::matmul> matmuls;
+  static constexpr size_t kMaxMatmuls = 2048;
 
   // Row-major [rows, cols] memory objects for activations, re-pointed at each
   // call's buffer: creating them costs more than a small matmul's arithmetic.

@@ -3,8 +3,8 @@
 // it asks for (format_tag::any) and its memory objects made once: the best
 // oneDNN itself does per call. A second baseline keeps the weights plain
 // ([N, K], tag ba), as Linear does. Linear runs its own small-batch kernel up
-// to 16 rows and a runtime-M oneDNN primitive beyond, so the ratios show both
-// what that kernel gains and what the one-primitive-per-shape-class design
+// to 16 rows and exact-M oneDNN primitives on the plain weights beyond, so the
+// ratios show what that kernel gains and what keeping the weights plain
 // costs.
 //
 //   linear_benchmark [--benchmark_filter=...]   (kThreads OpenMP threads)

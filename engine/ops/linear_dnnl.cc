@@ -1,21 +1,26 @@
 // Linear layer for the oneDNN backend. Up to kMaxSmallBatchRows rows (decode
-// steps) run our own kernel on the plain weights (linear_small_batch.cc):
-// gemm:jit, which repacks the weights on every call, measured 1.5-3x slower
-// there.
-// More rows (encoder, prefill) run one oneDNN matmul primitive per shape class
-// with M as a runtime dimension (gemm:jit keeps that fast, so one primitive
-// serves every batch size), bias and epilogue fused as post-ops.
+// steps) run our own kernel on the plain weights (linear_small_batch.cc): on
+// AVX2 hosts oneDNN's gemm:jit repacks the weights on every call and measured
+// 1.5-3x slower there.
+// More rows (encoder, prefill, batched decoding) run oneDNN matmul primitives
+// made for the exact row count, with bias and epilogue fused as post-ops.
+// Exact, not runtime, M: a runtime M pins oneDNN 2.6 to gemm:jit, while an
+// exact one lets it pick brgemm on AVX-512 hosts, 2-6x faster at M = 32 (see
+// linear_benchmark.cc). Calls beyond kMaxPrimitiveRows rows are split into
+// chunks of that many, so the number of primitives stays bounded.
 //
-// The plain [N, K] weights are kept as given (owned or borrowed), never
-// copied, unless oneDNN asks for a blocked layout (not on AVX2, where gemm:jit
-// takes plain ones as they are); then a reordered copy is made once, at pack
-// time.
+// The weights stay plain [N, K] (owned or borrowed), never copied: with an
+// exact M, brgemm on plain weights measured within 0.6-1.3x of its own blocked
+// layout at decode shapes and 1.05x at encoder ones, and a blocked copy would
+// double the memory of the tied output projection, whose plain table also
+// serves embedding lookups.
 //
 // Per-call overhead matters in decoding (M = batch * beam, a few dozen rows):
 // weights and bias memory objects are made once at pack time, activation ones
 // are cached per shape and re-pointed, and the primitive runs through the C
 // API with the arguments on the stack.
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -26,11 +31,17 @@
 namespace attnserve::engine::internal {
 namespace {
 
-// Crossover between LinearSmallBatch and oneDNN on this 2-core AVX2 host
+// Crossover between LinearSmallBatch and oneDNN on a 2-core AVX2 host
 // (transformer shapes, K 512 or 2048): the kernel wins clearly up to 12-16
-// rows, the two are even at 24-32 (see linear_benchmark.cc).
+// rows, the two are even at 24-32 (see linear_benchmark.cc). On AVX-512 hosts
+// brgemm on plain weights is about even with the kernel up to 16 rows.
 constexpr int64_t kMaxSmallBatchRows = 16;
 static_assert(kMaxSmallBatchRows <= kSmallBatchMaxRows);
+
+// Most rows of one primitive call (see the top of the file). Large enough that
+// a chunk runs at the large-M rate, small enough that one primitive per row
+// count up to it is a modest cache.
+constexpr int64_t kMaxPrimitiveRows = 256;
 
 using dnnl::memory;
 using Tag = memory::format_tag;
@@ -38,52 +49,34 @@ using Type = memory::data_type;
 
 class DnnlPackedLinear final : public PackedLinear {
  public:
-  // `packed` holds the reordered weights for kChosen and is empty for kPlain,
-  // where oneDNN uses the plain weights (owned or borrowed) as they are.
-  DnnlPackedLinear(PlainLinear plain, DnnlWeightsLayout layout,
-                   const memory::desc& weights_md, Tensor packed)
+  explicit DnnlPackedLinear(PlainLinear plain)
       : PackedLinear(Backend::kDnnl, plain.n, plain.k, plain.bias != nullptr),
-        plain_(std::move(plain)),
-        layout_(layout),
-        packed_(std::move(packed)) {
+        plain_(std::move(plain)) {
     // oneDNN takes non-const handles; it never writes a matmul's weights/bias.
-    weights_ = memory(weights_md, CpuEngine(),
-                      const_cast<float*>(layout_ == DnnlWeightsLayout::kPlain
-                                             ? plain_.weight
-                                             : packed_.data()));
+    weights_ = memory(memory::desc({plain_.k, plain_.n}, Type::f32, Tag::ba),
+                      CpuEngine(), const_cast<float*>(plain_.weight));
     if (plain_.bias != nullptr) {
       bias_ = memory(memory::desc({1, plain_.n}, Type::f32, Tag::ab),
                      CpuEngine(), const_cast<float*>(plain_.bias));
     }
   }
 
-  size_t bytes() const override {
-    return plain_.owned_bytes() + packed_.bytes();
-  }
+  size_t bytes() const override { return plain_.owned_bytes(); }
 
   const PlainLinear& plain() const { return plain_; }
-  DnnlWeightsLayout layout() const { return layout_; }
   // Read-only once constructed, so calls from several contexts may share them.
   const memory& weights() const { return weights_; }
   const memory& bias() const { return bias_; }
 
  private:
   PlainLinear plain_;
-  DnnlWeightsLayout layout_;
-  Tensor packed_;
-  memory weights_;
-  memory bias_;  // empty without bias
+  memory weights_;  // the matmul's K x N weights: our [N, K] matrix as tag ba
+  memory bias_;     // empty without bias
 };
 
-// Row-major [rows, cols]; rows may be DNNL_RUNTIME_DIM_VAL.
+// Row-major [rows, cols].
 memory::desc RowsDesc(memory::dim rows, memory::dim cols) {
   return memory::desc({rows, cols}, Type::f32, Tag::ab);
-}
-
-// The matmul multiplies by K x N weights; our [N, K] row-major matrix is
-// exactly that with tag ba, so W^T needs no copy.
-memory::desc PlainWeightsDesc(int64_t n, int64_t k) {
-  return memory::desc({k, n}, Type::f32, Tag::ba);
 }
 
 dnnl::algorithm EltwiseAlgorithm(LinearActivation activation) {
@@ -115,8 +108,8 @@ dnnl::matmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   }
   dnnl::primitive_attr attr;
   attr.set_post_ops(post_ops);
-  const memory::desc src = RowsDesc(DNNL_RUNTIME_DIM_VAL, key.k);
-  const memory::desc dst = RowsDesc(DNNL_RUNTIME_DIM_VAL, key.n);
+  const memory::desc src = RowsDesc(key.m, key.k);
+  const memory::desc dst = RowsDesc(key.m, key.n);
   const dnnl::matmul::desc desc =
       key.bias ? dnnl::matmul::desc(src, weights_md, RowsDesc(1, key.n), dst)
                : dnnl::matmul::desc(src, weights_md, dst);
@@ -127,6 +120,9 @@ const dnnl::matmul& GetMatmul(DnnlState& state, const MatmulKey& key,
                               const memory::desc& weights_md) {
   auto it = state.matmuls.find(key);
   if (it == state.matmuls.end()) {
+    // Bounded: every row count up to kMaxPrimitiveRows is a key, for each of a
+    // model's handful of shape classes.
+    if (state.matmuls.size() >= DnnlState::kMaxMatmuls) state.matmuls.clear();
     it = state.matmuls.emplace(key, CreateMatmul(state, key, weights_md)).first;
   }
   return it->second;
@@ -143,32 +139,9 @@ bool SplitEpilogue(LinearEpilogue epilogue) {
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
     const OpContext& ctx, PlainLinear plain) {
-  DnnlState& state = *ctx.dnnl();
+  (void)ctx;  // the weights memory lives on the process's one CPU engine
   try {
-    const memory::desc plain_md = PlainWeightsDesc(plain.n, plain.k);
-    const dnnl::matmul::primitive_desc pd(
-        dnnl::matmul::desc(
-            RowsDesc(DNNL_RUNTIME_DIM_VAL, plain.k),
-            memory::desc({plain.k, plain.n}, Type::f32, Tag::any),
-            RowsDesc(DNNL_RUNTIME_DIM_VAL, plain.n)),
-        state.engine);
-    const memory::desc chosen = pd.weights_desc();
-    // A plain layout means a gemm-based implementation, which packs the
-    // weights itself on every call, whichever way round they are stored.
-    if (chosen == plain_md ||
-        chosen == memory::desc({plain.k, plain.n}, Type::f32, Tag::ab)) {
-      return std::make_unique<DnnlPackedLinear>(
-          std::move(plain), DnnlWeightsLayout::kPlain, plain_md, Tensor());
-    }
-    Tensor packed({static_cast<int64_t>(
-        (chosen.get_size() + sizeof(float) - 1) / sizeof(float))});
-    memory from(plain_md, state.engine, const_cast<float*>(plain.weight));
-    memory to(chosen, state.engine, packed.data());
-    dnnl::reorder(from, to).execute(state.stream, from, to);
-    state.stream.wait();
-    return std::make_unique<DnnlPackedLinear>(std::move(plain),
-                                              DnnlWeightsLayout::kChosen,
-                                              chosen, std::move(packed));
+    return std::make_unique<DnnlPackedLinear>(std::move(plain));
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat("oneDNN linear pack [", plain.n,
                                             ", ", plain.k, "]: ", e.what()));
@@ -188,29 +161,34 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
   }
   DnnlState& state = *ctx.dnnl();
   const bool split = SplitEpilogue(epilogue);
-  const MatmulKey key{n,
-                      k,
-                      packed.layout(),
-                      w.has_bias(),
-                      epilogue.activation,
-                      epilogue.accumulate && !split};
-  dnnl_status_t status;
-  try {
-    const dnnl::matmul& matmul =
-        GetMatmul(state, key, packed.weights().get_desc());
-    float* dst = split ? state.Scratch(static_cast<size_t>(m * n)) : y;
-    state.TrimActivations();
-    dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_SRC, state.Activation(ArgRole::kSrc, m, k, x)},
-        {DNNL_ARG_WEIGHTS, packed.weights().get()},
-        {DNNL_ARG_DST, state.Activation(ArgRole::kDst, m, n, dst)},
-        {DNNL_ARG_BIAS, w.has_bias() ? packed.bias().get() : nullptr},
-    };
-    status = dnnl_primitive_execute(matmul.get(), state.stream.get(),
-                                    w.has_bias() ? 4 : 3, args);
-    if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
-  } catch (const dnnl::error& e) {
-    status = e.status;
+  float* dst = split ? state.Scratch(static_cast<size_t>(m * n)) : y;
+  dnnl_status_t status = dnnl_success;
+  for (int64_t row = 0; row < m && status == dnnl_success;
+       row += kMaxPrimitiveRows) {
+    const int64_t rows = std::min(kMaxPrimitiveRows, m - row);
+    const MatmulKey key{rows,
+                        n,
+                        k,
+                        w.has_bias(),
+                        epilogue.activation,
+                        epilogue.accumulate && !split};
+    try {
+      const dnnl::matmul& matmul =
+          GetMatmul(state, key, packed.weights().get_desc());
+      state.TrimActivations();
+      dnnl_exec_arg_t args[] = {
+          {DNNL_ARG_SRC, state.Activation(ArgRole::kSrc, rows, k, x + row * k)},
+          {DNNL_ARG_WEIGHTS, packed.weights().get()},
+          {DNNL_ARG_DST,
+           state.Activation(ArgRole::kDst, rows, n, dst + row * n)},
+          {DNNL_ARG_BIAS, w.has_bias() ? packed.bias().get() : nullptr},
+      };
+      status = dnnl_primitive_execute(matmul.get(), state.stream.get(),
+                                      w.has_bias() ? 4 : 3, args);
+      if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
+    } catch (const dnnl::error& e) {
+      status = e.status;
+    }
   }
   if (status != dnnl_success) {
     return absl::InternalError(
