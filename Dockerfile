@@ -1,0 +1,87 @@
+# attnserve image (docs/deploy.md): the server, its CLI and the bundled dates model on
+# debian:bookworm. Proved by scripts/container_test.sh (buildah, no Docker engine needed).
+#
+#   docker build -t attnserve .           # or: buildah bud --format docker -t attnserve .
+#   docker run --rm -p 50051:50051 -p 9090:9090 attnserve [attnserve flags, e.g. --port=6000]
+#
+# `--format docker` matters for buildah/podman: the OCI image format has no HEALTHCHECK.
+
+# ---- builder: the -dev packages, a Release build, the unit tests ------------------------
+FROM debian:bookworm AS builder
+SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+
+# The build packages are scripts/setup.sh's BUILD_PKGS (one list for machines and image),
+# less clang-format, which only formats code.
+COPY scripts/setup.sh /tmp/setup.sh
+RUN eval "$(sed -n '/^BUILD_PKGS=(/,/)/p' /tmp/setup.sh)"; \
+    pkgs=(); for p in "${BUILD_PKGS[@]}"; do [[ $p == clang-format ]] || pkgs+=("$p"); done; \
+    (( ${#pkgs[@]} > 5 )) || { echo "no BUILD_PKGS found in scripts/setup.sh" >&2; exit 1; }; \
+    apt-get update -qq; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; \
+    rm -rf /var/lib/apt/lists/*
+
+# Only what the build and the tests read, so that editing docs/ or scripts/ keeps the
+# build layers cached. deploy/ is read by the metrics tests (deploy_config_test.cc).
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY proto proto
+COPY engine engine
+COPY server server
+COPY client client
+COPY tests tests
+COPY models models
+COPY deploy/prometheus deploy/prometheus
+COPY deploy/grafana deploy/grafana
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DATTNSERVE_BUILD_BENCHMARKS=OFF >/dev/null \
+ && cmake --build build -j"$(nproc)"
+
+# Every gtest binary (engine, server, client, end to end), one process each: much faster
+# than ctest's process per test. Left out: the suites that run Debian's prometheus/promtool,
+# which the builder does not install, and ctest's script tests (scripts/test.sh runs both).
+RUN export OMP_WAIT_POLICY=passive; \
+    for t in build/tests/*_tests; do \
+      echo "${t##*/}:"; \
+      "$t" --gtest_brief=1 --gtest_filter='-PromtoolTest.*:PrometheusIntegrationTest.*'; \
+    done; \
+    install -D -s -m 0755 build/attnserve build/attnserve-cli -t /out/bin
+
+# ---- runtime: shared libraries only, no compilers ---------------------------------------
+FROM debian:bookworm
+SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+
+# What `ldd build/attnserve build/attnserve-cli` resolves to (dpkg -S), plus tini as PID 1:
+# it forwards SIGTERM to the server (which drains, then exits 0) and reaps zombies.
+RUN apt-get update -qq; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        libabsl20220623 libc-ares2 libcivetweb1 libdnnl2 libgomp1 libgrpc++1.51 libgrpc29 \
+        libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libre2-9 libssl3 \
+        ocl-icd-libopencl1 tini; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
+
+# A fixed numeric uid, so that Kubernetes' runAsNonRoot can check it without /etc/passwd.
+RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin attnserve
+
+COPY --from=builder /out/bin/ /usr/local/bin/
+COPY models/dates /opt/attnserve/models/dates
+COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+
+# ATTNSERVE_MODEL_DIR: the model served unless --model_dir says otherwise (mount yours).
+# OMP_WAIT_POLICY=passive: idle OpenMP workers sleep instead of spinning on CPU the gRPC
+# threads (and the quota) need. The entrypoint sets the thread count from the CPU quota.
+ENV ATTNSERVE_MODEL_DIR=/opt/attnserve/models/dates \
+    OMP_WAIT_POLICY=passive
+
+USER 10001:10001
+# gRPC (Seq2Seq, health, reflection) and Prometheus /metrics.
+EXPOSE 50051 9090
+
+# The port is the last --port=N among the flags the container was started with (PID 1 is
+# tini, whose command line holds them). attnserve-cli health exits 0 only when SERVING,
+# so a draining server turns unhealthy at once.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD port=$(tr '\0' '\n' </proc/1/cmdline | sed -n 's/^--\{0,1\}-port=//p' | tail -n 1); \
+        exec attnserve-cli --addr="127.0.0.1:${port:-50051}" --timeout=4s health
+
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh"]
