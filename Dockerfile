@@ -50,14 +50,13 @@ RUN export OMP_WAIT_POLICY=passive; \
 FROM debian:bookworm
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 
-# What `ldd build/attnserve build/attnserve-cli` resolves to (dpkg -S), plus tini as PID 1:
-# it forwards SIGTERM to the server (which drains, then exits 0) and reaps zombies.
-RUN apt-get update -qq; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        libabsl20220623 libc-ares2 libcivetweb1 libdnnl2 libgomp1 libgrpc++1.51 libgrpc29 \
-        libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libre2-9 libssl3 \
-        ocl-icd-libopencl1 tini; \
-    rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
+# The shared libraries the binaries link (scripts/setup.sh --runtime: one list for machines
+# and image), plus tini as PID 1: it forwards SIGTERM to the server (which drains, then
+# exits 0) and reaps zombies.
+COPY scripts/setup.sh /tmp/setup.sh
+RUN /tmp/setup.sh --runtime; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tini; \
+    rm -rf /tmp/setup.sh /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 
 # A fixed numeric uid, so that Kubernetes' runAsNonRoot can check it without /etc/passwd.
 RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \

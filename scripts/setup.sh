@@ -16,6 +16,13 @@ BUILD_PKGS=(
 # prometheus is the real server (with promtool): the metrics integration test scrapes the
 # service with it and checks deploy/prometheus with promtool.
 TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio prometheus)
+# What the built server and CLI link at run time (`ldd build/attnserve build/attnserve-cli`,
+# then `dpkg -S`): the Dockerfile's runtime stage installs exactly these.
+RUNTIME_PKGS=(
+  libabsl20220623 libc-ares2 libcivetweb1 libdnnl2 libgomp1 libgrpc++1.51 libgrpc29
+  libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libre2-9 libssl3
+  ocl-icd-libopencl1
+)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
@@ -28,7 +35,11 @@ missing() {
   echo "${out[@]:-}"
 }
 
-pkgs=("${BUILD_PKGS[@]}" "${TOOL_PKGS[@]}")
+if [[ ${1:-} == --runtime ]]; then
+  pkgs=("${RUNTIME_PKGS[@]}")
+else
+  pkgs=("${BUILD_PKGS[@]}" "${TOOL_PKGS[@]}")
+fi
 todo=$(missing "${pkgs[@]}")
 if [[ -n "${todo// /}" ]]; then
   echo "setup: installing: $todo"
