@@ -28,6 +28,10 @@ ABSL_FLAG(std::string, tls_ca, "",
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM client certificate for mutual TLS (with --tls_key).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate must carry when it is not the host "
+          "of --addr (e.g. --addr=10.0.0.5:50051 for a certificate of "
+          "attnserve.internal); implies --tls.");
 // The load
 ABSL_FLAG(int, concurrency, 1,
           "Closed loop: calls kept in flight; each finished call is replaced "
@@ -198,6 +202,7 @@ int Run(int argc, char** argv) {
   channel_options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
   channel_options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   channel_options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  channel_options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   absl::StatusOr<Connection> connection = Connect(channel_options);
   if (!connection.ok()) return UsageError(connection.status().message());
   if (absl::Status reachable = CheckReachable(

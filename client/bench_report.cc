@@ -1,5 +1,6 @@
 #include "client/bench_report.h"
 
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -33,11 +34,18 @@ nlohmann::json StatsToJson(const std::optional<LatencyStats>& stats) {
           {"max", Millis(stats->max)}};
 }
 
+// The label column fits the longest status code name (RESOURCE_EXHAUSTED).
+std::string StatsHeader(absl::string_view label) {
+  return absl::StrFormat("\n  %-18s %9s %9s %9s %9s %9s %9s %9s %9s\n", label,
+                         "min", "mean", "p50", "p90", "p95", "p99", "p99.9",
+                         "max");
+}
+
 std::string StatsRow(absl::string_view label,
                      const std::optional<LatencyStats>& stats) {
   if (!stats.has_value()) return "";
   return absl::StrFormat(
-      "  %-17s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", label,
+      "  %-18s %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f\n", label,
       Millis(stats->min), Millis(stats->mean), Millis(stats->p50),
       Millis(stats->p90), Millis(stats->p95), Millis(stats->p99),
       Millis(stats->p999), Millis(stats->max));
@@ -54,12 +62,16 @@ BenchSummary Summarize(const LoadResult& result, bool stream) {
   std::vector<absl::Duration> latencies;
   std::vector<absl::Duration> first_tokens;
   std::vector<absl::Duration> gaps;
+  std::map<std::string, std::vector<absl::Duration>> failed;
   for (const CallRecord& call : result.calls) {
     ++summary.status_counts[StatusCodeName(call.code)];
     // Failures are usually fast rejections (a full queue, a bad request);
     // mixing them into the latency figures would make an overloaded server
-    // look fast.
-    if (call.code != grpc::StatusCode::OK) continue;
+    // look fast. They get their own figures, by code.
+    if (call.code != grpc::StatusCode::OK) {
+      failed[StatusCodeName(call.code)].push_back(call.latency);
+      continue;
+    }
     ++summary.ok;
     summary.generated_tokens += call.generated_tokens;
     latencies.push_back(call.latency);
@@ -74,6 +86,9 @@ BenchSummary Summarize(const LoadResult& result, bool stream) {
   summary.latency = StatsOrNullopt(std::move(latencies), true);
   summary.time_to_first_token = StatsOrNullopt(std::move(first_tokens), stream);
   summary.inter_token = StatsOrNullopt(std::move(gaps), stream);
+  for (auto& [code, latencies] : failed) {
+    summary.failed_latency[code] = ComputeLatencyStats(std::move(latencies));
+  }
   return summary;
 }
 
@@ -95,14 +110,18 @@ std::string FormatSummary(const BenchSummary& summary) {
                           summary.warmup_calls);
   }
   if (summary.latency.has_value()) {
-    absl::StrAppendFormat(&text, "\n  %-17s %9s %9s %9s %9s %9s %9s %9s %9s\n",
-                          "(ms, OK calls)", "min", "mean", "p50", "p90", "p95",
-                          "p99", "p99.9", "max");
-    absl::StrAppend(&text, StatsRow("latency", summary.latency),
+    absl::StrAppend(&text, StatsHeader("(ms, OK calls)"),
+                    StatsRow("latency", summary.latency),
                     StatsRow("first token", summary.time_to_first_token),
                     StatsRow("inter-token", summary.inter_token));
   } else {
     absl::StrAppend(&text, "\n  no call succeeded: no latency figures\n");
+  }
+  if (!summary.failed_latency.empty()) {
+    absl::StrAppend(&text, StatsHeader("(ms, failed calls)"));
+    for (const auto& [code, stats] : summary.failed_latency) {
+      absl::StrAppend(&text, StatsRow(code, stats));
+    }
   }
   absl::StrAppend(&text, "\nStatus codes:\n");
   for (const auto& [name, count] : summary.status_counts) {
@@ -116,6 +135,10 @@ std::string FormatSummary(const BenchSummary& summary) {
 }
 
 nlohmann::json SummaryToJson(const BenchSummary& summary) {
+  nlohmann::json failed_latency = nlohmann::json::object();
+  for (const auto& [code, stats] : summary.failed_latency) {
+    failed_latency[code] = StatsToJson(stats);
+  }
   return {{"count", summary.count},
           {"ok", summary.ok},
           {"dropped_by_client", summary.dropped},
@@ -127,7 +150,8 @@ nlohmann::json SummaryToJson(const BenchSummary& summary) {
           {"latency_ms", StatsToJson(summary.latency)},
           {"time_to_first_token_ms", StatsToJson(summary.time_to_first_token)},
           {"inter_token_ms", StatsToJson(summary.inter_token)},
-          {"status_codes", summary.status_counts}};
+          {"status_codes", summary.status_counts},
+          {"failed_latency_ms", failed_latency}};
 }
 
 }  // namespace attnserve::client

@@ -30,6 +30,9 @@ struct BenchSummary {
   std::optional<LatencyStats> time_to_first_token;
   std::optional<LatencyStats> inter_token;
   std::map<std::string, int64_t> status_counts;  // "OK" -> n, ...
+  // Latencies of the failed calls, by status code ("RESOURCE_EXHAUSTED" ->
+  // ...): how fast an overloaded server sheds load.
+  std::map<std::string, LatencyStats> failed_latency;
 };
 
 BenchSummary Summarize(const LoadResult& result, bool stream);
@@ -39,8 +42,9 @@ BenchSummary Summarize(const LoadResult& result, bool stream);
 std::string FormatSummary(const BenchSummary& summary);
 
 // The machine report: durations in milliseconds (latency_ms.p50, ...),
-// rates per second, status_codes {"OK": n}; streaming blocks are null when
-// absent. Keys are documented in docs/client.md.
+// rates per second, status_codes {"OK": n}, failed_latency_ms {"CODE": {...}};
+// streaming blocks are null when absent. Keys are documented in
+// docs/client.md.
 nlohmann::json SummaryToJson(const BenchSummary& summary);
 
 }  // namespace attnserve::client

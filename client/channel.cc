@@ -28,7 +28,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
         "--tls_cert and --tls_key go together (mutual TLS)");
   }
   if (!options.tls && options.tls_ca_file.empty() &&
-      options.tls_cert_file.empty()) {
+      options.tls_cert_file.empty() && options.tls_server_name.empty()) {
     return grpc::InsecureChannelCredentials();
   }
   grpc::SslCredentialsOptions ssl;
@@ -59,8 +59,13 @@ absl::StatusOr<Connection> Connect(const ChannelOptions& options) {
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       Credentials(options);
   if (!credentials.ok()) return credentials.status();
-  return Connection{options.address,
-                    grpc::CreateChannel(options.address, *credentials)};
+  grpc::ChannelArguments arguments;
+  if (!options.tls_server_name.empty()) {
+    arguments.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return Connection{
+      options.address,
+      grpc::CreateCustomChannel(options.address, *credentials, arguments)};
 }
 
 absl::Status CheckReachable(const Connection& connection,

@@ -22,6 +22,10 @@ struct ChannelOptions {
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  // The name the server's certificate must carry, when it is not the host of
+  // `address` (e.g. connecting by IP to a certificate for a DNS name).
+  // Implies TLS.
+  std::string tls_server_name;
 };
 
 struct Connection {

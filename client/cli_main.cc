@@ -24,6 +24,10 @@ ABSL_FLAG(std::string, tls_cert, "",
           "PEM client certificate for mutual TLS (with --tls_key); implies "
           "--tls.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate must carry when it is not the host "
+          "of --addr (e.g. --addr=10.0.0.5:50051 for a certificate of "
+          "attnserve.internal); implies --tls.");
 ABSL_FLAG(std::optional<absl::Duration>, timeout, std::nullopt,
           "Deadline of the call, e.g. 500ms; unset = 60s for generate, 10s for "
           "info, 5s for health. Connecting waits at most min(timeout, 10s).");
@@ -96,6 +100,7 @@ int Run(int argc, char** argv) {
   channel_options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
   channel_options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   channel_options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  channel_options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   absl::StatusOr<Connection> connection = Connect(channel_options);
   if (!connection.ok()) return UsageError(connection.status().message());
 

@@ -23,6 +23,7 @@
 #include "server/log.h"
 #include "server/prometheus_metrics.h"
 #include "server/server.h"
+#include "server/tls.h"
 #include "server/tokenizer.h"
 
 ABSL_FLAG(
@@ -33,6 +34,13 @@ ABSL_FLAG(int, port, 50051,
           "gRPC port: attnserve.v1.Seq2Seq, grpc.health.v1.Health and server "
           "reflection. "
           "0 picks a free port (printed at startup).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the server: the gRPC port then speaks "
+          "TLS only (with --tls_key). Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s) for mutual TLS: clients must present a "
+          "certificate signed by one of them. Needs --tls_cert and --tls_key.");
 ABSL_FLAG(int, metrics_port, 9090,
           "Port of the Prometheus endpoint (http://ADDRESS:PORT/metrics); 0 "
           "disables it.");
@@ -59,10 +67,11 @@ ABSL_FLAG(int, max_batch_tokens, 32768,
 ABSL_FLAG(int, max_queue_size, 256,
           "Most requests waiting for admission; more are answered "
           "RESOURCE_EXHAUSTED at once.");
-ABSL_FLAG(absl::Duration, max_queue_delay, absl::Milliseconds(5),
+ABSL_FLAG(std::string, max_queue_delay, "auto",
           "How long an idle server lets a first batch fill, counted from the "
-          "oldest waiting "
-          "request's arrival (e.g. 5ms, 0).");
+          "oldest waiting request's arrival (e.g. 5ms, 0). auto: 0 for "
+          "continuous batching (later arrivals join at the next step), 5ms "
+          "for dynamic.");
 ABSL_FLAG(int, max_input_tokens, 0,
           "Most source tokens per request; 0 = the model's max_positions.");
 ABSL_FLAG(int, max_new_tokens_limit, 0,
@@ -93,10 +102,22 @@ bool IsMainFile(absl::string_view path) {
   return absl::EndsWith(path, "server/main.cc");
 }
 
+TlsFiles TlsFilesFromFlags() {
+  TlsFiles tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  return tls;
+}
+
 absl::StatusOr<ServerOptions> OptionsFromFlags() {
   ServerOptions options;
   options.listen_address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(TlsFilesFromFlags());
+  if (!credentials.ok()) return credentials.status();
+  options.credentials = *std::move(credentials);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.stream_buffer_tokens = absl::GetFlag(FLAGS_stream_buffer_tokens);
   options.limits.max_input_tokens = absl::GetFlag(FLAGS_max_input_tokens);
@@ -113,7 +134,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   batching.mode = *mode;
   batching.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   batching.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
-  batching.max_queue_delay = absl::GetFlag(FLAGS_max_queue_delay);
+  absl::StatusOr<absl::Duration> delay =
+      ParseQueueDelay(absl::GetFlag(FLAGS_max_queue_delay), batching.mode);
+  if (!delay.ok()) return delay.status();
+  batching.max_queue_delay = *delay;
   return options;
 }
 
@@ -205,13 +229,14 @@ int Run() {
       "attnserve: serving model %s (attnserve.v1.Seq2Seq, health, reflection) "
       "on %s:%d; "
       "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
-      "threads=%d%s%s\n",
+      "threads=%d%s%s, %s\n",
       (*server)->model_info().name.c_str(), absl::GetFlag(FLAGS_host).c_str(),
       (*server)->port(), BatchingModeName(batching.mode),
       batching.max_batch_size,
       absl::FormatDuration(batching.max_queue_delay).c_str(),
       engine::BackendName(model_options.backend), model_options.threads,
-      has_tokenizer ? ", text+ids" : ", token ids only", metrics_line.c_str());
+      has_tokenizer ? ", text+ids" : ", token ids only", metrics_line.c_str(),
+      TlsModeName(TlsFilesFromFlags()));
   std::fflush(stdout);
 
   int signal_number = 0;

@@ -102,13 +102,22 @@ absl::Status Server::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen_address,
-                           grpc::InsecureServerCredentials(), &port_);
+                           options_.credentials != nullptr
+                               ? options_.credentials
+                               : grpc::InsecureServerCredentials(),
+                           &port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port_ == 0) {
+    // gRPC checks a TLS key against its certificate only here, and says why
+    // only in its own log.
     return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options_.listen_address, " (address in use?)"));
+        "cannot listen on ", options_.listen_address,
+        options_.credentials != nullptr
+            ? " (address in use, or gRPC refused the TLS certificate and key; "
+              "see its log above)"
+            : " (address in use?)"));
   }
   // The model is loaded and warmed up: ready for traffic.
   grpc::HealthCheckServiceInterface* health =

@@ -26,6 +26,8 @@ inline constexpr char kServiceName[] = "attnserve.v1.Seq2Seq";
 struct ServerOptions {
   // host:port to listen on; port 0 picks a free port (see Server::port()).
   std::string listen_address = "0.0.0.0:50051";
+  // Credentials of the gRPC port (tls.h makes TLS ones); null: plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
   // Largest request message accepted; gRPC answers larger ones
   // RESOURCE_EXHAUSTED.
   int max_message_bytes = 1 << 20;

@@ -22,8 +22,8 @@ LoadResult UnaryResult() {
     result.calls.push_back(Call(grpc::StatusCode::OK, ms, 10));
   }
   // Fast rejections: counted, but not in the latency figures.
-  result.calls.push_back(Call(grpc::StatusCode::RESOURCE_EXHAUSTED, 0, 0));
-  result.calls.push_back(Call(grpc::StatusCode::RESOURCE_EXHAUSTED, 0, 0));
+  result.calls.push_back(Call(grpc::StatusCode::RESOURCE_EXHAUSTED, 1, 0));
+  result.calls.push_back(Call(grpc::StatusCode::RESOURCE_EXHAUSTED, 3, 0));
   result.dropped = 3;
   result.warmup_calls = 4;
   result.elapsed = absl::Seconds(2);
@@ -48,6 +48,20 @@ TEST(SummarizeTest, CountsRatesAndOkLatencies) {
   EXPECT_FALSE(summary.inter_token.has_value());
   EXPECT_EQ(summary.status_counts, (std::map<std::string, int64_t>{
                                        {"OK", 8}, {"RESOURCE_EXHAUSTED", 2}}));
+}
+
+TEST(SummarizeTest, FailedLatenciesByCode) {
+  LoadResult result = UnaryResult();
+  result.calls.push_back(Call(grpc::StatusCode::DEADLINE_EXCEEDED, 50, 0));
+  const BenchSummary summary = Summarize(result, /*stream=*/false);
+  ASSERT_EQ(summary.failed_latency.size(), 2u);
+  const LatencyStats& shed = summary.failed_latency.at("RESOURCE_EXHAUSTED");
+  EXPECT_EQ(shed.count, 2);
+  EXPECT_EQ(shed.min, absl::Milliseconds(1));
+  EXPECT_EQ(shed.p99, absl::Milliseconds(3));
+  EXPECT_EQ(summary.failed_latency.at("DEADLINE_EXCEEDED").max,
+            absl::Milliseconds(50));
+  EXPECT_EQ(summary.latency->max, absl::Milliseconds(8)) << "OK calls only";
 }
 
 TEST(SummarizeTest, StreamingFiguresFromOkCalls) {
@@ -102,6 +116,11 @@ TEST(SummaryToJsonTest, HasTheDocumentedKeys) {
   EXPECT_TRUE(json["inter_token_ms"].is_null());
   EXPECT_EQ(json["status_codes"]["OK"], 8);
   EXPECT_EQ(json["status_codes"]["RESOURCE_EXHAUSTED"], 2);
+  EXPECT_EQ(json["failed_latency_ms"]["RESOURCE_EXHAUSTED"]["count"], 2);
+  EXPECT_DOUBLE_EQ(
+      json["failed_latency_ms"]["RESOURCE_EXHAUSTED"]["p99"].get<double>(),
+      3.0);
+  EXPECT_FALSE(json["failed_latency_ms"].contains("OK"));
 }
 
 TEST(FormatSummaryTest, ShowsTotalsTableAndStatuses) {
@@ -115,6 +134,8 @@ TEST(FormatSummaryTest, ShowsTotalsTableAndStatuses) {
   EXPECT_THAT(text, HasSubstr("latency"));
   EXPECT_EQ(text.find("first token"), std::string::npos);
   EXPECT_THAT(text, HasSubstr("RESOURCE_EXHAUSTED   2"));
+  EXPECT_THAT(text, HasSubstr("(ms, failed calls)"));
+  EXPECT_THAT(text, HasSubstr("  RESOURCE_EXHAUSTED      1.00      2.00"));
 }
 
 }  // namespace

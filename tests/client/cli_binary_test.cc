@@ -1,11 +1,7 @@
 // The built tools themselves: flag handling, exit codes and output, against
 // the fake service on loopback.
 
-#include <sys/wait.h>
-
-#include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -13,50 +9,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/client/cli_runner.h"
 #include "tests/client/fake_seq2seq.h"
 
 namespace attnserve::client {
 namespace {
 
+using testing::Bench;
+using testing::Cli;
 using testing::FakeServer;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-struct Outcome {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
-// Runs `binary arguments` through the shell (arguments are quoted by the
-// caller) and collects stdout, stderr and the exit code.
-Outcome RunTool(const std::string& binary, const std::string& arguments) {
-  static int run = 0;
-  const std::string prefix =
-      absl::StrCat(::testing::TempDir(), "/client_tool_", getpid(), "_", ++run);
-  const std::string command = absl::StrCat(binary, " ", arguments, " >", prefix,
-                                           ".out 2>", prefix, ".err");
-  const int status = std::system(command.c_str());
-  Outcome outcome;
-  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  outcome.out = ReadAll(prefix + ".out");
-  outcome.err = ReadAll(prefix + ".err");
-  return outcome;
-}
-
-Outcome Cli(const std::string& arguments) {
-  return RunTool(ATTNSERVE_CLI_BINARY, arguments);
-}
-Outcome Bench(const std::string& arguments) {
-  return RunTool(ATTNSERVE_BENCH_BINARY, arguments);
-}
+using testing::ToolOutcome;
 
 TEST(CliBinaryTest, BadUsageExits64) {
   for (const char* arguments :
@@ -65,7 +29,7 @@ TEST(CliBinaryTest, BadUsageExits64) {
         "generate --ids=1 --max_new_tokens=many",
         "generate --ids=1 --timeout=0s", "generate --ids",
         "info --tls_cert=/etc/hostname"}) {
-    const Outcome outcome = Cli(arguments);
+    const ToolOutcome outcome = Cli(arguments);
     EXPECT_EQ(outcome.exit_code, kExitUsage) << arguments;
     EXPECT_THAT(outcome.err, StartsWith("attnserve-cli: ")) << arguments;
     EXPECT_THAT(outcome.err, HasSubstr("--help")) << arguments;
@@ -75,7 +39,7 @@ TEST(CliBinaryTest, BadUsageExits64) {
 }
 
 TEST(CliBinaryTest, HelpListsCommandsAndFlags) {
-  const Outcome outcome = Cli("--help");
+  const ToolOutcome outcome = Cli("--help");
   EXPECT_EQ(outcome.exit_code, kExitOk);
   EXPECT_THAT(outcome.out, HasSubstr("usage: attnserve-cli"));
   EXPECT_THAT(outcome.out, HasSubstr("--ids (default: \"\")"));
@@ -86,25 +50,25 @@ TEST(CliBinaryTest, HelpListsCommandsAndFlags) {
 TEST(CliBinaryTest, TalksToAServer) {
   FakeServer server;
   const std::string addr = "--addr=" + server.address();
-  Outcome generate = Cli(addr + " generate --ids=5,17,42");
+  ToolOutcome generate = Cli(addr + " generate --ids=5,17,42");
   EXPECT_EQ(generate.exit_code, kExitOk) << generate.err;
   EXPECT_EQ(generate.out, "6,18,43,6\n");
   EXPECT_THAT(generate.err, HasSubstr("finish_reason=LENGTH tokens=4"));
 
   // Flags may come before or after the command, in either spelling.
-  Outcome text = Cli("generate --text 'hi there' --stream " + addr);
+  ToolOutcome text = Cli("generate --text 'hi there' --stream " + addr);
   EXPECT_EQ(text.exit_code, kExitOk) << text.err;
   EXPECT_EQ(text.out, "HI THERE\n");
 
-  Outcome rejected = Cli(addr + " generate --ids=5 --max_new_tokens=3");
+  ToolOutcome rejected = Cli(addr + " generate --ids=5 --max_new_tokens=3");
   EXPECT_EQ(rejected.exit_code, kExitFailed);
   EXPECT_EQ(rejected.err, "error: RESOURCE_EXHAUSTED: queue full (fake)\n");
 
-  Outcome info = Cli(addr + " info --json");
+  ToolOutcome info = Cli(addr + " info --json");
   EXPECT_EQ(info.exit_code, kExitOk) << info.err;
   EXPECT_EQ(nlohmann::json::parse(info.out)["model_name"], "fake");
 
-  Outcome health = Cli(addr + " health --service=attnserve.v1.Seq2Seq");
+  ToolOutcome health = Cli(addr + " health --service=attnserve.v1.Seq2Seq");
   EXPECT_EQ(health.exit_code, kExitOk) << health.err;
   EXPECT_EQ(health.out, "SERVING\n");
   server.SetServing(false);
@@ -116,7 +80,8 @@ TEST(CliBinaryTest, TalksToAServer) {
 TEST(CliBinaryTest, UnreachableServerExits2) {
   const std::string address = testing::UnusedAddress();
   for (const char* command : {"health", "info", "generate --ids=1"}) {
-    const Outcome outcome = Cli(absl::StrCat("--addr=", address, " ", command));
+    const ToolOutcome outcome =
+        Cli(absl::StrCat("--addr=", address, " ", command));
     EXPECT_EQ(outcome.exit_code, kExitUnreachable) << command;
     EXPECT_THAT(outcome.err, StartsWith("cannot reach " + address + ": "))
         << command;
@@ -128,7 +93,7 @@ TEST(BenchBinaryTest, BadUsageExits64) {
        {"--bogus", "extra", "--requests=5 --duration=1s", "--concurrency=0",
         "--src_len=9:3", "--max_new_tokens=x", "--arrivals=bursty", "--text",
         "--sources_file=/nonexistent/sources.txt", "--rps=-1"}) {
-    const Outcome outcome = Bench(arguments);
+    const ToolOutcome outcome = Bench(arguments);
     EXPECT_EQ(outcome.exit_code, kExitUsage) << arguments;
     EXPECT_THAT(outcome.err, StartsWith("attnserve-bench: ")) << arguments;
   }
@@ -136,14 +101,14 @@ TEST(BenchBinaryTest, BadUsageExits64) {
 
 TEST(BenchBinaryTest, UnreachableServerExits2) {
   const std::string address = testing::UnusedAddress();
-  const Outcome outcome = Bench("--addr=" + address + " --requests=3");
+  const ToolOutcome outcome = Bench("--addr=" + address + " --requests=3");
   EXPECT_EQ(outcome.exit_code, kExitUnreachable);
   EXPECT_THAT(outcome.err, StartsWith("cannot reach " + address + ": "));
 }
 
 TEST(BenchBinaryTest, JsonReportCountsWhatTheServerAnswered) {
   FakeServer server;
-  const Outcome outcome =
+  const ToolOutcome outcome =
       Bench("--addr=" + server.address() +
             " --requests=40 --concurrency=4 --src_len=2:6 --max_new_tokens=1:4"
             " --seed=3 --json");
@@ -172,7 +137,7 @@ TEST(BenchBinaryTest, HumanStreamingReportFromASourcesFile) {
   FakeServer server;
   const std::string sources = ::testing::TempDir() + "/bench_sources.txt";
   std::ofstream(sources) << "5,17,42\n\n7,8\n";
-  const Outcome outcome =
+  const ToolOutcome outcome =
       Bench("--addr=" + server.address() + " --sources_file=" + sources +
             " --requests=6 --max_new_tokens=5 --stream");
   ASSERT_EQ(outcome.exit_code, kExitOk) << outcome.err;
@@ -186,7 +151,7 @@ TEST(BenchBinaryTest, HumanStreamingReportFromASourcesFile) {
 
 TEST(BenchBinaryTest, NoSuccessfulCallExits1) {
   FakeServer server;
-  const Outcome outcome =
+  const ToolOutcome outcome =
       Bench("--addr=" + server.address() + " --requests=4 --max_new_tokens=3");
   EXPECT_EQ(outcome.exit_code, kExitFailed);
   EXPECT_THAT(outcome.out, HasSubstr("RESOURCE_EXHAUSTED   4"));

@@ -118,11 +118,13 @@ int FakeSeq2Seq::generated_tokens() const {
   return generated_tokens_;
 }
 
-FakeServer::FakeServer() {
+FakeServer::FakeServer(std::shared_ptr<grpc::ServerCredentials> credentials) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port_);
+  builder.AddListeningPort(
+      "127.0.0.1:0",
+      credentials != nullptr ? credentials : grpc::InsecureServerCredentials(),
+      &port_);
   builder.RegisterService(&service_);
   server_ = builder.BuildAndStart();
   SetServing(true);

@@ -61,7 +61,9 @@ class FakeSeq2Seq final : public v1::Seq2Seq::Service {
 // The fake plus gRPC's default health service on 127.0.0.1:<free port>.
 class FakeServer {
  public:
-  FakeServer();
+  // `credentials`: of the port; null: plaintext.
+  explicit FakeServer(
+      std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~FakeServer();
 
   int port() const { return port_; }

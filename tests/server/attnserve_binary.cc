@@ -7,12 +7,38 @@
 
 namespace attnserve::server::testing {
 
+std::string TinyModelDir() {
+  return absl::StrCat(ATTNSERVE_SOURCE_DIR,
+                      "/tests/data/golden/post_relu_tied_interleaved");
+}
+
+std::string DatesModelDir() {
+  return absl::StrCat(ATTNSERVE_SOURCE_DIR, "/models/dates");
+}
+
+std::vector<std::string> TestServerFlags(
+    const std::string& model_dir, const std::vector<std::string>& extra) {
+  std::vector<std::string> flags = {absl::StrCat("--model_dir=", model_dir),
+                                    "--host=127.0.0.1", "--port=0",
+                                    "--metrics_port=0", "--threads=1"};
+  flags.insert(flags.end(), extra.begin(), extra.end());
+  return flags;
+}
+
+RunResult RunAttnserve(const std::vector<std::string>& flags,
+                       absl::Duration timeout) {
+  std::vector<std::string> argv = {ATTNSERVE_BINARY};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return RunProgram(argv, /*stdin_path=*/"", timeout);
+}
+
 absl::StatusOr<StartedServer> StartAttnserve(
-    const std::vector<std::string>& flags, absl::Duration timeout) {
+    const std::vector<std::string>& flags, absl::Duration timeout,
+    const SubprocessOptions& options) {
   std::vector<std::string> argv = {ATTNSERVE_BINARY};
   argv.insert(argv.end(), flags.begin(), flags.end());
   StartedServer server;
-  server.process = std::make_unique<Subprocess>(argv);
+  server.process = std::make_unique<Subprocess>(argv, options);
   std::optional<std::string> line = server.process->ReadLine(timeout);
   if (!line.has_value()) {
     return absl::UnavailableError(

@@ -82,6 +82,9 @@ TEST(BinaryTest, ExplainsBadStartup) {
   Subprocess bad_mode({ATTNSERVE_BINARY, "--model_dir=/nonexistent/model",
                        "--batching=static"});
   EXPECT_EQ(bad_mode.Wait(absl::Seconds(30)), std::optional<int>(2));
+  Subprocess bad_delay({ATTNSERVE_BINARY, "--model_dir=/nonexistent/model",
+                        "--max_queue_delay=soon"});
+  EXPECT_EQ(bad_delay.Wait(absl::Seconds(30)), std::optional<int>(2));
   Subprocess bad_metrics_port({ATTNSERVE_BINARY,
                                "--model_dir=/nonexistent/model",
                                "--metrics_port=-1"});

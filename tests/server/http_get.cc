@@ -41,17 +41,26 @@ class Socket {
 
 absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& target,
                                      absl::Duration timeout) {
+  return HttpGet("127.0.0.1", port, target, timeout);
+}
+
+absl::StatusOr<HttpResponse> HttpGet(const std::string& ipv4, int port,
+                                     const std::string& target,
+                                     absl::Duration timeout) {
   const absl::Time give_up = absl::Now() + timeout;
   Socket socket;
-  const sockaddr_in address = Loopback(port);
+  sockaddr_in address = Loopback(port);
+  if (inet_pton(AF_INET, ipv4.c_str(), &address.sin_addr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("not IPv4: ", ipv4));
+  }
   if (socket.fd() < 0 ||
       connect(socket.fd(), reinterpret_cast<const sockaddr*>(&address),
               sizeof(address)) != 0) {
     return absl::UnavailableError(
-        absl::StrCat("nothing listens on 127.0.0.1:", port));
+        absl::StrCat("nothing listens on ", ipv4, ":", port));
   }
   const std::string request = absl::StrCat(
-      "GET ", target, " HTTP/1.0\r\nHost: 127.0.0.1:", port, "\r\n\r\n");
+      "GET ", target, " HTTP/1.0\r\nHost: ", ipv4, ":", port, "\r\n\r\n");
   if (send(socket.fd(), request.data(), request.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(request.size())) {
     return absl::UnavailableError("cannot send the request");
@@ -63,7 +72,7 @@ absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& target,
         static_cast<int>(absl::ToInt64Milliseconds(give_up - absl::Now()));
     if (wait_ms <= 0 || poll(&fd, 1, wait_ms) <= 0) {
       return absl::DeadlineExceededError(
-          absl::StrCat("no complete answer from 127.0.0.1:", port, target));
+          absl::StrCat("no complete answer from ", ipv4, ":", port, target));
     }
     char chunk[16384];
     const ssize_t n = recv(socket.fd(), chunk, sizeof(chunk), 0);
@@ -82,6 +91,23 @@ absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& target,
   }
   response.body = answer.substr(body + 4);
   return response;
+}
+
+absl::StatusOr<double> ScrapeValue(int port, const std::string& series) {
+  absl::StatusOr<HttpResponse> response = HttpGet(port, "/metrics");
+  if (!response.ok()) return response.status();
+  const std::string prefix = absl::StrCat("\n", series, " ");
+  const std::string body = absl::StrCat("\n", response->body);
+  const size_t at = body.find(prefix);
+  double value = 0;
+  if (at == std::string::npos ||
+      !absl::SimpleAtod(
+          body.substr(at + prefix.size(),
+                      body.find('\n', at + prefix.size()) - at - prefix.size()),
+          &value)) {
+    return absl::NotFoundError(absl::StrCat("no ", series, " in /metrics"));
+  }
+  return value;
 }
 
 std::string UrlEncode(const std::string& text) {

@@ -20,6 +20,17 @@ struct HttpResponse {
 absl::StatusOr<HttpResponse> HttpGet(
     int port, const std::string& target,
     absl::Duration timeout = absl::Seconds(10));
+// The same at another IPv4 address (e.g. 127.0.0.2, also loopback on Linux).
+absl::StatusOr<HttpResponse> HttpGet(const std::string& ipv4, int port,
+                                     const std::string& target,
+                                     absl::Duration timeout);
+
+// The value of one series in the Prometheus exposition at
+// http://127.0.0.1:port/metrics, named as it appears there (e.g.
+// `attnserve_queue_depth`,
+// `attnserve_rejected_requests_total{reason="cancelled"}`). NOT_FOUND when the
+// exposition has no such line.
+absl::StatusOr<double> ScrapeValue(int port, const std::string& series);
 
 // Percent-encodes everything but RFC 3986's unreserved characters, for query
 // parameters (PromQL has spaces, braces, quotes, brackets).

@@ -36,6 +36,7 @@ class Subprocess {
   Subprocess& operator=(const Subprocess&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }  // -1 when the spawn failed
 
   // The next line of its stdout, or nullopt at EOF or after `timeout`.
   std::optional<std::string> ReadLine(absl::Duration timeout);
