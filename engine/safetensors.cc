@@ -64,18 +64,22 @@ absl::Status TensorError(absl::string_view path, absl::string_view name,
 }
 
 // elements(shape) * element_size, or an error when it does not fit in 64 bits
-// (a hostile shape must not wrap around to a small, plausible size).
+// (a hostile shape must not wrap around to a small, plausible size). The
+// element count is kept in int64_t, Tensor's type: every partial product must
+// fit, or Tensor's own product overflows (UB) for shapes such as
+// [2^32, 2^31, 0] whose total is 0.
 absl::StatusOr<uint64_t> ByteSize(const std::vector<int64_t>& shape,
                                   uint64_t element_size) {
-  uint64_t elements = 1;
+  int64_t elements = 1;
   for (int64_t d : shape) {
-    if (__builtin_mul_overflow(elements, static_cast<uint64_t>(d), &elements)) {
+    if (__builtin_mul_overflow(elements, d, &elements)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "element count of shape ", ShapeString(shape), " overflows"));
     }
   }
   uint64_t bytes = 0;
-  if (__builtin_mul_overflow(elements, element_size, &bytes)) {
+  if (__builtin_mul_overflow(static_cast<uint64_t>(elements), element_size,
+                             &bytes)) {
     return absl::InvalidArgumentError(
         absl::StrCat("byte size of shape ", ShapeString(shape), " overflows"));
   }

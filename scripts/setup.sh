@@ -16,6 +16,9 @@ BUILD_PKGS=(
 # prometheus is the real server (with promtool): the metrics integration test scrapes the
 # service with it and checks deploy/prometheus with promtool.
 TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio prometheus)
+# Hardening builds (docs/hardening-tools.md): clang and its sanitizer/libFuzzer runtimes for
+# scripts/fuzz.sh, llvm for readable crash stacks. Not in BUILD_PKGS: the image needs none.
+HARDEN_PKGS=(clang libclang-rt-14-dev llvm)
 # What the built server and CLI link at run time (`ldd build/attnserve build/attnserve-cli`,
 # then `dpkg -S`): the Dockerfile's runtime stage installs exactly these.
 RUNTIME_PKGS=(
@@ -38,7 +41,7 @@ missing() {
 if [[ ${1:-} == --runtime ]]; then
   pkgs=("${RUNTIME_PKGS[@]}")
 else
-  pkgs=("${BUILD_PKGS[@]}" "${TOOL_PKGS[@]}")
+  pkgs=("${BUILD_PKGS[@]}" "${TOOL_PKGS[@]}" "${HARDEN_PKGS[@]}")
 fi
 todo=$(missing "${pkgs[@]}")
 if [[ -n "${todo// /}" ]]; then

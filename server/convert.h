@@ -43,9 +43,9 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
 std::string NewRequestId();
 
 // Appends tokens (and their log-probs when `with_log_probs`, and the text piece
-// when there is a tokenizer) to `response`. `continues`: tokens of the same
-// output were already appended to an earlier message (streaming), so the text
-// piece joins onto them (see Tokenizer::Decode).
+// when there is a tokenizer) to `response`. `continues`: text of the same
+// output was already appended to an earlier message (streaming), so the text
+// piece joins onto it (see Tokenizer::Decode).
 void AppendTokens(absl::Span<const int32_t> ids,
                   absl::Span<const float> log_probs, bool with_log_probs,
                   const Tokenizer* tokenizer, bool continues,

@@ -25,9 +25,10 @@ absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
                      " decoded tokens are waiting to be sent (limit ",
                      max_pending_tokens_, ", stream_buffer_tokens)"));
   }
+  const size_t text_before = pending_.text().size();
   AppendTokens(ids, log_probs, with_log_probs_, tokenizer_,
-               /*continues=*/tokens_added_ > 0, &pending_);
-  tokens_added_ += static_cast<int>(ids.size());
+               /*continues=*/text_added_, &pending_);
+  text_added_ = text_added_ || pending_.text().size() > text_before;
   has_pending_ = true;
   return absl::OkStatus();
 }

@@ -69,7 +69,9 @@ class StreamState {
 
   v1::GenerateResponse pending_;  // accumulating; meaningful when has_pending_
   bool has_pending_ = false;
-  int tokens_added_ = 0;  // over the whole stream, for joining text pieces
+  // Some earlier piece of the stream had text (Tokenizer::Decode's
+  // `continues`).
+  bool text_added_ = false;
   v1::GenerateResponse in_flight_;  // being written
   bool writing_ = false;
   bool broken_ = false;

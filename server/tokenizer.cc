@@ -1,8 +1,8 @@
 #include "server/tokenizer.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -15,12 +15,27 @@
 namespace attnserve::server {
 namespace {
 
+// Far above any vocabulary (config.json allows at most 4M tokens).
+constexpr uintmax_t kMaxFileBytes = uintmax_t{256} << 20;
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  // "vocab_file" may name anything: reading a device such as /dev/zero or a
+  // FIFO would never end.
+  std::error_code error;
+  const uintmax_t size = std::filesystem::is_regular_file(path, error)
+                             ? std::filesystem::file_size(path, error)
+                             : kMaxFileBytes + 1;
+  if (error || size > kMaxFileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not a regular file of at most ", kMaxFileBytes, " bytes"));
+  }
+  // Bounded by the size seen above, even if the file grows meanwhile.
+  std::string text(size, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
 }
 
 // Length of the UTF-8 sequence starting at text[i], or 0 when it is malformed.

@@ -38,8 +38,10 @@ class Tokenizer {
   virtual absl::StatusOr<std::vector<int32_t>> Encode(
       absl::string_view text) const = 0;
   // Text of `ids`. `continues`: the ids follow earlier ids of the same output
-  // (a streamed piece), so concatenating the pieces of a stream gives exactly
-  // the text of decoding all ids at once.
+  // whose text is not empty (a streamed piece), so concatenating the pieces of
+  // a stream gives exactly the text of decoding all ids at once. (Pieces that
+  // decode to nothing, e.g. only special ids, do not count: the whitespace
+  // tokenizer would otherwise start the text with a space.)
   virtual std::string Decode(absl::Span<const int32_t> ids,
                              bool continues = false) const = 0;
 };

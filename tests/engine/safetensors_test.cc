@@ -462,6 +462,14 @@ std::vector<BadHeader> BadHeaders() {
                   "data_offsets": [8, 8]})"),
        8,
        {"byte size", "overflows"}},
+      // Found while fuzzing the reader (regression input
+      // tests/fuzz/regressions/safetensors/shape_partial_product_overflow): the
+      // total is 0, but Tensor's int64 product overflowed (UB) on the way.
+      {"element_count_partial_product_overflow",
+       Header(R"({"dtype": "F32", "shape": [4294967296, 2147483648, 0],
+                  "data_offsets": [8, 8]})"),
+       8,
+       {"element count", "overflows"}},
       {"missing_data_offsets",
        Header(R"({"dtype": "F32", "shape": [1]})"),
        12,

@@ -1,9 +1,13 @@
 #include "server/stream_state.h"
 
+#include <fstream>
+#include <memory>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/tokenizer.h"
+#include "tests/engine/test_model_writer.h"
 
 namespace attnserve::server {
 namespace {
@@ -103,6 +107,35 @@ TEST(StreamStateTest, ErrorWithoutWritesFinishesAtOnce) {
   StreamState::Action end = state.Next();
   ASSERT_EQ(end.kind, Kind::kFinish);
   EXPECT_EQ(end.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+// Found while fuzzing request conversion (regression input
+// tests/fuzz/regressions/generate_request/stream_text_after_special_ids): a
+// first piece that decodes to no text (special ids only) made the whitespace
+// tokenizer start the next piece with a space, so the streamed text differed
+// from the unary one.
+TEST(StreamStateTest, TextOfPiecesAfterOnlySpecialIdsJoinsLikeUnary) {
+  engine::testing::TempDir dir("stream_state_test");
+  std::ofstream(dir.File("config.json"))
+      << R"({"vocab_size": 8, "tokenizer": "whitespace"})";
+  std::ofstream(dir.File("vocab.txt")) << "<pad>\n<s>\n</s>\nhello\nworld";
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
+      LoadTokenizer(dir.path());
+  ASSERT_TRUE(tokenizer.ok() && *tokenizer != nullptr) << tokenizer.status();
+
+  StreamState state("r1", /*with_log_probs=*/false, tokenizer->get(), 16);
+  std::string text;
+  for (std::vector<int32_t> piece :
+       {std::vector<int32_t>{1, 0}, std::vector<int32_t>{3},
+        std::vector<int32_t>{4}}) {
+    ASSERT_TRUE(state.AddTokens(piece, {}).ok());
+    StreamState::Action action = state.Next();
+    ASSERT_EQ(action.kind, Kind::kWrite);
+    text += action.message->text();
+    state.WriteDone(true);
+  }
+  EXPECT_EQ(text, (*tokenizer)->Decode({1, 0, 3, 4}));
+  EXPECT_EQ(text, "hello world");
 }
 
 }  // namespace

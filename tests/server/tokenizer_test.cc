@@ -3,6 +3,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/test_model_writer.h"
@@ -110,6 +111,19 @@ TEST_F(TokenizerTest, BadVocabFilesAreErrorsNamingTheLine) {
       LoadError(R"({"vocab_size": 2, "tokenizer": "sentencepiece"})", "a\n")
           .code(),
       absl::StatusCode::kUnimplemented);
+}
+
+// Found while fuzzing the model loader (regression input
+// tests/fuzz/regressions/model_dir/vocab_file_dev_zero): "vocab_file" naming a
+// device made the server read until it ran out of memory.
+TEST_F(TokenizerTest, VocabFileThatIsNotARegularFileIsAnError) {
+  for (const char* vocab_file : {"/dev/zero", "/"}) {
+    Write("config.json", absl::StrCat(R"({"vocab_size": 6, "vocab_file": ")",
+                                      vocab_file, R"("})"));
+    const absl::Status s = LoadTokenizer(dir_.path()).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << vocab_file;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("not a regular file"));
+  }
 }
 
 }  // namespace

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of tests/fuzz (clang, ASan + UBSan) into build-fuzz/, replays
+# every regression input of tests/fuzz/regressions/<target>/, then fuzzes each target for
+# FUZZ_SECONDS from a copy of its seed corpus tests/fuzz/corpus/<target>/
+# (docs/hardening-tools.md).
+#   scripts/fuzz.sh                                 all targets, 30 s each
+#   FUZZ_SECONDS=600 scripts/fuzz.sh model_dir      one target, longer
+# A crash fails the script and leaves its input in build-fuzz/artifacts/ (FUZZ_ARTIFACTS):
+# make it a regression case by copying it to tests/fuzz/regressions/<target>/ under a name
+# that says what it was.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${FUZZ_SECONDS:-30}
+artifacts=${FUZZ_ARTIFACTS:-$PWD/build-fuzz/artifacts}
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then targets=(model_dir safetensors generate_request); fi
+
+if ! command -v clang++ >/dev/null; then
+  echo "fuzz.sh: needs clang and libFuzzer: apt-get install clang libclang-rt-14-dev" >&2
+  exit 1
+fi
+# -O1 -g: sanitizer reports with readable stacks, at most of the speed of -O2.
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" \
+  -DATTNSERVE_FUZZ=ON -DATTNSERVE_SANITIZE=address,undefined \
+  -DATTNSERVE_BUILD_TESTS=OFF -DATTNSERVE_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build build-fuzz -j "$(nproc)" --target "${targets[@]/%/_fuzzer}"
+
+# The targets write each input as files under $TMPDIR: keep them in memory when /dev/shm is
+# there, and remove everything (corpus copies, logs) at the end.
+work=$(mktemp -d "$( [[ -d /dev/shm ]] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/attnserve-fuzz.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export TMPDIR=$work
+export OMP_WAIT_POLICY=passive
+export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+mkdir -p "$artifacts"
+
+# Prints the log's tail and the saved input, then fails.
+fail() {
+  echo "fuzz: $1: FAILED (log tail below; input saved under $artifacts/)" >&2
+  tail -n 40 "$2" >&2
+  exit 1
+}
+
+for target in "${targets[@]}"; do
+  fuzzer=build-fuzz/tests/fuzz/${target}_fuzzer
+  options=(-timeout=10 -rss_limit_mb=2048 "-artifact_prefix=$artifacts/$target-")
+  if [[ $target == model_dir || $target == safetensors ]]; then
+    options+=("-dict=tests/fuzz/model_format.dict")
+  fi
+  log=$work/$target.log
+
+  mapfile -t regressions < <(find "tests/fuzz/regressions/$target" -type f 2>/dev/null | sort)
+  if [[ ${#regressions[@]} -gt 0 ]]; then
+    "$fuzzer" "${options[@]}" "${regressions[@]}" >"$log" 2>&1 || fail "$target regressions" "$log"
+  fi
+
+  cp -r "tests/fuzz/corpus/$target" "$work/corpus-$target"
+  "$fuzzer" "${options[@]}" -max_total_time="$seconds" -print_final_stats=1 \
+    "$work/corpus-$target" >"$log" 2>&1 || fail "$target" "$log"
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
+  echo "fuzz: $target: ${#regressions[@]} regression inputs pass; $runs runs in ${seconds} s," \
+    "$cov, no crash"
+done
