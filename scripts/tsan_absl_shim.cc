@@ -37,10 +37,10 @@ void* Next(const char* symbol) {
 }
 
 // Abseil's `symbol` as a function pointer of type F, looked up once.
-#define ABSL_REAL(F, symbol)                                   \
-  ([] {                                                        \
+#define ABSL_REAL(F, symbol)                                  \
+  ([] {                                                       \
     static const auto fn = reinterpret_cast<F>(Next(symbol)); \
-    return fn;                                                 \
+    return fn;                                                \
   }())
 
 void Acquired(const void* mu) { __tsan_acquire(const_cast<void*>(mu)); }
@@ -78,8 +78,8 @@ bool Mutex::TryLock() {
 }
 
 bool Mutex::ReaderTryLock() {
-  const bool locked = ABSL_REAL(bool (*)(Mutex*),
-                                "_ZN4absl7debian35Mutex13ReaderTryLockEv")(this);
+  const bool locked = ABSL_REAL(
+      bool (*)(Mutex*), "_ZN4absl7debian35Mutex13ReaderTryLockEv")(this);
   if (locked) Acquired(this);
   return locked;
 }
@@ -96,14 +96,15 @@ void Mutex::ReaderUnlock() {
 
 void Mutex::LockWhen(const Condition& cond) {
   ABSL_REAL(void (*)(Mutex*, const Condition&),
-            "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE")(this, cond);
+            "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE")
+  (this, cond);
   Acquired(this);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   ABSL_REAL(void (*)(Mutex*, const Condition&),
-            "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE")(this,
-                                                                        cond);
+            "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE")
+  (this, cond);
   Acquired(this);
 }
 
@@ -128,16 +129,17 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
 void Mutex::Await(const Condition& cond) {
   Releasing(this);
   ABSL_REAL(void (*)(Mutex*, const Condition&),
-            "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE")(this, cond);
+            "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE")
+  (this, cond);
   Acquired(this);
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   Releasing(this);
-  const bool met = ABSL_REAL(
-      bool (*)(Mutex*, const Condition&, Duration),
-      "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_"
-      "8DurationE")(this, cond, timeout);
+  const bool met =
+      ABSL_REAL(bool (*)(Mutex*, const Condition&, Duration),
+                "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_"
+                "8DurationE")(this, cond, timeout);
   Acquired(this);
   return met;
 }
@@ -155,7 +157,8 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
 void CondVar::Wait(Mutex* mu) {
   Releasing(mu);
   ABSL_REAL(void (*)(CondVar*, Mutex*),
-            "_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE")(this, mu);
+            "_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE")
+  (this, mu);
   Acquired(mu);
 }
 
@@ -182,13 +185,14 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
 void Notification::Notify() {
   Releasing(this);
   Releasing(NotifiedFlag(this));
-  ABSL_REAL(void (*)(Notification*),
-            "_ZN4absl7debian312Notification6NotifyEv")(this);
+  ABSL_REAL(void (*)(Notification*), "_ZN4absl7debian312Notification6NotifyEv")
+  (this);
 }
 
 void Notification::WaitForNotification() const {
   ABSL_REAL(void (*)(const Notification*),
-            "_ZNK4absl7debian312Notification19WaitForNotificationEv")(this);
+            "_ZNK4absl7debian312Notification19WaitForNotificationEv")
+  (this);
   Acquired(this);
 }
 
