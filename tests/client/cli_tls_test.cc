@@ -19,8 +19,8 @@
 namespace attnserve::client {
 namespace {
 
-using ::attnserve::testing::MakeTestCerts;
 using ::attnserve::testing::ReadTextFile;
+using ::attnserve::testing::SharedTestCerts;
 using ::attnserve::testing::TestCerts;
 using testing::Bench;
 using testing::Cli;
@@ -30,13 +30,7 @@ using testing::ToolOutcome;
 
 class CliTlsTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<TestCerts>> certs =
-        MakeTestCerts(::testing::TempDir());
-    ASSERT_TRUE(certs.ok()) << certs.status();
-    certs_ = certs->release();
-  }
-  static void TearDownTestSuite() { delete certs_; }
+  void SetUp() override { ASSERT_NE(certs_ = SharedTestCerts(), nullptr); }
 
   // The fake behind TLS with `cert`/`key`; `client_ca` non-empty: mutual TLS.
   static std::unique_ptr<FakeServer> TlsServer(const std::string& cert,
@@ -52,10 +46,8 @@ class CliTlsTest : public ::testing::Test {
     return std::make_unique<FakeServer>(grpc::SslServerCredentials(options));
   }
 
-  static TestCerts* certs_;
+  const TestCerts* certs_ = nullptr;
 };
-
-TestCerts* CliTlsTest::certs_ = nullptr;
 
 TEST_F(CliTlsTest, VerifiesTheServerAgainstTheGivenCa) {
   const std::unique_ptr<FakeServer> server =

@@ -2,12 +2,14 @@
 
 #include <stdlib.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 
 namespace attnserve::testing {
 namespace {
@@ -85,6 +87,20 @@ std::string ReadTextFile(const std::string& path) {
   std::stringstream contents;
   contents << file.rdbuf();
   return contents.str();
+}
+
+const TestCerts* SharedTestCerts() {
+  static const TestCerts* const certs = [] {
+    absl::StatusOr<std::unique_ptr<TestCerts>> made =
+        MakeTestCerts(::testing::TempDir());
+    if (!made.ok()) {
+      std::fprintf(stderr, "test certificates: %s\n",
+                   made.status().ToString().c_str());
+      return static_cast<TestCerts*>(nullptr);
+    }
+    return made->release();  // kept for the whole process
+  }();
+  return certs;
 }
 
 }  // namespace attnserve::testing

@@ -38,6 +38,11 @@ struct TestCerts {
 absl::StatusOr<std::unique_ptr<TestCerts>> MakeTestCerts(
     const std::string& parent);
 
+// The certificates of this test process: made on first use under
+// ::testing::TempDir() and kept until the process exits. Null (and the error
+// printed) when they cannot be made; callers ASSERT on it.
+const TestCerts* SharedTestCerts();
+
 // The whole file (PEM contents for gRPC's credential options); empty when it
 // cannot be read.
 std::string ReadTextFile(const std::string& path);

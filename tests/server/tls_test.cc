@@ -34,8 +34,8 @@ using ::attnserve::server::testing::StartAttnserve;
 using ::attnserve::server::testing::StartedServer;
 using ::attnserve::server::testing::TestServerFlags;
 using ::attnserve::server::testing::TinyModelDir;
-using ::attnserve::testing::MakeTestCerts;
 using ::attnserve::testing::ReadTextFile;
+using ::attnserve::testing::SharedTestCerts;
 using ::attnserve::testing::TestCerts;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
@@ -80,13 +80,7 @@ grpc::Status CallGenerate(const std::shared_ptr<grpc::Channel>& channel) {
 
 class TlsTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<TestCerts>> certs =
-        MakeTestCerts(::testing::TempDir());
-    ASSERT_TRUE(certs.ok()) << certs.status();
-    certs_ = certs->release();
-  }
-  static void TearDownTestSuite() { delete certs_; }
+  void SetUp() override { ASSERT_NE(certs_ = SharedTestCerts(), nullptr); }
 
   // An in-process server (fake engine) whose port uses `files`.
   void Start(const TlsFiles& files) {
@@ -109,11 +103,9 @@ class TlsTest : public ::testing::Test {
   }
   ClientTls TrustingClient() const { return {certs_->ca_cert, "", "", ""}; }
 
-  static TestCerts* certs_;
+  const TestCerts* certs_ = nullptr;
   std::unique_ptr<Server> server_;
 };
-
-TestCerts* TlsTest::certs_ = nullptr;
 
 TEST_F(TlsTest, ServesTlsClientsAndRefusesPlaintextOnes) {
   ASSERT_NO_FATAL_FAILURE(Start(ServerFiles(/*mutual=*/false)));
