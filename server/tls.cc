@@ -1,38 +1,34 @@
 #include "server/tls.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
+#include <cstdint>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "engine/small_file.h"
 #include "grpcpp/security/server_credentials.h"
 
 namespace attnserve::server {
 namespace {
 
+// A PEM file is a few kilobytes; a CA bundle a few hundred.
+constexpr int64_t kMaxPemBytes = int64_t{16} << 20;
+
 // The contents of `path`, which must hold a PEM block whose BEGIN line ends
 // with `label` ("CERTIFICATE", "PRIVATE KEY": PKCS#8, RSA and EC keys all end
 // so). gRPC would otherwise accept the bytes here and fail later, at listen
-// time, with a message that names neither the flag nor the file.
+// time, with a message that names neither the flag nor the file. Read with
+// engine::ReadSmallFile, so that a path naming a device or a FIFO fails at
+// once instead of blocking startup.
 absl::StatusOr<std::string> ReadPem(const std::string& path,
                                     absl::string_view flag,
                                     absl::string_view label) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", flag, ": cannot read ", path, ": ", std::strerror(errno)));
-  }
-  std::stringstream contents;
-  contents << file.rdbuf();
-  if (file.bad()) {
+  absl::StatusOr<std::string> pem = engine::ReadSmallFile(path, kMaxPemBytes);
+  if (!pem.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": cannot read ", path));
+        absl::StrCat("--", flag, ": ", pem.status().message()));
   }
-  std::string pem = contents.str();
-  if (!absl::StrContains(pem, "-----BEGIN ") ||
-      !absl::StrContains(pem, absl::StrCat(label, "-----"))) {
+  if (!absl::StrContains(*pem, "-----BEGIN ") ||
+      !absl::StrContains(*pem, absl::StrCat(label, "-----"))) {
     return absl::InvalidArgumentError(
         absl::StrCat("--", flag, ": ", path, " holds no PEM ", label,
                      " (-----BEGIN ...", label, "-----)"));

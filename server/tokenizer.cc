@@ -2,7 +2,6 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -10,33 +9,16 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/small_file.h"
 #include "nlohmann/json.hpp"
 
 namespace attnserve::server {
 namespace {
 
-// Far above any vocabulary (config.json allows at most 4M tokens).
-constexpr uintmax_t kMaxFileBytes = uintmax_t{256} << 20;
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  // "vocab_file" may name anything: reading a device such as /dev/zero or a
-  // FIFO would never end.
-  std::error_code error;
-  const uintmax_t size = std::filesystem::is_regular_file(path, error)
-                             ? std::filesystem::file_size(path, error)
-                             : kMaxFileBytes + 1;
-  if (error || size > kMaxFileBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": not a regular file of at most ", kMaxFileBytes, " bytes"));
-  }
-  // Bounded by the size seen above, even if the file grows meanwhile.
-  std::string text(size, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(size));
-  text.resize(static_cast<size_t>(in.gcount()));
-  return text;
-}
+// Far above any vocabulary (config.json allows at most 4M tokens). Both files
+// are read with engine::ReadSmallFile: "vocab_file" may name anything, and
+// reading a device such as /dev/zero or a FIFO would never end.
+constexpr int64_t kMaxFileBytes = int64_t{256} << 20;
 
 // Length of the UTF-8 sequence starting at text[i], or 0 when it is malformed.
 size_t Utf8Length(absl::string_view text, size_t i) {
@@ -184,7 +166,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
   namespace fs = std::filesystem;
   const std::string config_path =
       (fs::path(model_dir) / "config.json").string();
-  absl::StatusOr<std::string> config_text = ReadFile(config_path);
+  absl::StatusOr<std::string> config_text =
+      engine::ReadSmallFile(config_path, kMaxFileBytes);
   if (!config_text.ok()) return config_text.status();
   const nlohmann::json config =
       nlohmann::json::parse(*config_text, nullptr, false);
@@ -222,7 +205,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
         "\""));
   }
 
-  absl::StatusOr<std::string> vocab_text = ReadFile(vocab_path);
+  absl::StatusOr<std::string> vocab_text =
+      engine::ReadSmallFile(vocab_path, kMaxFileBytes);
   if (!vocab_text.ok()) return vocab_text.status();
   std::vector<std::string> tokens;
   absl::flat_hash_set<std::string> seen;
