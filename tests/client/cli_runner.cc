@@ -4,23 +4,14 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/server/test_certs.h"  // ReadTextFile
 
 namespace attnserve::client::testing {
-namespace {
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
-}  // namespace
+using ::attnserve::testing::ReadTextFile;
 
 ToolOutcome RunTool(const std::string& binary, const std::string& arguments) {
   static int run = 0;
@@ -31,8 +22,8 @@ ToolOutcome RunTool(const std::string& binary, const std::string& arguments) {
   const int status = std::system(command.c_str());
   ToolOutcome outcome;
   outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  outcome.out = ReadAll(prefix + ".out");
-  outcome.err = ReadAll(prefix + ".err");
+  outcome.out = ReadTextFile(prefix + ".out");
+  outcome.err = ReadTextFile(prefix + ".err");
   return outcome;
 }
 
