@@ -14,8 +14,9 @@ BUILD_PKGS=(
 )
 # Dev tools: golden files and training use Debian's torch on the system python.
 # prometheus is the real server (with promtool): the metrics integration test scrapes the
-# service with it and checks deploy/prometheus with promtool.
-TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio prometheus)
+# service with it and checks deploy/prometheus with promtool. openssl makes the TLS tests'
+# certificates; jq reads attnserve-bench's reports in scripts/soak.sh (a ctest) and overload.sh.
+TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio prometheus openssl jq)
 # Hardening builds (docs/hardening-tools.md): clang and its sanitizer/libFuzzer runtimes for
 # scripts/fuzz.sh, llvm for readable crash stacks. Not in BUILD_PKGS: the image needs none.
 HARDEN_PKGS=(clang libclang-rt-14-dev llvm)
