@@ -18,7 +18,6 @@ OUT=${OUT:-/tmp/attnserve-serving-bench}
 THREADS=${THREADS:-2}
 DURATION=${DURATION:-30s}  # of each loaded run, after a 5 s warmup
 REPEATS=${REPEATS:-3}      # each figure is the median of this many runs
-PORT=${PORT:-50151}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 export OMP_WAIT_POLICY=passive  # see env-notes on spin-waiting
@@ -30,36 +29,20 @@ fi
 
 echo "== engine offline (generator_benchmark Greedy32, $THREADS threads) =="
 build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
-  --benchmark_filter='Greedy32' --json="$OUT/engine.json" | grep -E 'Greedy32.*median|greedy' 
+  --benchmark_filter='Greedy32' --json="$OUT/engine.json" | grep -E 'Greedy32.*median|greedy'
 
-SERVER_PID=""
-stop_server() {
-  if [[ -n "$SERVER_PID" ]]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
+# start_server, stop_server and bench (one attnserve-bench run) are shared with overload.sh
+# and soak.sh; they read SERVER, BENCH, MODEL_DIR, OUT and THREADS.
+SERVER=build/attnserve
+BENCH=build/attnserve-bench
+# shellcheck source=scripts/load_common.sh
+source scripts/load_common.sh
 trap stop_server EXIT
 
-start_server() {  # batching mode
-  build/attnserve --model_dir="$MODEL_DIR" --port="$PORT" --metrics_port=0 \
-    --threads="$THREADS" --batching="$1" --max_batch_size=32 >"$OUT/server-$1.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 120); do
-    if build/attnserve-cli --addr="127.0.0.1:$PORT" health >/dev/null 2>&1; then return; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server-$1.log"; exit 1; }
-    sleep 0.5
-  done
-  echo "server did not become SERVING" >&2
-  exit 1
-}
-
-bench() {  # name concurrency max_new_tokens
+measure() {  # name concurrency max_new_tokens: REPEATS runs, each report kept
   for r in $(seq "$REPEATS"); do
-    build/attnserve-bench --addr="127.0.0.1:$PORT" --concurrency="$2" --src_len=32:32 \
-      --max_new_tokens="$3" --warmup=5s --duration="$DURATION" --seed="$r" --json \
-      >"$OUT/$1-$r.json"
+    bench "$OUT/$1-$r.json" --concurrency="$2" --src_len=32:32 --max_new_tokens="$3" \
+      --warmup=5s --duration="$DURATION" --seed="$r"
     /usr/bin/python3 - "$OUT/$1-$r.json" "$1 run $r" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -71,14 +54,14 @@ PY
 }
 
 echo "== server, continuous batching =="
-start_server continuous
-bench c1 1 32
-bench c32 32 32
-bench mix-continuous 32 4:64
+start_server --batching=continuous --max_batch_size=32
+measure c1 1 32
+measure c32 32 32
+measure mix-continuous 32 4:64
 stop_server
 echo "== server, dynamic batching =="
-start_server dynamic
-bench mix-dynamic 32 4:64
+start_server --batching=dynamic --max_batch_size=32
+measure mix-dynamic 32 4:64
 stop_server
 
 /usr/bin/python3 - "$OUT" "$REPEATS" <<'PY'
