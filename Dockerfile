@@ -67,10 +67,14 @@ COPY models/dates /opt/attnserve/models/dates
 COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 
 # ATTNSERVE_MODEL_DIR: the model served unless --model_dir says otherwise (mount yours).
-# OMP_WAIT_POLICY=passive: idle OpenMP workers sleep instead of spinning on CPU the gRPC
-# threads (and the quota) need. The entrypoint sets the thread count from the CPU quota.
+# OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000: idle OpenMP workers spin a few tens of
+# microseconds (the gaps between a token step's ops), then sleep instead of spinning on CPU
+# the gRPC threads (and the quota) need; the server's own choice (engine/openmp_waiting.h),
+# written out so `docker inspect` shows it. The entrypoint sets the thread count from the
+# CPU quota.
 ENV ATTNSERVE_MODEL_DIR=/opt/attnserve/models/dates \
-    OMP_WAIT_POLICY=passive
+    OMP_WAIT_POLICY=passive \
+    GOMP_SPINCOUNT=1000
 
 USER 10001:10001
 # gRPC (Seq2Seq, health, reflection) and Prometheus /metrics.

@@ -35,6 +35,7 @@
 #include "dnnl.hpp"
 #include "engine/allocation_policy.h"
 #include "engine/generator.h"
+#include "engine/openmp_waiting.h"
 #include "engine/transformer.h"
 
 namespace attnserve::engine {
@@ -290,7 +291,9 @@ std::vector<int> ParseThreads(const std::string& list) {
 }
 
 int Main(int argc, char** argv) {
-  // The server's allocation policy, so that peak memory is what serving sees.
+  // The server's OpenMP waiting and allocation policy, so that step times and
+  // peak memory are what serving sees.
+  UseServingOpenMpWaiting(argv);
   UseServingAllocationPolicy();
   std::string model_dir, json_path, threads_list = "1,2";
   std::vector<char*> rest = {argv[0]};
@@ -354,8 +357,8 @@ int Main(int argc, char** argv) {
     benchmark::ClearRegisteredBenchmarks();
 
     const std::string t = "/threads:" + std::to_string(threads);
-    std::printf("\n== %d thread(s), model %s ==\n", threads,
-                model->name().c_str());
+    std::printf("\n== %d thread(s), model %s, %s ==\n", threads,
+                model->name().c_str(), OpenMpWaitingDescription().c_str());
     std::string entries;
     for (int i = 0; i < 2; ++i) {
       const int batch = i == 0 ? 1 : 32;

@@ -10,7 +10,8 @@ MODEL_DIR=${1:-/tmp/attnserve-base}
 OUT=${OUT:-/tmp/attnserve-bench}
 THREADS=${THREADS:-1,2}   # thread counts to measure, both sides
 mkdir -p "$OUT"
-export OMP_WAIT_POLICY=passive  # both sides; see env-notes on spin-waiting
+# Both sides wait as the server does (engine/openmp_waiting.h): spin briefly, then sleep.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
 
 if [[ ! -f "$MODEL_DIR/model.safetensors" ]]; then
   /usr/bin/python3 scripts/make_random_model.py --preset base --out "$MODEL_DIR"
@@ -24,12 +25,13 @@ build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
 echo "== PyTorch, sgemm on oneDNN =="
 LD_PRELOAD="$PWD/build/sgemm_shim.so" /usr/bin/python3 scripts/torch_benchmark.py \
   --model_dir "$MODEL_DIR" --threads "$THREADS" --batch_sizes 1,32 --repeats 3 --json \
+  --omp_wait_policy keep --gomp_spincount keep \
   | tee "$OUT/torch.txt"
 tail -n 1 "$OUT/torch.txt" > "$OUT/torch.json"
 
 echo "== PyTorch, stock Debian (reference BLAS), batch 1 =="
 /usr/bin/python3 scripts/torch_benchmark.py --model_dir "$MODEL_DIR" --threads 1 \
-  --batch_sizes 1 --repeats 1 --json | tee "$OUT/torch_stock.txt"
+  --batch_sizes 1 --repeats 1 --json --omp_wait_policy keep --gomp_spincount keep | tee "$OUT/torch_stock.txt"
 tail -n 1 "$OUT/torch_stock.txt" > "$OUT/torch_stock.json"
 
 /usr/bin/python3 - "$OUT" <<'PY'

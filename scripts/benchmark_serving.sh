@@ -20,7 +20,8 @@ DURATION=${DURATION:-30s}  # of each loaded run, after a 5 s warmup
 REPEATS=${REPEATS:-3}      # each figure is the median of this many runs
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
-export OMP_WAIT_POLICY=passive  # see env-notes on spin-waiting
+# The engine and the server wait as the server chooses (engine/openmp_waiting.h).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
 
 if [[ ! -f "$MODEL_DIR/model.safetensors" ]]; then
   /usr/bin/python3 scripts/make_random_model.py --preset base --out "$MODEL_DIR" \

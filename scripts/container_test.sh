@@ -100,7 +100,8 @@ for port in 50051/tcp 9090/tcp; do
 done
 [[ $(inspect '{{json .Config.Healthcheck}}') == *attnserve-cli*health* ]] || fail "no HEALTHCHECK with attnserve-cli health"
 [[ $(inspect '{{json .Config.Env}}') == *OMP_WAIT_POLICY=passive* ]] || fail "OMP_WAIT_POLICY=passive not set"
-ok "image config: user 10001, tini entrypoint, ports 50051 9090, HEALTHCHECK, OMP_WAIT_POLICY"
+[[ $(inspect '{{json .Config.Env}}') == *GOMP_SPINCOUNT=1000* ]] || fail "GOMP_SPINCOUNT=1000 not set"
+ok "image config: user 10001, tini entrypoint, ports 50051 9090, HEALTHCHECK, OpenMP waiting"
 # No toolchain in the runtime stage ($t expands inside the container).
 # shellcheck disable=SC2016
 tools=$("${RUN[@]}" --rm --network none --entrypoint /bin/sh "$IMAGE" -c \
@@ -150,7 +151,8 @@ done
 ok "the image's HEALTHCHECK passes (SERVING) after $((SECONDS - t0))s"
 startup=$(podman logs "$NAME" 2>/dev/null | grep -m1 '^attnserve: serving' || true)
 [[ $startup == *"on 0.0.0.0:$grpc_port"* ]] || fail "startup line does not name port $grpc_port: $startup"
-[[ $startup == *" threads=1,"* ]] || fail "threads should follow the 1-CPU quota: $startup"
+[[ $startup == *" threads=1 (OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000),"* ]] ||
+  fail "threads should follow the 1-CPU quota, with the image's OpenMP waiting: $startup"
 ok "flags reach the server (port $grpc_port), threads=1 from the 1-CPU quota"
 [[ $(podman exec "$NAME" id -u) == 10001 ]] || fail "the server does not run as uid 10001"
 [[ $(podman exec "$NAME" cat /proc/1/comm) == tini ]] || fail "PID 1 is not tini"

@@ -11,8 +11,8 @@ weights are exactly those the C++ engine serves, and measures under torch.infere
            the time includes encoding; nn.TransformerDecoder has no KV cache, so every step
            recomputes the decoder over the whole prefix (this is what stock PyTorch does)
 for each thread count and batch size, reporting the median of --repeats runs (after one
-warm-up run), with OMP_WAIT_POLICY=passive unless told otherwise (see
-ensure_omp_wait_policy). With --json the last stdout line is one JSON object for wrapper scripts.
+warm-up run), with OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000 (the attnserve server's own
+waiting) unless told otherwise (see ensure_omp_waiting). With --json the last stdout line is one JSON object for wrapper scripts.
 
 Debian's torch does its matrix products in the netlib reference BLAS unless the sgemm shim is
 preloaded (scripts/build_sgemm_shim.sh); the script says which one it measured. Without the
@@ -57,15 +57,21 @@ def ints(text):
     return [int(x) for x in text.split(",") if x]
 
 
-def ensure_omp_wait_policy(policy):
-    """libgomp reads OMP_WAIT_POLICY when it is loaded, which is at process start when the shim
-    (linked to libdnnl -> libgomp) is preloaded: re-exec with the variable set. On a shared
-    2-core machine the default spinning makes 2-thread runs 10-100x slower whenever another
-    process competes for a core (measured: 220 ms instead of 1.4 ms per tiny encoder call)."""
-    if policy == "keep" or os.environ.get("OMP_WAIT_POLICY", "").lower() == policy:
-        return
-    os.environ["OMP_WAIT_POLICY"] = policy
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+def ensure_omp_waiting(policy, spincount):
+    """libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT when it is loaded, which is at process
+    start when the shim (linked to libdnnl -> libgomp) is preloaded: re-exec with them set. On a
+    shared 2-core machine the default long spinning makes 2-thread runs 10-100x slower whenever
+    another process competes for a core (measured: 220 ms instead of 1.4 ms per tiny encoder
+    call). The defaults are the attnserve server's own (engine/openmp_waiting.h), so both sides
+    of a comparison wait alike."""
+    wanted = {"OMP_WAIT_POLICY": policy, "GOMP_SPINCOUNT": spincount}
+    changed = False
+    for name, value in wanted.items():
+        if value != "keep" and os.environ.get(name, "").lower() != value:
+            os.environ[name] = value
+            changed = True
+    if changed:
+        os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
 def main():
@@ -82,12 +88,15 @@ def main():
     ap.add_argument("--json", action="store_true", help="print one JSON line at the end")
     ap.add_argument("--omp_wait_policy", default="passive", choices=["passive", "active", "keep"],
                     help="OMP_WAIT_POLICY to run with (re-executes itself); keep = as inherited")
+    ap.add_argument("--gomp_spincount", default="1000",
+                    help="GOMP_SPINCOUNT to run with (re-executes itself); keep = as inherited")
     args = ap.parse_args()
-    ensure_omp_wait_policy(args.omp_wait_policy)
+    ensure_omp_waiting(args.omp_wait_policy, args.gomp_spincount)
 
     shim = shim_path()
     print(f"sgemm shim: {'loaded (' + shim + ')' if shim else 'NOT loaded (netlib reference BLAS)'}")
     print(f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')!r}, "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '')!r}, "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     model = ax.load(args.model_dir)
     for p in model.parameters():
@@ -135,6 +144,7 @@ def main():
         print(json.dumps({"tool": "torch_benchmark", "model_dir": args.model_dir,
                           "torch": torch.__version__, "sgemm_shim": bool(shim),
                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+                          "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""),
                           "load_average_end": os.getloadavg()[0],
                           "repeats": args.repeats, "results": results}))
 

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "engine/allocation_policy.h"
 #include "engine/model.h"
+#include "engine/openmp_waiting.h"
 #include "server/batching_policy.h"
 #include "server/generator_engine.h"
 #include "server/log.h"
@@ -49,8 +50,9 @@ ABSL_FLAG(std::string, metrics_address, "0.0.0.0",
           "keeps it to this host.");
 ABSL_FLAG(int, threads, 0,
           "Intra-op (OpenMP) threads of the inference thread; 0 = all cores. "
-          "Consider "
-          "OMP_WAIT_POLICY=passive when the host is shared.");
+          "Idle threads spin briefly, then sleep: unless OMP_WAIT_POLICY or "
+          "GOMP_SPINCOUNT is set, the server restarts itself with "
+          "OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000 (docs/server.md).");
 ABSL_FLAG(std::string, backend, "dnnl",
           "Engine backend: dnnl (fast) or ref (reference loops).");
 ABSL_FLAG(std::string, batching, "continuous",
@@ -229,12 +231,13 @@ int Run() {
       "attnserve: serving model %s (attnserve.v1.Seq2Seq, health, reflection) "
       "on %s:%d; "
       "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
-      "threads=%d%s%s, %s\n",
+      "threads=%d (%s)%s%s, %s\n",
       (*server)->model_info().name.c_str(), absl::GetFlag(FLAGS_host).c_str(),
       (*server)->port(), BatchingModeName(batching.mode),
       batching.max_batch_size,
       absl::FormatDuration(batching.max_queue_delay).c_str(),
       engine::BackendName(model_options.backend), model_options.threads,
+      engine::OpenMpWaitingDescription().c_str(),
       has_tokenizer ? ", text+ids" : ", token ids only", metrics_line.c_str(),
       TlsModeName(TlsFilesFromFlags()));
   std::fflush(stdout);
@@ -257,6 +260,7 @@ int Run() {
 }  // namespace attnserve::server
 
 int main(int argc, char** argv) {
+  attnserve::engine::UseServingOpenMpWaiting(argv);
   attnserve::engine::UseServingAllocationPolicy();
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = &attnserve::server::IsMainFile;

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -57,6 +58,70 @@ TEST(BinaryTest, ServesPrintsWhereAndDrainsOnSigterm) {
 
   server->process->Signal(SIGTERM);
   EXPECT_EQ(server->process->Wait(absl::Seconds(30)), std::optional<int>(0));
+}
+
+// Sets (or, given nullptr, unsets) an environment variable for the scope, so
+// that a server started within it inherits that environment.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value != nullptr) {
+      setenv(name, value, 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      setenv(name_.c_str(), old_->c_str(), 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+absl::StatusOr<StartedServer> StartTinyServer(const std::string& dir) {
+  return StartAttnserve(testing::TestServerFlags(dir));
+}
+
+TEST(BinaryTest, ChoosesShortSpinOpenMpWaitingUnlessTheEnvironmentDoes) {
+  model_testing::TempDir dir("binary_test");
+  ASSERT_NO_FATAL_FAILURE(WriteTinyModel(dir.path()));
+  {
+    // Neither variable: the server re-executes itself with its own choice,
+    // and still serves.
+    ScopedEnv policy("OMP_WAIT_POLICY", nullptr);
+    ScopedEnv spin("GOMP_SPINCOUNT", nullptr);
+    absl::StatusOr<StartedServer> server = StartTinyServer(dir.path());
+    ASSERT_TRUE(server.ok()) << server.status();
+    EXPECT_THAT(server->startup_line,
+                HasSubstr("(OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000)"));
+    EXPECT_EQ(testing::CheckHealth(testing::Connect(server->port), "")
+                  .value_or(-1),
+              1);
+  }
+  {
+    // Either variable set: the user's choice stands as given.
+    ScopedEnv policy("OMP_WAIT_POLICY", nullptr);
+    ScopedEnv spin("GOMP_SPINCOUNT", "0");
+    absl::StatusOr<StartedServer> server = StartTinyServer(dir.path());
+    ASSERT_TRUE(server.ok()) << server.status();
+    EXPECT_THAT(server->startup_line,
+                HasSubstr("(OMP_WAIT_POLICY=unset GOMP_SPINCOUNT=0)"));
+  }
+  {
+    ScopedEnv policy("OMP_WAIT_POLICY", "active");
+    ScopedEnv spin("GOMP_SPINCOUNT", nullptr);
+    absl::StatusOr<StartedServer> server = StartTinyServer(dir.path());
+    ASSERT_TRUE(server.ok()) << server.status();
+    EXPECT_THAT(server->startup_line,
+                HasSubstr("(OMP_WAIT_POLICY=active GOMP_SPINCOUNT=unset)"));
+  }
 }
 
 TEST(BinaryTest, TakenMetricsPortFailsStartup) {
