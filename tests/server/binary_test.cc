@@ -101,9 +101,9 @@ TEST(BinaryTest, ChoosesShortSpinOpenMpWaitingUnlessTheEnvironmentDoes) {
     ASSERT_TRUE(server.ok()) << server.status();
     EXPECT_THAT(server->startup_line,
                 HasSubstr("(OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000)"));
-    EXPECT_EQ(testing::CheckHealth(testing::Connect(server->port), "")
-                  .value_or(-1),
-              1);
+    EXPECT_EQ(
+        testing::CheckHealth(testing::Connect(server->port), "").value_or(-1),
+        1);
   }
   {
     // Either variable set: the user's choice stands as given.
