@@ -3,13 +3,19 @@
 # PyTorch on the same weights (scripts/torch_benchmark.py, with its sgemm routed to oneDNN
 # through the preloaded shim, and stock Debian torch at batch 1), then the ratios.
 #   scripts/benchmark_engine.sh [MODEL_DIR]     (default /tmp/attnserve-base, made if missing)
-# Needs a built tree (scripts/build.sh). Takes about 15 minutes on 2 cores.
+# The engine and torch take turns ROUNDS times (default 3): each round's ratio compares two
+# runs minutes apart, and the figures printed are medians over the rounds, since a shared
+# machine's speed drifts by 10-20% over minutes.
+# Needs a built tree (scripts/build.sh). Takes about 5 minutes a round at THREADS=2, twice
+# that with the default THREADS=1,2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL_DIR=${1:-/tmp/attnserve-base}
 OUT=${OUT:-/tmp/attnserve-bench}
 THREADS=${THREADS:-1,2}   # thread counts to measure, both sides
+ROUNDS=${ROUNDS:-3}
 mkdir -p "$OUT"
+rm -f "$OUT"/*.json
 # Both sides wait as the server does (engine/openmp_waiting.h): spin briefly, then sleep.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
 
@@ -18,52 +24,64 @@ if [[ ! -f "$MODEL_DIR/model.safetensors" ]]; then
 fi
 scripts/build_sgemm_shim.sh build/sgemm_shim.so >/dev/null
 
-echo "== attnserve engine =="
-build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
-  --json="$OUT/engine.json" | tee "$OUT/engine.txt"
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round of $ROUNDS: attnserve engine =="
+  build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
+    --json="$OUT/engine.$round.json" | tee "$OUT/engine.$round.txt"
 
-echo "== PyTorch, sgemm on oneDNN =="
-LD_PRELOAD="$PWD/build/sgemm_shim.so" /usr/bin/python3 scripts/torch_benchmark.py \
-  --model_dir "$MODEL_DIR" --threads "$THREADS" --batch_sizes 1,32 --repeats 3 --json \
-  --omp_wait_policy keep --gomp_spincount keep \
-  | tee "$OUT/torch.txt"
-tail -n 1 "$OUT/torch.txt" > "$OUT/torch.json"
+  echo "== round $round of $ROUNDS: PyTorch, sgemm on oneDNN =="
+  LD_PRELOAD="$PWD/build/sgemm_shim.so" /usr/bin/python3 scripts/torch_benchmark.py \
+    --model_dir "$MODEL_DIR" --threads "$THREADS" --batch_sizes 1,32 --repeats 3 --json \
+    --omp_wait_policy keep --gomp_spincount keep \
+    | tee "$OUT/torch.$round.txt"
+  tail -n 1 "$OUT/torch.$round.txt" > "$OUT/torch.$round.json"
+done
 
+# Stock torch is 40-60x slower than either: one run is plenty for its ratio.
 echo "== PyTorch, stock Debian (reference BLAS), batch 1 =="
 /usr/bin/python3 scripts/torch_benchmark.py --model_dir "$MODEL_DIR" --threads 1 \
-  --batch_sizes 1 --repeats 1 --json --omp_wait_policy keep --gomp_spincount keep | tee "$OUT/torch_stock.txt"
+  --batch_sizes 1 --repeats 1 --json --omp_wait_policy keep --gomp_spincount keep \
+  | tee "$OUT/torch_stock.txt"
 tail -n 1 "$OUT/torch_stock.txt" > "$OUT/torch_stock.json"
 
-/usr/bin/python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-engine = json.load(open(f"{out}/engine.json"))
+/usr/bin/python3 - "$OUT" "$ROUNDS" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
 def torch_rates(path):
     rates = {}
     for r in json.load(open(path))["results"]:
         key = "encoder_seq_per_s" if r["bench"] == "encoder" else "greedy_tokens_per_s"
         rates[(key, r["threads"], r["batch"])] = r.get("seq_per_s") or r.get("tokens_per_s")
     return rates
-shim = torch_rates(f"{out}/torch.json")
+engines = [json.load(open(f"{out}/engine.{i}.json")) for i in range(1, rounds + 1)]
+shims = [torch_rates(f"{out}/torch.{i}.json") for i in range(1, rounds + 1)]
 stock = torch_rates(f"{out}/torch_stock.json")
+median = statistics.median
 targets = {("greedy_tokens_per_s", 1): 3.0, ("greedy_tokens_per_s", 32): 12.0,
            ("encoder_seq_per_s", 32): 1.25}
-print("\n== ratios (attnserve / PyTorch on the same weights; medians) ==")
-print(f"{'figure':<24}{'thr':>4}{'batch':>6}{'attnserve':>12}{'torch+onednn':>14}{'ratio':>8}"
-      f"{'target':>8}{'stock torch':>13}{'ratio':>8}")
+print(f"\n== ratios (attnserve / PyTorch on the same weights; medians over {rounds} rounds) ==")
+print(f"{'figure':<24}{'thr':>4}{'batch':>6}{'attnserve':>11}{'torch+onednn':>14}{'ratio':>7}"
+      f"{'target':>8}  {'ratio per round':<22}{'stock torch':>12}{'ratio':>7}")
 for threads in (1, 2):
-    e = engine.get(f"threads_{threads}", {})
+    es = [e.get(f"threads_{threads}", {}) for e in engines]
+    if not any(es):
+        continue
     for key in ("encoder_seq_per_s", "greedy_tokens_per_s"):
         for batch in (1, 32):
-            ours = e.get(f"{key}_b{batch}", 0)
-            t = shim.get((key, threads, batch), 0)
+            ours = [e.get(f"{key}_b{batch}", 0) for e in es]
+            theirs = [t.get((key, threads, batch), 0) for t in shims]
+            per_round = [o / t if t else 0 for o, t in zip(ours, theirs)]
             s = stock.get((key, 1, batch))
             target = targets.get((key, batch)) if threads == 2 else None
-            print(f"{key:<24}{threads:>4}{batch:>6}{ours:>12.1f}{t:>14.1f}"
-                  f"{(ours / t if t else 0):>8.2f}{(f'>={target}' if target else ''):>8}"
-                  f"{(f'{s:.1f}' if s else ''):>13}{(f'{ours / s:.1f}' if s else ''):>8}")
+            rounds_text = " ".join(f"{r:.2f}" for r in per_round)
+            print(f"{key:<24}{threads:>4}{batch:>6}{median(ours):>11.1f}{median(theirs):>14.1f}"
+                  f"{median(per_round):>7.2f}{(f'>={target}' if target else ''):>8}  "
+                  f"{rounds_text:<22}{(f'{s:.1f}' if s else ''):>12}"
+                  f"{(f'{median(ours) / s:.1f}' if s else ''):>7}")
+    def fig(name):
+        return median([e.get(name, 0) for e in es])
     print(f"threads {threads}: encoder vs oneDNN matmul (batch 32) "
-          f"{e.get('encoder_vs_matmul_b32', 0):.2f} (target >= 0.85); decode step vs weight read "
-          f"{e.get('step_vs_read', 0):.2f} (target <= 1.5); peak RSS vs weights "
-          f"{e.get('peak_rss_vs_weights', 0):.2f} (target <= 1.3)")
+          f"{fig('encoder_vs_matmul_b32'):.2f} (target >= 0.85); decode step vs weight read "
+          f"{fig('step_vs_read'):.2f} (target <= 1.5); peak RSS vs weights "
+          f"{fig('peak_rss_vs_weights'):.2f} (target <= 1.3)")
 PY
