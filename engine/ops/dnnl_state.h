@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/ops/linear.h"
+#include "engine/tensor.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace attnserve::engine {
@@ -47,6 +48,17 @@ struct MatmulKey {
   }
 };
 
+// A cached matmul primitive and a memory object for its scratchpad. Primitives
+// are made with a user-managed scratchpad: with oneDNN's own (library) mode,
+// Debian's oneDNN gives every primitive a scratchpad of its own, measured at
+// about 300 KB each, and a server with varied row counts keeps hundreds of
+// primitives. `scratchpad` is re-pointed at DnnlState::MatmulScratchpad before
+// each call; it is empty when the primitive needs none.
+struct CachedMatmul {
+  dnnl::matmul primitive;
+  dnnl::memory scratchpad;
+};
+
 // Which argument of a call an activation memory object serves: a call's source
 // and destination may have the same shape but need distinct objects.
 enum class ArgRole { kSrc, kDst };
@@ -56,9 +68,25 @@ struct DnnlState {
   dnnl::stream stream;
 
   // Created on first use of a shape and kept (a token step only looks them
-  // up) until there are kMaxMatmuls, when the cache starts afresh.
-  absl::flat_hash_map<MatmulKey, dnnl::matmul> matmuls;
-  static constexpr size_t kMaxMatmuls = 2048;
+  // up) until there are kMaxMatmuls, when the cache starts afresh. Each holds
+  // about 50 KB (mostly JIT code), so the cap bounds that memory (~35 MB
+  // measured with every row count from 17 to 512 on five shapes);
+  // a decode needs a few dozen, and row counts recur, so refills are rare and
+  // mostly hit oneDNN's own primitive cache (CpuEngine gives it the same
+  // capacity).
+  absl::flat_hash_map<MatmulKey, CachedMatmul> matmuls;
+  static constexpr size_t kMaxMatmuls = 512;
+
+  // The scratchpad all of this context's matmuls share (one call runs at a
+  // time): as large as the largest any of them asked for.
+  Tensor matmul_scratchpad;
+
+  // The shared scratchpad, grown to at least `bytes`.
+  void* MatmulScratchpad(size_t bytes) {
+    const int64_t floats = static_cast<int64_t>((bytes + 3) / 4);
+    if (matmul_scratchpad.size() < floats) matmul_scratchpad.Reset({floats});
+    return matmul_scratchpad.data();
+  }
 
   // Row-major [rows, cols] memory objects for activations, re-pointed at each
   // call's buffer: creating them costs more than a small matmul's arithmetic.

@@ -93,7 +93,7 @@ dnnl::algorithm EltwiseAlgorithm(LinearActivation activation) {
   return dnnl::algorithm::undef;
 }
 
-dnnl::matmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
+CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
                           const memory::desc& weights_md) {
   dnnl::post_ops post_ops;
   // The sum post-op adds the previous y. After an eltwise, oneDNN 2.6 falls
@@ -108,16 +108,23 @@ dnnl::matmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   }
   dnnl::primitive_attr attr;
   attr.set_post_ops(post_ops);
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // see CachedMatmul
   const memory::desc src = RowsDesc(key.m, key.k);
   const memory::desc dst = RowsDesc(key.m, key.n);
   const dnnl::matmul::desc desc =
       key.bias ? dnnl::matmul::desc(src, weights_md, RowsDesc(1, key.n), dst)
                : dnnl::matmul::desc(src, weights_md, dst);
-  return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, state.engine));
+  const dnnl::matmul::primitive_desc pd(desc, attr, state.engine);
+  CachedMatmul cached{dnnl::matmul(pd), memory()};
+  const memory::desc scratchpad = pd.scratchpad_desc();
+  if (scratchpad.get_size() > 0) {
+    cached.scratchpad = memory(scratchpad, state.engine, nullptr);
+  }
+  return cached;
 }
 
-const dnnl::matmul& GetMatmul(DnnlState& state, const MatmulKey& key,
-                              const memory::desc& weights_md) {
+CachedMatmul& GetMatmul(DnnlState& state, const MatmulKey& key,
+                        const memory::desc& weights_md) {
   auto it = state.matmuls.find(key);
   if (it == state.matmuls.end()) {
     // Bounded: every row count up to kMaxPrimitiveRows is a key, for each of a
@@ -173,18 +180,23 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                         epilogue.activation,
                         epilogue.accumulate && !split};
     try {
-      const dnnl::matmul& matmul =
-          GetMatmul(state, key, packed.weights().get_desc());
+      CachedMatmul& matmul = GetMatmul(state, key, packed.weights().get_desc());
       state.TrimActivations();
-      dnnl_exec_arg_t args[] = {
+      dnnl_exec_arg_t args[5] = {
           {DNNL_ARG_SRC, state.Activation(ArgRole::kSrc, rows, k, x + row * k)},
           {DNNL_ARG_WEIGHTS, packed.weights().get()},
           {DNNL_ARG_DST,
            state.Activation(ArgRole::kDst, rows, n, dst + row * n)},
-          {DNNL_ARG_BIAS, w.has_bias() ? packed.bias().get() : nullptr},
       };
-      status = dnnl_primitive_execute(matmul.get(), state.stream.get(),
-                                      w.has_bias() ? 4 : 3, args);
+      int count = 3;
+      if (w.has_bias()) args[count++] = {DNNL_ARG_BIAS, packed.bias().get()};
+      if (matmul.scratchpad) {
+        matmul.scratchpad.set_data_handle(
+            state.MatmulScratchpad(matmul.scratchpad.get_desc().get_size()));
+        args[count++] = {DNNL_ARG_SCRATCHPAD, matmul.scratchpad.get()};
+      }
+      status = dnnl_primitive_execute(matmul.primitive.get(),
+                                      state.stream.get(), count, args);
       if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
     } catch (const dnnl::error& e) {
       status = e.status;

@@ -7,8 +7,12 @@
 namespace attnserve::engine {
 
 const dnnl::engine& CpuEngine() {
-  static const dnnl::engine* const engine =
-      new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  static const dnnl::engine* const engine = [] {
+    // oneDNN's process-wide cache keeps primitives alive beyond ours (its
+    // default holds 1024): the same bound as our own cache (DnnlState).
+    dnnl::set_primitive_cache_capacity(DnnlState::kMaxMatmuls);
+    return new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return *engine;
 }
 
