@@ -1,7 +1,9 @@
 #include "engine/decoding.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -18,6 +20,24 @@ TEST(ArgMaxTest, NanNeverWins) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const std::vector<float> v = {nan, -3.0f, nan, -1.0f};
   EXPECT_EQ(ArgMax(v.data(), v.size()), 3);
+}
+
+// Against the definition (a plain scan), over values from a small set with
+// NaNs, at lengths spanning many of ArgMax's 16-value blocks.
+TEST(ArgMaxTest, MatchesAPlainScan) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float pool[] = {-1.0f, -2.0f, 0.5f, nan};
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 300; ++trial) {
+    std::vector<float> v(1 + rng() % 200);
+    for (float& x : v) x = pool[rng() % (trial % 3 ? 3 : 4)];
+    int32_t expected = 0;
+    for (size_t i = 1; i < v.size(); ++i) {
+      if (v[i] > v[expected] || std::isnan(v[expected]))
+        expected = static_cast<int32_t>(i);
+    }
+    EXPECT_EQ(ArgMax(v.data(), v.size()), expected) << "trial " << trial;
+  }
 }
 
 TEST(TopBeamCandidatesTest, RanksByCumulativeLogProbAcrossHypotheses) {
@@ -54,6 +74,62 @@ TEST(TopBeamCandidatesTest, CountLargerThanVocabReturnsAll) {
   const std::vector<float> lp = {-1.0f, -2.0f};
   const std::vector<double> cum = {0.0};
   EXPECT_EQ(TopBeamCandidates(lp.data(), 2, cum, 8).size(), 2u);
+}
+
+TEST(TopBeamCandidatesTest, NanRanksBelowEveryNumber) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> lp = {nan, -3.0f, nan, -1.0f};
+  const std::vector<double> cum = {0.0};
+  const auto c = TopBeamCandidates(lp.data(), 4, cum, 3);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c[0].token, 3);
+  EXPECT_EQ(c[1].token, 1);
+  EXPECT_TRUE(std::isnan(c[2].log_prob));
+}
+
+// Against the definition: every (hypothesis, token) ranked by cumulative
+// log-prob (NaN last), then hypothesis, then token; the first `count`. Values
+// from a small set, so ties abound.
+TEST(TopBeamCandidatesTest, MatchesRankingEveryCandidate) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const float pool[] = {-1.0f, -2.0f, -3.0f, -inf, nan};
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int hyps = 1 + trial % 4;
+    // Small vocabularies and ones spanning many of TopTokens' 16-value blocks.
+    const int64_t vocab =
+        1 + static_cast<int64_t>(rng() % (trial % 2 ? 40 : 300));
+    const int count = 1 + trial % 9;
+    std::vector<float> lp(hyps * vocab);
+    for (float& v : lp) v = pool[rng() % 5];
+    std::vector<double> cum(hyps);
+    for (double& c : cum) c = -static_cast<double>(rng() % 3);
+
+    std::vector<BeamCandidate> all;
+    for (int h = 0; h < hyps; ++h) {
+      for (int32_t t = 0; t < vocab; ++t) {
+        BeamCandidate c;
+        c.hypothesis = h;
+        c.token = t;
+        c.log_prob = lp[h * vocab + t];
+        c.cum_log_prob = cum[h] + c.log_prob;
+        all.push_back(c);
+      }
+    }
+    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+      if (std::isnan(a.cum_log_prob)) return false;
+      return std::isnan(b.cum_log_prob) || a.cum_log_prob > b.cum_log_prob;
+    });
+    all.resize(std::min<size_t>(all.size(), count));
+
+    const auto got = TopBeamCandidates(lp.data(), vocab, cum, count);
+    ASSERT_EQ(got.size(), all.size()) << "trial " << trial;
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].hypothesis, all[i].hypothesis) << trial << " " << i;
+      EXPECT_EQ(got[i].token, all[i].token) << trial << " " << i;
+    }
+  }
 }
 
 TEST(LengthPenalisedScoreTest, DividesByLengthToThePenalty) {
