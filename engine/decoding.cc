@@ -7,92 +7,85 @@
 namespace attnserve::engine {
 namespace {
 
-// Values per block of the scans below that skip blocks which cannot matter.
+// Scores per block of TopTokens::Add's skipping test.
 constexpr int64_t kBlock = 16;
+
+// a ranks before b: the higher score, NaN below every number. (Ids arrive in
+// ascending order, so an equal score never ranks before an earlier one: ties
+// keep the lower id.)
+bool Outranks(float a, float b) {
+  return !std::isnan(a) && (std::isnan(b) || a > b);
+}
 
 }  // namespace
 
-int32_t ArgMax(const float* values, int64_t n) {
-  int32_t best = 0;
-  for (int64_t i = 1; i < n; ++i) {
-    // Skip whole blocks that hold nothing larger (a branch-free test GCC
-    // vectorises): a batch-32 step takes the arg-max of 32 x 32000 logits.
-    if (!std::isnan(values[best])) {
-      const float current = values[best];
+void TopTokens::Insert(TokenScore t) {
+  best_.push_back(t);
+  for (size_t j = best_.size() - 1;
+       j > 0 && Outranks(t.score, best_[j - 1].score); --j) {
+    std::swap(best_[j], best_[j - 1]);
+  }
+}
+
+void TopTokens::Add(const float* scores, int32_t first, int64_t n) {
+  if (keep_ <= 0) return;
+  int64_t i = 0;
+  for (; i < n && static_cast<int>(best_.size()) < keep_; ++i) {
+    Insert({first + static_cast<int32_t>(i), scores[i]});
+  }
+  for (; i < n; ++i) {
+    // A NaN last entry loses to any number; NaN scores never enter a full list
+    // (`v > last` is false for them).
+    const float last = best_.back().score;
+    if (!std::isnan(last)) {
+      // Skip whole blocks that cannot enter: a branch-free test GCC
+      // vectorises, so most scores cost one vector comparison.
       while (i + kBlock <= n) {
         bool any = false;
-        for (int64_t j = 0; j < kBlock; ++j) any |= values[i + j] > current;
+        for (int64_t j = 0; j < kBlock; ++j) any |= scores[i + j] > last;
         if (any) break;
         i += kBlock;
       }
       if (i >= n) break;
     }
-    // Strictly greater keeps the lowest index on ties; `!(best >= v)` would let
-    // NaN win.
-    if (values[i] > values[best] || std::isnan(values[best]))
-      best = static_cast<int32_t>(i);
-  }
-  return best;
-}
-
-namespace {
-
-// The `count` (<= n) best indices of values[0, n), best first: higher value,
-// then lower index; NaN ranks below every number. One pass keeping a small
-// sorted list; once it is full, a value has to beat its last entry's, which
-// nearly every value fails at one comparison, 16 at a time (4 rows of 32000:
-// 60 us, where a partial sort of all ids took 130 us).
-void TopTokens(const float* values, int64_t n, int64_t count,
-               std::vector<int32_t>* best) {
-  // Indices arrive in ascending order, so an equal value never outranks an
-  // earlier one: ties keep the lower index.
-  auto outranks = [values](int32_t a, int32_t b) {
-    return !std::isnan(values[a]) &&
-           (std::isnan(values[b]) || values[a] > values[b]);
-  };
-  auto insert = [&](int32_t i) {
-    best->push_back(i);
-    for (size_t j = best->size() - 1; j > 0 && outranks(i, (*best)[j - 1]);
-         --j) {
-      std::swap((*best)[j], (*best)[j - 1]);
-    }
-  };
-  best->clear();
-  if (count <= 0) return;
-  const int32_t fill = static_cast<int32_t>(std::min(count, n));
-  for (int32_t i = 0; i < fill; ++i) insert(i);
-  // `values[i] > last` is false for a NaN value, as it must be; a NaN last
-  // entry loses to any number, so it stands as -inf with `last_nan` set.
-  float last = 0.0f;
-  bool last_nan = false;
-  auto update_last = [&] {
-    last = values[best->back()];
-    last_nan = std::isnan(last);
-    if (last_nan) last = -std::numeric_limits<float>::infinity();
-  };
-  update_last();
-  for (int32_t i = fill; i < n; ++i) {
-    // Skip whole blocks that cannot enter: a branch-free test GCC vectorises.
-    while (!last_nan && i + kBlock <= n) {
-      bool any = false;
-      for (int32_t j = 0; j < kBlock; ++j) any |= values[i + j] > last;
-      if (any) break;
-      i += kBlock;
-    }
-    if (i >= n) break;
-    const float v = values[i];
-    if (v > last || (last_nan && !std::isnan(v))) {
-      best->pop_back();
-      insert(i);
-      update_last();
+    if (Outranks(scores[i], last)) {
+      best_.pop_back();
+      Insert({first + static_cast<int32_t>(i), scores[i]});
     }
   }
 }
 
-}  // namespace
+int32_t ArgMax(const float* values, int64_t n) {
+  TopTokens top(1);
+  top.Add(values, 0, n);
+  return top.best().empty() ? 0 : top.best()[0].token;
+}
+
+float CombineLogSumExps(absl::Span<const float> log_sum_exps) {
+  if (log_sum_exps.size() == 1) return log_sum_exps[0];
+  float max = log_sum_exps[0];
+  for (float v : log_sum_exps) max = std::fmax(max, v);
+  // All -inf (every logit -inf) or +inf: nothing to rescale.
+  if (std::isinf(max)) return max;
+  double sum = 0.0;
+  for (float v : log_sum_exps) sum += std::exp(static_cast<double>(v) - max);
+  return static_cast<float>(max + std::log(sum));
+}
 
 std::vector<BeamCandidate> TopBeamCandidates(
     const float* log_probs, int64_t vocab,
+    absl::Span<const double> cum_log_probs, int count) {
+  std::vector<std::vector<TokenScore>> row_best;
+  for (size_t h = 0; h < cum_log_probs.size(); ++h) {
+    TopTokens top(count);
+    top.Add(log_probs + h * vocab, 0, vocab);
+    row_best.push_back(top.best());
+  }
+  return TopBeamCandidates(row_best, cum_log_probs, count);
+}
+
+std::vector<BeamCandidate> TopBeamCandidates(
+    absl::Span<const std::vector<TokenScore>> row_best,
     absl::Span<const double> cum_log_probs, int count) {
   auto better = [](const BeamCandidate& a, const BeamCandidate& b) {
     // NaN last, as in TopTokens, so that the order stays strict and weak.
@@ -104,19 +97,16 @@ std::vector<BeamCandidate> TopBeamCandidates(
     return a.token < b.token;
   };
   std::vector<BeamCandidate> all;
-  const int64_t per_row = std::min<int64_t>(count, vocab);
-  std::vector<int32_t> ids;
   for (size_t h = 0; h < cum_log_probs.size(); ++h) {
-    const float* row = log_probs + h * vocab;
     // A row's best `count` tokens suffice: the global top `count` cannot use
     // more of them.
-    TopTokens(row, vocab, per_row, &ids);
-    for (int64_t i = 0; i < per_row; ++i) {
+    const size_t per_row = std::min<size_t>(count, row_best[h].size());
+    for (size_t i = 0; i < per_row; ++i) {
       BeamCandidate c;
       c.hypothesis = static_cast<int>(h);
-      c.token = ids[i];
-      c.log_prob = row[ids[i]];
-      c.cum_log_prob = cum_log_probs[h] + row[ids[i]];
+      c.token = row_best[h][i].token;
+      c.log_prob = row_best[h][i].score;
+      c.cum_log_prob = cum_log_probs[h] + c.log_prob;
       all.push_back(c);
     }
   }

@@ -11,9 +11,39 @@
 
 namespace attnserve::engine {
 
+// A token and its score (a logit or a log-probability).
+struct TokenScore {
+  int32_t token = 0;
+  float score = 0;
+};
+
+// The best `keep` tokens of one row of scores that arrives in slices of
+// ascending token ids: best first, the higher score, then the lower id
+// (model-format.md's tie rule); NaN ranks below every number. One pass keeping
+// a short sorted list, skipping blocks of scores that cannot enter it.
+class TopTokens {
+ public:
+  explicit TopTokens(int keep) : keep_(keep) {}
+  // scores[0, n) are those of tokens [first, first + n); `first` is past every
+  // token added before.
+  void Add(const float* scores, int32_t first, int64_t n);
+  // Up to `keep` tokens, best first.
+  const std::vector<TokenScore>& best() const { return best_; }
+
+ private:
+  void Insert(TokenScore t);
+
+  int keep_;
+  std::vector<TokenScore> best_;
+};
+
 // Index of the largest value; the lowest index wins a tie (model-format.md).
-// NaN never wins.
+// NaN ranks below every number (0 if all are NaN).
 int32_t ArgMax(const float* values, int64_t n);
+
+// log(sum_i exp(log_sum_exps[i])): the log-sum-exp of a row from those of its
+// slices.
+float CombineLogSumExps(absl::Span<const float> log_sum_exps);
 
 struct BeamCandidate {
   int hypothesis = 0;  // index of the parent among the live hypotheses
@@ -28,6 +58,13 @@ struct BeamCandidate {
 // lower token id.
 std::vector<BeamCandidate> TopBeamCandidates(
     const float* log_probs, int64_t vocab,
+    absl::Span<const double> cum_log_probs, int count);
+
+// The same from each hypothesis's best tokens with their log-probs
+// (row_best[h], best first as TopTokens gives them, at least `count` of them
+// or the whole row) instead of whole rows.
+std::vector<BeamCandidate> TopBeamCandidates(
+    absl::Span<const std::vector<TokenScore>> row_best,
     absl::Span<const double> cum_log_probs, int count);
 
 // sum(log p) / length^penalty (length >= 1).

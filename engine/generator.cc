@@ -62,12 +62,17 @@ class Generator::Impl {
   }
 
  private:
-  // Applies one step's log-probs (rows [first, first + live.size()) of logits_)
-  // to a sequence; fills `event` and returns true when the sequence has
-  // finished.
-  bool AdvanceGreedy(ActiveSequence& seq, const float* log_probs,
+  // Runs the output projection slice by slice for the n rows of the last
+  // DecodeStep and keeps, per row, the best tokens its sequence's decision
+  // needs (one for greedy, 2 * beam for beam search) with their log-probs.
+  absl::StatusOr<std::vector<std::vector<TokenScore>>> BestTokens(int64_t n);
+  // Applies one step's best tokens (rows [first, first + live.size()) of
+  // BestTokens) to a sequence; fills `event` and returns true when the
+  // sequence has finished.
+  bool AdvanceGreedy(ActiveSequence& seq, const std::vector<TokenScore>& best,
                      StepEvent* event);
-  bool AdvanceBeam(ActiveSequence& seq, const float* log_probs,
+  bool AdvanceBeam(ActiveSequence& seq,
+                   absl::Span<const std::vector<TokenScore>> best,
                    StepEvent* event);
   // Rebuilds seq.live from the chosen children, moving a parent's cache to its
   // first child and copying it for any further child.
@@ -78,7 +83,8 @@ class Generator::Impl {
   const Transformer& net_;
   const ModelConfig& config_;
   TransformerScratch scratch_;  // decode steps only; small (rows = active rows)
-  Tensor logits_;               // [rows, vocab]
+  Tensor logits_;               // [rows, one vocabulary slice]
+  std::vector<float> slice_log_sum_exps_;  // [slices, rows]
   std::vector<std::unique_ptr<ActiveSequence>> active_;
 };
 
@@ -197,23 +203,21 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::Step() {
       rows.push_back(row);
     }
   }
-  const int64_t vocab = config_.vocab_size;
   const int64_t n = static_cast<int64_t>(rows.size());
-  logits_.Reset({n, vocab});
-  const OpContext& ctx = model_->context();
-  RETURN_IF_ERROR(net_.DecodeStep(ctx, rows, &scratch_, logits_.data()));
-  RETURN_IF_ERROR(LogSoftmax(ctx, logits_.data(), n, vocab, logits_.data()));
+  RETURN_IF_ERROR(net_.DecodeStep(model_->context(), rows, &scratch_));
+  ASSIGN_OR_RETURN(std::vector<std::vector<TokenScore>> best, BestTokens(n));
 
   int64_t first_row = 0;
   std::vector<std::unique_ptr<ActiveSequence>> still_active;
   for (auto& seq : active_) {
     StepEvent event;
     event.id = seq->id;
-    const float* log_probs = logits_.data() + first_row * vocab;
+    const absl::Span<const std::vector<TokenScore>> seq_best(
+        best.data() + first_row, seq->live.size());
     first_row += static_cast<int64_t>(seq->live.size());
     const bool done = seq->options.beam_size == 1
-                          ? AdvanceGreedy(*seq, log_probs, &event)
-                          : AdvanceBeam(*seq, log_probs, &event);
+                          ? AdvanceGreedy(*seq, seq_best[0], &event)
+                          : AdvanceBeam(*seq, seq_best, &event);
     event.finished = done;
     events.push_back(std::move(event));
     if (!done) still_active.push_back(std::move(seq));
@@ -222,11 +226,50 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::Step() {
   return events;
 }
 
-bool Generator::Impl::AdvanceGreedy(ActiveSequence& seq, const float* log_probs,
+absl::StatusOr<std::vector<std::vector<TokenScore>>>
+Generator::Impl::BestTokens(int64_t n) {
+  std::vector<TopTokens> tops;
+  tops.reserve(n);
+  for (const auto& seq : active_) {
+    const int beam = seq->options.beam_size;
+    for (size_t i = 0; i < seq->live.size(); ++i)
+      tops.emplace_back(beam == 1 ? 1 : 2 * beam);
+  }
+  const OpContext& ctx = model_->context();
+  const int slices = net_.vocab_slices();
+  slice_log_sum_exps_.resize(static_cast<size_t>(slices) * n);
+  for (int slice = 0; slice < slices; ++slice) {
+    const int64_t first = net_.vocab_slice_begin(slice);
+    const int64_t width = net_.vocab_slice_begin(slice + 1) - first;
+    logits_.Reset({n, width});
+    RETURN_IF_ERROR(
+        net_.ProjectVocabSlice(ctx, scratch_, n, slice, logits_.data()));
+    RETURN_IF_ERROR(LogSumExp(ctx, logits_.data(), n, width,
+                              slice_log_sum_exps_.data() + slice * n));
+    for (int64_t r = 0; r < n; ++r) {
+      tops[r].Add(logits_.data() + r * width, static_cast<int32_t>(first),
+                  width);
+    }
+  }
+  // Log-probs of the kept tokens: logit - the row's log-sum-exp.
+  std::vector<std::vector<TokenScore>> best(n);
+  std::vector<float> row_lse(slices);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int slice = 0; slice < slices; ++slice)
+      row_lse[slice] = slice_log_sum_exps_[slice * n + r];
+    const float lse = CombineLogSumExps(row_lse);
+    best[r] = tops[r].best();
+    for (TokenScore& t : best[r]) t.score -= lse;
+  }
+  return best;
+}
+
+bool Generator::Impl::AdvanceGreedy(ActiveSequence& seq,
+                                    const std::vector<TokenScore>& best,
                                     StepEvent* event) {
   Hypothesis& h = seq.live[0];
-  const int32_t token = ArgMax(log_probs, config_.vocab_size);
-  const float log_prob = log_probs[token];
+  const int32_t token = best[0].token;
+  const float log_prob = best[0].score;
   ++seq.step;
   SequenceResult& result = event->result;
   if (token == config_.eos_id && !seq.options.ignore_eos) {
@@ -247,14 +290,15 @@ bool Generator::Impl::AdvanceGreedy(ActiveSequence& seq, const float* log_probs,
   return true;
 }
 
-bool Generator::Impl::AdvanceBeam(ActiveSequence& seq, const float* log_probs,
-                                  StepEvent* event) {
+bool Generator::Impl::AdvanceBeam(
+    ActiveSequence& seq, absl::Span<const std::vector<TokenScore>> best,
+    StepEvent* event) {
   const int beam = seq.options.beam_size;
   std::vector<double> cum(seq.live.size());
   for (size_t i = 0; i < seq.live.size(); ++i)
     cum[i] = seq.live[i].cum_log_prob;
   const std::vector<BeamCandidate> candidates =
-      TopBeamCandidates(log_probs, config_.vocab_size, cum, 2 * beam);
+      TopBeamCandidates(best, cum, 2 * beam);
 
   std::vector<BeamCandidate> children;
   for (const BeamCandidate& c : candidates) {
@@ -289,12 +333,12 @@ bool Generator::Impl::AdvanceBeam(ActiveSequence& seq, const float* log_probs,
       seq.finished.push_back(std::move(f));
     }
   }
-  FinishedHypothesis& best = seq.finished[BestFinished(seq.finished)];
+  FinishedHypothesis& winner = seq.finished[BestFinished(seq.finished)];
   SequenceResult& result = event->result;
-  result.output_ids = std::move(best.ids);
-  result.log_probs = std::move(best.log_probs);
-  result.score = static_cast<float>(best.score);
-  result.finish_reason = best.finish_reason;
+  result.output_ids = std::move(winner.ids);
+  result.log_probs = std::move(winner.log_probs);
+  result.score = static_cast<float>(winner.score);
+  result.finish_reason = winner.finish_reason;
   event->new_ids = result.output_ids;
   event->new_log_probs = result.log_probs;
   return true;

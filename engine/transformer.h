@@ -5,8 +5,10 @@
 // own KV cache. Decoding strategies (greedy, beam) live in generator.cc; this
 // file only computes.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -80,11 +82,22 @@ class Transformer {
   absl::Status CrossKeyValues(const OpContext& ctx, const float* memory,
                               int64_t rows, float* out) const;
 
-  // One incremental decoder step for every row; logits [rows.size(),
-  // vocab_size] receives the output projection (+ bias), not normalised.
+  // One incremental decoder step for every row, up to the output projection:
+  // leaves the final decoder states [rows.size(), d_model] in scratch->x.
   absl::Status DecodeStep(const OpContext& ctx,
                           absl::Span<const DecoderRow> rows,
-                          TransformerScratch* scratch, float* logits) const;
+                          TransformerScratch* scratch) const;
+
+  // The output projection runs in vocabulary slices, so that a step never
+  // holds [rows, vocab_size] logits: slice i covers tokens
+  // [vocab_slice_begin(i), vocab_slice_begin(i + 1)).
+  int vocab_slices() const { return static_cast<int>(lm_head_.size()); }
+  int64_t vocab_slice_begin(int slice) const;
+  // Logits (+ bias, not normalised) of slice `slice` for the `rows` states of
+  // the last DecodeStep: out [rows, slice width].
+  absl::Status ProjectVocabSlice(const OpContext& ctx,
+                                 const TransformerScratch& scratch,
+                                 int64_t rows, int slice, float* out) const;
 
  private:
   struct Norm {
@@ -126,7 +139,15 @@ class Transformer {
   ModelConfig config_;
   LinearActivation activation_ = LinearActivation::kRelu;
   float embed_scale_ = 1.0f;
-  Tensor positions_;  // [max_positions, d_model] sinusoidal table
+  // Makes rows [0, count) of positions_ ready (see there).
+  void EnsurePositions(int64_t count) const;
+  // The sinusoidal table, [max_positions, d_model], filled on first use up to
+  // the highest position asked for: pages never filled cost no memory (a
+  // table of 1 MB or more is mapped), and most of a long max_positions is
+  // never reached. Rows below positions_ready_ are immutable.
+  mutable Tensor positions_;
+  mutable std::atomic<int64_t> positions_ready_{0};
+  mutable std::mutex positions_mutex_;
   // Embedding tables (plain rows for lookups). With a shared table
   // decoder_embed_ is empty.
   Tensor encoder_embed_;
@@ -137,14 +158,18 @@ class Transformer {
   Norm encoder_final_norm_;
   Norm decoder_final_norm_;
   std::unique_ptr<PackedLinear>
-      cross_kv_;         // [layers * 2d, d]: every layer's cross k, v
-  Tensor lm_head_bias_;  // kept here when the output table is borrowed
-  std::unique_ptr<PackedLinear> lm_head_;
+      cross_kv_;  // [layers * 2d, d]: every layer's cross k, v
+  // The output projection's table (the decoder's embedding when tied, else
+  // lm_head.weight, held here) and bias; lm_head_[i] borrows vocabulary slice
+  // i of them.
+  Tensor lm_head_weight_;
+  Tensor lm_head_bias_;
+  std::vector<std::unique_ptr<PackedLinear>> lm_head_;
 };
 
-// The sinusoidal table of model-format.md, [positions, d_model], in either
-// layout.
-Tensor SinusoidalPositions(int positions, int d_model,
-                           PositionalEncoding layout);
+// Rows [begin, end) of the sinusoidal table of model-format.md, in either
+// layout, into rows [end - begin, d_model].
+void SinusoidalPositionRows(int64_t begin, int64_t end, int d_model,
+                            PositionalEncoding layout, float* rows);
 
 }  // namespace attnserve::engine

@@ -62,6 +62,22 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(
   return Pack(ctx, *std::move(plain));
 }
 
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowedRows(
+    const OpContext& ctx, const Tensor& weight, const Tensor* bias,
+    int64_t begin, int64_t end) {
+  absl::StatusOr<internal::PlainLinear> plain = DescribePlain(weight, bias);
+  if (!plain.ok()) return plain.status();
+  if (begin < 0 || end > plain->n || begin >= end) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("linear rows [", begin, ", ", end,
+                     ") are not a non-empty range of ", plain->n));
+  }
+  plain->weight += begin * plain->k;
+  if (plain->bias != nullptr) plain->bias += begin;
+  plain->n = end - begin;
+  return Pack(ctx, *std::move(plain));
+}
+
 LinearActivation ToLinearActivation(Activation a) {
   switch (a) {
     case Activation::kRelu:

@@ -11,9 +11,10 @@
 
 namespace attnserve::engine {
 
-// Weights ready for a backend: the reference keeps [N, K] as stored; the oneDNN body
-// reorders once into the layout its matmul primitive asks for (format_tag::any), so no
-// token step ever repacks weights. Immutable after packing; safe to share across threads.
+// Weights ready for a backend: the reference keeps [N, K] as stored; the oneDNN
+// body reorders once into the layout its matmul primitive asks for
+// (format_tag::any), so no token step ever repacks weights. Immutable after
+// packing; safe to share across threads.
 class PackedLinear {
  public:
   virtual ~PackedLinear() = default;
@@ -21,11 +22,15 @@ class PackedLinear {
   int64_t in_features() const { return in_features_; }    // K
   bool has_bias() const { return has_bias_; }
   Backend backend() const { return backend_; }
-  virtual size_t bytes() const = 0;  // memory held by the packed weights and bias
+  virtual size_t bytes()
+      const = 0;  // memory held by the packed weights and bias
 
  protected:
   PackedLinear(Backend backend, int64_t n, int64_t k, bool has_bias)
-      : backend_(backend), out_features_(n), in_features_(k), has_bias_(has_bias) {}
+      : backend_(backend),
+        out_features_(n),
+        in_features_(k),
+        has_bias_(has_bias) {}
 
  private:
   Backend backend_;
@@ -34,29 +39,39 @@ class PackedLinear {
   bool has_bias_;
 };
 
-// Takes ownership of weight [N, K] and bias [N] (bias may be empty = no bias). The plain
-// tensors are released once packed (or kept, when the backend uses them as they are).
+// Takes ownership of weight [N, K] and bias [N] (bias may be empty = no bias).
+// The plain tensors are released once packed (or kept, when the backend uses
+// them as they are).
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const OpContext& ctx,
-                                                         Tensor weight, Tensor bias);
-// As PackLinear, but `weight` (and `bias` if non-null) are borrowed and must outlive the
-// result; a backend that needs another layout copies. Used for the tied output projection,
-// whose table also serves embedding lookups.
-absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(const OpContext& ctx,
-                                                                 const Tensor& weight,
-                                                                 const Tensor* bias);
+                                                         Tensor weight,
+                                                         Tensor bias);
+// As PackLinear, but `weight` (and `bias` if non-null) are borrowed and must
+// outlive the result; a backend that needs another layout copies. Used for the
+// tied output projection, whose table also serves embedding lookups.
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(
+    const OpContext& ctx, const Tensor& weight, const Tensor* bias);
+
+// As PackLinearBorrowed, for output features [begin, end) only: rows [begin,
+// end) of `weight` and of `bias` (when non-null). Used for the output
+// projection in vocabulary slices.
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowedRows(
+    const OpContext& ctx, const Tensor& weight, const Tensor* bias,
+    int64_t begin, int64_t end);
 
 enum class LinearActivation { kNone, kRelu, kGelu, kSwish };
 LinearActivation ToLinearActivation(Activation a);
 
 struct LinearEpilogue {
   LinearActivation activation = LinearActivation::kNone;
-  // false: y = act(x W^T + b). true: y = y + act(x W^T + b) (a fused residual add; y holds
-  // the residual on entry).
+  // false: y = act(x W^T + b). true: y = y + act(x W^T + b) (a fused residual
+  // add; y holds the residual on entry).
   bool accumulate = false;
 };
 
-// x: [m, K] row-major, y: [m, N] row-major; x and y must not overlap. m may be any value
-// >= 0 (0 is a no-op). Errors: backend mismatch between ctx and w, negative m, null buffers.
+// x: [m, K] row-major, y: [m, N] row-major; x and y must not overlap. m may be
+// any value
+// >= 0 (0 is a no-op). Errors: backend mismatch between ctx and w, negative m,
+// null buffers.
 absl::Status Linear(const OpContext& ctx, const PackedLinear& w, const float* x,
                     int64_t m, float* y, LinearEpilogue epilogue = {});
 

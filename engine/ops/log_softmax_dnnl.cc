@@ -20,14 +20,19 @@ namespace {
 constexpr int64_t kMinParallelElements = 32 * 1024;
 
 ATTNSERVE_SIMD_CLONES
-void LogSoftmaxRow(const float* x, int64_t cols, float* y) {
+float RowLogSumExp(const float* x, int64_t cols) {
   float max = x[0];
 #pragma omp simd reduction(max : max)
   for (int64_t c = 0; c < cols; ++c) max = x[c] > max ? x[c] : max;
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t c = 0; c < cols; ++c) sum += FastExp(x[c] - max);
-  const float log_sum = max + std::log(sum);
+  return max + std::log(sum);
+}
+
+ATTNSERVE_SIMD_CLONES
+void LogSoftmaxRow(const float* x, int64_t cols, float* y) {
+  const float log_sum = RowLogSumExp(x, cols);
   // y may alias x: each element is read before it is written.
 #pragma omp simd
   for (int64_t c = 0; c < cols; ++c) y[c] = x[c] - log_sum;
@@ -41,6 +46,14 @@ absl::Status LogSoftmaxDnnl(const OpContext& ctx, const float* x, int64_t rows,
     schedule(static) if (rows > 1 && rows * cols >= kMinParallelElements)
   for (int64_t r = 0; r < rows; ++r)
     LogSoftmaxRow(x + r * cols, cols, y + r * cols);
+  return absl::OkStatus();
+}
+
+absl::Status LogSumExpDnnl(const OpContext& ctx, const float* x, int64_t rows,
+                           int64_t cols, float* lse) {
+#pragma omp parallel for num_threads(ctx.threads()) \
+    schedule(static) if (rows > 1 && rows * cols >= kMinParallelElements)
+  for (int64_t r = 0; r < rows; ++r) lse[r] = RowLogSumExp(x + r * cols, cols);
   return absl::OkStatus();
 }
 

@@ -64,6 +64,9 @@ absl::Status LayerNormDnnl(const OpContext& ctx, const float* x, int64_t rows,
 void LogSoftmaxRef(const float* x, int64_t rows, int64_t cols, float* y);
 absl::Status LogSoftmaxDnnl(const OpContext& ctx, const float* x, int64_t rows,
                             int64_t cols, float* y);
+void LogSumExpRef(const float* x, int64_t rows, int64_t cols, float* lse);
+absl::Status LogSumExpDnnl(const OpContext& ctx, const float* x, int64_t rows,
+                           int64_t cols, float* lse);
 
 // ---- Attention
 void AttentionRef(const AttentionArgs& args);

@@ -22,20 +22,23 @@ TEST(ArgMaxTest, NanNeverWins) {
   EXPECT_EQ(ArgMax(v.data(), v.size()), 3);
 }
 
-// Against the definition (a plain scan), over values from a small set with
-// NaNs, at lengths spanning many of ArgMax's 16-value blocks.
+// Against the definition, over values from a small set with NaNs (some rows
+// all NaN), at lengths spanning many of the 16-value blocks TopTokens skips.
 TEST(ArgMaxTest, MatchesAPlainScan) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float pool[] = {-1.0f, -2.0f, 0.5f, nan};
   std::mt19937 rng(3);
   for (int trial = 0; trial < 300; ++trial) {
-    std::vector<float> v(1 + rng() % 200);
+    std::vector<float> v(1 + rng() % (trial % 5 ? 200 : 3));
     for (float& x : v) x = pool[rng() % (trial % 3 ? 3 : 4)];
-    int32_t expected = 0;
-    for (size_t i = 1; i < v.size(); ++i) {
-      if (v[i] > v[expected] || std::isnan(v[expected]))
+    if (trial % 7 == 0) std::fill(v.begin(), v.end(), nan);
+    // The first largest number; 0 when every value is NaN.
+    int32_t expected = -1;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!std::isnan(v[i]) && (expected < 0 || v[i] > v[expected]))
         expected = static_cast<int32_t>(i);
     }
+    if (expected < 0) expected = 0;
     EXPECT_EQ(ArgMax(v.data(), v.size()), expected) << "trial " << trial;
   }
 }
@@ -144,6 +147,46 @@ TEST(BestFinishedTest, EarlierWinsTie) {
   f[1].score = -1;
   f[2].score = -1;
   EXPECT_EQ(BestFinished(f), 1u);
+}
+
+}  // namespace
+}  // namespace attnserve::engine
+
+namespace attnserve::engine {
+namespace {
+
+// A row fed to TopTokens in slices keeps what one whole-row pass keeps.
+TEST(TopTokensTest, SlicesKeepWhatOneRowKeeps) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float pool[] = {-1.0f, -2.0f, 0.5f, -3.0f, nan};
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<float> row(1 + rng() % 300);
+    for (float& v : row) v = pool[rng() % 5];
+    const int keep = 1 + trial % 9;
+    TopTokens whole(keep), sliced(keep);
+    whole.Add(row.data(), 0, row.size());
+    for (size_t first = 0; first < row.size();) {
+      const size_t width = std::min<size_t>(1 + rng() % 50, row.size() - first);
+      sliced.Add(row.data() + first, static_cast<int32_t>(first), width);
+      first += width;
+    }
+    ASSERT_EQ(sliced.best().size(), whole.best().size()) << trial;
+    for (size_t i = 0; i < whole.best().size(); ++i) {
+      EXPECT_EQ(sliced.best()[i].token, whole.best()[i].token) << trial;
+    }
+  }
+}
+
+TEST(CombineLogSumExpsTest, EqualsTheWholeRows) {
+  // Slices {1, 2} and {3}: log(e + e^2 + e^3) from log(e + e^2) and 3.
+  const float a = static_cast<float>(std::log(std::exp(1.0) + std::exp(2.0)));
+  EXPECT_NEAR(CombineLogSumExps({a, 3.0f}),
+              std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)), 1e-6);
+  EXPECT_EQ(CombineLogSumExps({2.5f}), 2.5f);
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(CombineLogSumExps({-inf, -inf}), -inf);
+  EXPECT_NEAR(CombineLogSumExps({-inf, 1.0f}), 1.0f, 1e-6);
 }
 
 }  // namespace

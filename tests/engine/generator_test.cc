@@ -4,12 +4,15 @@
 
 #include "engine/generator.h"
 
+#include <cmath>
 #include <map>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "engine/model.h"
+#include "engine/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/golden_models.h"
@@ -287,6 +290,99 @@ TEST_F(GeneratorTest, RejectsDuplicateIdsAndAddsNothing) {
   const absl::Status s = generator_->Add({Input(2, {6}), Input(1, {7})});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(generator_->active_sequences(), 1);
+}
+
+}  // namespace
+}  // namespace attnserve::engine
+
+namespace attnserve::engine {
+namespace {
+
+// The output projection runs in vocabulary slices of 4096 tokens
+// (transformer.cc) and each row keeps only its best tokens and its
+// log-sum-exp. With a vocabulary of three slices (untied, with a bias), the
+// first step's logits are checked against a plain product with the weights as
+// written, and greedy and beam search must pick that row's arg-max with its
+// log-softmax, as whole rows would give them.
+TEST(GeneratorSlicesTest, VocabularySlicesDecideLikeWholeRows) {
+  ModelConfig c = testing::TinyConfig();
+  c.vocab_size = 9000;
+  c.tie_output_embedding = false;
+  testing::RandomModelOptions o;
+  o.lm_head_bias = true;
+  const std::vector<testing::NamedTensor> tensors =
+      testing::RandomModelTensors(c, o);
+  testing::TempDir dir("generator_slices");
+  ASSERT_TRUE(
+      testing::WriteModelDir(dir.path(), testing::ConfigJson(c), tensors).ok());
+  const std::vector<float>* weight = nullptr;
+  const std::vector<float>* bias = nullptr;
+  for (const testing::NamedTensor& t : tensors) {
+    if (t.name == "lm_head.weight") weight = &t.values;
+    if (t.name == "lm_head.bias") bias = &t.values;
+  }
+  ASSERT_TRUE(weight != nullptr && bias != nullptr);
+
+  for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+    SCOPED_TRACE(BackendName(backend));
+    std::unique_ptr<Model> model = LoadModel(dir.path(), backend);
+    ASSERT_NE(model, nullptr);
+    const Transformer& net = model->network();
+    ASSERT_EQ(net.vocab_slices(), 3);
+
+    // The first step by hand: encode, cross K/V, one row at position 0.
+    const std::vector<int32_t> source = {5, 17, 42, 8};
+    const int64_t len = static_cast<int64_t>(source.size());
+    const OpContext& ctx = model->context();
+    TransformerScratch s;
+    const std::vector<int32_t> lengths = {static_cast<int32_t>(len)};
+    ASSERT_TRUE(net.Encode(ctx, source, 1, len, lengths, &s).ok());
+    Tensor cross({len, net.cross_kv_width()});
+    ASSERT_TRUE(
+        net.CrossKeyValues(ctx, s.memory.data(), len, cross.data()).ok());
+    Tensor cache({net.self_cache_size(1)});
+    DecoderRow row;
+    row.token = c.decoder_start_id;
+    row.position = 0;
+    row.self_cache = cache.data();
+    row.cache_capacity = 1;
+    row.cross_kv = cross.data();
+    row.src_len = static_cast<int32_t>(len);
+    ASSERT_TRUE(net.DecodeStep(ctx, {row}, &s).ok());
+
+    std::vector<float> logits(c.vocab_size);
+    for (int i = 0; i < net.vocab_slices(); ++i) {
+      ASSERT_TRUE(net.ProjectVocabSlice(
+                         ctx, s, 1, i, logits.data() + net.vocab_slice_begin(i))
+                      .ok());
+    }
+    ASSERT_EQ(net.vocab_slice_begin(net.vocab_slices()), c.vocab_size);
+    double max = -1e30;
+    int32_t arg_max = 0;
+    for (int32_t t = 0; t < c.vocab_size; ++t) {
+      double v = (*bias)[t];
+      for (int64_t k = 0; k < c.d_model; ++k)
+        v += double{s.x.data()[k]} * (*weight)[t * c.d_model + k];
+      ASSERT_NEAR(logits[t], v, 1e-4) << "token " << t;
+      if (v > max) max = v, arg_max = t;
+    }
+    double sum = 0;
+    for (float v : logits) sum += std::exp(v - max);
+    const double log_prob = logits[arg_max] - (max + std::log(sum));
+
+    for (int beam : {1, 4}) {
+      DecodeOptions options;
+      options.max_new_tokens = 1;
+      options.ignore_eos = true;
+      options.beam_size = beam;
+      auto results = GenerateBatch(*model, {source}, options);
+      ASSERT_TRUE(results.ok()) << results.status();
+      ASSERT_EQ((*results)[0].output_ids, std::vector<int32_t>{arg_max})
+          << "beam " << beam;
+      EXPECT_NEAR((*results)[0].log_probs[0], log_prob, 1e-5)
+          << "beam " << beam;
+    }
+  }
 }
 
 }  // namespace

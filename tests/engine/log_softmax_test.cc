@@ -104,3 +104,33 @@ TEST(LogSoftmaxTest, RejectsBadArguments) {
 
 }  // namespace
 }  // namespace attnserve::engine
+
+namespace attnserve::engine {
+namespace {
+
+// LogSumExp is LogSoftmax's normaliser: x - lse gives LogSoftmax's y, on both
+// backends, for every row.
+TEST(LogSumExpTest, IsLogSoftmaxsNormaliser) {
+  for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+    auto ctx = op_test::MakeContext(backend, 2);
+    for (int64_t cols : {1, 7, 4096}) {
+      for (int64_t rows : {1, 3, 33}) {
+        const std::vector<float> x =
+            op_test::RandomFloats(rows * cols, 5 + rows, -20.0f, 20.0f);
+        std::vector<float> y(rows * cols), lse(rows);
+        ASSERT_TRUE(LogSoftmax(*ctx, x.data(), rows, cols, y.data()).ok());
+        ASSERT_TRUE(LogSumExp(*ctx, x.data(), rows, cols, lse.data()).ok());
+        for (int64_t i = 0; i < rows * cols; ++i) {
+          ASSERT_NEAR(x[i] - lse[i / cols], y[i], 1e-5)
+              << BackendName(backend) << " rows " << rows << " cols " << cols;
+        }
+      }
+    }
+    float out = 0;
+    EXPECT_FALSE(LogSumExp(*ctx, nullptr, 1, 3, &out).ok());
+    EXPECT_FALSE(LogSumExp(*ctx, &out, 1, 0, &out).ok());
+  }
+}
+
+}  // namespace
+}  // namespace attnserve::engine
