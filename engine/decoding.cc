@@ -55,12 +55,6 @@ void TopTokens::Add(const float* scores, int32_t first, int64_t n) {
   }
 }
 
-int32_t ArgMax(const float* values, int64_t n) {
-  TopTokens top(1);
-  top.Add(values, 0, n);
-  return top.best().empty() ? 0 : top.best()[0].token;
-}
-
 float CombineLogSumExps(absl::Span<const float> log_sum_exps) {
   if (log_sum_exps.size() == 1) return log_sum_exps[0];
   float max = log_sum_exps[0];
@@ -70,18 +64,6 @@ float CombineLogSumExps(absl::Span<const float> log_sum_exps) {
   double sum = 0.0;
   for (float v : log_sum_exps) sum += std::exp(static_cast<double>(v) - max);
   return static_cast<float>(max + std::log(sum));
-}
-
-std::vector<BeamCandidate> TopBeamCandidates(
-    const float* log_probs, int64_t vocab,
-    absl::Span<const double> cum_log_probs, int count) {
-  std::vector<std::vector<TokenScore>> row_best;
-  for (size_t h = 0; h < cum_log_probs.size(); ++h) {
-    TopTokens top(count);
-    top.Add(log_probs + h * vocab, 0, vocab);
-    row_best.push_back(top.best());
-  }
-  return TopBeamCandidates(row_best, cum_log_probs, count);
 }
 
 std::vector<BeamCandidate> TopBeamCandidates(

@@ -37,10 +37,6 @@ class TopTokens {
   std::vector<TokenScore> best_;
 };
 
-// Index of the largest value; the lowest index wins a tie (model-format.md).
-// NaN ranks below every number (0 if all are NaN).
-int32_t ArgMax(const float* values, int64_t n);
-
 // log(sum_i exp(log_sum_exps[i])): the log-sum-exp of a row from those of its
 // slices.
 float CombineLogSumExps(absl::Span<const float> log_sum_exps);
@@ -53,16 +49,10 @@ struct BeamCandidate {
 };
 
 // The best `count` (parent, token) extensions by cumulative log-prob over every
-// live hypothesis: log_probs is [cum_log_probs.size(), vocab]. Order: higher
-// cumulative log-prob first; ties go to the lower hypothesis index, then the
-// lower token id.
-std::vector<BeamCandidate> TopBeamCandidates(
-    const float* log_probs, int64_t vocab,
-    absl::Span<const double> cum_log_probs, int count);
-
-// The same from each hypothesis's best tokens with their log-probs
-// (row_best[h], best first as TopTokens gives them, at least `count` of them
-// or the whole row) instead of whole rows.
+// live hypothesis, from each hypothesis's best tokens with their log-probs
+// (row_best[h], best first as TopTokens gives them: at least `count` of them,
+// or the whole row). Order: higher cumulative log-prob first (NaN last); ties
+// go to the lower hypothesis index, then the lower token id.
 std::vector<BeamCandidate> TopBeamCandidates(
     absl::Span<const std::vector<TokenScore>> row_best,
     absl::Span<const double> cum_log_probs, int count);

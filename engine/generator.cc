@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/batching.h"
 #include "engine/decoding.h"
-#include "engine/ops/log_softmax.h"
+#include "engine/ops/log_sum_exp.h"
 #include "engine/status_macros.h"
 #include "engine/transformer.h"
 

@@ -144,7 +144,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
     const int64_t end =
         std::min<int64_t>(begin + kVocabSliceTokens, config.vocab_size);
     ASSIGN_OR_RETURN(std::unique_ptr<PackedLinear> slice,
-                     PackLinearBorrowedRows(ctx, table, bias, begin, end));
+                     PackLinearBorrowed(ctx, table, bias, begin, end));
     t->lm_head_.push_back(std::move(slice));
   }
   return t;

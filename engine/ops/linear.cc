@@ -56,13 +56,6 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const OpContext& ctx,
 }
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(
-    const OpContext& ctx, const Tensor& weight, const Tensor* bias) {
-  absl::StatusOr<internal::PlainLinear> plain = DescribePlain(weight, bias);
-  if (!plain.ok()) return plain.status();
-  return Pack(ctx, *std::move(plain));
-}
-
-absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowedRows(
     const OpContext& ctx, const Tensor& weight, const Tensor* bias,
     int64_t begin, int64_t end) {
   absl::StatusOr<internal::PlainLinear> plain = DescribePlain(weight, bias);

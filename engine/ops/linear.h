@@ -45,16 +45,11 @@ class PackedLinear {
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const OpContext& ctx,
                                                          Tensor weight,
                                                          Tensor bias);
-// As PackLinear, but `weight` (and `bias` if non-null) are borrowed and must
-// outlive the result; a backend that needs another layout copies. Used for the
-// tied output projection, whose table also serves embedding lookups.
+// As PackLinear for output features [begin, end) only (rows [begin, end) of
+// `weight` and of `bias`), which are borrowed and must outlive the result; a
+// backend that needs another layout copies. Used for the output projection in
+// vocabulary slices, whose table (when tied) also serves embedding lookups.
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(
-    const OpContext& ctx, const Tensor& weight, const Tensor* bias);
-
-// As PackLinearBorrowed, for output features [begin, end) only: rows [begin,
-// end) of `weight` and of `bias` (when non-null). Used for the output
-// projection in vocabulary slices.
-absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowedRows(
     const OpContext& ctx, const Tensor& weight, const Tensor* bias,
     int64_t begin, int64_t end);
 

@@ -60,10 +60,7 @@ absl::Status LayerNormDnnl(const OpContext& ctx, const float* x, int64_t rows,
                            int64_t cols, const float* gamma, const float* beta,
                            float eps, float* y);
 
-// ---- LogSoftmax
-void LogSoftmaxRef(const float* x, int64_t rows, int64_t cols, float* y);
-absl::Status LogSoftmaxDnnl(const OpContext& ctx, const float* x, int64_t rows,
-                            int64_t cols, float* y);
+// ---- LogSumExp
 void LogSumExpRef(const float* x, int64_t rows, int64_t cols, float* lse);
 absl::Status LogSumExpDnnl(const OpContext& ctx, const float* x, int64_t rows,
                            int64_t cols, float* lse);

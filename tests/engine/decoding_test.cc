@@ -11,6 +11,27 @@
 namespace attnserve::engine {
 namespace {
 
+// Greedy decoding's choice: the best of one row through TopTokens.
+int32_t ArgMax(const float* values, int64_t n) {
+  TopTokens top(1);
+  top.Add(values, 0, n);
+  return top.best()[0].token;
+}
+
+// TopBeamCandidates over whole rows of log-probs [cum_log_probs.size(), vocab],
+// each row's best `count` gathered through TopTokens as the generator does.
+std::vector<BeamCandidate> TopBeamCandidates(
+    const float* log_probs, int64_t vocab,
+    const std::vector<double>& cum_log_probs, int count) {
+  std::vector<std::vector<TokenScore>> row_best;
+  for (size_t h = 0; h < cum_log_probs.size(); ++h) {
+    TopTokens top(count);
+    top.Add(log_probs + h * vocab, 0, vocab);
+    row_best.push_back(top.best());
+  }
+  return engine::TopBeamCandidates(row_best, cum_log_probs, count);
+}
+
 TEST(ArgMaxTest, LowestIndexWinsTie) {
   const std::vector<float> v = {0.1f, 0.7f, 0.2f, 0.7f};
   EXPECT_EQ(ArgMax(v.data(), v.size()), 1);

@@ -218,8 +218,8 @@ TEST(LinearTest, BorrowedWeightsGiveTheSameResult) {
         *ctx,
         MakeTensor({n, k}, std::vector<float>(w.data(), w.data() + n * k)),
         MakeTensor({n}, std::vector<float>(b.data(), b.data() + n)));
-    auto borrowed = PackLinearBorrowed(*ctx, w, &b);
-    auto borrowed_no_bias = PackLinearBorrowed(*ctx, w, nullptr);
+    auto borrowed = PackLinearBorrowed(*ctx, w, &b, 0, n);
+    auto borrowed_no_bias = PackLinearBorrowed(*ctx, w, nullptr, 0, n);
     ASSERT_THAT(owned, IsOk());
     ASSERT_THAT(borrowed, IsOk());
     ASSERT_THAT(borrowed_no_bias, IsOk());
@@ -236,9 +236,26 @@ TEST(LinearTest, BorrowedWeightsGiveTheSameResult) {
     // Owned weights are held by the pack (as they are or reordered).
     EXPECT_GE((*owned)->bytes(), static_cast<size_t>(n * k) * sizeof(float));
   }
+  // Rows [5, 12) give those outputs of the whole product.
+  for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+    auto ctx = MakeContext(backend);
+    auto whole = PackLinearBorrowed(*ctx, w, &b, 0, n);
+    auto part = PackLinearBorrowed(*ctx, w, &b, 5, 12);
+    ASSERT_THAT(whole, IsOk());
+    ASSERT_THAT(part, IsOk());
+    EXPECT_EQ((*part)->out_features(), 7);
+    std::vector<float> y_whole(m * n), y_part(m * 7), expected;
+    ASSERT_THAT(Linear(*ctx, **whole, x.data(), m, y_whole.data()), IsOk());
+    ASSERT_THAT(Linear(*ctx, **part, x.data(), m, y_part.data()), IsOk());
+    for (int64_t r = 0; r < m; ++r) {
+      expected.insert(expected.end(), y_whole.begin() + r * n + 5,
+                      y_whole.begin() + r * n + 12);
+    }
+    EXPECT_TRUE(AllClose(y_part, expected, 0, 0)) << BackendName(backend);
+  }
   // The reference never copies borrowed weights.
   auto ref = MakeContext(Backend::kReference);
-  EXPECT_EQ((*PackLinearBorrowed(*ref, w, &b))->bytes(), 0u);
+  EXPECT_EQ((*PackLinearBorrowed(*ref, w, &b, 0, n))->bytes(), 0u);
 }
 
 TEST(LinearTest, RejectsBadWeightsAndBias) {
@@ -258,8 +275,13 @@ TEST(LinearTest, RejectsBadWeightsAndBias) {
     const Tensor w({3, 4});
     const Tensor bad_bias({2});
     EXPECT_THAT(
-        PackLinearBorrowed(*ctx, w, &bad_bias),
+        PackLinearBorrowed(*ctx, w, &bad_bias, 0, 3),
         StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bias")));
+    for (auto [begin, end] : {std::pair{-1, 2}, {2, 2}, {1, 4}}) {
+      EXPECT_THAT(
+          PackLinearBorrowed(*ctx, w, nullptr, begin, end),
+          StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rows [")));
+    }
   }
 }
 
@@ -267,7 +289,7 @@ TEST(LinearTest, RejectsBadCalls) {
   auto ref = MakeContext(Backend::kReference);
   auto dnnl = MakeContext(Backend::kDnnl);
   Tensor w = MakeTensor({2, 2}, {1, 2, 3, 4});
-  auto packed = PackLinearBorrowed(*ref, w, nullptr);
+  auto packed = PackLinearBorrowed(*ref, w, nullptr, 0, 2);
   ASSERT_THAT(packed, IsOk());
   std::vector<float> x = {1, 2}, y(2);
   EXPECT_THAT(

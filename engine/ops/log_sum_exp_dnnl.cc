@@ -1,8 +1,8 @@
-// Log-softmax for the oneDNN backend, as a vectorised loop: three passes over
-// each row (max, sum of exp, subtract), rows spread over the team when there
-// are enough of them. Measured on this AVX2 host against oneDNN's
-// logsoftmax_forward (jit:avx2) on [rows, 32000]: 28 vs 31 us for 1 row,
-// within 10% either way up to 64 rows; the primitive would also need one
+// Log-sum-exp for the oneDNN backend, as a vectorised loop: two passes over
+// each row (max, sum of exp), rows spread over the team when there are enough
+// of them. As a whole log-softmax this loop measured on an AVX2 host against
+// oneDNN's logsoftmax_forward (jit:avx2) on [rows, 32000]: 28 vs 31 us for 1
+// row, within 10% either way up to 64 rows; the primitive would also need one
 // instance per row count (normalisation primitives have no runtime dims).
 
 // See simd.h: lets GCC vectorise the loops that use FastExp.
@@ -30,24 +30,7 @@ float RowLogSumExp(const float* x, int64_t cols) {
   return max + std::log(sum);
 }
 
-ATTNSERVE_SIMD_CLONES
-void LogSoftmaxRow(const float* x, int64_t cols, float* y) {
-  const float log_sum = RowLogSumExp(x, cols);
-  // y may alias x: each element is read before it is written.
-#pragma omp simd
-  for (int64_t c = 0; c < cols; ++c) y[c] = x[c] - log_sum;
-}
-
 }  // namespace
-
-absl::Status LogSoftmaxDnnl(const OpContext& ctx, const float* x, int64_t rows,
-                            int64_t cols, float* y) {
-#pragma omp parallel for num_threads(ctx.threads()) \
-    schedule(static) if (rows > 1 && rows * cols >= kMinParallelElements)
-  for (int64_t r = 0; r < rows; ++r)
-    LogSoftmaxRow(x + r * cols, cols, y + r * cols);
-  return absl::OkStatus();
-}
 
 absl::Status LogSumExpDnnl(const OpContext& ctx, const float* x, int64_t rows,
                            int64_t cols, float* lse) {
