@@ -16,8 +16,11 @@ THREADS=${THREADS:-1,2}   # thread counts to measure, both sides
 ROUNDS=${ROUNDS:-3}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
-# Both sides wait as the server does (engine/openmp_waiting.h): spin briefly, then sleep.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
+# Both sides wait alike, by the server's rule (engine/openmp_waiting.h): unless the caller
+# sets OMP_WAIT_POLICY or GOMP_SPINCOUNT, a short spin, then sleep.
+if [[ -z ${OMP_WAIT_POLICY:-} && -z ${GOMP_SPINCOUNT:-} ]]; then
+  export OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000
+fi
 
 if [[ ! -f "$MODEL_DIR/model.safetensors" ]]; then
   /usr/bin/python3 scripts/make_random_model.py --preset base --out "$MODEL_DIR"

@@ -20,8 +20,8 @@ DURATION=${DURATION:-30s}  # of each loaded run, after a 5 s warmup
 REPEATS=${REPEATS:-3}      # each figure is the median of this many runs
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
-# The engine and the server wait as the server chooses (engine/openmp_waiting.h).
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
+# OpenMP waiting: generator_benchmark and the server each apply the server's rule
+# (engine/openmp_waiting.h) to the environment this script is given.
 
 if [[ ! -f "$MODEL_DIR/model.safetensors" ]]; then
   /usr/bin/python3 scripts/make_random_model.py --preset base --out "$MODEL_DIR" \
