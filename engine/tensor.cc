@@ -1,7 +1,9 @@
 #include "engine/tensor.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -36,6 +38,18 @@ void Tensor::Free::operator()(float* p) const {
     munmap(p, mapped_bytes);
   } else {
     std::free(p);
+  }
+}
+
+void Tensor::DiscardRange(int64_t begin, int64_t end) {
+  if (data_ == nullptr || data_.get_deleter().mapped_bytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = reinterpret_cast<uintptr_t>(data_.get() + begin);
+  const uintptr_t last = reinterpret_cast<uintptr_t>(data_.get() + end);
+  const uintptr_t start = (first + page - 1) / page * page;
+  const uintptr_t stop = last / page * page;
+  if (start < stop) {
+    madvise(reinterpret_cast<void*>(start), stop - start, MADV_DONTNEED);
   }
 }
 

@@ -43,6 +43,12 @@ class Tensor {
     size_ = capacity_ = 0;
   }
 
+  // Gives the memory pages wholly inside elements [begin, end) back to the
+  // system; their contents become zeros. For a large table that is being
+  // copied elsewhere piece by piece and released after, so that it is not held
+  // twice meanwhile. A no-op for small (malloc'd) tensors.
+  void DiscardRange(int64_t begin, int64_t end);
+
   bool empty() const { return size_ == 0; }
   int64_t size() const { return size_; }
   int rank() const { return static_cast<int>(shape_.size()); }

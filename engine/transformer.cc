@@ -133,7 +133,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   // Tied: the decoder's embedding table, which also serves embedding lookups.
   if (!config.tie_output_embedding)
     t->lm_head_weight_ = std::move(w.lm_head_weight);
-  const Tensor& table =
+  Tensor& table =
       config.tie_output_embedding
           ? (t->shared_embedding_ ? t->encoder_embed_ : t->decoder_embed_)
           : t->lm_head_weight_;
@@ -145,17 +145,26 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
         std::min<int64_t>(begin + kVocabSliceTokens, config.vocab_size);
     ASSIGN_OR_RETURN(std::unique_ptr<PackedLinear> slice,
                      PackLinearBorrowed(ctx, table, bias, begin, end));
+    // A backend that copied the slice (oneDNN's panels) no longer reads
+    // these rows: the table goes below, and meanwhile is not held twice.
+    if (!slice->borrows_weights()) {
+      table.DiscardRange(begin * config.d_model, end * config.d_model);
+    }
     t->lm_head_.push_back(std::move(slice));
   }
+  // Where the table also serves embedding lookups, they read the slices
+  // instead (Embed), so the model holds it once.
+  if (!t->lm_head_.front()->borrows_weights()) table.Release();
   return t;
 }
 
 size_t Transformer::weight_bytes() const {
   // The output projection's slices borrow lm_head_weight_ (or the embedding)
-  // and lm_head_bias_.
+  // and lm_head_bias_, or hold copies of the weights.
   size_t bytes = positions_.bytes() + encoder_embed_.bytes() +
                  decoder_embed_.bytes() + lm_head_weight_.bytes() +
                  lm_head_bias_.bytes() + cross_kv_->bytes();
+  for (const auto& slice : lm_head_) bytes += slice->bytes();  // copies only
   auto norm_bytes = [](const Norm& n) {
     return n.gamma.bytes() + n.beta.bytes();
   };
@@ -199,10 +208,15 @@ void Transformer::Embed(const Tensor& table, absl::Span<const int32_t> tokens,
   for (int32_t p : positions) last = std::max(last, p);
   EnsurePositions(int64_t{last} + 1);
   for (size_t r = 0; r < tokens.size(); ++r) {
-    const float* e = table.data() + tokens[r] * d;
-    const float* p = positions_.data() + positions[r] * d;
     float* out = x + r * d;
-    for (int64_t i = 0; i < d; ++i) out[i] = e[i] * embed_scale_ + p[i];
+    if (table.empty()) {  // only the output projection holds it (Create)
+      lm_head_[tokens[r] / kVocabSliceTokens]->CopyWeightRow(
+          tokens[r] % kVocabSliceTokens, out);
+    } else {
+      std::memcpy(out, table.data() + tokens[r] * d, d * sizeof(float));
+    }
+    const float* p = positions_.data() + positions[r] * d;
+    for (int64_t i = 0; i < d; ++i) out[i] = out[i] * embed_scale_ + p[i];
   }
 }
 

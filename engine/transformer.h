@@ -149,7 +149,9 @@ class Transformer {
   mutable std::atomic<int64_t> positions_ready_{0};
   mutable std::mutex positions_mutex_;
   // Embedding tables (plain rows for lookups). With a shared table
-  // decoder_embed_ is empty.
+  // decoder_embed_ is empty. A table tied to the output projection is empty
+  // too when the projection holds its own copy (see Create); lookups then
+  // read lm_head_.
   Tensor encoder_embed_;
   Tensor decoder_embed_;
   bool shared_embedding_ = false;
@@ -160,8 +162,8 @@ class Transformer {
   std::unique_ptr<PackedLinear>
       cross_kv_;  // [layers * 2d, d]: every layer's cross k, v
   // The output projection's table (the decoder's embedding when tied, else
-  // lm_head.weight, held here) and bias; lm_head_[i] borrows vocabulary slice
-  // i of them.
+  // lm_head.weight, held here unless the slices copied it) and bias;
+  // lm_head_[i] borrows (or copied) vocabulary slice i of them.
   Tensor lm_head_weight_;
   Tensor lm_head_bias_;
   std::vector<std::unique_ptr<PackedLinear>> lm_head_;

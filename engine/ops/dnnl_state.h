@@ -27,8 +27,7 @@ namespace attnserve::engine {
 const dnnl::engine& CpuEngine();
 
 // One cached matmul primitive: an exact row count (see linear_dnnl.cc for why
-// not a runtime one), the weight shape and the fused epilogue. Weights are
-// always plain [N, K] (the matmul's K x N as tag ba).
+// not a runtime one), the weight shape and layout and the fused epilogue.
 struct MatmulKey {
   int64_t m = 0;
   int64_t n = 0;
@@ -36,15 +35,17 @@ struct MatmulKey {
   bool bias = false;
   LinearActivation activation = LinearActivation::kNone;
   bool accumulate = false;
+  bool panels = false;  // weights on panels (BA16a64b), else plain
 
   friend bool operator==(const MatmulKey& a, const MatmulKey& b) {
     return a.m == b.m && a.n == b.n && a.k == b.k && a.bias == b.bias &&
-           a.activation == b.activation && a.accumulate == b.accumulate;
+           a.activation == b.activation && a.accumulate == b.accumulate &&
+           a.panels == b.panels;
   }
   template <typename H>
   friend H AbslHashValue(H h, const MatmulKey& key) {
     return H::combine(std::move(h), key.m, key.n, key.k, key.bias,
-                      key.activation, key.accumulate);
+                      key.activation, key.accumulate, key.panels);
   }
 };
 

@@ -12,9 +12,9 @@
 namespace attnserve::engine {
 
 // Weights ready for a backend: the reference keeps [N, K] as stored; the oneDNN
-// body reorders once into the layout its matmul primitive asks for
-// (format_tag::any), so no token step ever repacks weights. Immutable after
-// packing; safe to share across threads.
+// body keeps them plain or copies them once into the blocked layout its
+// matmul runs fastest on (see linear_dnnl.cc), so no token step ever repacks
+// weights. Immutable after packing; safe to share across threads.
 class PackedLinear {
  public:
   virtual ~PackedLinear() = default;
@@ -22,8 +22,15 @@ class PackedLinear {
   int64_t in_features() const { return in_features_; }    // K
   bool has_bias() const { return has_bias_; }
   Backend backend() const { return backend_; }
-  virtual size_t bytes()
-      const = 0;  // memory held by the packed weights and bias
+  // Memory held by the packed weights and bias (not what is borrowed).
+  virtual size_t bytes() const = 0;
+  // Whether the weights are still read from the caller's tensor (see
+  // PackLinearBorrowed); false once the backend holds its own copy.
+  virtual bool borrows_weights() const = 0;
+  // out[i] = W[row][i] for i in [0, in_features()), in whatever layout the
+  // weights are kept: an embedding lookup in a table that only a packed
+  // output projection holds.
+  virtual void CopyWeightRow(int64_t row, float* out) const = 0;
 
  protected:
   PackedLinear(Backend backend, int64_t n, int64_t k, bool has_bias)
@@ -47,8 +54,10 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const OpContext& ctx,
                                                          Tensor bias);
 // As PackLinear for output features [begin, end) only (rows [begin, end) of
 // `weight` and of `bias`), which are borrowed and must outlive the result; a
-// backend that needs another layout copies. Used for the output projection in
-// vocabulary slices, whose table (when tied) also serves embedding lookups.
+// backend that needs another layout copies (borrows_weights() then says
+// false, and the caller may release `weight`; `bias` stays borrowed). Used for
+// the output projection in vocabulary slices, whose table (when tied) also
+// serves embedding lookups.
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(
     const OpContext& ctx, const Tensor& weight, const Tensor* bias,
     int64_t begin, int64_t end);

@@ -1,11 +1,12 @@
-// Linear (oneDNN backend) against a raw oneDNN matmul primitive on the same
-// shapes. The baseline is created for the exact M, with weights in the layout
-// it asks for (format_tag::any) and its memory objects made once: the best
-// oneDNN itself does per call. A second baseline keeps the weights plain
-// ([N, K], tag ba), as Linear does. Linear runs its own small-batch kernel up
-// to 16 rows and exact-M oneDNN primitives on the plain weights beyond, so the
-// ratios show what that kernel gains and what keeping the weights plain
-// costs.
+// Linear (oneDNN backend) and our own kernels against a raw oneDNN matmul
+// primitive on the same shapes. The baseline is created for the exact M, with
+// weights in the layout it asks for (format_tag::any) and its memory objects
+// made once: the best oneDNN itself does per call. A second baseline keeps the
+// weights plain ([N, K], tag ba). BM_PanelKernel and BM_SmallBatchKernel call
+// the two kernels of linear_dnnl.cc directly at every M (the dot-product one
+// up to its 32 rows), so the table shows where each should hand over to
+// oneDNN; BM_Linear is what the engine runs on this host (see
+// DnnlWeightLayoutInUse).
 //
 //   linear_benchmark [--benchmark_filter=...]   (kThreads OpenMP threads)
 //   --benchmark_repetitions=5 makes the ratios use medians: on a shared
@@ -19,6 +20,7 @@
 
 #include "benchmark/benchmark.h"
 #include "engine/ops/linear.h"
+#include "engine/ops/op_bodies.h"
 #include "engine/ops/op_context.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
@@ -72,6 +74,43 @@ void BM_Linear(benchmark::State& state) {
   SetFlops(state, m, n, k);
 }
 
+// One of our kernels, called directly on weights in its layout.
+template <typename Kernel>
+void RunKernel(benchmark::State& state, const std::vector<float>& weights,
+               Kernel kernel) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  Context().Enter();
+  const std::vector<float> b = Filled(n, 1.0f), x = Filled(m * k, 1.0f);
+  std::vector<float> y(m * n);
+  for (auto _ : state) {
+    kernel(x.data(), m, weights.data(), b.data(), n, k, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetFlops(state, m, n, k);
+}
+
+void BM_PanelKernel(benchmark::State& state) {
+  const int64_t n = state.range(1), k = state.range(2);
+  std::vector<float> panels(internal::PanelFloats(n, k));
+  internal::PackPanels(Filled(n * k, 0.05f).data(), n, k, panels.data());
+  RunKernel(state, panels,
+            [](const float* x, int64_t m, const float* w, const float* b,
+               int64_t n, int64_t k, float* y) {
+              internal::LinearPanels(kThreads, x, m, w, b, n, k, {}, y);
+            });
+}
+
+void BM_SmallBatchKernel(benchmark::State& state) {
+  if (state.range(0) > internal::kSmallBatchMaxRows) {
+    return state.SkipWithError("more rows than the kernel takes");
+  }
+  RunKernel(state, Filled(state.range(1) * state.range(2), 0.05f),
+            [](const float* x, int64_t m, const float* w, const float* b,
+               int64_t n, int64_t k, float* y) {
+              internal::LinearSmallBatch(kThreads, x, m, w, b, n, k, {}, y);
+            });
+}
+
 void RawMatmul(benchmark::State& state, dnnl::memory::format_tag weights_tag) {
   using dnnl::memory;
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
@@ -120,7 +159,7 @@ void BM_RawMatmulPlain(benchmark::State& state) {
 
 void Shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"m", "n", "k"});
-  for (int64_t m : {1, 8, 16, 32, 2048}) {
+  for (int64_t m : {1, 8, 16, 32, 64, 2048}) {
     for (auto [n, k] : {std::pair<int64_t, int64_t>{512, 512},
                         {1536, 512},
                         {2048, 512},
@@ -136,6 +175,8 @@ void Shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_RawMatmulAny)->Apply(Shapes);
 BENCHMARK(BM_RawMatmulPlain)->Apply(Shapes);
 BENCHMARK(BM_Linear)->Apply(Shapes);
+BENCHMARK(BM_PanelKernel)->Apply(Shapes);
+BENCHMARK(BM_SmallBatchKernel)->Apply(Shapes);
 
 // Console output plus, at the end, each shape's times relative to the exact-M
 // primitive.
@@ -162,17 +203,19 @@ class RatioReporter : public benchmark::ConsoleReporter {
     std::printf(
         "\ntime relative to BM_RawMatmulAny (exact-M primitive, < 1 is "
         "faster)\n");
-    std::printf("%-28s %12s %12s\n", "shape", "RawPlain", "Linear");
+    std::printf("%-32s %9s %9s %9s %9s\n", "shape", "RawPlain", "Linear",
+                "Panels", "DotRows");
     for (const auto& [shape, by_name] : times_) {
       auto base = by_name.find("BM_RawMatmulAny");
       if (base == by_name.end()) continue;
-      std::printf("%-28s", shape.c_str());
-      for (const char* name : {"BM_RawMatmulPlain", "BM_Linear"}) {
+      std::printf("%-32s", shape.c_str());
+      for (const char* name : {"BM_RawMatmulPlain", "BM_Linear",
+                               "BM_PanelKernel", "BM_SmallBatchKernel"}) {
         auto it = by_name.find(name);
         if (it == by_name.end()) {
-          std::printf(" %12s", "-");
+          std::printf(" %9s", "-");
         } else {
-          std::printf(" %12.2f", it->second / base->second);
+          std::printf(" %9.2f", it->second / base->second);
         }
       }
       std::printf("\n");

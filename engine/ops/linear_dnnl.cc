@@ -1,19 +1,23 @@
-// Linear layer for the oneDNN backend. Up to kMaxSmallBatchRows rows (decode
-// steps) run our own kernel on the plain weights (linear_small_batch.cc): on
-// AVX2 hosts oneDNN's gemm:jit repacks the weights on every call and measured
-// 1.5-3x slower there.
-// More rows (encoder, prefill, batched decoding) run oneDNN matmul primitives
-// made for the exact row count, with bias and epilogue fused as post-ops.
-// Exact, not runtime, M: a runtime M pins oneDNN 2.6 to gemm:jit, while an
-// exact one lets it pick brgemm on AVX-512 hosts, 2-6x faster at M = 32 (see
-// linear_benchmark.cc). Calls beyond kMaxPrimitiveRows rows are split into
-// chunks of that many, so the number of primitives stays bounded.
+// Linear layer for the oneDNN backend. Two layouts (DnnlWeightLayoutInUse):
 //
-// The weights stay plain [N, K] (owned or borrowed), never copied: with an
-// exact M, brgemm on plain weights measured within 0.6-1.3x of its own blocked
-// layout at decode shapes and 1.05x at encoder ones, and a blocked copy would
-// double the memory of the tied output projection, whose plain table also
-// serves embedding lookups.
+// Panels (AVX-512 hosts): the weights are copied once into oneDNN's blocked
+// BA16a64b layout (op_bodies.h). Up to kMaxPanelKernelRows rows (decode steps)
+// run our own kernel on them (linear_panels.cc); more rows run oneDNN's brgemm
+// matmul on the same copy. Against plain weights, brgemm no longer transposes
+// the weights on every call: measured in the model at batch 32, the decode
+// step's products took 10-20% less time, greedy batch 32 gained about 10%.
+//
+// Plain (other hosts): the weights stay [N, K] as loaded. Up to
+// kMaxSmallBatchRows rows run the dot-product kernel of linear_small_batch.cc
+// (oneDNN's gemm:jit, the matmul these hosts get, repacks the weights on every
+// call and measured 1.5-3x slower at 8 rows); more rows run gemm:jit.
+//
+// Either way the matmul primitives are made for the exact row count, with bias
+// and epilogue fused as post-ops. Exact, not runtime, M: a runtime M pins
+// oneDNN 2.6 to gemm:jit, while an exact one lets it pick brgemm on AVX-512
+// hosts, 2-6x faster at M = 32 (see linear_benchmark.cc). Calls beyond
+// kMaxPrimitiveRows rows are split into chunks of that many, so the number of
+// primitives stays bounded.
 //
 // Per-call overhead matters in decoding (M = batch * beam, a few dozen rows):
 // weights and bias memory objects are made once at pack time, activation ones
@@ -21,6 +25,7 @@
 // API with the arguments on the stack.
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <utility>
 
@@ -31,12 +36,18 @@
 namespace attnserve::engine::internal {
 namespace {
 
-// Crossover between LinearSmallBatch and oneDNN on a 2-core AVX2 host
+// Crossover between LinearSmallBatch and gemm:jit on a 2-core AVX2 host
 // (transformer shapes, K 512 or 2048): the kernel wins clearly up to 12-16
-// rows, the two are even at 24-32 (see linear_benchmark.cc). On AVX-512 hosts
-// brgemm on plain weights is about even with the kernel up to 16 rows.
+// rows, the two are even at 24-32 (see linear_benchmark.cc).
 constexpr int64_t kMaxSmallBatchRows = 16;
 static_assert(kMaxSmallBatchRows <= kSmallBatchMaxRows);
+
+// Where LinearPanels hands over to brgemm on the same panels. The two measured
+// even from 16 to 2048 rows with the weights in cache (linear_benchmark), and
+// the kernel 1.2-1.5x faster at 1-8 rows; in the model at batch 32 the kernel
+// was as fast or slightly faster. Up to 64 rows it needs no primitive per row
+// count; beyond, brgemm's fused post-ops and cache blocking are safer bets.
+constexpr int64_t kMaxPanelKernelRows = 64;
 
 // Most rows of one primitive call (see the top of the file). Large enough that
 // a chunk runs at the large-M rate, small enough that one primitive per row
@@ -47,30 +58,61 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
 
+// oneDNN's name for the panel layout of the matmul's K x N weights.
+constexpr Tag kPanelsTag = Tag::BA16a64b;
+
 class DnnlPackedLinear final : public PackedLinear {
  public:
-  explicit DnnlPackedLinear(PlainLinear plain)
+  DnnlPackedLinear(PlainLinear plain, DnnlWeightLayout layout)
       : PackedLinear(Backend::kDnnl, plain.n, plain.k, plain.bias != nullptr),
         plain_(std::move(plain)) {
     // oneDNN takes non-const handles; it never writes a matmul's weights/bias.
-    weights_ = memory(memory::desc({plain_.k, plain_.n}, Type::f32, Tag::ba),
-                      CpuEngine(), const_cast<float*>(plain_.weight));
+    if (layout == DnnlWeightLayout::kPanels) {
+      panels_.Reset({PanelFloats(plain_.n, plain_.k)});
+      PackPanels(plain_.weight, plain_.n, plain_.k, panels_.data());
+      plain_.owned_weight = Tensor();  // the panels replace it
+      plain_.weight = nullptr;
+      weights_ =
+          memory(memory::desc({plain_.k, plain_.n}, Type::f32, kPanelsTag),
+                 CpuEngine(), panels_.data());
+    } else {
+      weights_ = memory(memory::desc({plain_.k, plain_.n}, Type::f32, Tag::ba),
+                        CpuEngine(), const_cast<float*>(plain_.weight));
+    }
     if (plain_.bias != nullptr) {
       bias_ = memory(memory::desc({1, plain_.n}, Type::f32, Tag::ab),
                      CpuEngine(), const_cast<float*>(plain_.bias));
     }
   }
 
-  size_t bytes() const override { return plain_.owned_bytes(); }
+  size_t bytes() const override {
+    return plain_.owned_bytes() + panels_.bytes();
+  }
+  bool borrows_weights() const override {
+    return panels_.empty() && plain_.borrows_weight();
+  }
+  void CopyWeightRow(int64_t row, float* out) const override {
+    if (panels_.empty()) {
+      plain_.CopyRow(row, out);
+    } else {
+      PanelRow(panels_.data(), plain_.k, row, out);
+    }
+  }
 
-  const PlainLinear& plain() const { return plain_; }
+  // Null with panels.
+  const float* plain_weight() const { return plain_.weight; }
+  const float* panels() const {
+    return panels_.empty() ? nullptr : panels_.data();
+  }
+  const float* bias_data() const { return plain_.bias; }
   // Read-only once constructed, so calls from several contexts may share them.
   const memory& weights() const { return weights_; }
   const memory& bias() const { return bias_; }
 
  private:
   PlainLinear plain_;
-  memory weights_;  // the matmul's K x N weights: our [N, K] matrix as tag ba
+  Tensor panels_;   // empty with plain weights
+  memory weights_;  // the matmul's K x N weights: [N, K] as tag ba, or panels
   memory bias_;     // empty without bias
 };
 
@@ -142,16 +184,49 @@ bool SplitEpilogue(LinearEpilogue epilogue) {
   return epilogue.accumulate && epilogue.activation != LinearActivation::kNone;
 }
 
+// -1: the host's choice; otherwise a forced DnnlWeightLayout.
+std::atomic<int> forced_layout{-1};
+
+// Whether oneDNN runs brgemm on panel weights: on hosts without it (AVX2),
+// only its reference matmul accepts that layout.
+bool BrgemmRunsOnPanels() {
+  try {
+    const memory::desc weights({64, 64}, Type::f32, kPanelsTag);
+    const dnnl::matmul::primitive_desc pd(
+        dnnl::matmul::desc(RowsDesc(32, 64), weights, RowsDesc(32, 64)),
+        CpuEngine());
+    return std::string(pd.impl_info_str()).rfind("brg", 0) == 0;
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
 }  // namespace
+
+DnnlWeightLayout DnnlWeightLayoutInUse() {
+  const int forced = forced_layout.load(std::memory_order_relaxed);
+  if (forced >= 0) return static_cast<DnnlWeightLayout>(forced);
+  static const DnnlWeightLayout host_layout = BrgemmRunsOnPanels()
+                                                  ? DnnlWeightLayout::kPanels
+                                                  : DnnlWeightLayout::kPlain;
+  return host_layout;
+}
+
+void ForceDnnlWeightLayoutForTesting(std::optional<DnnlWeightLayout> layout) {
+  forced_layout.store(layout ? static_cast<int>(*layout) : -1,
+                      std::memory_order_relaxed);
+}
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
     const OpContext& ctx, PlainLinear plain) {
   (void)ctx;  // the weights memory lives on the process's one CPU engine
+  const int64_t n = plain.n, k = plain.k;
   try {
-    return std::make_unique<DnnlPackedLinear>(std::move(plain));
+    return std::make_unique<DnnlPackedLinear>(std::move(plain),
+                                              DnnlWeightLayoutInUse());
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("oneDNN linear pack [", plain.n,
-                                            ", ", plain.k, "]: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("oneDNN linear pack [", n, ", ", k, "]: ", e.what()));
   }
 }
 
@@ -161,9 +236,14 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
   const auto& packed = static_cast<const DnnlPackedLinear&>(w);
   const int64_t n = w.out_features();
   const int64_t k = w.in_features();
-  if (m <= kMaxSmallBatchRows) {
-    LinearSmallBatch(ctx.threads(), x, m, packed.plain().weight,
-                     packed.plain().bias, n, k, epilogue, y);
+  if (packed.panels() != nullptr && m <= kMaxPanelKernelRows) {
+    LinearPanels(ctx.threads(), x, m, packed.panels(), packed.bias_data(), n, k,
+                 epilogue, y);
+    return absl::OkStatus();
+  }
+  if (packed.panels() == nullptr && m <= kMaxSmallBatchRows) {
+    LinearSmallBatch(ctx.threads(), x, m, packed.plain_weight(),
+                     packed.bias_data(), n, k, epilogue, y);
     return absl::OkStatus();
   }
   DnnlState& state = *ctx.dnnl();
@@ -178,7 +258,8 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                         k,
                         w.has_bias(),
                         epilogue.activation,
-                        epilogue.accumulate && !split};
+                        epilogue.accumulate && !split,
+                        packed.panels() != nullptr};
     try {
       CachedMatmul& matmul = GetMatmul(state, key, packed.weights().get_desc());
       state.TrimActivations();

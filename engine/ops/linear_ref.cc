@@ -17,6 +17,10 @@ class RefPackedLinear final : public PackedLinear {
         plain_(std::move(plain)) {}
 
   size_t bytes() const override { return plain_.owned_bytes(); }
+  bool borrows_weights() const override { return plain_.borrows_weight(); }
+  void CopyWeightRow(int64_t row, float* out) const override {
+    plain_.CopyRow(row, out);
+  }
   const PlainLinear& plain() const { return plain_; }
 
  private:

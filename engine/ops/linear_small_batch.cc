@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/ops/linear_epilogue.h"
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/simd.h"
 
@@ -71,55 +72,6 @@ ATTNSERVE_ALWAYS_INLINE void DotColumns(const float* x, int64_t m,
   if (m - r == 1) DotTile<1, kCols>(x + r * k, w, k, t + r * kChunk);
 }
 
-// erf(x) to 1.5e-7 absolute error (Abramowitz & Stegun 7.1.26), vectorisable.
-ATTNSERVE_ALWAYS_INLINE float Erf(float x) {
-  const float ax = x < 0.0f ? -x : x;
-  const float t = 1.0f / (1.0f + 0.3275911f * ax);
-  float p = 1.061405429f;
-  p = p * t - 1.453152027f;
-  p = p * t + 1.421413741f;
-  p = p * t - 0.284496736f;
-  p = p * t + 0.254829592f;
-  const float e = 1.0f - p * t * FastExp(-ax * ax);
-  return x < 0.0f ? -e : e;
-}
-
-template <LinearActivation kActivation>
-ATTNSERVE_ALWAYS_INLINE float Activate(float v) {
-  if constexpr (kActivation == LinearActivation::kRelu) {
-    return v > 0.0f ? v : 0.0f;
-  } else if constexpr (kActivation == LinearActivation::kGelu) {
-    return 0.5f * v * (1.0f + Erf(v * 0.70710678118654752f));
-  } else if constexpr (kActivation == LinearActivation::kSwish) {
-    return v / (1.0f + FastExp(-v));
-  } else {
-    return v;
-  }
-}
-
-// y[c] (+)= act(t[c] + bias[c]) for c in [0, count); bias may be null.
-template <LinearActivation kActivation, bool kAccumulate>
-ATTNSERVE_ALWAYS_INLINE void Epilogue(const float* t, const float* bias,
-                                      int64_t count, float* y) {
-#pragma omp simd
-  for (int64_t c = 0; c < count; ++c) {
-    const float v =
-        Activate<kActivation>(t[c] + (bias != nullptr ? bias[c] : 0.0f));
-    y[c] = kAccumulate ? y[c] + v : v;
-  }
-}
-
-template <LinearActivation kActivation>
-ATTNSERVE_ALWAYS_INLINE void Epilogue(const float* t, const float* bias,
-                                      int64_t count, bool accumulate,
-                                      float* y) {
-  if (accumulate) {
-    Epilogue<kActivation, true>(t, bias, count, y);
-  } else {
-    Epilogue<kActivation, false>(t, bias, count, y);
-  }
-}
-
 // Outputs [n0, n1) of all m <= kSmallBatchMaxRows rows.
 ATTNSERVE_SIMD_CLONES
 void LinearColumns(const float* x, int64_t m, const float* w, const float* bias,
@@ -135,24 +87,7 @@ void LinearColumns(const float* x, int64_t m, const float* w, const float* bias,
     for (int64_t r = 0; r < m; ++r) {
       const float* tr = t + r * kChunk;
       float* yr = y + r * n + c0;
-      switch (epilogue.activation) {
-        case LinearActivation::kNone:
-          Epilogue<LinearActivation::kNone>(tr, b, c1 - c0, epilogue.accumulate,
-                                            yr);
-          break;
-        case LinearActivation::kRelu:
-          Epilogue<LinearActivation::kRelu>(tr, b, c1 - c0, epilogue.accumulate,
-                                            yr);
-          break;
-        case LinearActivation::kGelu:
-          Epilogue<LinearActivation::kGelu>(tr, b, c1 - c0, epilogue.accumulate,
-                                            yr);
-          break;
-        case LinearActivation::kSwish:
-          Epilogue<LinearActivation::kSwish>(tr, b, c1 - c0,
-                                             epilogue.accumulate, yr);
-          break;
-      }
+      Epilogue(tr, b, c1 - c0, epilogue, yr);
     }
   }
 }

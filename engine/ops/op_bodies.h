@@ -6,7 +6,9 @@
 // dnnl.hpp.
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -33,6 +35,10 @@ struct PlainLinear {
   size_t owned_bytes() const {
     return owned_weight.bytes() + owned_bias.bytes();
   }
+  bool borrows_weight() const { return owned_weight.empty(); }
+  void CopyRow(int64_t row, float* out) const {
+    std::memcpy(out, weight + row * k, k * sizeof(float));
+  }
 };
 
 std::unique_ptr<PackedLinear> PackLinearRef(PlainLinear plain);
@@ -46,6 +52,33 @@ constexpr int64_t kSmallBatchMaxRows = 32;
 void LinearSmallBatch(int threads, const float* x, int64_t m, const float* w,
                       const float* bias, int64_t n, int64_t k,
                       LinearEpilogue epilogue, float* y);
+
+// Weights on panels (linear_panels.cc): [N, K] cut into panels of kPanelCols
+// outputs, each stored depth-major: W[p * 64 + j][i] sits at
+// p * PanelDepth(k) * 64 + i * 64 + j, zero-padded to whole panels and to a
+// depth that is a multiple of kPanelDepthAlign. That is exactly oneDNN's
+// BA16a64b layout of the matmul's K x N weights, so one copy serves oneDNN's
+// brgemm and LinearPanels.
+constexpr int64_t kPanelCols = 64;
+constexpr int64_t kPanelDepthAlign = 16;
+int64_t PanelDepth(int64_t k);              // k rounded up to kPanelDepthAlign
+int64_t PanelFloats(int64_t n, int64_t k);  // floats of the panels of [n, k]
+void PackPanels(const float* w, int64_t n, int64_t k, float* panels);
+// out[i] = W[row][i] for i in [0, k).
+void PanelRow(const float* panels, int64_t k, int64_t row, float* out);
+// y = act(x W^T + b) [+ y] for x [m, k], any m >= 1, on up to `threads`
+// threads; bias [n] or nullptr.
+void LinearPanels(int threads, const float* x, int64_t m, const float* panels,
+                  const float* bias, int64_t n, int64_t k,
+                  LinearEpilogue epilogue, float* y);
+
+// The layout the oneDNN body packs weights in: panels where oneDNN runs its
+// brgemm matmul on them (AVX-512 hosts; asked of oneDNN once per process),
+// plain [N, K] elsewhere, where its matmul wants plain weights. Tests may force
+// either for weights packed afterwards (nullopt: the host's choice again).
+enum class DnnlWeightLayout { kPlain, kPanels };
+DnnlWeightLayout DnnlWeightLayoutInUse();
+void ForceDnnlWeightLayoutForTesting(std::optional<DnnlWeightLayout> layout);
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
     const OpContext& ctx, PlainLinear plain);

@@ -62,6 +62,9 @@ ATTNSERVE_ALWAYS_INLINE float FastExp(float x) {
 // in the baseline).
 using V8 = float __attribute__((vector_size(32)));
 using V4 = float __attribute__((vector_size(16)));
+// One AVX-512 register in the x86-64-v4 clones (linear_panels.cc); two AVX2
+// registers in x86-64-v3 ones.
+using V16 = float __attribute__((vector_size(64)));
 
 // -Wpsabi warns, wherever these helpers are defined or inlined, that passing
 // V8 by value has no fixed ABI without AVX. They are always inlined, so no call
@@ -75,6 +78,16 @@ ATTNSERVE_ALWAYS_INLINE V8 Load8(const float* p) {
 }
 
 ATTNSERVE_ALWAYS_INLINE void Store8(float* p, V8 v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+ATTNSERVE_ALWAYS_INLINE V16 Load16(const float* p) {
+  V16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+ATTNSERVE_ALWAYS_INLINE void Store16(float* p, V16 v) {
   std::memcpy(p, &v, sizeof(v));
 }
 

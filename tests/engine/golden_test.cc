@@ -5,11 +5,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "engine/generator.h"
+#include "engine/ops/op_bodies.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/golden_models.h"
@@ -58,12 +60,8 @@ void ExpectMatches(const std::vector<Expected>& expected,
   }
 }
 
-class GoldenTest
-    : public ::testing::TestWithParam<std::tuple<std::string, Backend>> {};
-
-TEST_P(GoldenTest, DecodesLikePyTorch) {
-  const auto& [variant, backend] = GetParam();
-  const fs::path dir = GoldenDir(variant);
+// Decodes the variant's sources greedily and with beam search and compares.
+void ExpectDecodesLikePyTorch(const fs::path& dir, Backend backend) {
   std::ifstream in(dir / "golden.json");
   std::stringstream text;
   text << in.rdbuf();
@@ -86,6 +84,25 @@ TEST_P(GoldenTest, DecodesLikePyTorch) {
   auto beamed = GenerateBatch(**model, sources, beam_options);
   ASSERT_TRUE(beamed.ok()) << beamed.status();
   ExpectMatches(ParseResults(beam.at("results")), *beamed);
+}
+
+class GoldenTest
+    : public ::testing::TestWithParam<std::tuple<std::string, Backend>> {};
+
+// oneDNN runs under both of its weight layouts, whichever the host would pick.
+TEST_P(GoldenTest, DecodesLikePyTorch) {
+  const auto& [variant, backend] = GetParam();
+  if (backend == Backend::kReference) {
+    return ExpectDecodesLikePyTorch(GoldenDir(variant), backend);
+  }
+  for (auto layout : {internal::DnnlWeightLayout::kPlain,
+                      internal::DnnlWeightLayout::kPanels}) {
+    SCOPED_TRACE(layout == internal::DnnlWeightLayout::kPanels ? "panels"
+                                                               : "plain");
+    internal::ForceDnnlWeightLayoutForTesting(layout);
+    ExpectDecodesLikePyTorch(GoldenDir(variant), backend);
+    internal::ForceDnnlWeightLayoutForTesting(std::nullopt);
+  }
 }
 
 TEST(GoldenFilesTest, AllVariantsArePresent) {

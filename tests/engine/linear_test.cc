@@ -3,10 +3,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "engine/ops/op_bodies.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/op_test_util.h"
@@ -86,6 +88,30 @@ TEST(LinearTest, ReferenceMatchesHandComputedValues) {
                        {3, 7, 11, 0, 2, 4}, 0, 0));
 }
 
+// The oneDNN body's tests run under both of its weight layouts, whichever the
+// host would choose (DnnlWeightLayoutInUse): panels with our kernel up to 64
+// rows and oneDNN's matmul beyond, and plain weights with the dot-product
+// kernel up to 16 rows.
+class DnnlLayoutTest
+    : public ::testing::TestWithParam<internal::DnnlWeightLayout> {
+ protected:
+  void SetUp() override {
+    internal::ForceDnnlWeightLayoutForTesting(GetParam());
+  }
+  void TearDown() override {
+    internal::ForceDnnlWeightLayoutForTesting(std::nullopt);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, DnnlLayoutTest,
+    ::testing::Values(internal::DnnlWeightLayout::kPlain,
+                      internal::DnnlWeightLayout::kPanels),
+    [](const ::testing::TestParamInfo<internal::DnnlWeightLayout>& info) {
+      return info.param == internal::DnnlWeightLayout::kPanels ? "Panels"
+                                                               : "Plain";
+    });
+
 // All epilogues, with and without bias: oneDNN body against the reference.
 void ExpectEveryEpilogueMatches(int64_t m) {
   const int64_t n = 37, k = 53;
@@ -113,9 +139,9 @@ void ExpectEveryEpilogueMatches(int64_t m) {
   }
 }
 
-// A few rows run the small-batch kernel, more the oneDNN primitive.
-TEST(LinearTest, DnnlMatchesReferenceForEveryEpilogue) {
-  for (const int64_t m : {9, 40}) {
+// A few rows run our kernels, more the oneDNN primitive.
+TEST_P(DnnlLayoutTest, MatchesReferenceForEveryEpilogue) {
+  for (const int64_t m : {9, 40, 70}) {
     SCOPED_TRACE(::testing::Message() << "m " << m);
     ExpectEveryEpilogueMatches(m);
   }
@@ -123,10 +149,10 @@ TEST(LinearTest, DnnlMatchesReferenceForEveryEpilogue) {
 
 // Many shapes, including odd ones, with 1 and 2 threads; the epilogue rotates
 // so every kind shows up across shapes.
-TEST(LinearTest, DnnlMatchesReferenceAcrossShapes) {
+TEST_P(DnnlLayoutTest, MatchesReferenceAcrossShapes) {
   const std::vector<std::pair<int64_t, int64_t>> nks = {
       {1, 1}, {3, 5}, {17, 33}, {64, 64}, {130, 257}, {512, 512}};
-  const std::vector<int64_t> ms = {0, 1, 2, 3, 7, 16, 33, 100, 257};
+  const std::vector<int64_t> ms = {0, 1, 2, 3, 7, 16, 33, 64, 65, 100, 257};
   auto ref = MakeContext(Backend::kReference);
   int variant = 0;
   for (int threads : {1, 2}) {
@@ -159,7 +185,7 @@ TEST(LinearTest, DnnlMatchesReferenceAcrossShapes) {
 
 // More row counts than the oneDNN body keeps memory objects for, twice over, so
 // its cache fills, is dropped and refills mid-sequence.
-TEST(LinearTest, DnnlHandlesManyRowCounts) {
+TEST_P(DnnlLayoutTest, HandlesManyRowCounts) {
   const int64_t n = 8, k = 8;
   const std::vector<float> w = RandomFloats(n * k, 1);
   const std::vector<float> b = RandomFloats(n, 2);
@@ -186,11 +212,12 @@ long ResidentKilobytes() {
 }
 
 // A server meets many row counts, and the oneDNN body keeps a primitive for
-// each. They must share one scratchpad: with oneDNN's library-managed
-// scratchpads every primitive of this shape held about 300 KB of its own
-// (64 row counts: ~19 MB); shared, the 64 take ~3 MB, mostly JIT code.
+// each (beyond the 64 rows its panel kernel takes, in the host's layout). They
+// must share one scratchpad: with oneDNN's library-managed scratchpads every
+// primitive of this shape held about 300 KB of its own (64 row counts:
+// ~19 MB); shared, the 64 take ~3 MB, mostly JIT code.
 TEST(LinearTest, DnnlPrimitivesShareOneScratchpad) {
-  const int64_t n = 2048, k = 512, max_m = 80;
+  const int64_t n = 2048, k = 512, max_m = 200;
   auto dnnl = MakeContext(Backend::kDnnl);
   absl::StatusOr<std::unique_ptr<PackedLinear>> packed =
       PackLinear(*dnnl, MakeTensor({n, k}, RandomFloats(n * k, 1)), Tensor());
@@ -207,7 +234,7 @@ TEST(LinearTest, DnnlPrimitivesShareOneScratchpad) {
   EXPECT_LT(ResidentKilobytes() - before, 64 * 150) << "KB for 64 primitives";
 }
 
-TEST(LinearTest, BorrowedWeightsGiveTheSameResult) {
+TEST_P(DnnlLayoutTest, BorrowedWeightsGiveTheSameResult) {
   const int64_t n = 19, k = 24, m = 5;
   Tensor w = MakeTensor({n, k}, RandomFloats(n * k, 5));
   Tensor b = MakeTensor({n}, RandomFloats(n, 6));
@@ -253,9 +280,47 @@ TEST(LinearTest, BorrowedWeightsGiveTheSameResult) {
     }
     EXPECT_TRUE(AllClose(y_part, expected, 0, 0)) << BackendName(backend);
   }
-  // The reference never copies borrowed weights.
+  // The reference never copies borrowed weights; oneDNN copies them onto
+  // panels.
   auto ref = MakeContext(Backend::kReference);
-  EXPECT_EQ((*PackLinearBorrowed(*ref, w, &b, 0, n))->bytes(), 0u);
+  auto ref_borrowed = PackLinearBorrowed(*ref, w, &b, 0, n);
+  EXPECT_EQ((*ref_borrowed)->bytes(), 0u);
+  EXPECT_TRUE((*ref_borrowed)->borrows_weights());
+  auto dnnl = MakeContext(Backend::kDnnl);
+  auto dnnl_borrowed = PackLinearBorrowed(*dnnl, w, &b, 0, n);
+  const bool panels = GetParam() == internal::DnnlWeightLayout::kPanels;
+  EXPECT_EQ((*dnnl_borrowed)->borrows_weights(), !panels);
+  EXPECT_EQ((*dnnl_borrowed)->bytes() > 0, panels);
+}
+
+// CopyWeightRow gives back the rows that went in, whatever the layout: an
+// embedding lookup reads a tied table through it.
+TEST_P(DnnlLayoutTest, CopyWeightRowGivesTheRowsBack) {
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 1}, {70, 33}, {130, 64}}) {
+    const std::vector<float> values = RandomFloats(n * k, 8);
+    Tensor w = MakeTensor({n, k}, values);
+    for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+      auto ctx = MakeContext(backend);
+      auto owned = PackLinear(*ctx, MakeTensor({n, k}, values), Tensor());
+      auto borrowed = PackLinearBorrowed(*ctx, w, nullptr, 1 % n, n);
+      ASSERT_THAT(owned, IsOk());
+      ASSERT_THAT(borrowed, IsOk());
+      std::vector<float> row(k);
+      for (int64_t r = 0; r < n; ++r) {
+        (*owned)->CopyWeightRow(r, row.data());
+        ASSERT_TRUE(AllClose(row, {values.data() + r * k, size_t(k)}, 0, 0))
+            << BackendName(backend) << " [" << n << ", " << k << "] row " << r;
+      }
+      // The borrowed slice starts at row 1 (row 0 when n is 1).
+      const int64_t first = 1 % n;
+      for (int64_t r = 0; r < n - first; ++r) {
+        (*borrowed)->CopyWeightRow(r, row.data());
+        ASSERT_TRUE(
+            AllClose(row, {values.data() + (first + r) * k, size_t(k)}, 0, 0))
+            << BackendName(backend) << " borrowed row " << r;
+      }
+    }
+  }
 }
 
 TEST(LinearTest, RejectsBadWeightsAndBias) {

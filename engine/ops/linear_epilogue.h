@@ -1,0 +1,85 @@
+#pragma once
+// The epilogue of the oneDNN backend's own linear kernels
+// (linear_small_batch.cc, linear_panels.cc): y (+)= act(t + bias) over a run of
+// outputs that a kernel has just computed into t. Internal to engine/ops; a .cc
+// file that includes it must start with #pragma GCC
+// optimize("no-trapping-math") (see simd.h).
+
+#include <cstdint>
+
+#include "engine/ops/linear.h"
+#include "engine/ops/simd.h"
+
+namespace attnserve::engine::internal {
+
+// erf(x) to 1.5e-7 absolute error (Abramowitz & Stegun 7.1.26), vectorisable.
+ATTNSERVE_ALWAYS_INLINE float Erf(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float t = 1.0f / (1.0f + 0.3275911f * ax);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  const float e = 1.0f - p * t * FastExp(-ax * ax);
+  return x < 0.0f ? -e : e;
+}
+
+template <LinearActivation kActivation>
+ATTNSERVE_ALWAYS_INLINE float Activate(float v) {
+  if constexpr (kActivation == LinearActivation::kRelu) {
+    return v > 0.0f ? v : 0.0f;
+  } else if constexpr (kActivation == LinearActivation::kGelu) {
+    return 0.5f * v * (1.0f + Erf(v * 0.70710678118654752f));
+  } else if constexpr (kActivation == LinearActivation::kSwish) {
+    return v / (1.0f + FastExp(-v));
+  } else {
+    return v;
+  }
+}
+
+// y[c] (+)= act(t[c] + bias[c]) for c in [0, count); bias may be null.
+template <LinearActivation kActivation, bool kAccumulate>
+ATTNSERVE_ALWAYS_INLINE void Epilogue(const float* t, const float* bias,
+                                      int64_t count, float* y) {
+#pragma omp simd
+  for (int64_t c = 0; c < count; ++c) {
+    const float v =
+        Activate<kActivation>(t[c] + (bias != nullptr ? bias[c] : 0.0f));
+    y[c] = kAccumulate ? y[c] + v : v;
+  }
+}
+
+template <LinearActivation kActivation>
+ATTNSERVE_ALWAYS_INLINE void Epilogue(const float* t, const float* bias,
+                                      int64_t count, bool accumulate,
+                                      float* y) {
+  if (accumulate) {
+    Epilogue<kActivation, true>(t, bias, count, y);
+  } else {
+    Epilogue<kActivation, false>(t, bias, count, y);
+  }
+}
+
+// y[c] (+)= act(t[c] + bias[c]) for c in [0, count), the epilogue chosen at
+// run time; bias may be null.
+ATTNSERVE_ALWAYS_INLINE void Epilogue(const float* t, const float* bias,
+                                      int64_t count, LinearEpilogue epilogue,
+                                      float* y) {
+  switch (epilogue.activation) {
+    case LinearActivation::kNone:
+      return Epilogue<LinearActivation::kNone>(t, bias, count,
+                                               epilogue.accumulate, y);
+    case LinearActivation::kRelu:
+      return Epilogue<LinearActivation::kRelu>(t, bias, count,
+                                               epilogue.accumulate, y);
+    case LinearActivation::kGelu:
+      return Epilogue<LinearActivation::kGelu>(t, bias, count,
+                                               epilogue.accumulate, y);
+    case LinearActivation::kSwish:
+      return Epilogue<LinearActivation::kSwish>(t, bias, count,
+                                                epilogue.accumulate, y);
+  }
+}
+
+}  // namespace attnserve::engine::internal

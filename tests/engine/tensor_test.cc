@@ -1,0 +1,54 @@
+#include "engine/tensor.h"
+
+#include <fstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace attnserve::engine {
+namespace {
+
+long ResidentKilobytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+void Fill(Tensor& t, float v) {
+  for (int64_t i = 0; i < t.size(); ++i) t.data()[i] = v;
+}
+
+// A large (mapped) table gives back the pages wholly inside the range: they
+// leave the resident set and read as zeros, while the partial pages at its
+// ends, and everything outside, keep their values.
+TEST(TensorTest, DiscardRangeReturnsWholePagesOnly) {
+  const int64_t n = 16 << 20 >> 2;  // 16 MB of floats
+  Tensor t({n});
+  Fill(t, 1.0f);
+  const long before = ResidentKilobytes();
+  const int64_t begin = 100, end = n - 100;
+  t.DiscardRange(begin, end);
+  EXPECT_GT(before - ResidentKilobytes(), 15 * 1024) << "KB given back";
+  for (int64_t i : {int64_t{0}, begin - 1, begin, end - 1, end, n - 1}) {
+    EXPECT_EQ(t.data()[i], 1.0f) << "element " << i;
+  }
+  EXPECT_EQ(t.data()[n / 2], 0.0f);
+  // The table stays usable (the tensor still owns the mapping).
+  t.data()[n / 2] = 2.0f;
+  EXPECT_EQ(t.data()[n / 2], 2.0f);
+}
+
+TEST(TensorTest, DiscardRangeLeavesSmallTensorsAlone) {
+  Tensor t({1000});
+  Fill(t, 3.0f);
+  t.DiscardRange(0, 1000);
+  for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(t.data()[i], 3.0f) << i;
+  Tensor empty;
+  empty.DiscardRange(0, 0);  // no data: nothing to do
+}
+
+}  // namespace
+}  // namespace attnserve::engine
