@@ -30,6 +30,9 @@ namespace {
 constexpr int64_t kMinGemmQueries = 4;
 // Below this many flops, waking the OpenMP team costs more than it saves.
 constexpr int64_t kMinParallelFlops = 64 * 1024;
+// A decode step shares out whole rows (AttendOneRow) from this many rows per
+// thread on; with fewer, (row, head) pairs balance the team better.
+constexpr int64_t kMinRowsPerThread = 4;
 
 // s[j] = scale * q . k_j for keys j in [0, n), rows `stride` floats apart; d is
 // a multiple of 8. Four keys per pass keep four independent accumulators in
@@ -92,13 +95,11 @@ ATTNSERVE_ALWAYS_INLINE float ExpInPlace(float* s, int64_t n) {
   return sum > 0.0f ? 1.0f / sum : 0.0f;
 }
 
-// out[i] = scale * sum_j p[j] * v_j[i] over keys j in [0, n). Four keys per
-// pass cut the loads and stores of `out` four-fold.
-ATTNSERVE_ALWAYS_INLINE void WeightedValueSum(const float* p, const float* v,
-                                              int64_t stride, int64_t n, int d,
-                                              float scale, float* out) {
-#pragma omp simd
-  for (int i = 0; i < d; ++i) out[i] = 0.0f;
+// out[i] += sum_j p[j] * v_j[i] over keys j in [0, n). Four keys per pass cut
+// the loads and stores of `out` four-fold.
+ATTNSERVE_ALWAYS_INLINE void AddWeightedValues(const float* p, const float* v,
+                                               int64_t stride, int64_t n, int d,
+                                               float* out) {
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
     const float* v0 = v + j * stride;
@@ -117,8 +118,16 @@ ATTNSERVE_ALWAYS_INLINE void WeightedValueSum(const float* p, const float* v,
 #pragma omp simd
     for (int i = 0; i < d; ++i) out[i] += pj * vj[i];
   }
+}
+
+ATTNSERVE_ALWAYS_INLINE void Scale(float* x, int64_t n, float factor) {
 #pragma omp simd
-  for (int i = 0; i < d; ++i) out[i] *= scale;
+  for (int64_t i = 0; i < n; ++i) x[i] *= factor;
+}
+
+ATTNSERVE_ALWAYS_INLINE void Zero(float* x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.0f;
 }
 
 // One query of one head against keys [0, n). `scores` holds n floats.
@@ -128,7 +137,37 @@ void AttendOneQuery(const float* q, const float* k, const float* v,
                     float* scores, float* out) {
   QueryKeyScores(q, k, stride, n, d, scale, scores);
   const float inv_sum = ExpInPlace(scores, n);
-  WeightedValueSum(scores, v, stride, n, d, inv_sum, out);
+  Zero(out, d);
+  AddWeightedValues(scores, v, stride, n, d, out);
+  Scale(out, d, inv_sum);
+}
+
+// One query of every head against keys [0, n): a decode step's row. Key and
+// value rows are read four at a time, each from front to back across the
+// heads, so memory streams; a head at a time (AttendOneQuery) reads
+// head_dim-float pieces of rows far apart. `scores` holds heads * n floats.
+ATTNSERVE_SIMD_CLONES
+void AttendOneRow(const float* q, const float* k, const float* v,
+                  int64_t stride, int64_t n, int heads, int d, float scale,
+                  float* scores, float* out) {
+  for (int64_t j = 0; j < n; j += 4) {
+    const int64_t keys = n - j < 4 ? n - j : 4;
+    for (int h = 0; h < heads; ++h) {
+      QueryKeyScores(q + h * d, k + j * stride + h * d, stride, keys, d, scale,
+                     scores + h * n + j);
+    }
+  }
+  for (int h = 0; h < heads; ++h) {
+    Scale(scores + h * n, n, ExpInPlace(scores + h * n, n));
+  }
+  Zero(out, int64_t{heads} * d);
+  for (int64_t j = 0; j < n; j += 4) {
+    const int64_t keys = n - j < 4 ? n - j : 4;
+    for (int h = 0; h < heads; ++h) {
+      AddWeightedValues(scores + h * n + j, v + j * stride + h * d, stride,
+                        keys, d, out + h * d);
+    }
+  }
 }
 
 // Turns rows of scores [rows, cols] into probabilities: row i over its first
@@ -171,6 +210,19 @@ void AttendByQuery(const AttentionArgs& a, int threads, float* scratch,
   }
 }
 
+// A decode step with rows enough to share out whole: one row (all heads) at
+// a time.
+void AttendByRow(const AttentionArgs& a, int threads, float* scratch,
+                 int64_t max_length, bool parallel, float scale) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (parallel)
+  for (int64_t b = 0; b < a.batch; ++b) {
+    AttendOneRow(a.q + b * a.q_seq_stride, a.k[b], a.v[b], a.kv_row_stride,
+                 Visible(a, a.kv_lengths[b], 0), a.num_heads, a.head_dim, scale,
+                 scratch + omp_get_thread_num() * a.num_heads * max_length,
+                 a.out + b * a.out_seq_stride);
+  }
+}
+
 // S = scale Q K^T, softmax, O = P V for one (sequence, head) with sgemm;
 // `scores` holds q_len * length floats. sgemm runs single-threaded inside a
 // parallel region.
@@ -205,6 +257,13 @@ absl::Status AttentionDnnl(const OpContext& ctx, const AttentionArgs& a) {
   if (a.q_len < kMinGemmQueries) {
     // Q K^T and P V: 2 flops per multiply-add, each over head_dim per key.
     const int64_t flops = 4 * a.q_len * total_length * a.num_heads * a.head_dim;
+    if (a.q_len == 1 && a.batch >= kMinRowsPerThread * threads) {
+      const bool parallel = threads > 1 && flops >= kMinParallelFlops;
+      float* scratch = state.Scratch(
+          static_cast<size_t>(threads * a.num_heads * max_length));
+      AttendByRow(a, threads, scratch, max_length, parallel, scale);
+      return absl::OkStatus();
+    }
     const bool parallel =
         threads > 1 && pairs > 1 && flops >= kMinParallelFlops;
     float* scratch = state.Scratch(static_cast<size_t>(threads * max_length));

@@ -184,9 +184,10 @@ TEST(AttentionTest, ReferenceKeepsHeadsApart) {
   EXPECT_TRUE(AllClose(out, {1.5f, 2.5f, 20, 30}, 1e-6, 1e-6));
 }
 
-// Random layouts: batch 1..5, heads 1..8, head_dim 4/8/64, one query (decode)
-// and several (both the per-query and the sgemm paths), ragged lengths, causal
-// or not, padded strides.
+// Random layouts: batch 1..12, heads 1..8, head_dim 4/8/64, one query
+// (decode: by (row, head) pair, or whole rows from 4 rows per thread on) and
+// several (both the per-query and the sgemm paths), ragged lengths, causal or
+// not, padded strides.
 TEST(AttentionTest, DnnlMatchesReferenceOnRandomLayouts) {
   std::mt19937 rng(7);
   auto pick = [&rng](std::initializer_list<int64_t> values) {
@@ -203,7 +204,7 @@ TEST(AttentionTest, DnnlMatchesReferenceOnRandomLayouts) {
     layout.q_len = pick({1, 1, 1, 2, 3, 4, 5, 17});
     layout.causal = pick({0, 1}) == 1;
     const int64_t max_length = pick({1, 3, 9, 40, 130});
-    layout.lengths.resize(pick({1, 2, 3, 4, 5}));
+    layout.lengths.resize(pick({1, 2, 3, 4, 5, 8, 12}));
     for (int32_t& l : layout.lengths) {
       l = static_cast<int32_t>(
           std::uniform_int_distribution<int64_t>(1, max_length)(rng));
