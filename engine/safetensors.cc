@@ -332,7 +332,7 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
                        "tensor info does not describe data inside this file");
   }
 
-  Tensor tensor(info.shape);
+  Tensor tensor(info.shape, Tensor::kWeights);
   if (tensor.empty()) return tensor;
   if (tensor.data() == nullptr) {
     return absl::ResourceExhaustedError(

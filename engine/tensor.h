@@ -17,6 +17,15 @@ class Tensor {
   // Uninitialised contents; 64-byte aligned so SIMD loads never split cache
   // lines.
   explicit Tensor(std::vector<int64_t> shape) { Reset(std::move(shape)); }
+  // Model weights: long-lived, read whole at every step. A large tensor of
+  // weights sits on transparent huge pages (tensor.cc says why); others do
+  // not, since a huge page is zeroed and resident whole as soon as any of it
+  // is touched, and caches and scratch touch their allocations partly.
+  struct WeightsTag {};
+  static constexpr WeightsTag kWeights{};
+  Tensor(std::vector<int64_t> shape, WeightsTag) : huge_pages_(true) {
+    Reset(std::move(shape));
+  }
   Tensor(std::initializer_list<int64_t> shape)
       : Tensor(std::vector<int64_t>(shape)) {}
 
@@ -33,7 +42,7 @@ class Tensor {
     for (int64_t d : shape_) n *= d;
     size_ = n;
     if (n > capacity_) {
-      data_ = Allocate(static_cast<size_t>(n) * sizeof(float));
+      data_ = Allocate(static_cast<size_t>(n) * sizeof(float), huge_pages_);
       capacity_ = n;
     }
   }
@@ -71,12 +80,13 @@ class Tensor {
     size_t mapped_bytes;
     void operator()(float* p) const;
   };
-  static std::unique_ptr<float, Free> Allocate(size_t bytes);
+  static std::unique_ptr<float, Free> Allocate(size_t bytes, bool huge_pages);
 
   std::vector<int64_t> shape_;
   int64_t size_ = 0;
   int64_t capacity_ = 0;
   std::unique_ptr<float, Free> data_;
+  bool huge_pages_ = false;
 };
 
 // "[2, 3, 4]", for error messages.

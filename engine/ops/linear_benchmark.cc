@@ -76,8 +76,7 @@ void BM_Linear(benchmark::State& state) {
 
 // One of our kernels, called directly on weights in its layout.
 template <typename Kernel>
-void RunKernel(benchmark::State& state, const std::vector<float>& weights,
-               Kernel kernel) {
+void RunKernel(benchmark::State& state, const Tensor& weights, Kernel kernel) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
   Context().Enter();
   const std::vector<float> b = Filled(n, 1.0f), x = Filled(m * k, 1.0f);
@@ -91,7 +90,8 @@ void RunKernel(benchmark::State& state, const std::vector<float>& weights,
 
 void BM_PanelKernel(benchmark::State& state) {
   const int64_t n = state.range(1), k = state.range(2);
-  std::vector<float> panels(internal::PanelFloats(n, k));
+  // On the pages the engine's weights get (see tensor.cc).
+  Tensor panels({internal::PanelFloats(n, k)}, Tensor::kWeights);
   internal::PackPanels(Filled(n * k, 0.05f).data(), n, k, panels.data());
   RunKernel(state, panels,
             [](const float* x, int64_t m, const float* w, const float* b,
@@ -104,7 +104,11 @@ void BM_SmallBatchKernel(benchmark::State& state) {
   if (state.range(0) > internal::kSmallBatchMaxRows) {
     return state.SkipWithError("more rows than the kernel takes");
   }
-  RunKernel(state, Filled(state.range(1) * state.range(2), 0.05f),
+  const int64_t n = state.range(1), k = state.range(2);
+  Tensor w({n, k}, Tensor::kWeights);
+  const std::vector<float> values = Filled(n * k, 0.05f);
+  std::copy(values.begin(), values.end(), w.data());
+  RunKernel(state, w,
             [](const float* x, int64_t m, const float* w, const float* b,
                int64_t n, int64_t k, float* y) {
               internal::LinearSmallBatch(kThreads, x, m, w, b, n, k, {}, y);

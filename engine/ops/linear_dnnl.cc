@@ -68,7 +68,7 @@ class DnnlPackedLinear final : public PackedLinear {
         plain_(std::move(plain)) {
     // oneDNN takes non-const handles; it never writes a matmul's weights/bias.
     if (layout == DnnlWeightLayout::kPanels) {
-      panels_.Reset({PanelFloats(plain_.n, plain_.k)});
+      panels_ = Tensor({PanelFloats(plain_.n, plain_.k)}, Tensor::kWeights);
       PackPanels(plain_.weight, plain_.n, plain_.k, panels_.data());
       plain_.owned_weight = Tensor();  // the panels replace it
       plain_.weight = nullptr;

@@ -26,15 +26,6 @@
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/simd.h"
 
-// x86-64-v4 (AVX-512) is the clone that serves: the layout is only chosen on
-// hosts where oneDNN runs brgemm, which needs AVX-512. The others keep the
-// kernel correct everywhere (tests force the layout on any host).
-// -DATTNSERVE_PANEL_CLONES= builds the baseline alone, as for simd.h.
-#ifndef ATTNSERVE_PANEL_CLONES
-#define ATTNSERVE_PANEL_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-
 namespace attnserve::engine::internal {
 namespace {
 
@@ -69,7 +60,10 @@ ATTNSERVE_ALWAYS_INLINE void PanelTile(const float* x, int64_t k,
 }
 
 // Panels [p0, p1) of all m rows, tiles of up to `tile_rows` rows.
-ATTNSERVE_PANEL_CLONES
+// x86-64-v4 (AVX-512) is the clone that serves: the layout is only chosen on
+// hosts where oneDNN runs brgemm, which needs AVX-512. The others keep the
+// kernel correct everywhere (tests force the layout on any host).
+ATTNSERVE_SIMD_CLONES_AVX512
 void LinearPanelRange(const float* x, int64_t m, const float* panels,
                       const float* bias, int64_t n, int64_t k, int64_t p0,
                       int64_t p1, int tile_rows, LinearEpilogue epilogue,

@@ -22,10 +22,16 @@
 // across the target change and becomes a scalar call inside the loop.
 //
 // Define it empty (-DATTNSERVE_SIMD_CLONES=) to build the baseline alone, e.g.
-// to test it on an AVX2 machine.
+// to test it on an AVX2 machine; ATTNSERVE_SIMD_CLONES_AVX512 follows.
 #ifndef ATTNSERVE_SIMD_CLONES
 #define ATTNSERVE_SIMD_CLONES \
   __attribute__((target_clones("arch=x86-64-v3", "default")))
+// The same with an AVX-512 (x86-64-v4) clone first, for kernels written for
+// 32 vector registers (linear_panels.cc).
+#define ATTNSERVE_SIMD_CLONES_AVX512 \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ATTNSERVE_SIMD_CLONES_AVX512 ATTNSERVE_SIMD_CLONES
 #endif
 #define ATTNSERVE_ALWAYS_INLINE inline __attribute__((always_inline))
 

@@ -1,5 +1,6 @@
 #include "engine/tensor.h"
 
+#include <cstdint>
 #include <fstream>
 #include <string>
 
@@ -39,6 +40,26 @@ TEST(TensorTest, DiscardRangeReturnsWholePagesOnly) {
   // The table stays usable (the tensor still owns the mapping).
   t.data()[n / 2] = 2.0f;
   EXPECT_EQ(t.data()[n / 2], 2.0f);
+}
+
+// Large weights start on a huge-page boundary (so that the kernel can back
+// them with huge pages); small ones and other tensors are ordinary blocks.
+TEST(TensorTest, LargeWeightsAreHugePageAligned) {
+  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  for (int64_t n : {int64_t{3} << 20 >> 2, int64_t{8} << 20 >> 2}) {
+    Tensor w({n}, Tensor::kWeights);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data()) % kHugePage, 0u) << n;
+    Fill(w, 4.0f);
+    EXPECT_EQ(w.data()[n - 1], 4.0f);
+    w.DiscardRange(0, n / 2);
+    EXPECT_EQ(w.data()[n - 1], 4.0f);
+    // Growing keeps the policy.
+    w.Reset({2 * n});
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data()) % kHugePage, 0u) << n;
+  }
+  Tensor small({1000}, Tensor::kWeights);
+  Fill(small, 1.0f);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % 64, 0u);
 }
 
 TEST(TensorTest, DiscardRangeLeavesSmallTensorsAlone) {
