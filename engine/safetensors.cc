@@ -332,7 +332,7 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
                        "tensor info does not describe data inside this file");
   }
 
-  Tensor tensor(info.shape, Tensor::kWeights);
+  Tensor tensor(info.shape);
   if (tensor.empty()) return tensor;
   if (tensor.data() == nullptr) {
     return absl::ResourceExhaustedError(

@@ -17,10 +17,9 @@ class Tensor {
   // Uninitialised contents; 64-byte aligned so SIMD loads never split cache
   // lines.
   explicit Tensor(std::vector<int64_t> shape) { Reset(std::move(shape)); }
-  // Model weights: long-lived, read whole at every step. A large tensor of
-  // weights sits on transparent huge pages (tensor.cc says why); others do
-  // not, since a huge page is zeroed and resident whole as soon as any of it
-  // is touched, and caches and scratch touch their allocations partly.
+  // Model weights: long-lived, read whole at every step. Weights of 64 KB and
+  // more sit on transparent huge pages (huge_pages.h says why and why other
+  // tensors do not).
   struct WeightsTag {};
   static constexpr WeightsTag kWeights{};
   Tensor(std::vector<int64_t> shape, WeightsTag) : huge_pages_(true) {
@@ -70,14 +69,16 @@ class Tensor {
   }
 
  private:
-  // Frees with the call that matched the allocation; `mapped_bytes` is 0 for
-  // malloc'd blocks. (Constructors rather than a member initialiser: a nested
-  // class's initialisers are not usable until the enclosing class is complete,
-  // which unique_ptr's default constructor needs.)
+  // Frees with the call that matched the allocation. (Constructors rather
+  // than member initialisers: a nested class's initialisers are not usable
+  // until the enclosing class is complete, which unique_ptr's default
+  // constructor needs.)
   struct Free {
-    Free() : mapped_bytes(0) {}
-    explicit Free(size_t bytes) : mapped_bytes(bytes) {}
-    size_t mapped_bytes;
+    enum Kind { kMalloc, kMapped, kHugePages };
+    Free() : bytes(0), kind(kMalloc) {}
+    Free(size_t b, Kind k) : bytes(b), kind(k) {}
+    size_t bytes;
+    Kind kind;
     void operator()(float* p) const;
   };
   static std::unique_ptr<float, Free> Allocate(size_t bytes, bool huge_pages);

@@ -26,7 +26,7 @@ Tensor ConcatRows(std::vector<Tensor*> parts) {
   for (const Tensor* t : parts) rows += t->dim(0);
   std::vector<int64_t> shape = parts[0]->shape();
   shape[0] = rows;
-  Tensor out(shape, Tensor::kWeights);
+  Tensor out(shape);
   float* dst = out.data();
   for (Tensor* t : parts) {
     std::memcpy(dst, t->data(), t->size() * sizeof(float));

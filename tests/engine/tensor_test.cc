@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -60,6 +61,33 @@ TEST(TensorTest, LargeWeightsAreHugePageAligned) {
   Tensor small({1000}, Tensor::kWeights);
   Fill(small, 1.0f);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % 64, 0u);
+}
+
+// Weights under 2 MB share runs of huge pages: consecutive blocks of one run,
+// or the start of a new one; the runs go back once all their blocks are gone.
+TEST(TensorTest, SmallerWeightsShareHugePageRuns) {
+  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  const int64_t n = int64_t{1} << 20 >> 2;  // 1 MB
+  const long before = ResidentKilobytes();
+  {
+    std::vector<Tensor> blocks;
+    for (int i = 0; i < 24; ++i) {
+      blocks.emplace_back(std::vector<int64_t>{n}, Tensor::kWeights);
+      Fill(blocks.back(), static_cast<float>(i));
+      if (i == 0) continue;
+      const uintptr_t at = reinterpret_cast<uintptr_t>(blocks[i].data());
+      const uintptr_t previous =
+          reinterpret_cast<uintptr_t>(blocks[i - 1].data());
+      EXPECT_TRUE(at == previous + (uintptr_t{1} << 20) || at % kHugePage == 0)
+          << "block " << i;
+    }
+    for (int i = 0; i < 24; ++i) {
+      ASSERT_EQ(blocks[i].data()[0], static_cast<float>(i));
+      ASSERT_EQ(blocks[i].data()[n - 1], static_cast<float>(i));
+    }
+    EXPECT_GT(ResidentKilobytes() - before, 20 * 1024);
+  }
+  EXPECT_LT(ResidentKilobytes() - before, 4 * 1024) << "KB still held";
 }
 
 TEST(TensorTest, DiscardRangeLeavesSmallTensorsAlone) {

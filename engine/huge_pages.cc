@@ -1,0 +1,101 @@
+#include "engine/huge_pages.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <mutex>
+#include <new>
+#include <vector>
+
+namespace attnserve::engine {
+namespace {
+
+// Shared runs for the small blocks: a model's small weights (1 MB projections
+// of a base model, biases and norms stay in malloc) fill a few runs. Space a
+// freed block leaves is not reused, but weights are freed together with their
+// model, when their runs empty and go back.
+constexpr size_t kRunBytes = 4 * kHugePage;
+// Blocks start on cache lines.
+constexpr size_t kBlockAlign = 64;
+
+size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+
+// `bytes` (a multiple of the page size) mapped on a huge-page boundary and
+// advised as huge pages.
+void* MapAligned(size_t bytes) {
+  void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+  const size_t head = aligned - start;
+  if (head > 0) munmap(raw, head);
+  if (kHugePage > head) {
+    munmap(reinterpret_cast<void*>(aligned + bytes), kHugePage - head);
+  }
+  void* p = reinterpret_cast<void*>(aligned);
+  madvise(p, bytes, MADV_HUGEPAGE);  // advice: failure only costs speed
+  return p;
+}
+
+class Runs {
+ public:
+  void* Allocate(size_t bytes) {
+    bytes = (bytes + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (runs_.empty() || runs_.back().used + bytes > kRunBytes) {
+      runs_.push_back(
+          {reinterpret_cast<uintptr_t>(MapAligned(kRunBytes)), 0, 0});
+    }
+    Run& run = runs_.back();
+    void* p = reinterpret_cast<void*>(run.base + run.used);
+    run.used += bytes;
+    ++run.live;
+    return p;
+  }
+
+  void Free(void* p) {
+    const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      Run& run = runs_[i];
+      if (at < run.base || at >= run.base + kRunBytes) continue;
+      if (--run.live == 0) {
+        munmap(reinterpret_cast<void*>(run.base), kRunBytes);
+        runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      return;
+    }
+  }
+
+ private:
+  struct Run {
+    uintptr_t base;
+    size_t used;
+    int live;  // blocks not yet freed
+  };
+  std::mutex mu_;
+  std::vector<Run> runs_;  // the last one takes new blocks
+};
+
+Runs& SharedRuns() {
+  static Runs* runs = new Runs();  // never destroyed: frees may come late
+  return *runs;
+}
+
+}  // namespace
+
+void* AllocateOnHugePages(size_t bytes) {
+  if (bytes < kHugePage) return SharedRuns().Allocate(bytes);
+  const size_t page = PageSize();
+  return MapAligned((bytes + page - 1) / page * page);
+}
+
+void FreeOnHugePages(void* p, size_t bytes) {
+  if (bytes < kHugePage) return SharedRuns().Free(p);
+  const size_t page = PageSize();
+  munmap(p, (bytes + page - 1) / page * page);
+}
+
+}  // namespace attnserve::engine
