@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -12,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/op_test_util.h"
+#include "tests/engine/resident_memory.h"
 #include "tests/engine/status_matchers.h"
 
 namespace attnserve::engine {
@@ -202,15 +202,6 @@ TEST_P(DnnlLayoutTest, HandlesManyRowCounts) {
   }
 }
 
-long ResidentKilobytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  }
-  return -1;
-}
-
 // A server meets many row counts, and the oneDNN body keeps a primitive for
 // each (beyond the 64 rows its panel kernel takes, in the host's layout). They
 // must share one scratchpad: with oneDNN's library-managed scratchpads every
@@ -227,11 +218,12 @@ TEST(LinearTest, DnnlPrimitivesShareOneScratchpad) {
   // The first primitive and the scratchpad's largest size come before the
   // baseline.
   ASSERT_THAT(Linear(*dnnl, **packed, x.data(), max_m, y.data()), IsOk());
-  const long before = ResidentKilobytes();
+  const long before = testing::ResidentKilobytes();
   for (int64_t m = max_m - 64; m < max_m; ++m) {
     ASSERT_THAT(Linear(*dnnl, **packed, x.data(), m, y.data()), IsOk());
   }
-  EXPECT_LT(ResidentKilobytes() - before, 64 * 150) << "KB for 64 primitives";
+  EXPECT_LT(testing::ResidentKilobytes() - before, 64 * 150)
+      << "KB for 64 primitives";
 }
 
 TEST_P(DnnlLayoutTest, BorrowedWeightsGiveTheSameResult) {

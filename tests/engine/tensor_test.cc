@@ -1,23 +1,14 @@
 #include "engine/tensor.h"
 
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/engine/resident_memory.h"
 
 namespace attnserve::engine {
 namespace {
-
-long ResidentKilobytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  }
-  return -1;
-}
 
 void Fill(Tensor& t, float v) {
   for (int64_t i = 0; i < t.size(); ++i) t.data()[i] = v;
@@ -30,10 +21,11 @@ TEST(TensorTest, DiscardRangeReturnsWholePagesOnly) {
   const int64_t n = 16 << 20 >> 2;  // 16 MB of floats
   Tensor t({n});
   Fill(t, 1.0f);
-  const long before = ResidentKilobytes();
+  const long before = testing::ResidentKilobytes();
   const int64_t begin = 100, end = n - 100;
   t.DiscardRange(begin, end);
-  EXPECT_GT(before - ResidentKilobytes(), 15 * 1024) << "KB given back";
+  EXPECT_GT(before - testing::ResidentKilobytes(), 15 * 1024)
+      << "KB given back";
   for (int64_t i : {int64_t{0}, begin - 1, begin, end - 1, end, n - 1}) {
     EXPECT_EQ(t.data()[i], 1.0f) << "element " << i;
   }
@@ -68,7 +60,7 @@ TEST(TensorTest, LargeWeightsAreHugePageAligned) {
 TEST(TensorTest, SmallerWeightsShareHugePageRuns) {
   constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
   const int64_t n = int64_t{1} << 20 >> 2;  // 1 MB
-  const long before = ResidentKilobytes();
+  const long before = testing::ResidentKilobytes();
   {
     std::vector<Tensor> blocks;
     for (int i = 0; i < 24; ++i) {
@@ -85,9 +77,9 @@ TEST(TensorTest, SmallerWeightsShareHugePageRuns) {
       ASSERT_EQ(blocks[i].data()[0], static_cast<float>(i));
       ASSERT_EQ(blocks[i].data()[n - 1], static_cast<float>(i));
     }
-    EXPECT_GT(ResidentKilobytes() - before, 20 * 1024);
+    EXPECT_GT(testing::ResidentKilobytes() - before, 20 * 1024);
   }
-  EXPECT_LT(ResidentKilobytes() - before, 4 * 1024) << "KB still held";
+  EXPECT_LT(testing::ResidentKilobytes() - before, 4 * 1024) << "KB still held";
 }
 
 TEST(TensorTest, DiscardRangeLeavesSmallTensorsAlone) {
