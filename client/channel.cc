@@ -1,24 +1,30 @@
 #include "client/channel.h"
 
-#include <fstream>
-#include <sstream>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "engine/small_file.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace attnserve::client {
 namespace {
 
+// PEM files are a few KB; the bound (and ReadSmallFile's regular-files-only
+// rule) makes a path naming /dev/zero, a FIFO or a huge file fail at once.
+constexpr int64_t kMaxPemBytes = 1 << 20;
+
 absl::StatusOr<std::string> ReadPemFile(const std::string& path,
                                         absl::string_view flag) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  if (!file || contents.str().empty()) {
+  absl::StatusOr<std::string> pem = engine::ReadSmallFile(path, kMaxPemBytes);
+  if (!pem.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": cannot read ", path));
+        absl::StrCat("--", flag, ": ", pem.status().message()));
   }
-  return contents.str();
+  if (pem->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": ", path, " is empty"));
+  }
+  return pem;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(

@@ -1,8 +1,7 @@
 #include "client/request_mix.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
+#include <cstdint>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -12,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/id_list.h"
+#include "engine/small_file.h"
 #include "nlohmann/json.hpp"
 
 namespace attnserve::client {
@@ -130,12 +130,15 @@ absl::StatusOr<std::vector<Source>> ParseSources(absl::string_view contents,
 
 absl::StatusOr<std::vector<Source>> ReadSourcesFile(const std::string& path,
                                                     bool text) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::InvalidArgumentError("cannot open " + path);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  absl::StatusOr<std::vector<Source>> sources =
-      ParseSources(contents.str(), text);
+  // Regular files only, and bounded (see engine/small_file.h): a path naming
+  // a device or a FIFO fails at once instead of reading forever.
+  constexpr int64_t kMaxSourcesFileBytes = int64_t{256} << 20;
+  absl::StatusOr<std::string> contents =
+      engine::ReadSmallFile(path, kMaxSourcesFileBytes);
+  if (!contents.ok()) {
+    return absl::InvalidArgumentError(contents.status().message());
+  }
+  absl::StatusOr<std::vector<Source>> sources = ParseSources(*contents, text);
   if (!sources.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", sources.status().message()));

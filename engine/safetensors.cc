@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -229,6 +230,33 @@ float BFloat16ToFloat(uint16_t h) {
   return f;
 }
 
+// No two tensors may share bytes (the format's rule; a file that maps two
+// names onto one range is corrupt or crafted). Empty tensors take no bytes.
+absl::Status CheckNoOverlap(
+    const std::string& path,
+    const absl::flat_hash_map<std::string, TensorInfo>& tensors) {
+  std::vector<const TensorInfo*> ranges;
+  for (const auto& [name, info] : tensors) {
+    if (info.end > info.begin) ranges.push_back(&info);
+  }
+  std::sort(ranges.begin(), ranges.end(),
+            [](const TensorInfo* a, const TensorInfo* b) {
+              return a->begin != b->begin ? a->begin < b->begin
+                                          : a->name < b->name;
+            });
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    const TensorInfo& a = *ranges[i - 1];
+    const TensorInfo& b = *ranges[i];
+    if (b.begin < a.end) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": tensors \"", a.name, "\" (\"data_offsets\" [",
+                       a.begin, ", ", a.end, "]) and \"", b.name, "\" ([",
+                       b.begin, ", ", b.end, "]) overlap"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
@@ -293,6 +321,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
                      ParseEntry(path, it.key(), it.value(), file->data_size_));
     file->tensors_.emplace(it.key(), std::move(info));
   }
+  RETURN_IF_ERROR(CheckNoOverlap(path, file->tensors_));
   return file;
 }
 

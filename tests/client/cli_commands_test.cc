@@ -266,7 +266,17 @@ TEST(ConnectTest, RejectsHalfOfMutualTlsAndUnreadableFiles) {
   ChannelOptions missing_ca;
   missing_ca.tls_ca_file = "/nonexistent/ca.pem";
   EXPECT_THAT(Connect(missing_ca).status().message(),
-              HasSubstr("--tls_ca: cannot read /nonexistent/ca.pem"));
+              HasSubstr("--tls_ca: /nonexistent/ca.pem: cannot open"));
+  // Not a regular file: fails at once instead of reading forever.
+  ChannelOptions device_ca;
+  device_ca.tls_ca_file = "/dev/zero";
+  EXPECT_THAT(Connect(device_ca).status().message(),
+              HasSubstr("--tls_ca: /dev/zero: not a regular file"));
+  ChannelOptions empty_key;
+  empty_key.tls_cert_file = "/etc/hostname";
+  empty_key.tls_key_file = "/dev/null";
+  EXPECT_THAT(Connect(empty_key).status().message(),
+              HasSubstr("--tls_key: /dev/null: not a regular file"));
   ChannelOptions no_address;
   no_address.address = "";
   EXPECT_FALSE(Connect(no_address).ok());

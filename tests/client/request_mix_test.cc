@@ -1,6 +1,11 @@
 #include "client/request_mix.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -101,6 +106,26 @@ TEST(ParseSourcesTest, NamesTheBadLine) {
   EXPECT_THAT(sources.status().message(), HasSubstr("line 2"));
   EXPECT_EQ(ParseSources("\n\n", false).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A sources file is read whole, but only a regular file: a device or a FIFO
+// would read forever. Errors name the path; lines are numbered as in the file.
+TEST(ReadSourcesFileTest, ReadsRegularFilesAndNamesWhatFails) {
+  char path[] = "/tmp/request_mix_testXXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string text = "5,17\n42\n";
+  ASSERT_EQ(write(fd, text.data(), text.size()),
+            static_cast<ssize_t>(text.size()));
+  close(fd);
+  absl::StatusOr<std::vector<Source>> sources = ReadSourcesFile(path, false);
+  ASSERT_TRUE(sources.ok()) << sources.status();
+  EXPECT_EQ(sources->size(), 2u);
+  unlink(path);
+  EXPECT_THAT(ReadSourcesFile(path, false).status().message(),
+              HasSubstr(std::string(path) + ": cannot open"));
+  EXPECT_THAT(ReadSourcesFile("/dev/zero", false).status().message(),
+              HasSubstr("/dev/zero: not a regular file"));
 }
 
 TEST(ParseModelVocabTest, ReadsSizeAndSpecialIds) {

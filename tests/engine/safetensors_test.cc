@@ -136,6 +136,19 @@ TEST_F(SafetensorsTest, ReadsEmptyTensor) {
   EXPECT_EQ(t->shape(), (std::vector<int64_t>{0, 3}));
 }
 
+// Tensors may sit back to back, and empty ones anywhere, even together: only
+// shared bytes are an overlap.
+TEST_F(SafetensorsTest, AcceptsAdjacentAndEmptyTensors) {
+  auto file = OpenBytes(testing::SafetensorsRawBytes(
+      R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+          "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]},
+          "e1": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]},
+          "e2": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}})",
+      std::string(12, '\0')));
+  ASSERT_THAT(file, IsOk());
+  EXPECT_EQ((*file)->Names().size(), 4u);
+}
+
 TEST_F(SafetensorsTest, WidensF16Exactly) {
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> v =
@@ -495,6 +508,14 @@ std::vector<BadHeader> BadHeaders() {
                   "data_offsets": [18446744073709551612, 18446744073709551615]})"),
        12,
        {"past the end"}},
+      {"overlapping_ranges",
+       Header(R"({"dtype": "F32", "shape": [2], "data_offsets": [4, 12]})"),
+       12,
+       {"\"ok\"", "overlap"}},
+      {"same_range",
+       Header(R"({"dtype": "F32", "shape": [2], "data_offsets": [0, 8]})"),
+       8,
+       {"\"ok\"", "overlap"}},
       {"begin_after_end",
        Header(R"({"dtype": "F32", "shape": [1], "data_offsets": [12, 8]})"),
        12,
