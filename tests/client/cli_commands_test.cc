@@ -4,6 +4,7 @@
 #include "client/cli_commands.h"
 
 #include <sstream>
+#include <string>
 
 #include "absl/strings/str_split.h"
 #include "client/exit_codes.h"
@@ -259,24 +260,25 @@ TEST_F(CliCommandsTest, UnreachableServerExitsTwo) {
 }
 
 TEST(ConnectTest, RejectsHalfOfMutualTlsAndUnreadableFiles) {
-  ChannelOptions cert_only;
-  cert_only.tls_cert_file = "/etc/hostname";
-  EXPECT_THAT(Connect(cert_only).status().message(),
-              HasSubstr("--tls_cert and --tls_key go together"));
-  ChannelOptions missing_ca;
-  missing_ca.tls_ca_file = "/nonexistent/ca.pem";
-  EXPECT_THAT(Connect(missing_ca).status().message(),
-              HasSubstr("--tls_ca: /nonexistent/ca.pem: cannot open"));
-  // Not a regular file: fails at once instead of reading forever.
-  ChannelOptions device_ca;
-  device_ca.tls_ca_file = "/dev/zero";
-  EXPECT_THAT(Connect(device_ca).status().message(),
-              HasSubstr("--tls_ca: /dev/zero: not a regular file"));
-  ChannelOptions empty_key;
-  empty_key.tls_cert_file = "/etc/hostname";
-  empty_key.tls_key_file = "/dev/null";
-  EXPECT_THAT(Connect(empty_key).status().message(),
-              HasSubstr("--tls_key: /dev/null: not a regular file"));
+  struct Case {
+    std::string ca, cert, key, error;
+  };
+  const Case cases[] = {
+      {"", "/etc/hostname", "", "--tls_cert and --tls_key go together"},
+      {"/nonexistent/ca.pem", "", "",
+       "--tls_ca: /nonexistent/ca.pem: cannot open"},
+      // Not regular files: they fail at once instead of reading forever.
+      {"/dev/zero", "", "", "--tls_ca: /dev/zero: not a regular file"},
+      {"", "/etc/hostname", "/dev/null",
+       "--tls_key: /dev/null: not a regular file"},
+  };
+  for (const Case& c : cases) {
+    ChannelOptions options;
+    options.tls_ca_file = c.ca;
+    options.tls_cert_file = c.cert;
+    options.tls_key_file = c.key;
+    EXPECT_THAT(Connect(options).status().message(), HasSubstr(c.error));
+  }
   ChannelOptions no_address;
   no_address.address = "";
   EXPECT_FALSE(Connect(no_address).ok());
