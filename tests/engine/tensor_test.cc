@@ -39,45 +39,45 @@ TEST(TensorTest, DiscardRangeReturnsWholePagesOnly) {
 // them with huge pages); small ones and other tensors are ordinary blocks.
 TEST(TensorTest, LargeWeightsAreHugePageAligned) {
   constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
-  for (int64_t n : {int64_t{3} << 20 >> 2, int64_t{8} << 20 >> 2}) {
-    Tensor w({n}, Tensor::kWeights);
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data()) % kHugePage, 0u) << n;
-    Fill(w, 4.0f);
-    EXPECT_EQ(w.data()[n - 1], 4.0f);
-    w.DiscardRange(0, n / 2);
-    EXPECT_EQ(w.data()[n - 1], 4.0f);
-    // Growing keeps the policy.
-    w.Reset({2 * n});
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data()) % kHugePage, 0u) << n;
-  }
+  const int64_t n = int64_t{40} << 20 >> 2;  // 40 MB: a mapping of its own
+  Tensor w({n}, Tensor::kWeights);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data()) % kHugePage, 0u);
+  Fill(w, 4.0f);
+  EXPECT_EQ(w.data()[n - 1], 4.0f);
+  w.DiscardRange(0, n / 2);
+  EXPECT_EQ(w.data()[n - 1], 4.0f);
+  // Growing keeps the policy.
+  w.Reset({2 * n});
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.data()) % kHugePage, 0u);
   Tensor small({1000}, Tensor::kWeights);
   Fill(small, 1.0f);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % 64, 0u);
 }
 
-// Weights under 2 MB share runs of huge pages: consecutive blocks of one run,
-// or the start of a new one; the runs go back once all their blocks are gone.
-TEST(TensorTest, SmallerWeightsShareHugePageRuns) {
+// Weights up to 32 MB are packed one after another into shared runs of huge
+// pages (so that no block ends on small pages): each block follows the one
+// before, or starts a new run; the runs go back once all their blocks are gone.
+TEST(TensorTest, WeightsShareHugePageRuns) {
   constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
-  const int64_t n = int64_t{1} << 20 >> 2;  // 1 MB
   const long before = testing::ResidentKilobytes();
   {
     std::vector<Tensor> blocks;
+    std::vector<int64_t> sizes;
     for (int i = 0; i < 24; ++i) {
-      blocks.emplace_back(std::vector<int64_t>{n}, Tensor::kWeights);
+      sizes.push_back((i % 2 == 0 ? int64_t{1} : int64_t{3}) << 20 >> 2);
+      blocks.emplace_back(std::vector<int64_t>{sizes.back()}, Tensor::kWeights);
       Fill(blocks.back(), static_cast<float>(i));
       if (i == 0) continue;
       const uintptr_t at = reinterpret_cast<uintptr_t>(blocks[i].data());
-      const uintptr_t previous =
-          reinterpret_cast<uintptr_t>(blocks[i - 1].data());
-      EXPECT_TRUE(at == previous + (uintptr_t{1} << 20) || at % kHugePage == 0)
-          << "block " << i;
+      const uintptr_t after_previous =
+          reinterpret_cast<uintptr_t>(blocks[i - 1].data() + sizes[i - 1]);
+      EXPECT_TRUE(at == after_previous || at % kHugePage == 0) << "block " << i;
     }
     for (int i = 0; i < 24; ++i) {
       ASSERT_EQ(blocks[i].data()[0], static_cast<float>(i));
-      ASSERT_EQ(blocks[i].data()[n - 1], static_cast<float>(i));
+      ASSERT_EQ(blocks[i].data()[sizes[i] - 1], static_cast<float>(i));
     }
-    EXPECT_GT(testing::ResidentKilobytes() - before, 20 * 1024);
+    EXPECT_GT(testing::ResidentKilobytes() - before, 40 * 1024);
   }
   EXPECT_LT(testing::ResidentKilobytes() - before, 4 * 1024) << "KB still held";
 }
