@@ -17,12 +17,10 @@
 // See simd.h: lets GCC vectorise the epilogue loops that use FastExp.
 #pragma GCC optimize("no-trapping-math")
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
-#include "engine/ops/linear_epilogue.h"
+#include "engine/ops/linear_kernels.h"
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/simd.h"
 
@@ -33,9 +31,6 @@ constexpr int kVectorsPerPanel = kPanelCols / 16;
 // Rows per tile with 32 vector registers; hosts with 16 (AVX2) take 1 so that
 // the accumulators and one panel row still fit.
 constexpr int kMaxTileRows = 6;
-// Below this many multiply-adds, waking the OpenMP team costs more than it
-// saves (as in linear_small_batch.cc).
-constexpr int64_t kMinParallelMacs = 128 * 1024;
 
 // t[r * kPanelCols + j] = x_r . w_j over the depth k, for kRows input rows (k
 // floats apart) and the 64 outputs of `panel`.
@@ -140,22 +135,12 @@ void PanelRow(const float* panels, int64_t k, int64_t row, float* out) {
 void LinearPanels(int threads, const float* x, int64_t m, const float* panels,
                   const float* bias, int64_t n, int64_t k,
                   LinearEpilogue epilogue, float* y) {
-  const int64_t count = (n + kPanelCols - 1) / kPanelCols;
-  const bool parallel =
-      threads > 1 && count >= 2 && m * n * k >= kMinParallelMacs;
   const int tile_rows = TileRows();
-  // Each thread takes a contiguous run of whole panels.
-#pragma omp parallel num_threads(parallel ? threads : 1) if (parallel)
-  {
-    const int64_t id = omp_get_thread_num();
-    const int64_t team = omp_get_num_threads();
-    const int64_t p0 = count * id / team;
-    const int64_t p1 = count * (id + 1) / team;
-    if (p0 < p1) {
-      LinearPanelRange(x, m, panels, bias, n, k, p0, p1, tile_rows, epilogue,
-                       y);
-    }
-  }
+  ForBlockRuns(threads, (n + kPanelCols - 1) / kPanelCols, m * n * k,
+               [&](int64_t p0, int64_t p1) {
+                 LinearPanelRange(x, m, panels, bias, n, k, p0, p1, tile_rows,
+                                  epilogue, y);
+               });
 }
 
 }  // namespace attnserve::engine::internal

@@ -12,12 +12,10 @@
 // See simd.h: lets GCC vectorise the epilogue loops that use FastExp.
 #pragma GCC optimize("no-trapping-math")
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
-#include "engine/ops/linear_epilogue.h"
+#include "engine/ops/linear_kernels.h"
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/simd.h"
 
@@ -26,9 +24,6 @@ namespace {
 
 // Outputs per epilogue pass: a tile row of this many floats stays in L1.
 constexpr int64_t kChunk = 64;
-// Below this many multiply-adds, waking the OpenMP team costs more than it
-// saves.
-constexpr int64_t kMinParallelMacs = 128 * 1024;
 
 // t[r * kChunk + c] = x_r . w_c for kRows input rows (x, k floats apart) and
 // kCols weight rows (w, k floats apart).
@@ -97,21 +92,11 @@ void LinearColumns(const float* x, int64_t m, const float* w, const float* bias,
 void LinearSmallBatch(int threads, const float* x, int64_t m, const float* w,
                       const float* bias, int64_t n, int64_t k,
                       LinearEpilogue epilogue, float* y) {
-  const bool parallel =
-      threads > 1 && n >= 2 * kChunk && m * n * k >= kMinParallelMacs;
-  const int team_size = parallel ? threads : 1;
-  // Each thread takes a contiguous run of whole chunks.
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel num_threads(team_size) if (parallel)
-  {
-    const int64_t id = omp_get_thread_num();
-    const int64_t count = omp_get_num_threads();
-    const int64_t n0 = std::min(n, chunks * id / count * kChunk);
-    const int64_t n1 = std::min(n, chunks * (id + 1) / count * kChunk);
-    if (n0 < n1) {
-      LinearColumns(x, m, w, bias, n, k, n0, n1, epilogue, y);
-    }
-  }
+  ForBlockRuns(threads, (n + kChunk - 1) / kChunk, m * n * k,
+               [&](int64_t b0, int64_t b1) {
+                 LinearColumns(x, m, w, bias, n, k, b0 * kChunk,
+                               std::min(n, b1 * kChunk), epilogue, y);
+               });
 }
 
 }  // namespace attnserve::engine::internal

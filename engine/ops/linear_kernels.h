@@ -1,9 +1,11 @@
 #pragma once
-// The epilogue of the oneDNN backend's own linear kernels
-// (linear_small_batch.cc, linear_panels.cc): y (+)= act(t + bias) over a run of
-// outputs that a kernel has just computed into t. Internal to engine/ops; a .cc
-// file that includes it must start with #pragma GCC
-// optimize("no-trapping-math") (see simd.h).
+// What the oneDNN backend's own linear kernels (linear_small_batch.cc,
+// linear_panels.cc) share: how they split the output columns over the team,
+// and the epilogue y (+)= act(t + bias) over a run of outputs that a kernel
+// has just computed into t. Internal to engine/ops; a .cc file that includes
+// it must start with #pragma GCC optimize("no-trapping-math") (see simd.h).
+
+#include <omp.h>
 
 #include <cstdint>
 
@@ -11,6 +13,27 @@
 #include "engine/ops/simd.h"
 
 namespace attnserve::engine::internal {
+
+// Below this many multiply-adds, waking the OpenMP team costs more than it
+// saves.
+inline constexpr int64_t kMinParallelMacs = 128 * 1024;
+
+// Calls body(b0, b1) for blocks [b0, b1) of `blocks` blocks of output
+// columns: each thread of the team takes a contiguous run of whole blocks, so
+// each reads its own part of the weights once. The team runs only with two
+// blocks or more and `macs` multiply-adds enough to pay for waking it.
+template <typename Body>
+void ForBlockRuns(int threads, int64_t blocks, int64_t macs, Body body) {
+  const bool parallel = threads > 1 && blocks >= 2 && macs >= kMinParallelMacs;
+#pragma omp parallel num_threads(parallel ? threads : 1) if (parallel)
+  {
+    const int64_t id = omp_get_thread_num();
+    const int64_t team = omp_get_num_threads();
+    const int64_t b0 = blocks * id / team;
+    const int64_t b1 = blocks * (id + 1) / team;
+    if (b0 < b1) body(b0, b1);
+  }
+}
 
 // erf(x) to 1.5e-7 absolute error (Abramowitz & Stegun 7.1.26), vectorisable.
 ATTNSERVE_ALWAYS_INLINE float Erf(float x) {
