@@ -7,17 +7,16 @@
 #include <cmath>
 #include <map>
 #include <memory>
-#include <optional>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "engine/model.h"
-#include "engine/ops/op_bodies.h"
 #include "engine/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/engine/dnnl_layouts.h"
 #include "tests/engine/golden_models.h"
 #include "tests/engine/test_model_writer.h"
 
@@ -414,13 +413,8 @@ TEST(GeneratorSlicesTest, TiedTableLookupsReadEverySlice) {
     ASSERT_NE(ref, nullptr);
     auto expected = GenerateBatch(*ref, sources, options);
     ASSERT_TRUE(expected.ok()) << expected.status();
-    for (auto layout : {internal::DnnlWeightLayout::kPlain,
-                        internal::DnnlWeightLayout::kPanels}) {
-      SCOPED_TRACE(layout == internal::DnnlWeightLayout::kPanels ? "panels"
-                                                                 : "plain");
-      internal::ForceDnnlWeightLayoutForTesting(layout);
+    testing::ForEachDnnlWeightLayout([&] {
       std::unique_ptr<Model> fast = LoadModel(dir.path(), Backend::kDnnl, 2);
-      internal::ForceDnnlWeightLayoutForTesting(std::nullopt);
       ASSERT_NE(fast, nullptr);
       // Held once: the panels' copy replaces the table (panels pad each
       // linear's depth to 16 here, so a little more than the reference).
@@ -433,7 +427,7 @@ TEST(GeneratorSlicesTest, TiedTableLookupsReadEverySlice) {
         EXPECT_EQ((*actual)[i].output_ids, (*expected)[i].output_ids)
             << "source " << i;
       }
-    }
+    });
   }
 }
 

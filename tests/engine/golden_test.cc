@@ -5,15 +5,14 @@
 
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "engine/generator.h"
-#include "engine/ops/op_bodies.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/engine/dnnl_layouts.h"
 #include "tests/engine/golden_models.h"
 
 namespace attnserve::engine {
@@ -95,14 +94,8 @@ TEST_P(GoldenTest, DecodesLikePyTorch) {
   if (backend == Backend::kReference) {
     return ExpectDecodesLikePyTorch(GoldenDir(variant), backend);
   }
-  for (auto layout : {internal::DnnlWeightLayout::kPlain,
-                      internal::DnnlWeightLayout::kPanels}) {
-    SCOPED_TRACE(layout == internal::DnnlWeightLayout::kPanels ? "panels"
-                                                               : "plain");
-    internal::ForceDnnlWeightLayoutForTesting(layout);
-    ExpectDecodesLikePyTorch(GoldenDir(variant), backend);
-    internal::ForceDnnlWeightLayoutForTesting(std::nullopt);
-  }
+  testing::ForEachDnnlWeightLayout(
+      [&] { ExpectDecodesLikePyTorch(GoldenDir(variant), backend); });
 }
 
 TEST(GoldenFilesTest, AllVariantsArePresent) {

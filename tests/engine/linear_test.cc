@@ -10,6 +10,7 @@
 #include "engine/ops/op_bodies.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/engine/dnnl_layouts.h"
 #include "tests/engine/op_test_util.h"
 #include "tests/engine/resident_memory.h"
 #include "tests/engine/status_matchers.h"
@@ -108,8 +109,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(internal::DnnlWeightLayout::kPlain,
                       internal::DnnlWeightLayout::kPanels),
     [](const ::testing::TestParamInfo<internal::DnnlWeightLayout>& info) {
-      return info.param == internal::DnnlWeightLayout::kPanels ? "Panels"
-                                                               : "Plain";
+      return testing::DnnlWeightLayoutName(info.param);
     });
 
 // All epilogues, with and without bias: oneDNN body against the reference.
