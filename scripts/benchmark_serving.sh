@@ -13,7 +13,10 @@
 # Each round runs the engine offline, then c1, c32 and the mix against two servers that stay
 # up (continuous and dynamic batching); every ratio is taken within a round and the median
 # over rounds is printed, with each round's value.
-# Needs a built tree (scripts/build.sh). Takes about 12 minutes on 2 cores.
+# Then an open loop (Poisson arrivals) at rising rates against both servers, from which the
+# throughput each batching mode sustains within the same p99 is read off.
+# Needs a built tree (scripts/build.sh). Takes about 22 minutes on 2 cores.
+# scripts/serving_report.py prints the figures again from the reports kept in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL_DIR=${MODEL_DIR:-/tmp/attnserve-base-noeos}
@@ -21,6 +24,8 @@ OUT=${OUT:-/tmp/attnserve-serving-bench}
 THREADS=${THREADS:-2}
 DURATION=${DURATION:-30s}  # of each loaded run, after a 5 s warmup
 REPEATS=${REPEATS:-3}      # each figure is the median of this many runs
+# Open-loop rates, as fractions of dynamic batching's closed-loop capacity on the mix.
+OPEN_LOOP_FRACTIONS=${OPEN_LOOP_FRACTIONS:-0.2 0.4 0.6 0.75 0.9 1.0}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 # OpenMP waiting: generator_benchmark and the server each apply the server's rule
@@ -57,66 +62,42 @@ stop_servers() {
 }
 trap stop_servers EXIT
 
-served() {  # name mode concurrency max_new_tokens round: one run, its report kept
-  SERVER_PORT=${PORT[$2]}
-  bench "$OUT/$1-$5.json" --concurrency="$3" --src_len=32:32 --max_new_tokens="$4" \
-    --warmup=5s --duration="$DURATION" --seed="$5"
-  jq -r --arg name "$1" '"\($name | . + " " * (16 - length)) \(.generated_tokens_per_s * 10
-    | round / 10) tokens/s, p50 \(.latency_ms.p50 | round) ms, p99 \(.latency_ms.p99 | round)
-    ms, \(.ok) OK of \(.count)"' "$OUT/$1-$5.json" | tr -s ' \n' ' '
+served() {  # name mode tag attnserve-bench-load-flags...: one run, its report kept
+  local name=$1 mode=$2 tag=$3
+  shift 3
+  SERVER_PORT=${PORT[$mode]}
+  bench "$OUT/$name-$tag.json" --src_len=32:32 --warmup=5s --duration="$DURATION" "$@"
+  jq -r --arg name "$name $tag" '"\($name | . + " " * (22 - length)) \(.generated_tokens_per_s
+    * 10 | round / 10) tokens/s, p50 \(.latency_ms.p50 | round) ms, p99 \(.latency_ms.p99
+    | round) ms, \(.ok) OK of \(.count)"' "$OUT/$name-$tag.json" | tr -s ' \n' ' '
   echo
 }
 
 for r in $(seq "$REPEATS"); do
   echo "== round $r of $REPEATS =="
+  # 5 repetitions of 6 s: as long as a served run, so that both span the same phases of the
+  # machine (its default 0.3 s repetitions can all fall in a fast phase of a few seconds).
   build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
-    --benchmark_filter='Greedy32' --json="$OUT/engine-$r.json" | grep -E '^batch.*greedy'
-  served c1 continuous 1 32 "$r"
-  served c32 continuous 32 32 "$r"
-  served mix-continuous continuous 32 4:64 "$r"
-  served mix-dynamic dynamic 32 4:64 "$r"
+    --benchmark_filter='Greedy32' --benchmark_min_time=6 --json="$OUT/engine-$r.json" |
+    grep -E '^batch.*greedy'
+  served c1 continuous "$r" --concurrency=1 --max_new_tokens=32 --seed="$r"
+  served c32 continuous "$r" --concurrency=32 --max_new_tokens=32 --seed="$r"
+  served mix-continuous continuous "$r" --concurrency=32 --max_new_tokens=4:64 --seed="$r"
+  served mix-dynamic dynamic "$r" --concurrency=32 --max_new_tokens=4:64 --seed="$r"
 done
 
-/usr/bin/python3 - "$OUT" "$REPEATS" <<'PY'
-import json, statistics, sys
-out, repeats = sys.argv[1], int(sys.argv[2])
-load = lambda name, r: json.load(open(f"{out}/{name}-{r}.json"))
-rounds = []
-for r in range(1, repeats + 1):
-    engine = load("engine", r)
-    threads = next(iter(engine))
-    rounds.append({"threads": threads,
-                   "b1": engine[threads]["greedy_tokens_per_s_b1"],
-                   "b32": engine[threads]["greedy_tokens_per_s_b32"],
-                   **{n: load(n, r) for n in ("c1", "c32", "mix-continuous", "mix-dynamic")}})
-tps = lambda name: lambda x: x[name]["generated_tokens_per_s"]
-p50 = lambda name: lambda x: x[name]["latency_ms"]["p50"]
-p99 = lambda name: lambda x: x[name]["latency_ms"]["p99"]
-engine_b1_ms = lambda x: 32 / x["b1"] * 1000  # one 32-token request alone
-# Each ratio is taken within a round, then the median over rounds is quoted.
-ratios = [
-    ("batching gain: c32 / c1 tokens/s", lambda x: tps("c32")(x) / tps("c1")(x), ">= 8"),
-    ("serving overhead: c32 / engine batch 32", lambda x: tps("c32")(x) / x["b32"], ">= 0.8"),
-    ("low-load latency: c1 p50 / engine batch 1", lambda x: p50("c1")(x) / engine_b1_ms(x),
-     "<= 1.15"),
-    ("continuous / dynamic tokens/s (4..64 mix)",
-     lambda x: tps("mix-continuous")(x) / tps("mix-dynamic")(x), ">= 1.5"),
-    ("continuous / dynamic p99 (4..64 mix)",
-     lambda x: p99("mix-continuous")(x) / p99("mix-dynamic")(x), "<= 1"),
-    ("engine ceiling: batch 32 / batch 1 tokens/s", lambda x: x["b32"] / x["b1"], "(bounds the gain)"),
-]
-errors = sum(x[n]["count"] - x[n]["ok"] for x in rounds
-             for n in ("c1", "c32", "mix-continuous", "mix-dynamic"))
-med = lambda get: statistics.median(get(x) for x in rounds)
-print(f"\n== serving figures (medians of {repeats} rounds; {rounds[0]['threads']}) ==")
-print(f"engine offline: batch 1 {med(lambda x: x['b1']):.1f} tokens/s "
-      f"({med(engine_b1_ms):.0f} ms per request), batch 32 {med(lambda x: x['b32']):.1f} tokens/s")
-for name in ("c1", "c32", "mix-continuous", "mix-dynamic"):
-    print(f"served {name:<15} {med(tps(name)):8.1f} tokens/s  p50 {med(p50(name)):8.1f} ms"
-          f"  p99 {med(p99(name)):8.1f} ms")
-print(f"\n== serving ratios (each taken within a round; median, then every round) ==")
-for label, get, target in ratios:
-    each = " ".join(f"{get(x):.2f}" for x in rounds)
-    print(f"{label:<44}{med(get):8.2f}   target {target:<18} rounds: {each}")
-print(f"calls that failed: {errors}")
-PY
+# Open loop: Poisson arrivals of the same mix at fixed rates, both batching modes at each
+# rate one after the other. The closed loop above compares the two at saturation, where
+# dynamic batching's p99 is as long as continuous batching's; here each mode's p99 is known
+# at every rate, so the throughput each sustains within the same p99 can be read off.
+# Rates are fractions of dynamic batching's closed-loop capacity (median requests/s).
+capacity=$(jq -s 'map(.requests_per_s) | sort | .[length / 2 | floor]' "$OUT"/mix-dynamic-*.json)
+echo "== open loop, Poisson arrivals; dynamic batching's closed-loop capacity $capacity requests/s =="
+for fraction in $OPEN_LOOP_FRACTIONS; do
+  rps=$(jq -n "$capacity * $fraction")
+  for mode in continuous dynamic; do
+    served "open-$mode" "$mode" "$fraction" --rps="$rps" --max_new_tokens=4:64 --seed=1
+  done
+done
+
+/usr/bin/python3 scripts/serving_report.py "$OUT" "$REPEATS" "$OPEN_LOOP_FRACTIONS"
