@@ -77,33 +77,43 @@ def print_closed_loop(rounds):
         print(f"{label:<44}{med(get):8.2f}   target {target:<18} rounds: {each}")
 
 
+# An open-loop run whose last calls ended more than this after its window closed had a
+# backlog: arrivals outran the server. The longest request under full load takes about 1.7 s.
+BACKLOG_S = 2.0
+
+
 def sound(report):
-    """No call failed or was dropped: otherwise the p99 of the calls that got through
-    means nothing (the run was overloaded)."""
-    return report["ok"] == report["count"] and not report.get("dropped_by_client")
+    """No call failed or was dropped and the server kept up with the arrivals: otherwise the
+    run was overloaded and the p99 of the calls that got through means nothing."""
+    kept_up = (report["config"].get("mode") != "open"
+               or report["elapsed_s"] <= report["config"]["duration_s"] + BACKLOG_S)
+    return report["ok"] == report["count"] and not report.get("dropped_by_client") and kept_up
 
 
 def dynamic_within(points, p99_bound):
-    """The most tokens/s dynamic batching sustains with p99 <= p99_bound, read off its sound
-    points (rising rates): the fastest point within the bound, and from there linearly towards
+    """The most tokens/s dynamic batching sustains with p99 <= p99_bound, read off its points
+    (rising rates): the fastest sound point within the bound, and from there linearly towards
     the next faster point, which misses it. p99 over a few hundred calls is noisy, so a
     slower point may miss a bound that a faster one meets; the fastest point that meets it
-    counts. (value, exact): exact is False when no point meets the bound, and value is then
-    the slowest point's tokens/s, above what dynamic batching sustains within it."""
-    sound_points = [x for x in points if sound(x)]
-    if not sound_points:
-        return None
+    counts. Returns (value, kind): kind "=" as read off; ">" when no point meets the bound
+    (value is the slowest point's tokens/s, more than dynamic batching sustains within it);
+    "<" when the fastest sound point meets it and the next rate overloaded the server (the
+    most it sustains lies between the two). None when no point is sound."""
     tokens = lambda x: x["generated_tokens_per_s"]
     p99 = lambda x: x["latency_ms"]["p99"]
-    meeting = [i for i, x in enumerate(sound_points) if p99(x) <= p99_bound]
+    if not points or not sound(points[0]):
+        return None
+    meeting = [i for i, x in enumerate(points) if sound(x) and p99(x) <= p99_bound]
     if not meeting:
-        return tokens(sound_points[0]), False
+        return tokens(points[0]), ">"
     i = meeting[-1]
-    if i + 1 == len(sound_points):
-        return tokens(sound_points[i]), True
-    a, b = sound_points[i], sound_points[i + 1]
+    if i + 1 == len(points):
+        return tokens(points[i]), "="
+    a, b = points[i], points[i + 1]
+    if not sound(b):
+        return tokens(a), "<"
     share = (p99_bound - p99(a)) / (p99(b) - p99(a))
-    return tokens(a) + (tokens(b) - tokens(a)) * share, True
+    return tokens(a) + (tokens(b) - tokens(a)) * share, "="
 
 
 def print_open_loop(out, fractions):
@@ -112,7 +122,7 @@ def print_open_loop(out, fractions):
     print("rate: a fraction of dynamic batching's closed-loop capacity; p50, p99 c/d: continuous")
     print("batching's over dynamic batching's at that rate; ratio: continuous batching's tokens/s")
     print("over the most dynamic batching sustains within the same p99")
-    print(f"{'rate':>6} {'continuous':>34} {'dynamic':>34}  p50, p99 c/d   ratio")
+    print(f"{'rate':>6} {'continuous':>45} {'dynamic':>45}  p50, p99 c/d   ratio")
     for f, c, d in zip(fractions, points["continuous"], points["dynamic"]):
         cells = []
         for x in (c, d):
@@ -123,13 +133,14 @@ def print_open_loop(out, fractions):
         ratio = "-"
         within = dynamic_within(points["dynamic"], c["latency_ms"]["p99"]) if sound(c) else None
         if within:
-            value, exact = within
-            ratio = f"{'' if exact else '> '}{c['generated_tokens_per_s'] / value:.2f}"
-            if not exact:
-                ratio += " (dynamic misses this p99 even at its lowest rate)"
+            value, kind = within
+            ratio = c["generated_tokens_per_s"] / value
+            ratio = {"=": f"{ratio:.2f}",
+                     ">": f"> {ratio:.2f} (dynamic misses this p99 even at its lowest rate)",
+                     "<": f"<= {ratio:.2f} (dynamic's next rate overloaded it)"}[kind]
         c_lat, d_lat = c["latency_ms"], d["latency_ms"]
         same_rate = f"{c_lat['p50'] / d_lat['p50']:.2f}, {c_lat['p99'] / d_lat['p99']:.2f}"
-        print(f"{f:>6} {cells[0]:>34} {cells[1]:>34}  {same_rate:<13}  {ratio}")
+        print(f"{f:>6} {cells[0]:>45} {cells[1]:>45}  {same_rate:<13}  {ratio}")
 
 
 def main():
