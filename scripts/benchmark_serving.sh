@@ -47,20 +47,20 @@ source scripts/load_common.sh
 # offline and then each served figure within a few minutes: batch 1 follows the machine's
 # memory speed, which swings by up to 1.5x within minutes here, and a ratio of figures taken
 # ten minutes apart measured that swing rather than the server (README, Performance).
+# Each logs to $OUT/server-MODE.out and .err.
 declare -A PORT PID
-for mode in continuous dynamic; do
-  start_server --batching="$mode" --max_batch_size=32
-  PORT[$mode]=$SERVER_PORT
-  PID[$mode]=$SERVER_PID
-  cp "$OUT/server.err" "$OUT/server-$mode.log"
-done
 stop_servers() {
   for mode in "${!PID[@]}"; do
     SERVER_PID=${PID[$mode]}
     stop_server
   done
 }
-trap stop_servers EXIT
+trap stop_servers EXIT  # set first: the second server's failure to start stops the first
+for mode in continuous dynamic; do
+  SERVER_LOG=server-$mode start_server --batching="$mode" --max_batch_size=32
+  PORT[$mode]=$SERVER_PORT
+  PID[$mode]=$SERVER_PID
+done
 
 served() {  # name mode tag attnserve-bench-load-flags...: one run, its report kept
   local name=$1 mode=$2 tag=$3

@@ -7,23 +7,26 @@ SERVER_PID=""
 SERVER_PORT=""
 
 # start_server [extra attnserve flags...]: starts it in the background and waits for its
-# startup line (printed once health is SERVING); sets SERVER_PID and SERVER_PORT.
+# startup line (printed once health is SERVING); sets SERVER_PID and SERVER_PORT. Its output
+# goes to $OUT/$SERVER_LOG.out and .err (SERVER_LOG defaults to "server"): a caller running
+# two servers at once gives each its own.
 start_server() {
-  rm -f "$OUT/server.out"
+  local out="$OUT/${SERVER_LOG:-server}.out" err="$OUT/${SERVER_LOG:-server}.err"
+  rm -f "$out"
   # OpenMP waiting as the caller's environment says, or else the server's own short spin
   # (docs/server.md): a long spin would compete with the gRPC threads and the load generator.
   "$SERVER" --model_dir="$MODEL_DIR" --host=127.0.0.1 --port=0 \
-    --metrics_port=0 --threads="$THREADS" "$@" >"$OUT/server.out" 2>"$OUT/server.err" &
+    --metrics_port=0 --threads="$THREADS" "$@" >"$out" 2>"$err" &
   SERVER_PID=$!
   for _ in $(seq 600); do
-    if grep -q ' on 127.0.0.1:' "$OUT/server.out" 2>/dev/null; then
-      SERVER_PORT=$(sed -n 's/.* on 127\.0\.0\.1:\([0-9]*\);.*/\1/p' "$OUT/server.out")
-      echo "server: $(head -1 "$OUT/server.out")"
+    if grep -q ' on 127.0.0.1:' "$out" 2>/dev/null; then
+      SERVER_PORT=$(sed -n 's/.* on 127\.0\.0\.1:\([0-9]*\);.*/\1/p' "$out")
+      echo "server: $(head -1 "$out")"
       return 0
     fi
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       echo "the server exited at startup:" >&2
-      cat "$OUT/server.err" >&2
+      cat "$err" >&2
       exit 1
     fi
     sleep 0.1
