@@ -15,6 +15,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/model.h"
@@ -63,7 +64,12 @@ struct StepEvent {
   std::vector<int32_t> new_ids;
   std::vector<float> new_log_probs;
   bool finished = false;
-  SequenceResult result;  // set when finished
+  SequenceResult result;  // set when finished with an OK status
+  // Not OK: this sequence alone failed in this step (e.g. RESOURCE_EXHAUSTED
+  // when its caches could not grow) and has left the active set; `finished` is
+  // true and `result` is empty. The other sequences are unaffected. A failure
+  // that cannot be pinned on one sequence fails Step() as a whole instead.
+  absl::Status status;
 };
 
 class Generator {
