@@ -261,7 +261,9 @@ absl::Status CheckNoOverlap(
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK so that a FIFO is refused below instead of waited on here; it
+  // changes nothing for the regular file that passes (pread, mmap).
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     // ENOENT maps to NotFound.
     return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));

@@ -13,7 +13,10 @@ namespace attnserve::engine {
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path,
                                           int64_t max_bytes) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer,
+  // forever, before the regular-file check below could refuse it. (For a
+  // regular file the flag changes nothing.)
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     // ENOENT maps to NotFound.
     return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));

@@ -2,7 +2,8 @@
 // Reading a small file whole (a config, a vocabulary, a PEM certificate) when
 // its path comes from a user: only regular files, and only up to a limit, so
 // that a path naming a device (/dev/zero), a FIFO or a huge file fails at once
-// instead of reading forever or until memory runs out.
+// instead of reading forever or until memory runs out. Opening never blocks
+// (a FIFO without a writer is refused, not waited for).
 
 #include <cstdint>
 #include <string>

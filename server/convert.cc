@@ -83,6 +83,17 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
         absl::StrCat("request_id has ", request.request_id().size(),
                      " bytes; the limit is ", kMaxRequestIdBytes));
   }
+  // Request ids are logged and echoed: printable ASCII only, so that one
+  // cannot forge a log line (a newline) or smuggle terminal escapes.
+  for (size_t i = 0; i < request.request_id().size(); ++i) {
+    const unsigned char c = request.request_id()[i];
+    if (c < 0x20 || c > 0x7E) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "request_id byte %d is 0x%02X; request ids take printable ASCII "
+          "only (0x20-0x7E)",
+          i, c));
+    }
+  }
 
   WorkItem item;
   if (has_text) {

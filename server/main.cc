@@ -24,6 +24,7 @@
 #include "server/log.h"
 #include "server/prometheus_metrics.h"
 #include "server/server.h"
+#include "server/shutdown_signals.h"
 #include "server/tls.h"
 #include "server/tokenizer.h"
 
@@ -144,14 +145,9 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
 }
 
 int Run() {
-  // Signals are taken by sigwait below; block them before any thread exists
-  // (gRPC's, OpenMP's, the inference thread) so that every thread inherits the
-  // mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread exists (gRPC's, OpenMP's, the inference thread), so that
+  // every thread inherits the mask; a signal during startup exits at once.
+  const std::unique_ptr<ShutdownSignals> signals = ShutdownSignals::Start();
 
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   if (model_dir.empty()) {
@@ -242,8 +238,8 @@ int Run() {
       TlsModeName(TlsFilesFromFlags()));
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  signals->Serving();
+  const int signal_number = signals->WaitForSignal();
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   LogLine(absl::StrCat(
       signal_number == SIGTERM ? "SIGTERM" : "SIGINT",

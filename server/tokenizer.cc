@@ -9,6 +9,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/model_dir.h"
+#include "engine/quote_text.h"
 #include "engine/small_file.h"
 #include "nlohmann/json.hpp"
 
@@ -42,7 +44,10 @@ std::string DescribeChar(absl::string_view ch) {
     cp &= 0xFF >> (ch.size() + 1);
     for (size_t k = 1; k < ch.size(); ++k) cp = (cp << 6) | (ch[k] & 0x3F);
   }
-  const bool printable = cp >= 0x20 && cp != 0x7F;
+  // Controls (C0, DEL, C1) and the line/paragraph separators are shown only
+  // by code point, so that the character cannot break a log line.
+  const bool printable =
+      (cp >= 0x20 && cp < 0x7F) || (cp >= 0xA0 && cp != 0x2028 && cp != 0x2029);
   return absl::StrFormat("%s(U+%04X)",
                          printable ? absl::StrCat("'", ch, "' ") : "", cp);
 }
@@ -134,8 +139,10 @@ class WhitespaceTokenizer : public VocabTokenizer {
       const absl::string_view word = text.substr(i, end - i);
       const int32_t* id = Find(word);
       if (id == nullptr) {
+        // Quoted and bounded: the word is the client's and goes into the
+        // status trailer and the failure log.
         return absl::InvalidArgumentError(
-            absl::StrCat("word '", word, "' at byte ", i,
+            absl::StrCat("word ", engine::QuoteText(word), " at byte ", i,
                          " is not in the model's vocabulary"));
       }
       ids.push_back(*id);
@@ -188,7 +195,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
   absl::StatusOr<std::string> vocab_file =
       string_key("vocab_file", "vocab.txt");
   if (!vocab_file.ok()) return vocab_file.status();
-  const std::string vocab_path = (fs::path(model_dir) / *vocab_file).string();
+  absl::StatusOr<std::string> resolved =
+      engine::ResolveModelFile(model_dir, "vocab_file", *vocab_file);
+  if (!resolved.ok()) return resolved.status();
+  const std::string& vocab_path = *resolved;
   absl::StatusOr<std::string> kind =
       string_key("tokenizer", fs::exists(vocab_path) ? "whitespace" : "");
   if (!kind.ok()) return kind.status();
@@ -222,7 +232,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     if (!seen.insert(token).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(vocab_path, ": line ", tokens.size() + 1,
-                       " repeats the token '", token, "'"));
+                       " repeats the token ", engine::QuoteText(token)));
     }
     tokens.push_back(std::move(token));
     start = end + 1;

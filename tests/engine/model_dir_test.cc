@@ -1,5 +1,9 @@
 #include "engine/model_dir.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -110,6 +114,59 @@ TEST_F(ModelDirTest, ConfigThatDisagreesWithWeightsNamesTheTensor) {
                        AllOf(HasSubstr(dir + "/model.safetensors"),
                              HasSubstr("\"encoder.layers.0.ffn.fc1.weight\""),
                              HasSubstr("expected [64, 16]"))));
+}
+
+// Files a model's config names (vocab_file, and more with third-party
+// checkpoints) must stay inside the model directory, symlinks included.
+class ResolveModelFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(mkdir(model_.File("sub").c_str(), 0700), 0);
+    std::ofstream(model_.File("vocab.txt")) << "a\n";
+    std::ofstream(model_.File("sub/vocab.txt")) << "a\n";
+    std::ofstream(outside_.File("secret.txt")) << "secret\n";
+  }
+  absl::StatusOr<std::string> Resolve(const std::string& name) {
+    return ResolveModelFile(model_.path(), "vocab_file", name);
+  }
+  testing::TempDir model_{"resolve_model"};
+  testing::TempDir outside_{"resolve_outside"};
+};
+
+TEST_F(ResolveModelFileTest, NamesInsideTheDirectoryResolve) {
+  EXPECT_THAT(Resolve("vocab.txt"), IsOk());
+  EXPECT_THAT(Resolve("sub/vocab.txt"), IsOk());
+  EXPECT_THAT(Resolve("sub/../vocab.txt"), IsOk());
+  EXPECT_THAT(Resolve("./missing.txt"), IsOk());  // the read says NOT_FOUND
+  ASSERT_EQ(symlink("sub/vocab.txt", model_.File("inner_link").c_str()), 0);
+  EXPECT_THAT(Resolve("inner_link"), IsOk());
+}
+
+TEST_F(ResolveModelFileTest, NamesLeavingTheDirectoryAreRefusedNamingTheKey) {
+  const std::string outside_name =
+      outside_.path().substr(outside_.path().rfind('/') + 1);
+  ASSERT_EQ(symlink(outside_.File("secret.txt").c_str(),
+                    model_.File("out_link").c_str()),
+            0);
+  ASSERT_EQ(symlink(outside_.path().c_str(), model_.File("out_dir").c_str()),
+            0);
+  for (const std::string& name :
+       {std::string("/etc/passwd"), outside_.File("secret.txt"),
+        "../" + outside_name + "/secret.txt", std::string("sub/../../x"),
+        std::string("out_link"), std::string("out_dir/secret.txt"),
+        std::string(""), std::string("."), std::string("sub/.."),
+        std::string("a\0b", 3)}) {
+    EXPECT_THAT(Resolve(name), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("\"vocab_file\"")))
+        << name;
+  }
+}
+
+TEST_F(ResolveModelFileTest, LongNamesAreQuotedAndBounded) {
+  const absl::Status s = Resolve("/" + std::string(100000, 'z')).status();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("absolute path")));
+  EXPECT_LT(s.message().size(), 400u);
 }
 
 }  // namespace

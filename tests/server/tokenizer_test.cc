@@ -1,5 +1,8 @@
 #include "server/tokenizer.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 
@@ -84,7 +87,7 @@ TEST_F(TokenizerTest, WhitespaceByDefaultWhenVocabPresent) {
   // Streamed pieces join with the separating space.
   EXPECT_EQ(t->Decode({3}) + t->Decode({4, 3}, true), "hello world hello");
   const absl::Status s = t->Encode("hello there").status();
-  EXPECT_THAT(std::string(s.message()), HasSubstr("word 'there'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("word \"there\""));
 }
 
 TEST_F(TokenizerTest, NoVocabMeansNoTokenizer) {
@@ -96,7 +99,7 @@ TEST_F(TokenizerTest, NoVocabMeansNoTokenizer) {
 
 TEST_F(TokenizerTest, BadVocabFilesAreErrorsNamingTheLine) {
   EXPECT_THAT(std::string(LoadError(kCharConfig, "a\nb\na\n").message()),
-              HasSubstr("line 3 repeats the token 'a'"));
+              HasSubstr("line 3 repeats the token \"a\""));
   EXPECT_THAT(std::string(LoadError(kCharConfig, "a\n\nb\n").message()),
               HasSubstr("line 2 is empty"));
   EXPECT_THAT(std::string(LoadError(R"({"vocab_size": 2, "tokenizer": "char"})",
@@ -115,15 +118,66 @@ TEST_F(TokenizerTest, BadVocabFilesAreErrorsNamingTheLine) {
 
 // Found while fuzzing the model loader (regression input
 // tests/fuzz/regressions/model_dir/vocab_file_dev_zero): "vocab_file" naming a
-// device made the server read until it ran out of memory.
+// device made the server read until it ran out of memory. Inside the
+// directory, what is not a regular file (a FIFO, a directory) is refused
+// without blocking; outside it, nothing is read at all (below).
 TEST_F(TokenizerTest, VocabFileThatIsNotARegularFileIsAnError) {
-  for (const char* vocab_file : {"/dev/zero", "/"}) {
+  ASSERT_EQ(mkfifo(dir_.File("fifo").c_str(), 0600), 0);
+  ASSERT_EQ(mkdir(dir_.File("sub").c_str(), 0700), 0);
+  for (const char* vocab_file : {"fifo", "sub"}) {
     Write("config.json", absl::StrCat(R"({"vocab_size": 6, "vocab_file": ")",
                                       vocab_file, R"("})"));
     const absl::Status s = LoadTokenizer(dir_.path()).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << vocab_file;
     EXPECT_THAT(std::string(s.message()), HasSubstr("not a regular file"));
   }
+}
+
+// A model directory comes from a third party: "vocab_file" must not serve
+// lines of a host file as text.
+TEST_F(TokenizerTest, VocabFileOutsideTheModelDirectoryIsRefused) {
+  engine::testing::TempDir outside{"tokenizer_outside"};
+  std::ofstream(outside.File("secret.txt")) << "<pad>\n<s>\n</s>\nsecret\n";
+  ASSERT_EQ(symlink(outside.File("secret.txt").c_str(),
+                    dir_.File("link.txt").c_str()),
+            0);
+  for (const std::string& vocab_file :
+       {std::string("/etc/passwd"), outside.File("secret.txt"),
+        std::string("../") +
+            outside.path().substr(outside.path().rfind('/') + 1) +
+            "/secret.txt",
+        std::string("link.txt")}) {
+    Write("config.json", absl::StrCat(R"({"vocab_size": 6, "vocab_file": ")",
+                                      vocab_file, R"("})"));
+    const absl::Status s = LoadTokenizer(dir_.path()).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << vocab_file;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("\"vocab_file\""))
+        << vocab_file;
+  }
+}
+
+// The client's word goes into the status trailer and the failure log:
+// quoted and bounded, whatever its length or content.
+TEST_F(TokenizerTest, UnknownWordInErrorsIsQuotedAndBounded) {
+  auto t = Load(R"({"vocab_size": 10})", "<pad>\n<s>\n</s>\nhello\n");
+  ASSERT_NE(t, nullptr);
+  const std::string word(1 << 20, 'x');
+  const absl::Status s = t->Encode(absl::StrCat("hello ", word)).status();
+  ASSERT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(s.message().size(), 300u) << s.message().substr(0, 300);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("at byte 6"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("of 1048576 bytes"));
+  const std::string control = "bad\x1b[31mword";
+  const std::string message(t->Encode(control).status().message());
+  EXPECT_EQ(message.find('\x1b'), std::string::npos) << message;
+}
+
+TEST_F(TokenizerTest, RepeatedVocabLineInErrorsIsBounded) {
+  const std::string line(100000, 'y');
+  const absl::Status s =
+      LoadError(kCharConfig, absl::StrCat(line, "\n", line, "\n"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("line 2 repeats the token"));
+  EXPECT_LT(s.message().size(), 400u);
 }
 
 }  // namespace
