@@ -33,6 +33,23 @@ constexpr int64_t kMaxPositions = int64_t{1} << 20;
 constexpr char kFile[] = "config.json";
 constexpr char kArchitecture[] = "transformer-encoder-decoder";
 
+// KnownConfigKeys(), in the order the parser reads them.
+constexpr const char* kKnownKeys[] = {
+    "architecture", "d_model", "num_heads", "encoder_layers", "decoder_layers",
+    "ffn_dim", "vocab_size", "max_positions", "activation", "norm_placement",
+    "layer_norm_eps", "scale_embedding", "positional_encoding",
+    "tie_output_embedding", "pad_id", "bos_id", "eos_id", "decoder_start_id",
+    "add_eos_to_source",
+    // Read by the server's tokenizer (server/tokenizer.h), not by the engine.
+    "tokenizer", "vocab_file"};
+
+bool IsKnownKey(absl::string_view key) {
+  for (const char* known : kKnownKeys) {
+    if (key == known) return true;
+  }
+  return false;
+}
+
 template <typename E>
 struct EnumName {
   E value;
@@ -152,24 +169,35 @@ class ConfigReader {
                                  "; got ", JsonSnippet(*value)));
   }
 
-  // One line per key that no lookup asked for.
+  // One line per key that KnownConfigKeys() does not list.
   void AppendUnknownKeyWarnings(std::vector<std::string>* warnings) const {
-    // Keys of the model directory that the server's tokenizer reads, not the engine.
-    static constexpr const char* kTokenizerKeys[] = {"tokenizer", "vocab_file"};
     for (auto it = root_.begin(); it != root_.end(); ++it) {
-      bool known = false;
-      for (const char* key : kTokenizerKeys) known = known || it.key() == key;
-      for (const char* key : known_) known = known || it.key() == key;
-      if (!known) {
+      if (!IsKnownKey(it.key())) {
         warnings->push_back(
             absl::StrCat(kFile, ": unknown key \"", it.key(), "\" ignored"));
       }
     }
   }
 
+  // A key that some lookup read but KnownConfigKeys() lacks is a bug of ours:
+  // such a key would be used and reported as ignored at once, and would be
+  // missing from the documentation. Every successful parse checks it, so any
+  // test that loads a config catches it.
+  absl::Status CheckReadKeysAreListed() const {
+    for (const char* key : read_) {
+      if (!IsKnownKey(key)) {
+        return absl::InternalError(
+            absl::StrCat(kFile, ": the parser reads \"", key,
+                         "\", which KnownConfigKeys() does not list "
+                         "(engine/model_config.cc)"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
  private:
   const Json* Lookup(const char* key) {
-    known_.push_back(key);
+    read_.push_back(key);
     auto it = root_.find(key);
     return it == root_.end() ? nullptr : &*it;
   }
@@ -197,7 +225,7 @@ class ConfigReader {
   }
 
   const Json& root_;
-  std::vector<const char*> known_;
+  std::vector<const char*> read_;  // every key looked up
 };
 
 absl::Status CheckSpecialId(const char* key, int id, int vocab_size) {
@@ -279,9 +307,12 @@ absl::StatusOr<ModelConfig> ParseModelConfig(
   RETURN_IF_ERROR(
       CheckSpecialId("decoder_start_id", c.decoder_start_id, c.vocab_size));
 
+  RETURN_IF_ERROR(reader.CheckReadKeysAreListed());
   if (warnings != nullptr) reader.AppendUnknownKeyWarnings(warnings);
   return c;
 }
+
+absl::Span<const char* const> KnownConfigKeys() { return kKnownKeys; }
 
 const char* ActivationName(Activation a) { return NameOf(kActivations, a); }
 

@@ -1,11 +1,12 @@
 #pragma once
-// config.json of a model directory, as specified in shared/docs/model-format.md.
+// config.json of a model directory, as specified in docs/model-format.md.
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace attnserve::engine {
 
@@ -39,12 +40,19 @@ struct ModelConfig {
   int head_dim() const { return d_model / num_heads; }
 };
 
-// Parses and validates config.json text. Errors name the offending key (missing required
-// key, wrong JSON type, out-of-range or inconsistent value such as d_model % num_heads != 0,
-// special ids outside [0, vocab_size)). Unknown keys are not errors: each one adds a line
-// to *warnings (when non-null).
-absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
-                                             std::vector<std::string>* warnings);
+// Parses and validates config.json text. Errors name the offending key (missing
+// required key, wrong JSON type, out-of-range or inconsistent value such as
+// d_model % num_heads != 0, special ids outside [0, vocab_size)). Unknown keys
+// are not errors: each one adds a line to *warnings (when non-null).
+absl::StatusOr<ModelConfig> ParseModelConfig(
+    absl::string_view json_text, std::vector<std::string>* warnings);
+
+// Every top-level key of config.json that attnserve reads: the engine's (this
+// parser) and the server tokenizer's ("tokenizer", "vocab_file"). Any other key
+// is ignored with a warning. The parser checks each key it reads against this
+// list, and tests/docs checks that docs/model-format.md documents each one, so
+// neither can drift from the code.
+absl::Span<const char* const> KnownConfigKeys();
 
 const char* ActivationName(Activation a);
 const char* NormPlacementName(NormPlacement n);
