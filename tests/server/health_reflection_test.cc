@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
@@ -20,6 +21,7 @@
 namespace attnserve::server {
 namespace {
 
+using ::attnserve::server::testing::FakeEngine;
 using ::testing::Contains;
 namespace pb = ::google::protobuf;
 

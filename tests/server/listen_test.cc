@@ -14,6 +14,7 @@
 namespace attnserve::server {
 namespace {
 
+using ::attnserve::server::testing::FakeEngine;
 using ::testing::HasSubstr;
 
 ServerOptions OptionsOn(const std::string& address) {
