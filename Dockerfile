@@ -1,24 +1,19 @@
 # attnserve image (docs/deploy.md): the server, its CLI and the bundled dates model on
 # debian:bookworm. Proved by scripts/container_test.sh (buildah, no Docker engine needed).
 #
-#   docker build -t attnserve .           # or: buildah bud --format docker -t attnserve .
-#   docker run --rm -p 50051:50051 -p 9090:9090 attnserve [attnserve flags, e.g. --port=6000]
+#   docker build -t attnserve .           # or: podman build / buildah bud, either format
+#   docker run --rm -p 50051:50051 -p 8002:8002 attnserve [attnserve flags, e.g. --port=6000]
 #
-# `--format docker` matters for buildah/podman: the OCI image format has no HEALTHCHECK.
+# Every RUN is plain POSIX sh (each starts with `set -eu`) or a script: there is no SHELL
+# instruction, which the OCI image format (podman's and buildah's default) ignores. In the
+# OCI format the image only lacks HEALTHCHECK (OCI has none): `--format docker` keeps it.
 
 # ---- builder: the -dev packages, a Release build, the unit tests ------------------------
 FROM debian:bookworm AS builder
-SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 
-# The build packages are scripts/setup.sh's BUILD_PKGS (one list for machines and image),
-# less clang-format, which only formats code.
+# The build packages are scripts/setup.sh's BUILD_PKGS (one list for machines and image).
 COPY scripts/setup.sh /tmp/setup.sh
-RUN eval "$(sed -n '/^BUILD_PKGS=(/,/)/p' /tmp/setup.sh)"; \
-    pkgs=(); for p in "${BUILD_PKGS[@]}"; do [[ $p == clang-format ]] || pkgs+=("$p"); done; \
-    (( ${#pkgs[@]} > 5 )) || { echo "no BUILD_PKGS found in scripts/setup.sh" >&2; exit 1; }; \
-    apt-get update -qq; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; \
-    rm -rf /var/lib/apt/lists/*
+RUN set -eu; /tmp/setup.sh --build; rm -rf /tmp/setup.sh /var/lib/apt/lists/*
 
 # Only what the build and the tests read, so that editing docs/ or scripts/ keeps the
 # build layers cached. deploy/ is read by the metrics tests (deploy_config_test.cc).
@@ -32,14 +27,14 @@ COPY tests tests
 COPY models models
 COPY deploy/prometheus deploy/prometheus
 COPY deploy/grafana deploy/grafana
-RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+RUN set -eu; cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DATTNSERVE_BUILD_BENCHMARKS=OFF >/dev/null \
  && cmake --build build -j"$(nproc)"
 
 # Every gtest binary (engine, server, client, end to end), one process each: much faster
 # than ctest's process per test. Left out: the suites that run Debian's prometheus/promtool,
 # which the builder does not install, and ctest's script tests (scripts/test.sh runs both).
-RUN export OMP_WAIT_POLICY=passive; \
+RUN set -eu; export OMP_WAIT_POLICY=passive; \
     for t in build/tests/*_tests; do \
       echo "${t##*/}:"; \
       "$t" --gtest_brief=1 --gtest_filter='-PromtoolTest.*:PrometheusIntegrationTest.*'; \
@@ -48,18 +43,17 @@ RUN export OMP_WAIT_POLICY=passive; \
 
 # ---- runtime: shared libraries only, no compilers ---------------------------------------
 FROM debian:bookworm
-SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 
 # The shared libraries the binaries link (scripts/setup.sh --runtime: one list for machines
 # and image), plus tini as PID 1: it forwards SIGTERM to the server (which drains, then
 # exits 0) and reaps zombies.
 COPY scripts/setup.sh /tmp/setup.sh
-RUN /tmp/setup.sh --runtime; \
+RUN set -eu; /tmp/setup.sh --runtime; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tini; \
     rm -rf /tmp/setup.sh /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 
 # A fixed numeric uid, so that Kubernetes' runAsNonRoot can check it without /etc/passwd.
-RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
+RUN set -eu; useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin attnserve
 
 COPY --from=builder /out/bin/ /usr/local/bin/
@@ -78,7 +72,7 @@ ENV ATTNSERVE_MODEL_DIR=/opt/attnserve/models/dates \
 
 USER 10001:10001
 # gRPC (Seq2Seq, health, reflection) and Prometheus /metrics.
-EXPOSE 50051 9090
+EXPOSE 50051 8002
 
 # The port is the last --port=N among the flags the container was started with (PID 1 is
 # tini, whose command line holds them). attnserve-cli health exits 0 only when SERVING,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -92,6 +93,22 @@ constexpr char kUsage[] =
     "succeeded\n"
     "            or model info failed, 2 cannot reach the server, 64 bad "
     "flags.\n";
+
+// --help's headings; flags in none of them are listed under "Other flags".
+const std::vector<FlagGroup>& FlagGroups() {
+  static const auto* groups = new std::vector<FlagGroup>{
+      {"Connection",
+       {"addr", "tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name"}},
+      {"The load",
+       {"concurrency", "rps", "arrivals", "max_in_flight", "duration",
+        "requests", "warmup", "stream", "timeout"}},
+      {"The requests",
+       {"src_len", "max_new_tokens", "sources_file", "text", "vocab_size",
+        "beam_size", "seed"}},
+      {"Output", {"json"}},
+  };
+  return *groups;
+}
 
 int UsageError(absl::string_view message) {
   std::cerr << "attnserve-bench: " << message
@@ -184,7 +201,7 @@ int Run(int argc, char** argv) {
       ParseCommandLineStrict(argc, argv, kMainFile);
   if (!command_line.ok()) return UsageError(command_line.status().message());
   if (command_line->help) {
-    std::cout << FlagsHelp(kUsage, kMainFile);
+    std::cout << FlagsHelp(kUsage, kMainFile, FlagGroups());
     return kExitOk;
   }
   if (!command_line->positional.empty()) {
@@ -205,8 +222,8 @@ int Run(int argc, char** argv) {
   channel_options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   absl::StatusOr<Connection> connection = Connect(channel_options);
   if (!connection.ok()) return UsageError(connection.status().message());
-  if (absl::Status reachable = CheckReachable(
-          *connection, std::min(load->timeout, kMaxConnectTimeout));
+  if (absl::Status reachable =
+          CheckReachableForCall(*connection, load->timeout);
       !reachable.ok()) {
     std::cerr << reachable.message() << "\n";
     return kExitUnreachable;

@@ -1,5 +1,6 @@
 #include "client/channel.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
@@ -85,7 +86,7 @@ absl::Status CheckReachable(const Connection& connection,
          state != GRPC_CHANNEL_TRANSIENT_FAILURE &&
          state != GRPC_CHANNEL_SHUTDOWN) {
     if (!channel.WaitForStateChange(state, absl::ToChronoTime(deadline))) {
-      return absl::UnavailableError(absl::StrCat(
+      return absl::DeadlineExceededError(absl::StrCat(
           "cannot reach ", connection.address, ": no connection within ",
           absl::FormatDuration(timeout)));
     }
@@ -107,6 +108,18 @@ absl::Status CheckReachable(const Connection& connection,
   }
   return absl::UnavailableError(absl::StrCat(
       "cannot reach ", connection.address, ": ", status.error_message()));
+}
+
+absl::Status CheckReachableForCall(const Connection& connection,
+                                   absl::Duration call_timeout) {
+  const absl::Duration wait = std::min(call_timeout, kMaxConnectTimeout);
+  absl::Status status = CheckReachable(connection, wait);
+  if (!absl::IsDeadlineExceeded(status) || wait != call_timeout) return status;
+  return absl::DeadlineExceededError(absl::StrCat(
+      "no connection to ", connection.address,
+      " within --timeout=", absl::FormatDuration(call_timeout),
+      ": the call's deadline ran out while connecting (a connection takes "
+      "milliseconds; give a longer --timeout, or leave it unset)"));
 }
 
 std::string StatusCodeName(grpc::StatusCode code) {

@@ -39,7 +39,8 @@ absl::StatusOr<Connection> Connect(const ChannelOptions& options);
 
 // Waits until the channel is connected, for at most `timeout`. Returns
 // UNAVAILABLE "cannot reach ADDRESS: why" at the first failed connection
-// attempt (so a refused port fails at once) or when the timeout passes (a
+// attempt (so a refused port fails at once), DEADLINE_EXCEEDED "cannot reach
+// ADDRESS: no connection within TIMEOUT" when the timeout passes (a
 // black-holed address). Calls made afterwards that fail are the server's
 // answers, not connection problems.
 absl::Status CheckReachable(const Connection& connection,
@@ -47,6 +48,14 @@ absl::Status CheckReachable(const Connection& connection,
 // The tools wait for a connection for their call timeout, but at most this: a
 // server that takes longer to accept a connection is as good as unreachable.
 inline constexpr absl::Duration kMaxConnectTimeout = absl::Seconds(10);
+
+// CheckReachable for a call with deadline `call_timeout` (the tools'
+// --timeout): waits min(call_timeout, kMaxConnectTimeout). When the call's own
+// timeout ran out first, the message says so and names --timeout ("no
+// connection to ADDRESS within --timeout=1us: ..."): a deadline too short to
+// connect in is the user's to lengthen, not a server that cannot be reached.
+absl::Status CheckReachableForCall(const Connection& connection,
+                                   absl::Duration call_timeout);
 
 // "OK", "INVALID_ARGUMENT", ... (gRPC and Abseil share the numbering).
 std::string StatusCodeName(grpc::StatusCode code);

@@ -19,16 +19,11 @@
 namespace attnserve::client {
 namespace {
 
-absl::Duration ConnectTimeout(absl::Duration timeout) {
-  return std::min(timeout, kMaxConnectTimeout);
-}
-
 // Connects or explains why not; nullopt when connected.
 std::optional<int> FailIfUnreachable(const Connection& connection,
                                      absl::Duration timeout,
                                      std::ostream& err) {
-  const absl::Status reachable =
-      CheckReachable(connection, ConnectTimeout(timeout));
+  const absl::Status reachable = CheckReachableForCall(connection, timeout);
   if (reachable.ok()) return std::nullopt;
   err << reachable.message() << "\n";
   return kExitUnreachable;
@@ -151,9 +146,18 @@ std::string ToJson(const google::protobuf::Message& message) {
 
 absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(
     const GenerateOptions& options) {
-  if (options.ids.empty() == options.text.empty()) {
+  if (options.ids.has_value() == options.text.has_value()) {
     return absl::InvalidArgumentError(
         "give exactly one of --ids (e.g. --ids=5,17,42) and --text");
+  }
+  if (options.text.has_value() && options.text->empty()) {
+    return absl::InvalidArgumentError(
+        "--text is empty: give the text to send, e.g. --text=\"Monday, 23 "
+        "November 2026\"");
+  }
+  if (options.ids.has_value() && options.ids->empty()) {
+    return absl::InvalidArgumentError(
+        "--ids is empty: give the source token ids, e.g. --ids=5,17,42");
   }
   if (options.max_new_tokens < 0) {
     return absl::InvalidArgumentError("--max_new_tokens must be >= 0");
@@ -165,15 +169,15 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(
     return absl::InvalidArgumentError("--timeout must be positive");
   }
   v1::GenerateRequest request;
-  if (!options.ids.empty()) {
-    absl::StatusOr<std::vector<int32_t>> ids = ParseIdList(options.ids);
+  if (options.ids.has_value()) {
+    absl::StatusOr<std::vector<int32_t>> ids = ParseIdList(*options.ids);
     if (!ids.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--ids: ", ids.status().message()));
     }
     request.mutable_input_ids()->Add(ids->begin(), ids->end());
   } else {
-    request.set_text(options.text);
+    request.set_text(*options.text);
   }
   request.set_max_new_tokens(options.max_new_tokens);
   request.set_beam_size(options.beam_size);

@@ -16,10 +16,12 @@
 namespace attnserve::client {
 
 struct GenerateOptions {
-  std::string ids;   // "5,17,42"; exactly one of ids and text is non-empty
-  std::string text;  // needs a model with a tokenizer
-  int max_new_tokens = 0;  // 0 = the server's default
-  int beam_size = 0;       // 0 or 1 = greedy
+  // Exactly one of ids and text is given (nullopt: the flag was not given),
+  // and it is not empty.
+  std::optional<std::string> ids;   // "5,17,42"
+  std::optional<std::string> text;  // needs a model with a tokenizer
+  int max_new_tokens = 0;           // 0 = the server's default
+  int beam_size = 0;                // 0 or 1 = greedy
   std::optional<float> length_penalty;
   bool log_probs = false;
   bool stream = false;  // GenerateStream: print tokens as they arrive

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/time/time.h"
@@ -71,6 +72,21 @@ constexpr char kUsage[] =
     "exit codes: 0 ok, 1 the server answered an error (or not SERVING),\n"
     "            2 cannot reach the server, 64 bad flags or arguments.\n";
 
+// --help's headings; flags in none of them are listed under "Other flags".
+const std::vector<FlagGroup>& FlagGroups() {
+  static const auto* groups = new std::vector<FlagGroup>{
+      {"Connection",
+       {"addr", "timeout", "tls", "tls_ca", "tls_cert", "tls_key",
+        "tls_server_name"}},
+      {"generate",
+       {"ids", "text", "max_new_tokens", "beam_size", "length_penalty",
+        "log_probs", "stream"}},
+      {"health", {"service"}},
+      {"Output", {"json"}},
+  };
+  return *groups;
+}
+
 int UsageError(absl::string_view message) {
   std::cerr << "attnserve-cli: " << message
             << "\nrun attnserve-cli --help for usage\n";
@@ -82,7 +98,7 @@ int Run(int argc, char** argv) {
       ParseCommandLineStrict(argc, argv, kMainFile);
   if (!command_line.ok()) return UsageError(command_line.status().message());
   if (command_line->help) {
-    std::cout << FlagsHelp(kUsage, kMainFile);
+    std::cout << FlagsHelp(kUsage, kMainFile, FlagGroups());
     return kExitOk;
   }
   if (command_line->positional.size() != 1) {
@@ -111,8 +127,9 @@ int Run(int argc, char** argv) {
   }
   if (command == "generate") {
     GenerateOptions options;
-    options.ids = absl::GetFlag(FLAGS_ids);
-    options.text = absl::GetFlag(FLAGS_text);
+    // Given and empty (--text="") is not the same mistake as not given.
+    if (command_line->Given("ids")) options.ids = absl::GetFlag(FLAGS_ids);
+    if (command_line->Given("text")) options.text = absl::GetFlag(FLAGS_text);
     options.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
     options.beam_size = absl::GetFlag(FLAGS_beam_size);
     options.length_penalty = absl::GetFlag(FLAGS_length_penalty);

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <optional>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/reflection.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace attnserve::client {
 namespace {
@@ -21,6 +23,29 @@ absl::CommandLineFlag* FindOwnFlag(absl::string_view name,
     return nullptr;
   }
   return flag;
+}
+
+// `text` wrapped at 80 columns, each line indented by `indent` spaces.
+std::string Wrap(absl::string_view text, int indent) {
+  std::string out(indent, ' ');
+  size_t column = indent;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (column > static_cast<size_t>(indent) && column + 1 + word.size() > 80) {
+      absl::StrAppend(&out, "\n", std::string(indent, ' '));
+      column = indent;
+    } else if (column > static_cast<size_t>(indent)) {
+      out += ' ';
+      ++column;
+    }
+    absl::StrAppend(&out, word);
+    column += word.size();
+  }
+  return out;
+}
+
+void AppendFlagHelp(const absl::CommandLineFlag& flag, std::string* text) {
+  absl::StrAppend(text, "  --", flag.Name(), " (default: \"",
+                  flag.DefaultValue(), "\")\n", Wrap(flag.Help(), 6), "\n");
 }
 
 }  // namespace
@@ -76,23 +101,44 @@ absl::StatusOr<CommandLine> ParseCommandLineStrict(
       return absl::InvalidArgumentError(
           absl::StrCat("--", name, "=", *value, ": ", error));
     }
+    result.given.emplace_back(flag->Name());
   }
   return result;
 }
 
-std::string FlagsHelp(absl::string_view usage, absl::string_view main_file) {
-  std::vector<absl::CommandLineFlag*> flags;
-  for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (absl::EndsWith(flag->Filename(), main_file)) flags.push_back(flag);
+bool CommandLine::Given(absl::string_view name) const {
+  return std::find(given.begin(), given.end(), name) != given.end();
+}
+
+std::string FlagsHelp(absl::string_view usage, absl::string_view main_file,
+                      const std::vector<FlagGroup>& groups) {
+  std::string text = absl::StrCat(usage, "\n");
+  absl::flat_hash_set<std::string> listed;
+  for (const FlagGroup& group : groups) {
+    absl::StrAppend(&text, group.heading, ":\n");
+    for (const std::string& name : group.flags) {
+      const absl::CommandLineFlag* flag = FindOwnFlag(name, main_file);
+      if (flag == nullptr || !listed.insert(name).second) continue;
+      AppendFlagHelp(*flag, &text);
+    }
+    text += "\n";
   }
-  std::sort(flags.begin(), flags.end(),
+  std::vector<absl::CommandLineFlag*> others;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), main_file) &&
+        !listed.contains(flag->Name())) {
+      others.push_back(flag);
+    }
+  }
+  std::sort(others.begin(), others.end(),
             [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
               return a->Name() < b->Name();
             });
-  std::string text = absl::StrCat(usage, "\nFlags:\n");
-  for (const absl::CommandLineFlag* flag : flags) {
-    absl::StrAppend(&text, "  --", flag->Name(), " (default: \"",
-                    flag->DefaultValue(), "\")\n      ", flag->Help(), "\n");
+  if (!others.empty()) {
+    absl::StrAppend(&text, groups.empty() ? "Flags" : "Other flags", ":\n");
+    for (const absl::CommandLineFlag* flag : others) {
+      AppendFlagHelp(*flag, &text);
+    }
   }
   return text;
 }

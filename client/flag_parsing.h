@@ -16,6 +16,11 @@ namespace attnserve::client {
 struct CommandLine {
   std::vector<std::string> positional;  // without argv[0]
   bool help = false;                    // --help or -h was given
+  // The names of the flags that argv set, in order (a flag given twice twice),
+  // so that a main can tell --text="" from no --text at all.
+  std::vector<std::string> given;
+
+  bool Given(absl::string_view name) const;
 };
 
 // Sets the flags named in argv[1..] and returns the other arguments. Accepts
@@ -27,8 +32,17 @@ struct CommandLine {
 absl::StatusOr<CommandLine> ParseCommandLineStrict(int argc, char** argv,
                                                    absl::string_view main_file);
 
-// `usage`, then every flag that ParseCommandLineStrict accepts for `main_file`,
-// sorted by name, with its default and help text.
-std::string FlagsHelp(absl::string_view usage, absl::string_view main_file);
+// A heading of --help and the flags listed under it, in that order.
+struct FlagGroup {
+  std::string heading;             // "Connection"
+  std::vector<std::string> flags;  // names without "--"
+};
+
+// `usage`, then every flag that ParseCommandLineStrict accepts for `main_file`
+// with its default and help text: under the headings of `groups`, then the
+// flags no group names, sorted by name, under "Other flags" ("Flags" when
+// there are no groups). Help texts are wrapped at 80 columns.
+std::string FlagsHelp(absl::string_view usage, absl::string_view main_file,
+                      const std::vector<FlagGroup>& groups = {});
 
 }  // namespace attnserve::client

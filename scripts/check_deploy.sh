@@ -111,7 +111,9 @@ exposed = {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", dockerfile, re.M)
            for p in line.split()}
 image_uid = int(re.search(r"^USER\s+(\d+)", dockerfile, re.M).group(1))
 served = set(re.findall(r'"(attnserve_[a-z_]+)"', (root / "server/prometheus_metrics.cc").read_text()))
-check({50051, 9090} <= exposed, f"Dockerfile EXPOSE {exposed}: expected 50051 and 9090")
+# The server's default --metrics_port, read from its flag.
+METRICS_PORT = int(re.search(r"ABSL_FLAG\(int, metrics_port, (\d+),", (root / "server/main.cc").read_text()).group(1))
+check({50051, 8002} <= exposed, f"Dockerfile EXPOSE {exposed}: expected 50051 and 8002")
 
 # ---- Kubernetes ----
 objs = [d for d in yaml.safe_load_all(open(rendered)) if d]
@@ -130,7 +132,7 @@ args = c.get("args", [])
 ports = {p["name"]: p["containerPort"] for p in c["ports"]}
 grpc_port = int(flag(args, "port", 50051))
 check(ports.get("grpc") == grpc_port, f"container port grpc {ports.get('grpc')} != --port {grpc_port}")
-check(ports.get("metrics") == int(flag(args, "metrics_port", 9090)), "container port metrics != --metrics_port")
+check(ports.get("metrics") == int(flag(args, "metrics_port", METRICS_PORT)), "container port metrics != --metrics_port")
 check(set(ports.values()) <= exposed, f"container ports {ports} not all EXPOSEd by the Dockerfile")
 for kind in ["cpu", "memory"]:
     for side in ["requests", "limits"]:
@@ -219,7 +221,7 @@ def container_path(service, host_path):  # where compose mounts deploy/<host_pat
 
 a = svcs["attnserve"]
 a_args = a.get("command", [])
-a_ports = {int(flag(a_args, "port", 50051)), int(flag(a_args, "metrics_port", 9090))}
+a_ports = {int(flag(a_args, "port", 50051)), int(flag(a_args, "metrics_port", METRICS_PORT))}
 check(a_ports <= exposed, f"compose attnserve listens on {a_ports}, not all EXPOSEd")
 published = {int(str(p).split(":")[-1].split("/")[0]) for p in a.get("ports", [])}
 check(int(flag(a_args, "port", 50051)) in published, "compose attnserve: gRPC port not published")
@@ -239,7 +241,7 @@ for t in targets:
     host, port = t.rsplit(":", 1)
     check(host in svcs, f"prometheus.yml target {t}: no compose service {host}")
     if host == "attnserve":
-        check(int(port) == int(flag(a_args, "metrics_port", 9090)), f"prometheus.yml target {t}: not the metrics port")
+        check(int(port) == int(flag(a_args, "metrics_port", METRICS_PORT)), f"prometheus.yml target {t}: not the metrics port")
 
 # Grafana: the provisioning and the dashboard where the provisioning says they are.
 check(container_path("grafana", "grafana/provisioning/datasources/prometheus.yml") ==

@@ -4,17 +4,24 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "engine/allocation_policy.h"
 #include "engine/model.h"
@@ -43,9 +50,10 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM CA certificate(s) for mutual TLS: clients must present a "
           "certificate signed by one of them. Needs --tls_cert and --tls_key.");
-ABSL_FLAG(int, metrics_port, 9090,
+ABSL_FLAG(int, metrics_port, 8002,
           "Port of the Prometheus endpoint (http://ADDRESS:PORT/metrics); 0 "
-          "disables it.");
+          "disables it. Not 9090: Prometheus itself listens there "
+          "(docs/metrics.md).");
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0",
           "Address the metrics endpoint listens on (IPv4 or IPv6); 127.0.0.1 "
           "keeps it to this host.");
@@ -101,8 +109,130 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(30),
 namespace attnserve::server {
 namespace {
 
+constexpr char kUsage[] =
+    "Serves a Transformer encoder-decoder model over gRPC.\n"
+    "usage: attnserve --model_dir=DIR [--port=50051] [flags]\n";
+
 bool IsMainFile(absl::string_view path) {
   return absl::EndsWith(path, "server/main.cc");
+}
+
+// The source path from the project root ("server/main.cc") or from Abseil's
+// ("absl/flags/parse.cc"), never the build machine's absolute path, in the
+// help that Abseil prints itself (--helpon, --helpmatch).
+std::string NormalizeFilename(absl::string_view path) {
+  for (absl::string_view root : {"/server/", "/absl/"}) {
+    const size_t at = path.rfind(root);
+    if (at != absl::string_view::npos) return std::string(path.substr(at + 1));
+  }
+  const size_t slash = path.rfind('/');
+  return std::string(slash == absl::string_view::npos ? path
+                                                      : path.substr(slash + 1));
+}
+
+// --help lists the flags under these headings, in this order. A flag defined
+// above and named in no group is listed under "Other flags", never dropped:
+// add new flags to the group they belong to.
+struct FlagGroup {
+  const char* heading;
+  std::vector<const char*> flags;
+};
+const std::vector<FlagGroup>& FlagGroups() {
+  static const auto* groups = new std::vector<FlagGroup>{
+      {"Model and engine", {"model_dir", "backend", "threads"}},
+      {"gRPC endpoint",
+       {"host", "port", "tls_cert", "tls_key", "tls_client_ca",
+        "max_message_bytes"}},
+      {"Prometheus metrics", {"metrics_port", "metrics_address"}},
+      {"Batching and queueing",
+       {"batching", "max_batch_size", "max_batch_tokens", "max_queue_size",
+        "max_queue_delay"}},
+      {"Request limits",
+       {"max_input_tokens", "max_new_tokens_limit", "default_max_new_tokens",
+        "max_beam_size", "stream_buffer_tokens"}},
+      {"Shutdown", {"shutdown_grace"}},
+  };
+  return *groups;
+}
+
+// `text` wrapped at 80 columns, each line indented by `indent` spaces.
+std::string Wrap(absl::string_view text, int indent) {
+  std::string out(indent, ' ');
+  int column = indent;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (column > indent && column + 1 + static_cast<int>(word.size()) > 80) {
+      absl::StrAppend(&out, "\n", std::string(indent, ' '));
+      column = indent;
+    } else if (column > indent) {
+      out += ' ';
+      ++column;
+    }
+    absl::StrAppend(&out, word);
+    column += static_cast<int>(word.size());
+  }
+  return out;
+}
+
+std::string FlagHelp(const absl::CommandLineFlag& flag) {
+  return absl::StrCat("  --", flag.Name(), " (default: \"", flag.DefaultValue(),
+                      "\")\n", Wrap(flag.Help(), 6), "\n");
+}
+
+// Our --help: the usage line and this file's flags by group, with their
+// defaults. Abseil's own --help lists flags by the absolute path of the file
+// that defines them and exits 1, which reads as a failure.
+std::string HelpText() {
+  std::string text = absl::StrCat(kUsage, "\n");
+  absl::flat_hash_set<absl::string_view> listed;
+  for (const FlagGroup& group : FlagGroups()) {
+    absl::StrAppend(&text, group.heading, ":\n");
+    for (const char* name : group.flags) {
+      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag == nullptr) continue;  // a group names a flag that was removed
+      listed.insert(flag->Name());
+      absl::StrAppend(&text, FlagHelp(*flag));
+    }
+    text += "\n";
+  }
+  std::vector<const absl::CommandLineFlag*> others;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsMainFile(flag->Filename()) && !listed.contains(name)) {
+      others.push_back(flag);
+    }
+  }
+  std::sort(others.begin(), others.end(),
+            [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
+              return a->Name() < b->Name();
+            });
+  if (!others.empty()) {
+    text += "Other flags:\n";
+    for (const absl::CommandLineFlag* flag : others) {
+      absl::StrAppend(&text, FlagHelp(*flag));
+    }
+    text += "\n";
+  }
+  text +=
+      "Abseil's own flags work too: --flagfile=FILE (one --flag=value a "
+      "line),\n--fromenv=NAME,... (from FLAGS_NAME variables), "
+      "--helpon=FILE, --helpmatch=TEXT.\n";
+  return text;
+}
+
+// Whether argv asks for help (--help, -h, --helpshort, --helpfull; before any
+// "--"), which Run answers with HelpText and exit 0.
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") return false;
+    if (!absl::ConsumePrefix(&arg, "--")) {
+      if (!absl::ConsumePrefix(&arg, "-")) continue;
+    }
+    if (arg == "help" || arg == "h" || arg == "helpshort" ||
+        arg == "helpfull") {
+      return true;
+    }
+  }
+  return false;
 }
 
 TlsFiles TlsFilesFromFlags() {
@@ -256,15 +386,18 @@ int Run() {
 }  // namespace attnserve::server
 
 int main(int argc, char** argv) {
-  attnserve::engine::UseServingOpenMpWaiting(argv);
-  attnserve::engine::UseServingAllocationPolicy();
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = &attnserve::server::IsMainFile;
   usage.contains_helpshort_flags = &attnserve::server::IsMainFile;
+  usage.normalize_filename = &attnserve::server::NormalizeFilename;
   absl::SetFlagsUsageConfig(usage);
-  absl::SetProgramUsageMessage(
-      "Serves a Transformer encoder-decoder model over gRPC.\n"
-      "Usage: attnserve --model_dir=DIR [--port=50051] [flags]");
+  absl::SetProgramUsageMessage(attnserve::server::kUsage);
+  if (attnserve::server::WantsHelp(argc, argv)) {
+    std::fputs(attnserve::server::HelpText().c_str(), stdout);
+    return 0;
+  }
+  attnserve::engine::UseServingOpenMpWaiting(argv);
+  attnserve::engine::UseServingAllocationPolicy();
   absl::ParseCommandLine(argc, argv);
   return attnserve::server::Run();
 }

@@ -1,12 +1,23 @@
 #include "server/server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "engine/status_macros.h"
+#include "grpc/grpc.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/clock.h"
@@ -35,6 +46,54 @@ class WarmUpSink final : public ResponseSink {
   absl::Status status_;  // written before done_ is notified
   absl::Notification done_;
 };
+
+// Binds the address of `listen_address` ("host:port") as gRPC will, without
+// SO_REUSEPORT, and closes it again, so that a port another process listens
+// on fails here with one clear line rather than in gRPC's log. Port 0, and
+// addresses this does not parse (gRPC's "unix:" and the like), pass: gRPC
+// itself still refuses a taken port (GRPC_ARG_ALLOW_REUSEPORT is 0).
+absl::Status CheckCanListen(const std::string& listen_address) {
+  const size_t colon = listen_address.rfind(':');
+  if (colon == std::string::npos) return absl::OkStatus();
+  absl::string_view host = absl::string_view(listen_address).substr(0, colon);
+  const std::string port = listen_address.substr(colon + 1);
+  int port_number = 0;
+  if (!absl::SimpleAtoi(port, &port_number) || port_number == 0) {
+    return absl::OkStatus();
+  }
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* addresses = nullptr;
+  if (getaddrinfo(std::string(host).c_str(), port.c_str(), &hints,
+                  &addresses) != 0) {
+    return absl::OkStatus();  // gRPC resolves it its own way, or says why
+  }
+  int error = 0;
+  for (const addrinfo* a = addresses; a != nullptr && error == 0;
+       a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    // As gRPC does: a port whose last connections are in TIME_WAIT is free.
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) error = errno;
+    close(fd);
+  }
+  freeaddrinfo(addresses);
+  if (error == 0) return absl::OkStatus();
+  if (error == EADDRINUSE) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", listen_address,
+                     ": address already in use (another process listens on "
+                     "port ",
+                     port, "; --port picks another)"));
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "cannot listen on ", listen_address, ": ", std::strerror(error)));
+}
 
 }  // namespace
 
@@ -98,9 +157,19 @@ absl::Status Server::Start() {
   env.clock = RealClock();
   service_ = std::make_unique<Seq2SeqService>(std::move(env));
 
+  RETURN_IF_ERROR(CheckCanListen(options_.listen_address));
   grpc::EnableDefaultHealthCheckService(true);
+  // gRPC's default health service is C code whose messages are not in
+  // protobuf's generated pool, so reflection listed grpc.health.v1.Health but
+  // could not describe it (grpcurl: "target server does not expose service").
+  // Linking the generated health.proto (this reference keeps it linked)
+  // registers its descriptors, and reflection serves them.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would
+  // start, say it serves, and share the port with the first.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options_.listen_address,
                            options_.credentials != nullptr
                                ? options_.credentials

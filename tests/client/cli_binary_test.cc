@@ -17,8 +17,10 @@ namespace {
 
 using testing::Bench;
 using testing::Cli;
+using ::testing::ContainsRegex;
 using testing::FakeServer;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using testing::ToolOutcome;
 
@@ -36,6 +38,24 @@ TEST(CliBinaryTest, BadUsageExits64) {
     EXPECT_TRUE(outcome.out.empty()) << arguments;
   }
   EXPECT_THAT(Cli("--bogus info").err, HasSubstr("unknown flag --bogus"));
+  // Given but empty: say so, rather than "give exactly one of --ids and
+  // --text" to a user who gave --text.
+  const ToolOutcome empty_text = Cli("generate --text=");
+  EXPECT_EQ(empty_text.exit_code, kExitUsage);
+  EXPECT_THAT(empty_text.err, HasSubstr("--text is empty"));
+  EXPECT_THAT(empty_text.err, Not(HasSubstr("exactly one")));
+  EXPECT_THAT(Cli("generate --text ''").err, HasSubstr("--text is empty"));
+  EXPECT_THAT(Cli("generate --ids=").err, HasSubstr("--ids is empty"));
+}
+
+TEST(CliBinaryTest, TooShortTimeoutIsReportedAsTheTimeout) {
+  FakeServer server;
+  const ToolOutcome outcome =
+      Cli("--addr=" + server.address() + " --timeout=1us generate --ids=5");
+  EXPECT_EQ(outcome.exit_code, kExitUnreachable);
+  EXPECT_THAT(outcome.err, HasSubstr("within --timeout=1us: the call's "
+                                     "deadline ran out while connecting"));
+  EXPECT_THAT(outcome.err, Not(HasSubstr("cannot reach")));
 }
 
 TEST(CliBinaryTest, HelpListsCommandsAndFlags) {
@@ -45,6 +65,27 @@ TEST(CliBinaryTest, HelpListsCommandsAndFlags) {
   EXPECT_THAT(outcome.out, HasSubstr("--ids (default: \"\")"));
   EXPECT_THAT(outcome.out, HasSubstr("--tls_ca"));
   EXPECT_THAT(outcome.out, HasSubstr("exit codes"));
+  for (const char* heading :
+       {"\nConnection:\n", "\ngenerate:\n", "\nhealth:\n", "\nOutput:\n"}) {
+    EXPECT_THAT(outcome.out, HasSubstr(heading));
+  }
+  EXPECT_THAT(outcome.out, Not(HasSubstr("Other flags")));  // all grouped
+  EXPECT_THAT(outcome.out, Not(HasSubstr("main.cc")));
+  EXPECT_THAT(outcome.out, Not(ContainsRegex(" /[^ ]")));  // no absolute path
+}
+
+TEST(BenchBinaryTest, HelpGroupsTheFlags) {
+  const ToolOutcome outcome = Bench("--help");
+  EXPECT_EQ(outcome.exit_code, kExitOk);
+  EXPECT_THAT(outcome.out, StartsWith("usage: attnserve-bench"));
+  for (const char* heading : {"\nConnection:\n", "\nThe load:\n",
+                              "\nThe requests:\n", "\nOutput:\n"}) {
+    EXPECT_THAT(outcome.out, HasSubstr(heading));
+  }
+  EXPECT_THAT(outcome.out, HasSubstr("--concurrency (default: \"1\")"));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("Other flags")));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("main.cc")));
+  EXPECT_THAT(outcome.out, Not(ContainsRegex(" /[^ ]")));
 }
 
 TEST(CliBinaryTest, TalksToAServer) {

@@ -19,6 +19,7 @@ namespace {
 using ::testing::ElementsAre;
 using testing::FakeServer;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 TEST(BuildGenerateRequestTest, IdsOrText) {
@@ -58,6 +59,13 @@ TEST(BuildGenerateRequestTest, NamesTheFlagAtFault) {
   both.ids = "1";
   both.text = "a";
   EXPECT_THAT(message(both), HasSubstr("exactly one of --ids"));
+  // Given but empty (--text=""): not "give exactly one", which the user did.
+  GenerateOptions empty_text;
+  empty_text.text = "";
+  EXPECT_THAT(message(empty_text), HasSubstr("--text is empty"));
+  GenerateOptions empty_ids;
+  empty_ids.ids = "";
+  EXPECT_THAT(message(empty_ids), HasSubstr("--ids is empty"));
   GenerateOptions bad_ids;
   bad_ids.ids = "1,two";
   EXPECT_THAT(message(bad_ids), HasSubstr("--ids: bad token id \"two\""));
@@ -257,6 +265,22 @@ TEST_F(CliCommandsTest, UnreachableServerExitsTwo) {
   EXPECT_EQ(RunHealth(nowhere, HealthOptions(), out_, health_err),
             kExitUnreachable);
   EXPECT_THAT(health_err.str(), StartsWith("cannot reach "));
+}
+
+TEST_F(CliCommandsTest, TimeoutTooShortToConnectIsNamedAsTheTimeout) {
+  GenerateOptions options;
+  options.ids = "5";
+  options.timeout = absl::Microseconds(1);
+  EXPECT_EQ(RunGenerate(connection_, options, out_, err_), kExitUnreachable);
+  EXPECT_THAT(err_.str(),
+              StartsWith("no connection to " + server_.address() +
+                         " within --timeout=1us: the call's deadline ran out "
+                         "while connecting"));
+  EXPECT_THAT(err_.str(), Not(HasSubstr("cannot reach")));
+  // The same server with time to connect answers.
+  options.timeout = absl::Seconds(30);
+  std::ostringstream err;
+  EXPECT_EQ(RunGenerate(connection_, options, out_, err), kExitOk) << err.str();
 }
 
 TEST(ConnectTest, RejectsHalfOfMutualTlsAndUnreadableFiles) {

@@ -93,5 +93,31 @@ TEST(FlagsHelpTest, ListsOnlyTheFileFlagsSortedWithDefaults) {
   EXPECT_EQ(help.find("--flagfile"), std::string::npos);
 }
 
+TEST_F(ParseCommandLineStrictTest, RecordsWhichFlagsWereGiven) {
+  absl::StatusOr<CommandLine> parsed = Parse({"--fp_name=", "--nofp_verbose"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_THAT(parsed->given, ElementsAre("fp_name", "fp_verbose"));
+  EXPECT_TRUE(parsed->Given("fp_name"));  // given, though empty
+  EXPECT_FALSE(parsed->Given("fp_count"));
+}
+
+TEST(FlagsHelpTest, GroupsThenTheRestUnderOtherFlags) {
+  const std::string help = FlagsHelp(
+      "usage: tool", kThisFile, {{"Counting", {"fp_verbose", "fp_count"}}});
+  const size_t heading = help.find("\nCounting:\n");
+  const size_t verbose = help.find("--fp_verbose");
+  const size_t count = help.find("--fp_count");
+  const size_t other = help.find("\nOther flags:\n");
+  const size_t name = help.find("--fp_name");
+  ASSERT_NE(heading, std::string::npos) << help;
+  ASSERT_NE(other, std::string::npos) << help;
+  EXPECT_LT(heading, verbose);
+  EXPECT_LT(verbose, count);  // the group's order, not the name's
+  EXPECT_LT(count, other);
+  EXPECT_LT(other, name);
+  // Each flag once.
+  EXPECT_EQ(help.find("--fp_count", count + 1), std::string::npos);
+}
+
 }  // namespace
 }  // namespace attnserve::client

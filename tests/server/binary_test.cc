@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@ using ::attnserve::server::testing::StartAttnserve;
 using ::attnserve::server::testing::StartedServer;
 using ::attnserve::server::testing::Subprocess;
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace model_testing = ::attnserve::engine::testing;
 
 void WriteTinyModel(const std::string& dir) {
@@ -154,6 +156,55 @@ TEST(BinaryTest, ExplainsBadStartup) {
                                "--model_dir=/nonexistent/model",
                                "--metrics_port=-1"});
   EXPECT_EQ(bad_metrics_port.Wait(absl::Seconds(30)), std::optional<int>(2));
+}
+
+TEST(BinaryTest, HelpExitsZeroWithGroupedFlagsAndNoBuildPaths) {
+  for (const char* flag : {"--help", "-h", "--helpshort", "--helpfull"}) {
+    const testing::RunResult help = testing::RunAttnserve({flag});
+    EXPECT_EQ(help.exit_code, std::optional<int>(0)) << flag;
+    EXPECT_THAT(help.output,
+                HasSubstr("usage: attnserve --model_dir=DIR [--port=50051]"))
+        << flag;
+    for (const char* heading :
+         {"\nModel and engine:\n", "\ngRPC endpoint:\n",
+          "\nPrometheus metrics:\n", "\nBatching and queueing:\n",
+          "\nRequest limits:\n", "\nShutdown:\n"}) {
+      EXPECT_THAT(help.output, HasSubstr(heading)) << flag;
+    }
+    EXPECT_THAT(help.output, HasSubstr("--metrics_port (default: \"8002\")"));
+    EXPECT_THAT(help.output, HasSubstr("--shutdown_grace (default: \"30s\")"));
+    // Abseil's own listing: "Flags from /abs/path/server/main.cc".
+    EXPECT_THAT(help.output, Not(HasSubstr("Flags from"))) << flag;
+    EXPECT_THAT(help.output, Not(HasSubstr(ATTNSERVE_SOURCE_DIR))) << flag;
+    EXPECT_THAT(help.output, Not(HasSubstr("main.cc"))) << flag;
+  }
+  // Help that Abseil prints itself names files from the project root.
+  const testing::RunResult helpon = testing::RunAttnserve({"--helpon=main"});
+  EXPECT_THAT(helpon.output, HasSubstr("server/main.cc"));
+  EXPECT_THAT(helpon.output, Not(HasSubstr(ATTNSERVE_SOURCE_DIR)));
+}
+
+TEST(BinaryTest, TakenGrpcPortFailsStartupInOneLine) {
+  model_testing::TempDir dir("binary_test");
+  ASSERT_NO_FATAL_FAILURE(WriteTinyModel(dir.path()));
+  absl::StatusOr<StartedServer> first = StartTinyServer(dir.path());
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string address = absl::StrCat("127.0.0.1:", first->port);
+
+  const testing::RunResult second =
+      testing::RunAttnserve(testing::TestServerFlags(
+          dir.path(), {absl::StrCat("--port=", first->port)}));
+  EXPECT_EQ(second.exit_code, std::optional<int>(1));
+  EXPECT_THAT(second.output,
+              HasSubstr(absl::StrCat("cannot listen on ", address,
+                                     ": address already in use")));
+  EXPECT_THAT(second.output, Not(HasSubstr("serving")));
+  // One line: no gRPC log around it.
+  EXPECT_EQ(std::count(second.output.begin(), second.output.end(), '\n'), 1)
+      << second.output;
+  // The first one still owns the port and answers.
+  EXPECT_EQ(
+      testing::CheckHealth(testing::Connect(first->port), "").value_or(-1), 1);
 }
 
 }  // namespace

@@ -6,12 +6,14 @@
 
 #include <cctype>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -20,6 +22,7 @@
 #include "nlohmann/json.hpp"
 #include "server/prometheus_metrics.h"
 #include "tests/server/fake_engine.h"
+#include "tests/server/subprocess.h"
 
 namespace attnserve::server {
 namespace {
@@ -219,6 +222,51 @@ TEST(DeployConfigTest, RulesUseOnlyExportedOrRecordedMetrics) {
           << name << " is neither exported nor recorded; in: " << expr;
     }
   }
+}
+
+// The instructions of a Dockerfile with their continuation lines joined as
+// the builders join them ("\\\n" removed), comments and blank lines dropped.
+std::vector<std::string> DockerfileInstructions(const std::string& text) {
+  std::vector<std::string> instructions;
+  std::string current;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (current.empty() &&
+        (absl::StripAsciiWhitespace(line).empty() || line[0] == '#')) {
+      continue;
+    }
+    if (absl::ConsumeSuffix(&line, "\\")) {
+      absl::StrAppend(&current, line);
+      continue;
+    }
+    absl::StrAppend(&current, line);
+    instructions.push_back(std::move(current));
+    current.clear();
+  }
+  return instructions;
+}
+
+// podman build and buildah bud default to the OCI format, which ignores SHELL:
+// each RUN then runs under /bin/sh (dash on Debian), so it must be POSIX sh.
+TEST(DeployConfigTest, DockerfileRunsUnderPlainShInEitherImageFormat) {
+  const std::string dockerfile =
+      ReadFile(absl::StrCat(ATTNSERVE_SOURCE_DIR, "/Dockerfile"));
+  int runs = 0;
+  for (const std::string& instruction : DockerfileInstructions(dockerfile)) {
+    EXPECT_FALSE(absl::StartsWith(instruction, "SHELL"))
+        << "the OCI format ignores SHELL: " << instruction;
+    absl::string_view body = instruction;
+    if (!absl::ConsumePrefix(&body, "RUN ")) continue;
+    ++runs;
+    EXPECT_FALSE(absl::StartsWith(body, "[")) << "exec form: " << instruction;
+    // A failure anywhere must fail the step: sh has no `-e` by default.
+    EXPECT_TRUE(absl::StartsWith(body, "set -eu;")) << instruction;
+    const testing::RunResult parsed =
+        testing::RunProgram({"dash", "-n", "-c", std::string(body)});
+    EXPECT_EQ(parsed.exit_code, std::optional<int>(0))
+        << "not POSIX sh: " << instruction << "\n"
+        << parsed.output;
+  }
+  EXPECT_GE(runs, 4);
 }
 
 }  // namespace
