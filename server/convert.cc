@@ -60,22 +60,25 @@ std::string OverBudget(const RequestLimits& limits, const ModelInfo& model,
 // fitting cap is found by bisection.
 absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
                               const ModelInfo& model, RequestLimits* limits) {
+  // An explicit limit too large to fit beside even one token of the derived
+  // one is the operator's choice (such requests are refused when they come,
+  // Batcher::Submit): the derived limit is then sized beside one token of it.
+  bool explicit_at_one = false;
   auto reason_at = [&](int cap) {
+    const int input_explicit = explicit_at_one ? 1 : limits->max_input_tokens;
+    const int new_explicit = explicit_at_one ? 1 : limits->max_new_tokens_limit;
     const int input = input_derived ? std::min(cap, limits->max_input_tokens)
-                                    : limits->max_input_tokens;
+                                    : input_explicit;
     const int new_tokens = new_derived
                                ? std::min(cap, limits->max_new_tokens_limit)
-                               : limits->max_new_tokens_limit;
+                               : new_explicit;
     return OverBudget(*limits, model, input, new_tokens, limits->max_beam_size);
   };
   const int top =
       std::max(limits->max_input_tokens, limits->max_new_tokens_limit);
-  const std::string reason = reason_at(top);
-  if (reason.empty()) return absl::OkStatus();
-  if (!input_derived && !new_derived) {
-    return absl::OkStatus();  // explicit limits: larger requests are refused
-                              // when they come (Batcher::Submit)
-  }
+  if (reason_at(top).empty()) return absl::OkStatus();
+  if (!input_derived && !new_derived) return absl::OkStatus();
+  if (!reason_at(1).empty()) explicit_at_one = true;
   if (!reason_at(1).empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "even a request of 1 source token and 1 new token at max_beam_size ",
@@ -88,13 +91,15 @@ absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
     const int mid = fits + (over - fits) / 2;
     (reason_at(mid).empty() ? fits : over) = mid;
   }
+  // Named after the budget that binds at the cap, not at the model's limits.
+  const std::string binding = reason_at(fits + 1);
   if (input_derived && fits < limits->max_input_tokens) {
     limits->max_input_tokens = fits;
-    limits->input_cap_reason = reason;
+    limits->input_cap_reason = binding;
   }
   if (new_derived && fits < limits->max_new_tokens_limit) {
     limits->max_new_tokens_limit = fits;
-    limits->new_tokens_cap_reason = reason;
+    limits->new_tokens_cap_reason = binding;
   }
   return absl::OkStatus();
 }
