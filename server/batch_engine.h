@@ -4,6 +4,7 @@
 // GeneratorEngine is the real one; tests drive the batcher with a deterministic
 // fake.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,21 +23,30 @@ struct ModelInfo {
 };
 
 // Not thread-safe, like engine::Generator: one thread (the batcher's inference
-// thread) makes every call, except model_info(), which is immutable and may be
-// read from any thread.
+// thread) makes every call, except model_info() and EstimateBytes(), which
+// depend only on the immutable model and may be called from any thread.
 class BatchEngine {
  public:
   virtual ~BatchEngine() = default;
 
   virtual const ModelInfo& model_info() const = 0;
 
+  // The most bytes of engine memory a request of `source_tokens` tokens decoded
+  // with `options` can hold while it runs (engine::SequenceMemoryBytes): what
+  // the batcher's memory budget counts.
+  virtual int64_t EstimateBytes(int source_tokens,
+                                const engine::DecodeOptions& options) const = 0;
+
   // Checks one input without touching the active set
   // (engine::Generator::Validate).
   virtual absl::Status Validate(const engine::SequenceInput& input) const = 0;
   // Encodes the inputs together and adds them to the active set; on error
-  // nothing is added.
+  // nothing is added. RESOURCE_EXHAUSTED: the group did not fit in memory (a
+  // smaller group may).
   virtual absl::Status Add(std::vector<engine::SequenceInput> inputs) = 0;
-  // Advances every active sequence by one token; finished ones leave the set.
+  // Advances every active sequence by one token; finished ones leave the set,
+  // and so do ones that failed alone (StepEvent::status). An error: the step
+  // failed as a whole, with no sequence to blame.
   virtual absl::StatusOr<std::vector<engine::StepEvent>> Step() = 0;
   // Drops a sequence from the active set; unknown ids are ignored.
   virtual void Cancel(engine::SequenceId id) = 0;

@@ -23,6 +23,11 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "max_batch_tokens must be >= 1, not ", batching.max_batch_tokens));
   }
+  if (batching.max_batch_memory_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_batch_memory_bytes must be >= 0 (0: none), not ",
+                     batching.max_batch_memory_bytes));
+  }
   if (batching.max_queue_delay < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_queue_delay must not be negative, not ",
@@ -43,8 +48,15 @@ Batcher::Batcher(const BatcherOptions& options, BatchEngine* engine,
 Batcher::~Batcher() { Stop(); }
 
 absl::Status Batcher::Submit(WorkItem item, ResponseSink* sink) {
-  absl::Status status;
-  {
+  const int source_tokens = static_cast<int>(item.source.size());
+  const int token_cost = TokenCost(source_tokens, item.decode);
+  const int64_t memory_bytes =
+      engine_->EstimateBytes(source_tokens, item.decode);
+  // Refused before any work: a request that cannot fit even an empty batch
+  // would otherwise have to run alone and hold everyone else up (or never run).
+  absl::Status status =
+      CheckFitsAlone(token_cost, memory_bytes, options_.batching);
+  if (status.ok()) {
     absl::MutexLock lock(&mu_);
     if (!accepting_) {
       status = absl::UnavailableError(
@@ -55,8 +67,8 @@ absl::Status Batcher::Submit(WorkItem item, ResponseSink* sink) {
                        " waiting requests, max_queue_size); retry later"));
     } else {
       Queued queued;
-      queued.token_cost =
-          TokenCost(static_cast<int>(item.source.size()), item.decode);
+      queued.token_cost = token_cost;
+      queued.memory_bytes = memory_bytes;
       queued.item = std::move(item);
       queued.sink = sink;
       queued.accepted = clock_->Now();
@@ -196,19 +208,33 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
     std::vector<QueuedRequest> view;
     view.reserve(queue_.size());
     for (const Queued& queued : queue_) {
-      view.push_back({queued.accepted, queued.token_cost, queued.item.urgent});
+      view.push_back({queued.accepted, queued.token_cost, queued.memory_bytes,
+                      queued.item.decode.max_new_tokens, queued.item.urgent});
+    }
+    std::vector<RunningRequest> running;
+    running.reserve(running_.size());
+    for (const auto& [id, r] : running_) {
+      running.push_back(
+          {r.token_cost, r.memory_bytes, std::max(0, r.max_steps - r.steps)});
     }
     BatchState state;
     state.queue = view;
+    state.running = running;
     state.draining = !accepting_;
-    state.active_sequences = static_cast<int>(running_.size());
-    state.active_token_cost =
-        static_cast<int>(std::min<int64_t>(running_token_cost_, INT32_MAX));
     const BatchDecision decision = DecideBatch(state, now, options_.batching);
 
-    for (int i = 0; i < decision.admit; ++i) {
-      admitting.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    if (!decision.admit.empty()) {
+      std::deque<Queued> staying;
+      size_t next = 0;
+      for (int i = 0; i < static_cast<int>(queue_.size()); ++i) {
+        if (next < decision.admit.size() && decision.admit[next] == i) {
+          admitting.push_back(std::move(queue_[i]));
+          ++next;
+        } else {
+          staying.push_back(std::move(queue_[i]));
+        }
+      }
+      queue_.swap(staying);
     }
     result.wake_at = decision.wake_at;
     for (const Queued& queued : queue_) {
@@ -251,6 +277,7 @@ void Batcher::Admit(std::vector<Queued> admitting, PumpResult* result) {
       Outcome outcome;
       Answer(queued.sink, valid, outcome, queued.accepted,
              static_cast<int>(input.source.size()), 0);
+      ++result->answered_at_admission;
       continue;
     }
     Running running;
@@ -260,39 +287,72 @@ void Batcher::Admit(std::vector<Queued> admitting, PumpResult* result) {
     running.deadline = queued.item.deadline;
     running.input_tokens = static_cast<int>(input.source.size());
     running.token_cost = queued.token_cost;
+    running.memory_bytes = queued.memory_bytes;
+    running.max_steps = input.options.max_new_tokens;
     running.outcome.queue_time = now - queued.accepted;
     observer_->OnAdmitted(running.outcome.queue_time);
     admitted.emplace_back(input.id, std::move(running));
     inputs.push_back(std::move(input));
   }
-  if (inputs.empty()) return;
+  if (!inputs.empty()) AddGroup(std::move(inputs), std::move(admitted), result);
+}
 
+void Batcher::AddGroup(
+    std::vector<engine::SequenceInput> inputs,
+    std::vector<std::pair<engine::SequenceId, Running>> admitted,
+    PumpResult* result) {
   const int count = static_cast<int>(inputs.size());
   int tokens = 0;
   for (const engine::SequenceInput& input : inputs) {
     tokens += static_cast<int>(input.source.size());
   }
+  // Add takes its inputs; keep a copy to retry with (sources are small next to
+  // what encoding them costs).
+  std::vector<engine::SequenceInput> retry;
+  if (count > 1) retry = inputs;
   const absl::Time start = clock_->Now();
   const absl::Status added = engine_->Add(std::move(inputs));
   const absl::Duration took = clock_->Now() - start;
-  if (!added.ok()) {
-    // The inputs passed Validate, so this is the engine's fault, not the
-    // client's.
-    const absl::Status error = absl::InternalError(absl::StrCat(
-        "the engine failed to encode the batch: ", added.message()));
+  if (added.ok()) {
+    observer_->OnEncode(count, tokens, took);
     for (auto& [id, running] : admitted) {
-      Answer(running.sink, error, running.outcome, running.accepted,
-             running.input_tokens, 0);
+      running.outcome.compute_time += took / count;
+      running_.emplace(id, std::move(running));
     }
+    result->admitted += count;
     return;
   }
-  observer_->OnEncode(count, tokens, took);
-  for (auto& [id, running] : admitted) {
-    running.outcome.compute_time += took / count;
-    running_token_cost_ += running.token_cost;
-    running_.emplace(id, std::move(running));
+  const bool exhausted = added.code() == absl::StatusCode::kResourceExhausted;
+  if (exhausted && count > 1) {
+    // On error nothing was added: find the request(s) too big to encode by
+    // encoding each half on its own.
+    const int half = count / 2;
+    std::vector<engine::SequenceInput> second(
+        std::make_move_iterator(retry.begin() + half),
+        std::make_move_iterator(retry.end()));
+    retry.resize(half);
+    std::vector<std::pair<engine::SequenceId, Running>> second_admitted(
+        std::make_move_iterator(admitted.begin() + half),
+        std::make_move_iterator(admitted.end()));
+    admitted.resize(half);
+    AddGroup(std::move(retry), std::move(admitted), result);
+    AddGroup(std::move(second), std::move(second_admitted), result);
+    return;
   }
-  result->admitted += count;
+  // One request the engine has no memory for keeps the engine's status; any
+  // other failure after input that passed Validate is the engine's fault, not
+  // the client's.
+  const absl::Status error =
+      exhausted
+          ? absl::ResourceExhaustedError(absl::StrCat(
+                "the engine could not encode the request: ", added.message()))
+          : absl::InternalError(absl::StrCat(
+                "the engine failed to encode the batch: ", added.message()));
+  for (auto& [id, running] : admitted) {
+    Answer(running.sink, error, running.outcome, running.accepted,
+           running.input_tokens, 0);
+    ++result->answered_at_admission;
+  }
 }
 
 void Batcher::StepEngine(PumpResult* result) {
@@ -303,8 +363,11 @@ void Batcher::StepEngine(PumpResult* result) {
   const absl::Duration took = end - start;
   result->stepped = true;
   if (!events.ok()) {
-    const absl::Status error = absl::InternalError(absl::StrCat(
-        "the engine failed a decode step: ", events.status().message()));
+    // No sequence can be blamed: all of them fail, with the engine's code.
+    const absl::Status error =
+        absl::Status(events.status().code(),
+                     absl::StrCat("the engine failed a decode step: ",
+                                  events.status().message()));
     while (!running_.empty()) {
       auto it = running_.begin();
       engine_->Cancel(it->first);  // its state is unknown after a failed step
@@ -318,12 +381,19 @@ void Batcher::StepEngine(PumpResult* result) {
     running.outcome.compute_time += took / batch_size;
     running.outcome.max_batch_size =
         std::max(running.outcome.max_batch_size, batch_size);
+    ++running.steps;
   }
   for (engine::StepEvent& event : *events) {
     auto it = running_.find(event.id);
     if (it == running_.end())
       continue;  // not ours; the engine reports only what we added
     Running& running = it->second;
+    if (!event.status.ok()) {
+      // This sequence alone failed and has left the engine; the rest go on.
+      AnswerRunning(it, event.status);
+      ++result->failed;
+      continue;
+    }
     if (!event.new_ids.empty()) {
       const bool first = running.generated_tokens == 0;
       observer_->OnTokens(
@@ -380,7 +450,6 @@ void Batcher::AnswerRunning(RunningMap::iterator it,
                             const absl::Status& status) {
   Running running = std::move(it->second);
   running_.erase(it);
-  running_token_cost_ -= running.token_cost;
   Answer(running.sink, status, running.outcome, running.accepted,
          running.input_tokens, running.generated_tokens);
 }

@@ -9,6 +9,15 @@
 // one engine step. Tokens go to each request's sink as they are decided and
 // finished sequences are answered in the step that finishes them.
 //
+// Failures stay with the request that caused them where the engine can tell:
+// a request the engine rejects (Validate) is answered with its error; when
+// encoding a group fails with RESOURCE_EXHAUSTED the group is retried in
+// halves, so only the request(s) that cannot be encoded fail (with the
+// engine's status); a sequence that fails in a step (StepEvent::status) is
+// answered with its status alone. Only a failure that cannot be pinned on one
+// request (another Add error after valid input, a failed Step() as a whole)
+// answers every request involved.
+//
 // Threads: Submit/Wake/StopAccepting/AwaitIdle/Stop and the accessors are
 // thread-safe. Start() runs the loop on the inference thread, which then makes
 // every engine call and every sink call. Tests may instead call Pump()
@@ -58,7 +67,9 @@ class Batcher {
 
   // Queues a request. OK: `sink` (which must stay valid until then) gets
   // OnFinished exactly once. Otherwise the sink is never used:
-  // RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE after
+  // RESOURCE_EXHAUSTED when the queue is full or when the request's worst-case
+  // cost exceeds a budget of the running batch even alone (CheckFitsAlone:
+  // max_batch_tokens, max_batch_memory_bytes), UNAVAILABLE after
   // StopAccepting().
   absl::Status Submit(WorkItem item, ResponseSink* sink);
 
@@ -86,17 +97,23 @@ class Batcher {
   struct PumpResult {
     int answered_early =
         0;  // queued requests answered without the engine (expired, cancelled)
-    int dropped = 0;       // running sequences removed before finishing
+    int dropped = 0;  // running sequences removed before finishing
+    // Admitted requests answered without running: the engine rejected or
+    // could not encode them.
+    int answered_at_admission = 0;
     int admitted = 0;      // added to the engine
     int finished = 0;      // sequences finished by this step
+    int failed = 0;        // sequences that failed alone in this step
     bool stepped = false;  // the engine ran a decode step
     // When nothing was done: the latest time to pump again if no event comes
     // first.
     absl::Time wake_at = absl::InfiniteFuture();
 
     bool did_work() const {
-      return answered_early > 0 || dropped > 0 || admitted > 0 ||
-             finished > 0 || stepped;
+      // Every answer counts: an answered request may have been the one that
+      // blocked the queue (in --batching=none, or with max_batch_size 1).
+      return answered_early > 0 || dropped > 0 || answered_at_admission > 0 ||
+             admitted > 0 || finished > 0 || failed > 0 || stepped;
     }
   };
   // One iteration of the loop on the calling thread (tests drive the batcher
@@ -113,6 +130,7 @@ class Batcher {
     ResponseSink* sink = nullptr;
     absl::Time accepted;
     int token_cost = 0;
+    int64_t memory_bytes = 0;
   };
   struct Running {
     ResponseSink* sink = nullptr;
@@ -121,6 +139,9 @@ class Batcher {
     absl::Time deadline;
     int input_tokens = 0;
     int token_cost = 0;
+    int64_t memory_bytes = 0;
+    int max_steps = 0;  // max_new_tokens
+    int steps = 0;      // decode steps it took part in
     int generated_tokens = 0;
     absl::Time last_tokens;  // when the engine last produced tokens for it
     Outcome
@@ -135,6 +156,11 @@ class Batcher {
   PumpResult PumpOnce(uint64_t* generation);
   void Admit(std::vector<Queued> admitting, PumpResult* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pump_mu_);
+  // Adds `inputs` (their Running entries in `admitted`, in the same order) to
+  // the engine; on RESOURCE_EXHAUSTED retries each half on its own.
+  void AddGroup(std::vector<engine::SequenceInput> inputs,
+                std::vector<std::pair<engine::SequenceId, Running>> admitted,
+                PumpResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pump_mu_);
   void StepEngine(PumpResult* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pump_mu_);
   void AbortAll(const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   // Tells the observer the queue's and the running batch's sizes; under mu_ so
@@ -173,7 +199,6 @@ class Batcher {
   // thread at a time.
   absl::Mutex pump_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   RunningMap running_ ABSL_GUARDED_BY(pump_mu_);
-  int64_t running_token_cost_ ABSL_GUARDED_BY(pump_mu_) = 0;
   engine::SequenceId next_sequence_id_ ABSL_GUARDED_BY(pump_mu_) = 1;
 
   std::thread worker_;

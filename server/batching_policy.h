@@ -4,7 +4,28 @@
 // Triton's GetDynamicBatch does). The batcher (batcher.h) applies it before
 // every decode step; this file has no threads, no clock and no engine, so it is
 // table-tested.
+//
+// Budgets. Every request has a worst-case cost: tokens (TokenCost, the
+// positions it can hold in the engine's caches) and memory bytes
+// (BatchEngine::EstimateBytes), and a worst-case number of decode steps
+// (max_new_tokens). The running batch's summed costs stay within
+// max_batch_tokens and max_batch_memory_bytes. A request that does not fit the
+// budgets even alone is refused when it arrives (CheckFitsAlone), so every
+// queued request fits an empty batch and nothing ever runs alone by exception.
+//
+// Order. Admission is first-in-first-out, with one exception (continuous
+// batching only): when the oldest waiting request does not fit beside the
+// running batch yet, later requests that fit may pass it if, at worst, they
+// finish no later than the step at which the running batch will have freed
+// enough room for it (its "shadow" step, computed from the running requests'
+// worst-case remaining steps). Passing it then never delays it, so it is not
+// starved however many short requests arrive, while short requests keep
+// flowing beside a long one (EASY backfilling, as batch schedulers do).
 
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -15,12 +36,10 @@ namespace attnserve::server {
 
 enum class BatchingMode {
   // Iteration-level: before every decode step, waiting requests join the
-  // running batch up to
-  // the limits; finished sequences leave at once.
+  // running batch up to the limits; finished sequences leave at once.
   kContinuous,
   // Classic dynamic batching: collect a batch, run it until its last sequence
-  // finishes, then
-  // collect the next one.
+  // finishes, then collect the next one.
   kDynamic,
   // One request at a time (the baseline benchmarks compare against).
   kNone,
@@ -41,9 +60,11 @@ struct BatchingOptions {
   BatchingMode mode = BatchingMode::kContinuous;
   // Most sequences (sources) in the running batch at once; >= 1.
   int max_batch_size = 32;
-  // Budget on the running batch's summed TokenCost; >= 1. A request that alone
-  // exceeds it still runs, alone, so that no valid request waits forever.
+  // Budget on the running batch's summed TokenCost; >= 1.
   int max_batch_tokens = 32768;
+  // Budget on the running batch's summed worst-case engine memory, in bytes
+  // (the --memory_budget flag); 0: none.
+  int64_t max_batch_memory_bytes = 0;
   // How long an idle server lets a first batch fill, counted from the oldest
   // waiting request's arrival. Zero admits at once.
   absl::Duration max_queue_delay = absl::Milliseconds(5);
@@ -53,32 +74,43 @@ struct BatchingOptions {
 // beam_size * (source tokens + max_new_tokens).
 int TokenCost(int source_tokens, const engine::DecodeOptions& options);
 
+// OK when a request of this worst-case cost fits the budgets alone;
+// RESOURCE_EXHAUSTED naming the cost, the budget and its flag otherwise.
+absl::Status CheckFitsAlone(int token_cost, int64_t memory_bytes,
+                            const BatchingOptions& options);
+
 // A waiting request as the policy sees it.
 struct QueuedRequest {
   absl::Time arrival;
   int token_cost = 0;
+  int64_t memory_bytes = 0;
+  int max_steps = 0;  // decode steps it may take at worst (max_new_tokens)
   // Starts without waiting for a batch to fill (the server's own warm-up
   // request).
   bool urgent = false;
 };
 
+// A request in the running batch as the policy sees it.
+struct RunningRequest {
+  int token_cost = 0;
+  int64_t memory_bytes = 0;
+  int remaining_steps = 0;  // worst case: max_steps minus the steps it took
+};
+
 struct BatchState {
-  absl::Span<const QueuedRequest> queue;  // oldest first
-  int active_sequences = 0;               // in the running batch
-  int active_token_cost = 0;              // their summed TokenCost
+  absl::Span<const QueuedRequest> queue;     // oldest first
+  absl::Span<const RunningRequest> running;  // any order
   // No new requests are being accepted (draining): a batch cannot fill any
   // further, so waiting requests start at once.
   bool draining = false;
 };
 
 struct BatchDecision {
-  // Admit this many requests from the front of the queue now (FIFO: a request
-  // that does not fit blocks the ones behind it, so large requests are not
-  // starved).
-  int admit = 0;
-  // When admit == 0 and requests wait: the time at which the decision changes
-  // by itself (the oldest request's max_queue_delay runs out). InfiniteFuture
-  // when only an event (arrival, finish) can change it.
+  // Indices into the queue of the requests to admit now, ascending.
+  std::vector<int> admit;
+  // When nothing is admitted and requests wait: the time at which the
+  // decision changes by itself (the oldest request's max_queue_delay runs
+  // out). InfiniteFuture when only an event (arrival, finish) can change it.
   absl::Time wake_at = absl::InfiniteFuture();
 
   friend bool operator==(const BatchDecision& a, const BatchDecision& b) {
@@ -86,6 +118,8 @@ struct BatchDecision {
   }
 };
 
+// Every request in `state.queue` must fit the budgets alone (CheckFitsAlone);
+// the policy never admits beyond a budget.
 BatchDecision DecideBatch(const BatchState& state, absl::Time now,
                           const BatchingOptions& options);
 

@@ -9,6 +9,9 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/memory_estimate.h"
+#include "server/batching_policy.h"
+#include "server/memory_budget.h"
 
 namespace attnserve::server {
 namespace {
@@ -22,12 +25,95 @@ uint64_t ToMicros(absl::Duration d) {
       std::max<int64_t>(0, absl::ToInt64Microseconds(d)));
 }
 
+int64_t RequestBytes(const ModelInfo& model, int source_tokens,
+                     int max_new_tokens, int beam_size) {
+  engine::DecodeOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.beam_size = beam_size;
+  return engine::SequenceMemoryBytes(model.config, source_tokens, options);
+}
+
+// Why a request of this worst case does not fit the budgets alone; empty when
+// it does.
+std::string OverBudget(const RequestLimits& limits, const ModelInfo& model,
+                       int source_tokens, int max_new_tokens, int beam_size) {
+  if (limits.memory_budget_bytes > 0 &&
+      RequestBytes(model, source_tokens, max_new_tokens, beam_size) >
+          limits.memory_budget_bytes) {
+    return absl::StrCat("the memory budget of ",
+                        FormatBytes(limits.memory_budget_bytes),
+                        " (--memory_budget)");
+  }
+  engine::DecodeOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.beam_size = beam_size;
+  if (limits.max_batch_tokens > 0 &&
+      TokenCost(source_tokens, options) > limits.max_batch_tokens) {
+    return absl::StrCat("the token budget of ", limits.max_batch_tokens,
+                        " (--max_batch_tokens)");
+  }
+  return "";
+}
+
+// Lowers the limits that were derived from max_positions until a request at
+// all the limits fits the budgets; the costs grow with both, so the largest
+// fitting cap is found by bisection.
+absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
+                              const ModelInfo& model, RequestLimits* limits) {
+  // An explicit limit too large to fit beside even one token of the derived
+  // one is the operator's choice (such requests are refused when they come,
+  // Batcher::Submit): the derived limit is then sized beside one token of it.
+  bool explicit_at_one = false;
+  auto reason_at = [&](int cap) {
+    const int input_explicit = explicit_at_one ? 1 : limits->max_input_tokens;
+    const int new_explicit = explicit_at_one ? 1 : limits->max_new_tokens_limit;
+    const int input = input_derived ? std::min(cap, limits->max_input_tokens)
+                                    : input_explicit;
+    const int new_tokens = new_derived
+                               ? std::min(cap, limits->max_new_tokens_limit)
+                               : new_explicit;
+    return OverBudget(*limits, model, input, new_tokens, limits->max_beam_size);
+  };
+  const int top =
+      std::max(limits->max_input_tokens, limits->max_new_tokens_limit);
+  if (reason_at(top).empty()) return absl::OkStatus();
+  if (!input_derived && !new_derived) return absl::OkStatus();
+  if (!reason_at(1).empty()) explicit_at_one = true;
+  if (!reason_at(1).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "even a request of 1 source token and 1 new token at max_beam_size ",
+        limits->max_beam_size, " exceeds ", reason_at(1), " (model ",
+        model.name, ")"));
+  }
+  int fits = 1;
+  int over = top;
+  while (over - fits > 1) {
+    const int mid = fits + (over - fits) / 2;
+    (reason_at(mid).empty() ? fits : over) = mid;
+  }
+  // Named after the budget that binds at the cap, not at the model's limits.
+  const std::string binding = reason_at(fits + 1);
+  if (input_derived && fits < limits->max_input_tokens) {
+    limits->max_input_tokens = fits;
+    limits->input_cap_reason = binding;
+  }
+  if (new_derived && fits < limits->max_new_tokens_limit) {
+    limits->max_new_tokens_limit = fits;
+    limits->new_tokens_cap_reason = binding;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<RequestLimits> ResolveLimits(const RequestLimits& limits,
                                             const ModelInfo& model) {
   const int max_positions = model.config.max_positions;
   RequestLimits resolved = limits;
+  resolved.input_cap_reason.clear();
+  resolved.new_tokens_cap_reason.clear();
+  const bool input_derived = resolved.max_input_tokens == 0;
+  const bool new_derived = resolved.max_new_tokens_limit == 0;
   if (resolved.max_input_tokens == 0) resolved.max_input_tokens = max_positions;
   // The decoder's prefix is the start token plus the generated tokens.
   if (resolved.max_new_tokens_limit == 0)
@@ -46,6 +132,21 @@ absl::StatusOr<RequestLimits> ResolveLimits(const RequestLimits& limits,
                      " must be in [1, ", max_positions - 1, "] (model ",
                      model.name, " has max_positions ", max_positions, ")"));
   }
+  if (resolved.max_beam_size < 1 ||
+      resolved.max_beam_size > engine::kMaxBeamSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_beam_size = ", resolved.max_beam_size,
+                     " must be in [1, ", engine::kMaxBeamSize, "]"));
+  }
+  if (resolved.memory_budget_bytes < 0 || resolved.max_batch_tokens < 0) {
+    return absl::InvalidArgumentError(
+        "memory_budget_bytes and max_batch_tokens must be >= 0 (0: none)");
+  }
+  if (absl::Status capped =
+          CapDerivedLimits(input_derived, new_derived, model, &resolved);
+      !capped.ok()) {
+    return capped;
+  }
   if (resolved.default_max_new_tokens < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("default_max_new_tokens must be >= 1, not ",
@@ -53,12 +154,6 @@ absl::StatusOr<RequestLimits> ResolveLimits(const RequestLimits& limits,
   }
   resolved.default_max_new_tokens =
       std::min(resolved.default_max_new_tokens, resolved.max_new_tokens_limit);
-  if (resolved.max_beam_size < 1 ||
-      resolved.max_beam_size > engine::kMaxBeamSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_beam_size = ", resolved.max_beam_size,
-                     " must be in [1, ", engine::kMaxBeamSize, "]"));
-  }
   return resolved;
 }
 
@@ -118,6 +213,14 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
     item.source.assign(request.input_ids().begin(), request.input_ids().end());
   }
   const char* source_field = has_text ? "text" : "input_ids";
+  if (static_cast<int>(item.source.size()) > limits.max_input_tokens &&
+      !limits.input_cap_reason.empty()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        source_field, " has ", item.source.size(), " tokens; the limit is ",
+        limits.max_input_tokens,
+        " (max_input_tokens, lowered from the model's max_positions to fit ",
+        limits.input_cap_reason, ")"));
+  }
   if (static_cast<int>(item.source.size()) > limits.max_input_tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
         source_field, " has ", item.source.size(), " tokens; the limit is ",
@@ -132,6 +235,21 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
     }
   }
 
+  if (request.max_new_tokens() >
+          static_cast<uint32_t>(limits.max_new_tokens_limit) &&
+      !limits.new_tokens_cap_reason.empty()) {
+    const int asked = static_cast<int>(
+        std::min<uint32_t>(request.max_new_tokens(), INT32_MAX));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "max_new_tokens = ", request.max_new_tokens(), " may need up to ",
+        FormatBytes(RequestBytes(model, static_cast<int>(item.source.size()),
+                                 asked, 1)),
+        " of engine memory even at beam_size 1; the limit is ",
+        limits.max_new_tokens_limit,
+        " (max_new_tokens_limit, lowered from the model's max_positions to "
+        "fit ",
+        limits.new_tokens_cap_reason, ")"));
+  }
   if (request.max_new_tokens() >
       static_cast<uint32_t>(limits.max_new_tokens_limit)) {
     return absl::InvalidArgumentError(

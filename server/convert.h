@@ -23,10 +23,27 @@ struct RequestLimits {
   int default_max_new_tokens =
       64;  // for requests that say 0; capped at max_new_tokens_limit
   int max_beam_size = 4;  // 1..engine::kMaxBeamSize
+
+  // The budgets of the running batch (BatchingOptions' max_batch_memory_bytes
+  // and max_batch_tokens; 0: none), which every request must fit alone. Limits
+  // left at 0 are derived from max_positions and then lowered, when needed,
+  // until a request at all the limits (max_beam_size included) fits them, so
+  // that with default limits every valid request can run.
+  int64_t memory_budget_bytes = 0;
+  int max_batch_tokens = 0;
+  // Set by ResolveLimits when it lowered a derived limit: why ("the memory
+  // budget of 1.2 GiB (--memory_budget)"); a request above such a limit is
+  // RESOURCE_EXHAUSTED (too big for this server) rather than INVALID_ARGUMENT.
+  std::string input_cap_reason;       // max_input_tokens
+  std::string new_tokens_cap_reason;  // max_new_tokens_limit
 };
 
-// Replaces zeros by the model's limits and caps the default; INVALID_ARGUMENT
-// naming the limit when it is out of range or above what the model accepts.
+// Replaces zeros by the model's limits (capped by the budgets, above) and caps
+// the default; INVALID_ARGUMENT naming the limit when it is out of range or
+// above what the model accepts, or when the budgets leave no room for a
+// one-token request at max_beam_size. The memory a request needs is
+// engine::SequenceMemoryBytes of the model's config, as GeneratorEngine
+// estimates it.
 absl::StatusOr<RequestLimits> ResolveLimits(const RequestLimits& limits,
                                             const ModelInfo& model);
 

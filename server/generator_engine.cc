@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "engine/memory_estimate.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::server {
@@ -23,6 +24,11 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
   info_.config_json = model_->config_json();
   info_.config = model_->config();
   info_.warnings = model_->warnings();
+}
+
+int64_t GeneratorEngine::EstimateBytes(
+    int source_tokens, const engine::DecodeOptions& options) const {
+  return engine::SequenceMemoryBytes(info_.config, source_tokens, options);
 }
 
 absl::Status GeneratorEngine::Validate(

@@ -19,6 +19,8 @@ class GeneratorEngine final : public BatchEngine {
       const std::string& model_dir, const engine::ModelOptions& options);
 
   const ModelInfo& model_info() const override { return info_; }
+  int64_t EstimateBytes(int source_tokens,
+                        const engine::DecodeOptions& options) const override;
   absl::Status Validate(const engine::SequenceInput& input) const override;
   absl::Status Add(std::vector<engine::SequenceInput> inputs) override;
   absl::StatusOr<std::vector<engine::StepEvent>> Step() override;

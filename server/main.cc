@@ -29,6 +29,7 @@
 #include "server/batching_policy.h"
 #include "server/generator_engine.h"
 #include "server/log.h"
+#include "server/memory_budget.h"
 #include "server/prometheus_metrics.h"
 #include "server/server.h"
 #include "server/shutdown_signals.h"
@@ -73,8 +74,15 @@ ABSL_FLAG(int, max_batch_size, 32,
           "Most sequences (requests) in the running batch.");
 ABSL_FLAG(int, max_batch_tokens, 32768,
           "Token budget of the running batch: the sum over its requests of "
-          "beam_size * (source tokens + max_new_tokens). A larger request runs "
-          "alone.");
+          "beam_size * (source tokens + max_new_tokens). A larger request is "
+          "refused RESOURCE_EXHAUSTED.");
+ABSL_FLAG(std::string, memory_budget, "auto",
+          "Most bytes of engine memory the running batch may hold at worst "
+          "(each request's encoder output and caches at full length); a "
+          "request over it alone is refused RESOURCE_EXHAUSTED, and limits "
+          "left at 0 are lowered so that requests at them fit. auto: 80% of "
+          "what the tightest of the cgroup limit, RLIMIT_AS and MemTotal "
+          "leaves after loading; none; or bytes with K/M/G/T (e.g. 1536M).");
 ABSL_FLAG(int, max_queue_size, 256,
           "Most requests waiting for admission; more are answered "
           "RESOURCE_EXHAUSTED at once.");
@@ -309,12 +317,43 @@ int Run() {
         static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
 
+  // The memory budget (docs/server.md, "Memory"): weights that cannot fit
+  // fail before loading, a model that leaves no room for requests after.
+  absl::StatusOr<MemoryBudgetSetting> budget_setting =
+      ParseMemoryBudget(absl::GetFlag(FLAGS_memory_budget));
+  if (!budget_setting.ok()) {
+    LogLine(absl::StrCat("bad flags: ", budget_setting.status().message()));
+    return 2;
+  }
+  if (absl::Status fits = CheckWeightsFit(model_dir, ReadMemoryLimits());
+      !fits.ok()) {
+    LogLine(
+        absl::StrCat("cannot load model ", model_dir, ": ", fits.message()));
+    return 1;
+  }
   absl::StatusOr<std::unique_ptr<GeneratorEngine>> engine =
       GeneratorEngine::Load(model_dir, model_options);
   if (!engine.ok()) {
     LogLine(absl::StrCat("cannot load model ", model_dir, ": ",
                          engine.status().message()));
     return 1;
+  }
+  {
+    engine::DecodeOptions smallest;
+    smallest.max_new_tokens = 1;
+    absl::StatusOr<MemoryBudget> budget =
+        ResolveMemoryBudget(*budget_setting, ReadMemoryLimits(),
+                            (*engine)->EstimateBytes(1, smallest));
+    if (!budget.ok()) {
+      LogLine(absl::StrCat("cannot serve model ", model_dir, ": ",
+                           budget.status().message()));
+      return 1;
+    }
+    LogLine(budget->description);
+    options->batcher.batching.max_batch_memory_bytes = budget->bytes;
+    options->limits.memory_budget_bytes = budget->bytes;
+    options->limits.max_batch_tokens =
+        options->batcher.batching.max_batch_tokens;
   }
   for (const std::string& warning : (*engine)->model_info().warnings) {
     LogLine(absl::StrCat("model ", model_dir, ": ", warning));

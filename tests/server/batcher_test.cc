@@ -287,14 +287,14 @@ TEST_F(BatcherTest, FullQueueIsResourceExhaustedAndDrainingIsUnavailable) {
   EXPECT_FALSE(late->finished());
 }
 
-TEST_F(BatcherTest, FailedStepAnswersTheBatchInternalAndTheEngineRecovers) {
+TEST_F(BatcherTest, FailedStepAnswersTheBatchWithTheEngineCodeAndRecovers) {
   Create(Options());
   RecordingSink* a = Submit(Item({5, 6}));
   RecordingSink* b = Submit(Item({7, 8}));
-  engine_->FailNextStep(absl::FailedPreconditionError("boom"));
+  engine_->FailNextStep(absl::ResourceExhaustedError("boom"));
   batcher_->Pump();
-  EXPECT_EQ(a->status().code(), absl::StatusCode::kInternal);
-  EXPECT_EQ(b->status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(a->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(b->status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(a->status().message()), ::testing::HasSubstr("boom"));
   EXPECT_EQ(engine_->active_sequences(), 0);
 
@@ -311,6 +311,187 @@ TEST_F(BatcherTest, FailedEncodeAnswersInternal) {
   batcher_->Pump();
   EXPECT_EQ(a->status().code(), absl::StatusCode::kInternal)
       << "not the client's fault";
+}
+
+TEST_F(BatcherTest, SequenceThatFailsInAStepIsAnsweredAloneWithItsStatus) {
+  Create(Options());
+  RecordingSink* bad = Submit(Item({5, 42, 6}));
+  const WorkItem good_item = Item({7, 8, 9});
+  RecordingSink* good = Submit(good_item);
+  EXPECT_EQ(batcher_->Pump().admitted, 2);
+  engine_->FailSequencesInNextStep(
+      42, absl::ResourceExhaustedError("its cache could not grow to 4 MiB"));
+  const Batcher::PumpResult r = batcher_->Pump();
+  EXPECT_EQ(r.failed, 1);
+  ASSERT_TRUE(bad->finished());
+  EXPECT_EQ(bad->status(),
+            absl::ResourceExhaustedError("its cache could not grow to 4 MiB"))
+      << "its status as is";
+  EXPECT_FALSE(good->finished());
+  EXPECT_EQ(batcher_->running_size(), 1);
+  PumpUntilIdle();
+  ExpectDecoded(*good, good_item);
+}
+
+TEST_F(BatcherTest, EncodeOutOfMemoryIsRetriedInHalvesAndFailsOnlyTheCulprit) {
+  FakeEngineOptions engine_options;
+  engine_options.add_token_capacity = 5;  // source tokens per Add
+  Create(Options(), engine_options);
+  const WorkItem a_item = Item({5, 6, 7});
+  const WorkItem b_item = Item({8, 9, 10});
+  RecordingSink* a = Submit(a_item);
+  RecordingSink* b = Submit(b_item);
+  RecordingSink* huge = Submit(Item({11, 12, 13, 14, 15, 16}));
+  const Batcher::PumpResult r = batcher_->Pump();
+  EXPECT_EQ(r.admitted, 2);
+  EXPECT_EQ(r.answered_at_admission, 1);
+  ASSERT_TRUE(huge->finished());
+  EXPECT_EQ(huge->status().code(), absl::StatusCode::kResourceExhausted)
+      << huge->status();
+  EXPECT_THAT(std::string(huge->status().message()),
+              ::testing::HasSubstr("6 source tokens"));
+  // [a, b, huge] failed, then [a] and [b, huge], then [b] and [huge].
+  EXPECT_THAT(engine_->add_sizes(), ElementsAre(1, 1));
+  PumpUntilIdle();
+  ExpectDecoded(*a, a_item);
+  ExpectDecoded(*b, b_item);
+}
+
+TEST_F(BatcherTest, RequestOverTheTokenBudgetIsRefusedAtSubmit) {
+  BatcherOptions options = Options();
+  options.batching.max_batch_tokens = 30;
+  Create(options);
+  sinks_.emplace_back();
+  const absl::Status status =
+      batcher_->Submit(Item({5, 6, 7, 8, 9}, 26), &sinks_.back());
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("31 tokens"));
+  EXPECT_THAT(std::string(status.message()),
+              ::testing::HasSubstr("30 (--max_batch_tokens)"));
+  EXPECT_EQ(batcher_->queue_size(), 0);
+  EXPECT_EQ(observer_.rejected(absl::StatusCode::kResourceExhausted), 1);
+  EXPECT_FALSE(sinks_.back().finished());
+  Submit(Item({5, 6, 7, 8, 9}, 25));  // exactly the budget: accepted
+  PumpUntilIdle();
+}
+
+TEST_F(BatcherTest, RequestOverTheMemoryBudgetIsRefusedAtSubmit) {
+  BatcherOptions options = Options();
+  options.batching.max_batch_memory_bytes = 1000;
+  FakeEngineOptions engine_options;
+  engine_options.bytes_per_position = 10;
+  Create(options, engine_options);
+  sinks_.emplace_back();
+  // 10 bytes x 4 beams x (5 + 21) positions.
+  const absl::Status status = batcher_->Submit(
+      Item({5, 6, 7, 8, 9}, 21, absl::InfiniteFuture(), 4), &sinks_.back());
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(status.message()),
+              ::testing::HasSubstr("1040 bytes"));
+  EXPECT_THAT(std::string(status.message()),
+              ::testing::HasSubstr("1000 bytes (--memory_budget)"));
+  EXPECT_FALSE(sinks_.back().finished());
+  EXPECT_EQ(batcher_->queue_size(), 0);
+}
+
+TEST_F(BatcherTest, MemoryBudgetBoundsTheRunningBatch) {
+  BatcherOptions options = Options();
+  options.batching.max_batch_memory_bytes = 1000;
+  FakeEngineOptions engine_options;
+  engine_options.bytes_per_position = 10;
+  Create(options, engine_options);
+  // 10 bytes x (4 + 36) positions = 400 each: two fit, not three.
+  for (int i = 0; i < 3; ++i) Submit(Item({5, 6, 7, 8 + i}, 36));
+  EXPECT_EQ(batcher_->Pump().admitted, 2);
+  EXPECT_EQ(batcher_->queue_size(), 1);
+  PumpUntilIdle();
+  EXPECT_EQ(engine_->max_active(), 2);
+  EXPECT_EQ(observer_.finished(kOk), 3);
+}
+
+// Issue 15 (4): a long request waiting for room no longer holds up the short
+// ones behind it, and is itself admitted as soon as the running long one
+// finishes.
+TEST_F(BatcherTest, ShortRequestsKeepFlowingWhileALongOneRunsAndOneWaits) {
+  BatcherOptions options = Options();
+  options.batching.max_batch_tokens = 100;
+  options.max_queue_size = 100;
+  Create(options);
+  auto long_item = [](int32_t first) {
+    std::vector<int32_t> source;
+    for (int i = 0; i < 30; ++i) source.push_back(first + i % 3);
+    return Item(source, 40);  // 70 tokens, 31 steps
+  };
+  const WorkItem long1_item = long_item(10);
+  const WorkItem long2_item = long_item(20);
+  RecordingSink* long1 = Submit(long1_item);
+  ASSERT_EQ(batcher_->Pump().admitted, 1);
+  RecordingSink* long2 = Submit(long2_item);  // does not fit beside long1
+  std::vector<RecordingSink*> shorts;
+  std::vector<WorkItem> short_items;
+  int long1_done = -1;
+  int long2_started = -1;
+  for (int pump = 1; pump < 200 && !long2->finished(); ++pump) {
+    if (long1_done < 0) {
+      short_items.push_back(Item({30 + pump % 50, 31}, 8));  // 10 tokens
+      shorts.push_back(Submit(short_items.back()));
+    }
+    batcher_->Pump();
+    if (long1_done < 0 && long1->finished()) long1_done = pump;
+    if (long2_started < 0 && !long2->tokens().empty()) long2_started = pump;
+    // Every short request so far is answered within a few steps of arriving.
+    for (size_t i = 0; i + 4 < shorts.size(); ++i) {
+      ASSERT_TRUE(shorts[i]->finished())
+          << "short request " << i << " still waits at pump " << pump;
+    }
+  }
+  ASSERT_GT(long1_done, 0);
+  EXPECT_EQ(long2_started, long1_done + 1)
+      << "the waiting long request starts as soon as there is room";
+  PumpUntilIdle();
+  ExpectDecoded(*long1, long1_item);
+  ExpectDecoded(*long2, long2_item);
+  for (size_t i = 0; i < shorts.size(); ++i) {
+    ExpectDecoded(*shorts[i], short_items[i]);
+  }
+  EXPECT_GT(shorts.size(), 20u);
+}
+
+// Issue 15 (2): a request answered at admission counts as work, so the loop
+// looks at the queue again instead of sleeping with a request in it.
+TEST_F(BatcherTest, BadRequestAheadOfAGoodOneCountsAsWork) {
+  for (const auto& [mode, max_batch_size] :
+       {std::pair{BatchingMode::kNone, 4},
+        std::pair{BatchingMode::kContinuous, 1}}) {
+    SCOPED_TRACE(BatchingModeName(mode));
+    BatcherOptions options = Options(mode);
+    options.batching.max_batch_size = max_batch_size;
+    FakeEngineOptions engine_options;
+    engine_options.invalid_token = 42;
+    batcher_.reset();
+    Create(options, engine_options);
+    RecordingSink* bad = Submit(Item({5, 42}));
+    const WorkItem good_item = Item({6});
+    RecordingSink* good = Submit(good_item);
+    const Batcher::PumpResult r = batcher_->Pump();
+    EXPECT_EQ(r.answered_at_admission, 1);
+    EXPECT_TRUE(r.did_work());
+    EXPECT_EQ(bad->status().code(), absl::StatusCode::kInvalidArgument);
+    PumpUntilIdle();
+    ExpectDecoded(*good, good_item);
+  }
+}
+
+TEST_F(BatcherTest, RequestsThatFailToEncodeCountAsWork) {
+  BatcherOptions options = Options(BatchingMode::kNone);
+  Create(options);
+  engine_->FailNextAdd(absl::InvalidArgumentError("engine bug"));
+  RecordingSink* a = Submit(Item({5}));
+  Submit(Item({6}));
+  const Batcher::PumpResult r = batcher_->Pump();
+  EXPECT_EQ(a->status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(r.answered_at_admission, 1);
+  EXPECT_TRUE(r.did_work());
 }
 
 TEST_F(BatcherTest, InputTheEngineRejectsIsInvalidArgumentAndOthersRun) {
@@ -475,6 +656,32 @@ TEST_F(BatcherTest, ThreadedStopAnswersWhatIsLeftUnavailable) {
   EXPECT_EQ(a->status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(b->status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(engine_->active_sequences(), 0);
+}
+
+// Issue 15 (2) on the threaded batcher: with the bad request ahead, the good
+// one used to wait for an unrelated wake-up. The loop parks only with nothing
+// left to do, so once it parks the good one must be answered.
+TEST_F(BatcherTest, ThreadedBatcherAnswersTheGoodRequestBehindABadOne) {
+  for (const auto& [mode, max_batch_size] :
+       {std::pair{BatchingMode::kNone, 4},
+        std::pair{BatchingMode::kContinuous, 1}}) {
+    SCOPED_TRACE(BatchingModeName(mode));
+    BatcherOptions options = Options(mode);
+    options.batching.max_batch_size = max_batch_size;
+    FakeEngineOptions engine_options;
+    engine_options.invalid_token = 42;
+    batcher_.reset();
+    Create(options, engine_options);
+    RecordingSink* bad = Submit(Item({5, 42}));
+    const WorkItem good_item = Item({6});
+    RecordingSink* good = Submit(good_item);
+    batcher_->Start();
+    clock_.AwaitParked(1);
+    EXPECT_EQ(bad->status().code(), absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(good->finished()) << "the batcher sleeps with a request queued";
+    ExpectDecoded(*good, good_item);
+    batcher_->Stop();
+  }
 }
 
 TEST_F(BatcherTest, AwaitIdleWaitsForAcceptedRequests) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/memory_estimate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -203,6 +204,114 @@ TEST(ConvertTest, SummaryCarriesFinishReasonScoreAndTiming) {
 TEST(ConvertTest, NewRequestIdsDiffer) {
   EXPECT_NE(NewRequestId(), NewRequestId());
   EXPECT_EQ(NewRequestId().rfind("req-", 0), 0u);
+}
+
+}  // namespace
+}  // namespace attnserve::server
+
+namespace attnserve::server {
+namespace {
+
+// models/dates' shape with a huge max_positions (issue 15, finding 1).
+ModelInfo HugeModel() {
+  ModelInfo model = Model();
+  model.name = "huge";
+  model.config.d_model = 128;
+  model.config.encoder_layers = 2;
+  model.config.decoder_layers = 2;
+  model.config.ffn_dim = 512;
+  model.config.max_positions = 1 << 20;
+  return model;
+}
+
+int64_t Bytes(const ModelInfo& model, int source, int new_tokens, int beam) {
+  engine::DecodeOptions options;
+  options.max_new_tokens = new_tokens;
+  options.beam_size = beam;
+  return engine::SequenceMemoryBytes(model.config, source, options);
+}
+
+TEST(ResolveLimitsTest,
+     DerivedLimitsAreCappedSoThatARequestAtThemFitsTheBudget) {
+  const ModelInfo model = HugeModel();
+  RequestLimits limits;  // every limit derived
+  limits.memory_budget_bytes = int64_t{100} << 20;
+  absl::StatusOr<RequestLimits> resolved = ResolveLimits(limits, model);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  const int cap = resolved->max_new_tokens_limit;
+  EXPECT_EQ(resolved->max_input_tokens, cap);
+  EXPECT_GT(cap, 100);
+  EXPECT_LT(cap, model.config.max_positions / 10);
+  EXPECT_LE(Bytes(model, cap, cap, 4), limits.memory_budget_bytes);
+  EXPECT_GT(Bytes(model, cap + 1, cap + 1, 4), limits.memory_budget_bytes)
+      << "the largest cap that fits";
+  EXPECT_THAT(resolved->new_tokens_cap_reason, HasSubstr("--memory_budget"));
+  EXPECT_EQ(resolved->default_max_new_tokens, 64);
+
+  // Over the capped limit: too big for this server, not a malformed request.
+  v1::GenerateRequest request = Ids({5, 6, 7});
+  request.set_max_new_tokens(1'000'000);
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, *resolved, model, nullptr);
+  EXPECT_EQ(item.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(item.status().message()),
+              HasSubstr("max_new_tokens = 1000000 may need up to"));
+  EXPECT_THAT(std::string(item.status().message()),
+              HasSubstr("GiB of engine memory"));
+  EXPECT_THAT(std::string(item.status().message()),
+              HasSubstr("100 MiB (--memory_budget)"));
+  request.set_max_new_tokens(cap);
+  EXPECT_TRUE(ToWorkItem(request, *resolved, model, nullptr).ok());
+
+  std::vector<int32_t> long_source(cap + 1, 5);
+  item = ToWorkItem(Ids(long_source), *resolved, model, nullptr);
+  EXPECT_EQ(item.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(item.status().message()),
+              HasSubstr("max_input_tokens, lowered"));
+}
+
+TEST(ResolveLimitsTest, ExplicitLimitsAreNotCapped) {
+  const ModelInfo model = HugeModel();
+  RequestLimits limits;
+  limits.max_input_tokens = 500'000;
+  limits.max_new_tokens_limit = 500'000;
+  limits.memory_budget_bytes = int64_t{100} << 20;
+  absl::StatusOr<RequestLimits> resolved = ResolveLimits(limits, model);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->max_new_tokens_limit, 500'000);
+  EXPECT_TRUE(resolved->new_tokens_cap_reason.empty());
+  v1::GenerateRequest request = Ids({5});
+  request.set_max_new_tokens(500'001);
+  EXPECT_EQ(ToWorkItem(request, *resolved, model, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ResolveLimitsTest, DerivedLimitsAreCappedByTheTokenBudget) {
+  RequestLimits limits;
+  limits.max_batch_tokens = 100;  // 4 beams x (12 + 12) = 96 fits, 13 does not
+  absl::StatusOr<RequestLimits> resolved = ResolveLimits(limits, Model());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->max_input_tokens, 12);
+  EXPECT_EQ(resolved->max_new_tokens_limit, 12);
+  EXPECT_EQ(resolved->default_max_new_tokens, 12);
+  EXPECT_THAT(resolved->input_cap_reason, HasSubstr("--max_batch_tokens"));
+}
+
+TEST(ResolveLimitsTest, NoBudgetsKeepTheModelsLimits) {
+  absl::StatusOr<RequestLimits> resolved =
+      ResolveLimits(RequestLimits(), HugeModel());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->max_input_tokens, 1 << 20);
+  EXPECT_EQ(resolved->max_new_tokens_limit, (1 << 20) - 1);
+}
+
+TEST(ResolveLimitsTest, ABudgetTooSmallForAnyRequestIsAnError) {
+  RequestLimits limits;
+  limits.memory_budget_bytes = 1000;
+  absl::StatusOr<RequestLimits> resolved = ResolveLimits(limits, HugeModel());
+  EXPECT_EQ(resolved.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(resolved.status().message()),
+              HasSubstr("even a request of 1 source token"));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/batching_policy.h"
 
 namespace attnserve::server::testing {
 
@@ -42,6 +43,11 @@ engine::SequenceResult FakeEngine::Expected(
   result.finish_reason =
       eos ? engine::FinishReason::kEos : engine::FinishReason::kLength;
   return result;
+}
+
+int64_t FakeEngine::EstimateBytes(int source_tokens,
+                                  const engine::DecodeOptions& options) const {
+  return options_.bytes_per_position * TokenCost(source_tokens, options);
 }
 
 absl::Status FakeEngine::Validate(const engine::SequenceInput& input) const {
@@ -82,6 +88,17 @@ absl::Status FakeEngine::Add(std::vector<engine::SequenceInput> inputs) {
   absl::MutexLock lock(&mu_);
   if (!next_add_error_.ok())
     return std::exchange(next_add_error_, absl::OkStatus());
+  if (options_.add_token_capacity >= 0) {
+    int tokens = 0;
+    for (const engine::SequenceInput& input : inputs) {
+      tokens += static_cast<int>(input.source.size());
+    }
+    if (tokens > options_.add_token_capacity) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot encode ", tokens, " source tokens at once (",
+                       options_.add_token_capacity, " fit)"));
+    }
+  }
   for (const engine::SequenceInput& input : inputs) {
     if (active_.contains(input.id)) {
       return absl::InvalidArgumentError(
@@ -115,8 +132,20 @@ absl::StatusOr<std::vector<engine::StepEvent>> FakeEngine::Step() {
   max_active_ = std::max(max_active_, static_cast<int>(active_.size()));
   if (options_.clock != nullptr) options_.clock->Advance(options_.step_cost);
   std::vector<engine::StepEvent> events;
+  const int32_t failing = std::exchange(failing_token_, -1);
   for (auto it = active_.begin(); it != active_.end();) {
     Active& active = it->second;
+    if (failing >= 0 &&
+        std::find(active.input.source.begin(), active.input.source.end(),
+                  failing) != active.input.source.end()) {
+      engine::StepEvent event;
+      event.id = it->first;
+      event.finished = true;
+      event.status = failing_status_;
+      events.push_back(std::move(event));
+      active_.erase(it++);
+      continue;
+    }
     const engine::SequenceResult& expected = active.expected;
     const int length = static_cast<int>(expected.output_ids.size());
     const bool greedy = active.input.options.beam_size == 1;
@@ -183,6 +212,12 @@ void FakeEngine::AwaitBlockedInStep() {
 void FakeEngine::FailNextAdd(absl::Status status) {
   absl::MutexLock lock(&mu_);
   next_add_error_ = std::move(status);
+}
+
+void FakeEngine::FailSequencesInNextStep(int32_t token, absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  failing_token_ = token;
+  failing_status_ = std::move(status);
 }
 
 void FakeEngine::FailNextStep(absl::Status status) {

@@ -34,6 +34,12 @@ struct FakeEngineOptions {
   // Validate rejects sources that contain this id (an engine-only check); -1:
   // none.
   int invalid_token = -1;
+  // EstimateBytes: this many bytes per position the request can hold
+  // (TokenCost); 0 estimates 0.
+  int64_t bytes_per_position = 0;
+  // Add fails with RESOURCE_EXHAUSTED (adding nothing) when the group's summed
+  // source tokens exceed this; -1: never.
+  int add_token_capacity = -1;
 };
 
 class FakeEngine final : public BatchEngine {
@@ -50,6 +56,8 @@ class FakeEngine final : public BatchEngine {
   }
 
   const ModelInfo& model_info() const override { return info_; }
+  int64_t EstimateBytes(int source_tokens,
+                        const engine::DecodeOptions& options) const override;
   absl::Status Validate(const engine::SequenceInput& input) const override;
   absl::Status Add(std::vector<engine::SequenceInput> inputs) override;
   absl::StatusOr<std::vector<engine::StepEvent>> Step() override;
@@ -66,6 +74,9 @@ class FakeEngine final : public BatchEngine {
   void AwaitBlockedInStep();
   void FailNextAdd(absl::Status status);
   void FailNextStep(absl::Status status);
+  // In the next step, every active sequence whose source contains `token`
+  // fails alone with `status` (StepEvent::status) and leaves the active set.
+  void FailSequencesInNextStep(int32_t token, absl::Status status);
 
   // Records; thread-safe.
   std::vector<std::vector<int32_t>> added_sources()
@@ -92,6 +103,8 @@ class FakeEngine final : public BatchEngine {
   bool blocked_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status next_add_error_ ABSL_GUARDED_BY(mu_);
   absl::Status next_step_error_ ABSL_GUARDED_BY(mu_);
+  int32_t failing_token_ ABSL_GUARDED_BY(mu_) = -1;
+  absl::Status failing_status_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<int32_t>> added_sources_ ABSL_GUARDED_BY(mu_);
   std::vector<int> add_sizes_ ABSL_GUARDED_BY(mu_);
   std::vector<engine::SequenceId> cancelled_ ABSL_GUARDED_BY(mu_);
