@@ -113,8 +113,16 @@ absl::Status CheckReachable(const Connection& connection,
 absl::Status CheckReachableForCall(const Connection& connection,
                                    absl::Duration call_timeout) {
   const absl::Duration wait = std::min(call_timeout, kMaxConnectTimeout);
+  const absl::Time start = absl::Now();
   absl::Status status = CheckReachable(connection, wait);
-  if (!absl::IsDeadlineExceeded(status) || wait != call_timeout) return status;
+  // A connection that came up only after the whole timeout (gRPC may report a
+  // state change that happened before the deadline after it) leaves the call
+  // no time either: the same deadline, the same message.
+  const bool too_late = status.ok() && absl::Now() - start >= call_timeout;
+  if (!too_late &&
+      (!absl::IsDeadlineExceeded(status) || wait != call_timeout)) {
+    return status;
+  }
   return absl::DeadlineExceededError(absl::StrCat(
       "no connection to ", connection.address,
       " within --timeout=", absl::FormatDuration(call_timeout),

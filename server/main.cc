@@ -153,8 +153,8 @@ const std::vector<FlagGroup>& FlagGroups() {
         "max_message_bytes"}},
       {"Prometheus metrics", {"metrics_port", "metrics_address"}},
       {"Batching and queueing",
-       {"batching", "max_batch_size", "max_batch_tokens", "max_queue_size",
-        "max_queue_delay"}},
+       {"batching", "max_batch_size", "max_batch_tokens", "memory_budget",
+        "max_queue_size", "max_queue_delay"}},
       {"Request limits",
        {"max_input_tokens", "max_new_tokens_limit", "default_max_new_tokens",
         "max_beam_size", "stream_buffer_tokens"}},
@@ -338,6 +338,7 @@ int Run() {
                          engine.status().message()));
     return 1;
   }
+  std::string budget_line;  // said in the startup line
   {
     engine::DecodeOptions smallest;
     smallest.max_new_tokens = 1;
@@ -349,7 +350,7 @@ int Run() {
                            budget.status().message()));
       return 1;
     }
-    LogLine(budget->description);
+    budget_line = budget->description;
     options->batcher.batching.max_batch_memory_bytes = budget->bytes;
     options->limits.memory_budget_bytes = budget->bytes;
     options->limits.max_batch_tokens =
@@ -396,7 +397,7 @@ int Run() {
       "attnserve: serving model %s (attnserve.v1.Seq2Seq, health, reflection) "
       "on %s:%d; "
       "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
-      "threads=%d (%s)%s%s, %s\n",
+      "threads=%d (%s)%s%s, %s, %s\n",
       (*server)->model_info().name.c_str(), absl::GetFlag(FLAGS_host).c_str(),
       (*server)->port(), BatchingModeName(batching.mode),
       batching.max_batch_size,
@@ -404,7 +405,7 @@ int Run() {
       engine::BackendName(model_options.backend), model_options.threads,
       engine::OpenMpWaitingDescription().c_str(),
       has_tokenizer ? ", text+ids" : ", token ids only", metrics_line.c_str(),
-      TlsModeName(TlsFilesFromFlags()));
+      budget_line.c_str(), TlsModeName(TlsFilesFromFlags()));
   std::fflush(stdout);
 
   signals->Serving();
