@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "engine/generator.h"
+#include "engine/model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/prometheus_metrics.h"
@@ -56,7 +58,18 @@ TEST(BinaryTest, ServesPrintsWhereAndDrainsOnSigterm) {
   request.set_max_new_tokens(4);
   v1::GenerateResponse response;
   EXPECT_TRUE(testing::Generate(*stub, request, &response).ok());
-  EXPECT_GE(response.output_ids_size(), 0);
+  // The served answer is the engine's own on the same weights.
+  absl::StatusOr<std::unique_ptr<engine::Model>> model =
+      engine::Model::Load(dir.path(), {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  engine::DecodeOptions decode;
+  decode.max_new_tokens = 4;
+  absl::StatusOr<std::vector<engine::SequenceResult>> expected =
+      engine::GenerateBatch(**model, {{3, 4, 5}}, decode);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  EXPECT_THAT(response.output_ids(),
+              ::testing::ElementsAreArray(expected->at(0).output_ids));
+  EXPECT_NE(response.finish_reason(), v1::FINISH_REASON_UNSPECIFIED);
 
   server->process->Signal(SIGTERM);
   EXPECT_EQ(server->process->Wait(absl::Seconds(30)), std::optional<int>(0));
