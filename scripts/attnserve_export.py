@@ -4,7 +4,7 @@ Dev tool (Debian's /usr/bin/python3 with python3-torch 1.13 and numpy; no other 
 The network is built from PyTorch's own modules (nn.TransformerEncoderLayer /
 nn.TransformerDecoderLayer), so golden files and peer benchmarks measure PyTorch itself, not a
 re-implementation. The model directory written by `export` and read by `load` follows
-shared/docs/model-format.md exactly (config.json + model.safetensors, tensor names below).
+docs/model-format.md exactly (config.json + model.safetensors, tensor names below).
 
     import attnserve_export as ax
     cfg = ax.make_config(d_model=32, num_heads=4, encoder_layers=2, decoder_layers=2,

@@ -47,7 +47,10 @@ fail() {
 
 for target in "${targets[@]}"; do
   fuzzer=build-fuzz/tests/fuzz/${target}_fuzzer
-  options=(-timeout=10 -rss_limit_mb=2048 "-artifact_prefix=$artifacts/$target-")
+  # -malloc_limit_mb: one allocation above 512 MB is a finding (a config key or a request
+  # field that sizes memory unchecked), well before the process would reach -rss_limit_mb.
+  options=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512
+           "-artifact_prefix=$artifacts/$target-")
   if [[ $target == model_dir || $target == safetensors ]]; then
     options+=("-dict=tests/fuzz/model_format.dict")
   fi

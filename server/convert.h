@@ -1,6 +1,6 @@
 #pragma once
 // The one place where API messages (attnserve.v1) and the server's and engine's
-// types meet: request checks with the messages of shared/docs/api.md, and
+// types meet: request checks with the messages of docs/api.md, and
 // response filling.
 
 #include <cstdint>

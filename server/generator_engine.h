@@ -13,7 +13,7 @@ namespace attnserve::server {
 
 class GeneratorEngine final : public BatchEngine {
  public:
-  // Loads the model directory (shared/docs/model-format.md). Call from any
+  // Loads the model directory (docs/model-format.md). Call from any
   // thread; afterwards one thread at a time uses the engine (see BatchEngine).
   static absl::StatusOr<std::unique_ptr<GeneratorEngine>> Load(
       const std::string& model_dir, const engine::ModelOptions& options);

@@ -1,6 +1,6 @@
 #pragma once
-// The one place where internal errors become gRPC statuses
-// (shared/docs/conventions.md).
+// The one place where internal errors become gRPC statuses (one tested
+// mapping, so that every path answers a client the same way).
 
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"

@@ -2,7 +2,7 @@
 // Text <-> token ids for requests that send `text`.
 //
 // A model directory has a tokenizer when its config.json names one with the key
-// "tokenizer" (an addition to shared/docs/model-format.md):
+// "tokenizer" (an addition to the base format; docs/model-format.md):
 //   "char"        one token per Unicode character (UTF-8 code point);
 //   "whitespace"  one token per run of non-whitespace characters; output words
 //                 are joined by single spaces;

@@ -1,6 +1,6 @@
 #pragma once
 // Builds model directories (config.json + model.safetensors) for tests,
-// following shared/docs/model-format.md. Everything is deterministic: a seed
+// following docs/model-format.md. Everything is deterministic: a seed
 // fully fixes a random model, so tests can compare outputs across runs and
 // backends.
 //

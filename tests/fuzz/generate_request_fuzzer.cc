@@ -3,16 +3,25 @@
 // ToWorkItem against a model, with and without a tokenizer.
 //
 // Input: 5 setup bytes, then the serialized GenerateRequest.
-//   byte 0      tokenizer (% 3: none, char, whitespace) and, / 3 % 2, the
-//               model's add_eos_to_source
+//   byte 0      tokenizer (% 3: none, char, whitespace); / 3 % 2, the
+//               model's add_eos_to_source; / 6 % 2, a model with
+//               max_positions 1048576 instead of 64 (limits derived from it
+//               must be capped by the budgets); / 12 % 4, the budgets of the
+//               running batch (none; 256 KiB and 2048 tokens; 4 MiB; 64 MiB
+//               and 65536 tokens). Inputs below 6 mean what they always did.
 //   bytes 1..4  the server's limits, as int8: max_input_tokens,
 //               max_new_tokens_limit, default_max_new_tokens, max_beam_size
-//               (the model has max_positions 64, so they reach past it)
+//               (the small model has max_positions 64, so they reach past it)
 //
 // Checks, besides "no crash, no sanitizer report":
 // - an accepted request satisfies everything engine::Generator::Validate
 //   requires (generator.h), within the resolved limits, so the batcher never
 //   has to turn away what the gRPC thread accepted;
+// - with every limit derived (zero), an accepted request fits the budgets
+//   alone (engine::SequenceMemoryBytes, server::TokenCost), so a huge
+//   max_positions can never let one request size memory past them; refusals
+//   are INVALID_ARGUMENT or, for a request too big for the budgets,
+//   RESOURCE_EXHAUSTED;
 // - text round-trips: decoding the source gives the text back (char) or its
 //   words joined by single spaces (whitespace), and decoding it in two
 //   streamed pieces gives the same text as at once;
@@ -34,9 +43,11 @@
 #include "absl/types/span.h"
 #include "attnserve/v1/attnserve.pb.h"
 #include "engine/generator.h"
+#include "engine/memory_estimate.h"
 #include "engine/model_config.h"
 #include "google/protobuf/stubs/logging.h"
 #include "server/batch_engine.h"
+#include "server/batching_policy.h"
 #include "server/convert.h"
 #include "server/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -48,6 +59,14 @@ using server::RequestLimits;
 
 constexpr size_t kSetupBytes = 5;
 constexpr int kMaxPositions = 64;
+constexpr int kHugeMaxPositions = 1 << 20;
+
+struct Budgets {
+  int64_t memory_bytes;
+  int tokens;
+};
+constexpr Budgets kBudgets[] = {
+    {0, 0}, {256 << 10, 2048}, {4 << 20, 0}, {64 << 20, 65536}};
 
 // ids 0-2 are the specials (multi-character, so no text encodes to them);
 // the rest covers 1- to 4-byte UTF-8 characters and words.
@@ -60,16 +79,18 @@ constexpr absl::string_view kWordVocab =
     "<pad>\n<s>\n</s>\nthe\nof\njuly\n4th\n1976\nmonday,\n23\nnovember\n2026\n"
     "\xC3\xA9t\xC3\xA9\n\xF0\x9F\x98\x80";
 
-std::string ConfigJson(absl::string_view tokenizer) {
+std::string ConfigJson(absl::string_view tokenizer,
+                       int max_positions = kMaxPositions) {
   return absl::StrCat(
       R"({"architecture": "transformer-encoder-decoder", "d_model": 8,
           "num_heads": 2, "encoder_layers": 1, "decoder_layers": 1,
           "ffn_dim": 8, "vocab_size": 48, "max_positions": )",
-      kMaxPositions, R"(, "tokenizer": ")", tokenizer, R"("})");
+      max_positions, R"(, "tokenizer": ")", tokenizer, R"("})");
 }
 
 struct Setup {
-  server::ModelInfo models[2];  // add_eos_to_source false, true
+  // [huge max_positions][add_eos_to_source]
+  server::ModelInfo models[2][2];
   std::unique_ptr<server::Tokenizer> tokenizers[3];  // none, char, whitespace
 };
 
@@ -90,13 +111,17 @@ const Setup& GetSetup() {
     // parse then fails, which is what matters); the noise would slow fuzzing.
     google::protobuf::SetLogHandler(nullptr);
     auto* s = new Setup;
-    absl::StatusOr<engine::ModelConfig> config =
-        engine::ParseModelConfig(ConfigJson("char"), nullptr);
-    FUZZ_CHECK(config.ok(), "fuzzer setup");
-    for (int eos = 0; eos < 2; ++eos) {
-      s->models[eos].name = "fuzz";
-      s->models[eos].config = *config;
-      s->models[eos].config.add_eos_to_source = eos == 1;
+    for (int huge = 0; huge < 2; ++huge) {
+      absl::StatusOr<engine::ModelConfig> config = engine::ParseModelConfig(
+          ConfigJson("char", huge ? kHugeMaxPositions : kMaxPositions),
+          nullptr);
+      FUZZ_CHECK(config.ok(), "fuzzer setup");
+      for (int eos = 0; eos < 2; ++eos) {
+        server::ModelInfo& model = s->models[huge][eos];
+        model.name = "fuzz";
+        model.config = *config;
+        model.config.add_eos_to_source = eos == 1;
+      }
     }
     std::string chars(kSpecials);
     for (char c : kAsciiChars)
@@ -113,21 +138,44 @@ const Setup& GetSetup() {
 void CheckWorkItem(const server::WorkItem& item, const RequestLimits& limits,
                    const engine::ModelConfig& config) {
   const int n = static_cast<int>(item.source.size());
-  FUZZ_CHECK(n >= 1 && n <= limits.max_input_tokens && n <= kMaxPositions,
-             absl::StrCat("source of ", n, " tokens"));
+  FUZZ_CHECK(
+      n >= 1 && n <= limits.max_input_tokens && n <= config.max_positions,
+      absl::StrCat("source of ", n, " tokens"));
   for (int32_t id : item.source) {
     FUZZ_CHECK(id >= 0 && id < config.vocab_size, absl::StrCat("id ", id));
   }
   const engine::DecodeOptions& o = item.decode;
   FUZZ_CHECK(o.max_new_tokens >= 1 &&
                  o.max_new_tokens <= limits.max_new_tokens_limit &&
-                 o.max_new_tokens <= kMaxPositions - 1,
+                 o.max_new_tokens <= config.max_positions - 1,
              absl::StrCat("max_new_tokens ", o.max_new_tokens));
   FUZZ_CHECK(o.beam_size >= 1 && o.beam_size <= limits.max_beam_size &&
                  o.beam_size <= engine::kMaxBeamSize,
              absl::StrCat("beam_size ", o.beam_size));
   FUZZ_CHECK(std::isfinite(o.length_penalty) && o.length_penalty >= 0,
              absl::StrCat("length_penalty ", o.length_penalty));
+}
+
+// With derived limits, what was accepted must fit the budgets on its own.
+void CheckFitsBudgets(const server::WorkItem& item, const RequestLimits& given,
+                      const RequestLimits& limits,
+                      const engine::ModelConfig& config) {
+  if (given.max_input_tokens != 0 || given.max_new_tokens_limit != 0) return;
+  const int n = static_cast<int>(item.source.size());
+  if (limits.memory_budget_bytes > 0) {
+    const int64_t bytes = engine::SequenceMemoryBytes(config, n, item.decode);
+    FUZZ_CHECK(
+        bytes <= limits.memory_budget_bytes,
+        absl::StrCat("accepted a request of ", bytes,
+                     " bytes over a budget of ", limits.memory_budget_bytes));
+  }
+  if (limits.max_batch_tokens > 0) {
+    const int cost = server::TokenCost(n, item.decode);
+    FUZZ_CHECK(
+        cost <= limits.max_batch_tokens,
+        absl::StrCat("accepted a request of ", cost,
+                     " tokens over a budget of ", limits.max_batch_tokens));
+  }
 }
 
 void CheckText(const v1::GenerateRequest& request, const server::WorkItem& item,
@@ -183,8 +231,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int tokenizer_index = data[0] % 3;
   const attnserve::server::Tokenizer* tokenizer =
       setup.tokenizers[tokenizer_index].get();
-  const attnserve::server::ModelInfo& model = setup.models[data[0] / 3 % 2];
+  const attnserve::server::ModelInfo& model =
+      setup.models[data[0] / 6 % 2][data[0] / 3 % 2];
   RequestLimits limits;
+  const Budgets& budgets = kBudgets[data[0] / 12 % 4];
+  limits.memory_budget_bytes = budgets.memory_bytes;
+  limits.max_batch_tokens = budgets.tokens;
   limits.max_input_tokens = static_cast<int8_t>(data[1]);
   limits.max_new_tokens_limit = static_cast<int8_t>(data[2]);
   limits.default_max_new_tokens = static_cast<int8_t>(data[3]);
@@ -201,11 +253,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<attnserve::server::WorkItem> item =
       attnserve::server::ToWorkItem(request, *resolved, model, tokenizer);
   if (!item.ok()) {
-    FUZZ_CHECK(item.status().code() == absl::StatusCode::kInvalidArgument,
+    FUZZ_CHECK(item.status().code() == absl::StatusCode::kInvalidArgument ||
+                   item.status().code() == absl::StatusCode::kResourceExhausted,
                item.status().ToString());
     return 0;
   }
   CheckWorkItem(*item, *resolved, model.config);
+  CheckFitsBudgets(*item, limits, *resolved, model.config);
   if (!request.text().empty()) {
     CheckText(request, *item, *tokenizer, /*words=*/tokenizer_index == 2);
   }

@@ -116,6 +116,10 @@ def model_dir_seeds():
             two_layers, model_tensors(two_layers, lm_head_bias=True), "F32",
             None],
         "config_only": [TINY, None, None, None],
+        # A key that sizes memory: nothing may be allocated for every
+        # position at load (fuzz.sh caps a single allocation at 512 MB).
+        "huge_max_positions": [dict(TINY, max_positions=1 << 20),
+                               model_tensors(TINY), "F32", None],
     }
 
 
@@ -148,7 +152,8 @@ def write_safetensors_corpus(out):
 
 
 # (name, setup bytes, GenerateRequest in protobuf text format). Setup byte 0:
-# tokenizer = b % 3 (none, char, whitespace), add_eos_to_source = b // 3 % 2;
+# tokenizer = b % 3 (none, char, whitespace), add_eos_to_source = b // 3 % 2,
+# max_positions 1048576 = b // 6 % 2, budgets = b // 12 % 4;
 # bytes 1-4: max_input_tokens, max_new_tokens_limit, default_max_new_tokens,
 # max_beam_size as int8.
 REQUESTS = [
@@ -164,6 +169,10 @@ REQUESTS = [
     ("words_special_tokens", [5, 0, 0, 64, 1], 'text: "</s> the <pad> july"'),
     ("both_sources", [2, 0, 0, 64, 4], 'input_ids: [5] text: "the"'),
     ("neither_source", [0, 0, 0, 64, 4], "max_new_tokens: 3"),
+    ("huge_positions_tight_budgets", [6 + 12, 0, 0, 64, 8],
+     "input_ids: [5, 17, 9] max_new_tokens: 1000000 beam_size: 8"),
+    ("huge_positions_default_length", [6 + 36, 0, 0, 127, 4],
+     "input_ids: [5, 17, 9, 11] beam_size: 4"),
     ("over_limits", [0, 2, 2, 1, 1],
      "input_ids: [1, 2, 3] max_new_tokens: 9 beam_size: 3 "
      "length_penalty: -1"),
