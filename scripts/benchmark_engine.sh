@@ -12,7 +12,7 @@
 # Before and after a change, in one run: BEFORE_REV=<commit> builds that commit's engine
 # with this tree's engine/generator_benchmark.cc (so both have the same cases; from
 # `git archive`, under $OUT, with ccache) and runs the two binaries in turn ROUNDS times on
-# the decode cases only (greedy and beam-4 at batch 32, and their peak resident memory),
+# the decode cases only (greedy at batch 1 and 32, beam-4 at batch 32, and their peak resident memory),
 # then prints each figure's median and the after/before ratio of each round. No torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ if [[ -n ${BEFORE_REV:-} ]]; then
   cmake -S "$before_src" -B "$before_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/dev/null
   cmake --build "$before_build" -j "$(nproc)" --target generator_benchmark >/dev/null
-  filter='--benchmark_filter=Greedy32/batch:32|Beam4x32'
+  filter='--benchmark_filter=Greedy32|Beam4x32'
   for round in $(seq "$ROUNDS"); do
     for side in before after; do
       bin=build/engine/generator_benchmark
@@ -61,7 +61,8 @@ for threads in (1, 2):
     key = f"threads_{threads}"
     if key not in runs["after"][0]:
         continue
-    for name in ("greedy_tokens_per_s_b32", "beam4_tokens_per_s_b32", "peak_rss_mb",
+    for name in ("greedy_tokens_per_s_b1", "greedy_tokens_per_s_b32", "beam4_tokens_per_s_b32",
+                 "peak_rss_mb",
                  "peak_rss_beam4_b32_mb"):
         b = [r[key].get(name, 0) for r in runs["before"]]
         a = [r[key].get(name, 0) for r in runs["after"]]

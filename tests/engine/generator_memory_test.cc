@@ -211,6 +211,28 @@ TEST_F(GeneratorMemoryTest, SharedScratchFailureFailsTheStepAndKeepsTheSet) {
   EXPECT_EQ(Drain().size(), 1u);
 }
 
+TEST_F(GeneratorMemoryTest, BeamSearchStepsReuseTheirCaches) {
+  // Caches that never grow (max_new_tokens 16 = the first capacity): after
+  // the first step, children take over their parents' caches and copy into
+  // the spare ones, so no step allocates.
+  ASSERT_TRUE(
+      generator_
+          ->Add({Input(1, 30, 16, /*beam=*/4), Input(2, 30, 16, /*beam=*/4)})
+          .ok());
+  ASSERT_TRUE(generator_->Step().ok());
+  ASSERT_TRUE(generator_->Step().ok());  // scratch at 8 rows
+  const int64_t live = TensorBytesLive();
+  ResetTensorBytesPeak();
+  int steps = 2;
+  while (!generator_->empty()) {
+    auto events = generator_->Step();
+    ASSERT_TRUE(events.ok()) << events.status();
+    ++steps;
+  }
+  EXPECT_EQ(steps, 16);
+  EXPECT_EQ(TensorBytesPeak(), live);
+}
+
 TEST(GeneratorMemoryEosTest, HugeMaxNewTokensStoppingEarlyAllocatesLittle) {
   // max_positions of a million, and EOS likely from the first step.
   const ModelConfig config = testing::MemoryTestConfig(1 << 20);

@@ -71,7 +71,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Shape{"greedy", 40, 300, 1, 1},
                       Shape{"greedy_2_threads", 40, 300, 1, 2},
                       Shape{"beam_4", 40, 300, 4, 2},
-                      Shape{"long_source", 2000, 50, 1, 2},
+                      Shape{"long_source", 3000, 50, 1, 2},
                       Shape{"long_source_beam_4", 2000, 50, 4, 2}),
     [](const auto& info) { return std::string(info.param.name); });
 
