@@ -66,9 +66,11 @@ absl::Status NoThrow(What what, Body body) {
 
 // One decoder row: a greedy sequence or one live beam hypothesis.
 struct Hypothesis {
-  // Self-attention KV cache, Transformer::self_cache_size(cache_capacity of
-  // its sequence).
+  // Self-attention KV cache, Transformer::self_cache_size(capacity).
   Tensor cache;
+  // Positions the cache has room for: its sequence's cache_capacity, except
+  // while a growth that failed halfway waits to be retried.
+  int64_t capacity = 0;
   int32_t token = 0;  // input token of the next step
   std::vector<int32_t> ids;
   std::vector<float> log_probs;
@@ -82,8 +84,9 @@ struct ActiveSequence {
   int32_t src_len = 0;
   int32_t step =
       0;  // tokens generated so far = position of the next input token
-  // Positions every cache of this sequence has room for (live and spare
-  // alike); grows geometrically up to options.max_new_tokens.
+  // Positions every cache of this sequence has room for (spares always, live
+  // hypotheses after each PrepareCaches that succeeded); grows geometrically
+  // up to options.max_new_tokens.
   int64_t cache_capacity = 0;
   std::vector<Hypothesis> live;
   // Beam search: caches of no live hypothesis, reused when a parent has more
@@ -277,6 +280,7 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
     seq->cache_capacity =
         std::min<int64_t>(kInitialCachePositions, seq->options.max_new_tokens);
     Hypothesis start;
+    start.capacity = seq->cache_capacity;
     if (absl::Status status = NewCache(seq->cache_capacity, &start.cache);
         !status.ok()) {
       return Annotate(status, absl::StrCat("allocating the KV cache of "
@@ -295,43 +299,37 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
 absl::Status Generator::Impl::PrepareCaches(ActiveSequence& seq) {
   const int64_t needed = int64_t{seq.step} + 1;  // this step writes `step`
   const int beam = seq.options.beam_size;
-  if (needed <= seq.cache_capacity &&
-      (beam == 1 || seq.live.size() + seq.spare_caches.size() >=
-                        static_cast<size_t>(beam))) {
-    return absl::OkStatus();
+  if (needed > seq.cache_capacity) {
+    seq.cache_capacity = std::min<int64_t>(
+        seq.options.max_new_tokens, std::max(2 * seq.cache_capacity, needed));
+    seq.spare_caches.clear();  // too small now; made afresh below
   }
-  const int64_t old_capacity = seq.cache_capacity;
-  const int64_t capacity =
-      needed <= old_capacity
-          ? old_capacity
-          : std::min<int64_t>(seq.options.max_new_tokens,
-                              std::max(2 * old_capacity, needed));
-  const int64_t cache_bytes =
-      net_.self_cache_size(capacity) * static_cast<int64_t>(sizeof(float));
+  const int64_t capacity = seq.cache_capacity;
   auto failed = [&](const absl::Status& status) {
+    const int64_t bytes =
+        net_.self_cache_size(capacity) * static_cast<int64_t>(sizeof(float));
     return absl::ResourceExhaustedError(absl::StrCat(
         "out of memory growing the KV cache of sequence ", seq.id, " to ",
-        capacity, " positions (", MiB(cache_bytes), " per hypothesis, ", beam,
+        capacity, " positions (", MiB(bytes), " per hypothesis, ", beam,
         beam == 1 ? " hypothesis" : " hypotheses", "): ", status.message()));
   };
-  if (capacity > old_capacity) {
-    // One hypothesis at a time, so the old and the new cache coexist for one
-    // only.
-    const int64_t d = config_.d_model;
-    const int64_t filled = static_cast<int64_t>(seq.step) * d;
-    seq.spare_caches.clear();  // too small now; made afresh below
-    for (Hypothesis& h : seq.live) {
-      Tensor grown;
-      if (absl::Status status = NewCache(capacity, &grown); !status.ok())
-        return failed(status);
-      for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
-        std::memcpy(grown.data() + block * capacity * d,
-                    h.cache.data() + block * old_capacity * d,
-                    filled * sizeof(float));
-      }
-      h.cache = std::move(grown);
+  // One hypothesis at a time, so the old and the new cache coexist for one
+  // only. Each records its own capacity, so a growth that fails halfway
+  // leaves every cache consistent (and the next Step retries the rest).
+  const int64_t d = config_.d_model;
+  const int64_t filled = static_cast<int64_t>(seq.step) * d;
+  for (Hypothesis& h : seq.live) {
+    if (h.capacity >= capacity) continue;
+    Tensor grown;
+    if (absl::Status status = NewCache(capacity, &grown); !status.ok())
+      return failed(status);
+    for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
+      std::memcpy(grown.data() + block * capacity * d,
+                  h.cache.data() + block * h.capacity * d,
+                  filled * sizeof(float));
     }
-    seq.cache_capacity = capacity;
+    h.cache = std::move(grown);
+    h.capacity = capacity;
   }
   if (beam > 1) {
     while (seq.live.size() + seq.spare_caches.size() <
@@ -381,7 +379,7 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
       row.token = h.token;
       row.position = seq.step;
       row.self_cache = h.cache.data();
-      row.cache_capacity = seq.cache_capacity;
+      row.cache_capacity = h.capacity;
       row.cross_kv = seq.cross_kv.data();
       row.src_len = seq.src_len;
       rows.push_back(row);
@@ -569,6 +567,7 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
     if (owner[p] >= 0) continue;
     owner[p] = static_cast<int>(c);
     next[c].cache = std::move(seq.live[p].cache);
+    next[c].capacity = seq.live[p].capacity;
   }
   // Caches of parents without children are free for the further children of
   // the others, beside the spares PrepareCaches made.
@@ -586,6 +585,7 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
       } else {  // not expected: PrepareCaches made one per child
         child.cache.Reset({net_.self_cache_size(capacity)});
       }
+      child.capacity = capacity;
       const Tensor& source = next[owner[p]].cache;
       for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
         std::memcpy(child.cache.data() + block * capacity * d,
@@ -603,6 +603,12 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
   seq.live = std::move(next);
 }
 
+namespace {
+absl::StatusOr<std::vector<SequenceResult>> GenerateBatchBody(
+    const Model& model, const std::vector<std::vector<int32_t>>& sources,
+    const DecodeOptions& options);
+}  // namespace
+
 Generator::Generator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Generator::~Generator() = default;
 
@@ -610,8 +616,12 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(
     const Model* model) {
   if (model == nullptr)
     return absl::InvalidArgumentError("Generator needs a model");
-  return std::unique_ptr<Generator>(
-      new Generator(std::make_unique<Impl>(model)));
+  try {
+    return std::unique_ptr<Generator>(
+        new Generator(std::make_unique<Impl>(model)));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory creating a Generator");
+  }
 }
 
 absl::Status Generator::Validate(const SequenceInput& input) const {
@@ -628,6 +638,23 @@ int Generator::active_sequences() const { return impl_->active_sequences(); }
 int Generator::active_rows() const { return impl_->active_rows(); }
 
 absl::StatusOr<std::vector<SequenceResult>> GenerateBatch(
+    const Model& model, const std::vector<std::vector<int32_t>>& sources,
+    const DecodeOptions& options) {
+  absl::StatusOr<std::vector<SequenceResult>> results;
+  absl::Status status = NoThrow(
+      [&] {
+        return absl::StrCat("decoding a batch of ", sources.size(), " sources");
+      },
+      [&] {
+        results = GenerateBatchBody(model, sources, options);
+        return results.status();
+      });
+  if (!status.ok()) return status;
+  return results;
+}
+
+namespace {
+absl::StatusOr<std::vector<SequenceResult>> GenerateBatchBody(
     const Model& model, const std::vector<std::vector<int32_t>>& sources,
     const DecodeOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<Generator> generator,
@@ -650,4 +677,5 @@ absl::StatusOr<std::vector<SequenceResult>> GenerateBatch(
   return results;
 }
 
+}  // namespace
 }  // namespace attnserve::engine

@@ -11,6 +11,7 @@
 #include "engine/allocation_policy.h"
 #include "engine/generator.h"
 #include "engine/model.h"
+#include "engine/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/memory_test_models.h"
@@ -209,6 +210,33 @@ TEST_F(GeneratorMemoryTest, SharedScratchFailureFailsTheStepAndKeepsTheSet) {
   EXPECT_TRUE(generator_->empty());
   ASSERT_TRUE(generator_->Add({Input(7, 20, 6)}).ok());
   EXPECT_EQ(Drain().size(), 1u);
+}
+
+TEST_F(GeneratorMemoryTest, GrowthFailedHalfwayThenRetriedDecodesAsAlone) {
+  // Beam 2 at its 17th token: both caches must double. The limit lets one
+  // grow, not the other; the 40 sequences just added make the step's shared
+  // scratch fail too, so the whole step fails and the beam stays, half
+  // grown. Stepping on without the limit must give what it gives alone.
+  const SequenceInput beam = Input(5, 30, 40, /*beam=*/2);
+  ASSERT_TRUE(generator_->Add({beam}).ok());
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(generator_->Step().ok());
+  std::vector<SequenceInput> many;
+  for (SequenceId id = 100; id < 140; ++id) many.push_back(Input(id, 20, 6));
+  ASSERT_TRUE(generator_->Add(many).ok());
+  const int64_t grown_cache = model_->network().self_cache_size(32) *
+                              static_cast<int64_t>(sizeof(float));
+  {
+    MemoryLimit limit(TensorBytesLive() + grown_cache + 1024);
+    EXPECT_THAT(generator_->Step(),
+                StatusIs(absl::StatusCode::kResourceExhausted,
+                         HasSubstr("out of memory")));
+  }
+  EXPECT_EQ(generator_->active_sequences(), 41);
+  for (const SequenceInput& in : many) generator_->Cancel(in.id);
+  auto done = Drain();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[5].status.ok()) << done[5].status;
+  ExpectSameResult(done[5].result, Alone(beam));
 }
 
 TEST_F(GeneratorMemoryTest, BeamSearchStepsReuseTheirCaches) {
