@@ -34,9 +34,14 @@ fi
 
 if [[ -n ${BEFORE_REV:-} ]]; then
   before_src="$OUT/before-src" before_build="$OUT/before-build"
-  rm -rf "$before_src" && mkdir -p "$before_src"
-  git archive "$BEFORE_REV" | tar -x -C "$before_src"
-  cp engine/generator_benchmark.cc "$before_src/engine/"
+  # Kept between runs of the same revision, so that its build is incremental.
+  if [[ "$(cat "$before_src/.rev" 2>/dev/null)" != "$(git rev-parse "$BEFORE_REV")" ]]; then
+    rm -rf "$before_src" && mkdir -p "$before_src"
+    git archive "$BEFORE_REV" | tar -x -C "$before_src"
+    git rev-parse "$BEFORE_REV" > "$before_src/.rev"
+  fi
+  cmp -s engine/generator_benchmark.cc "$before_src/engine/generator_benchmark.cc" ||
+    cp engine/generator_benchmark.cc "$before_src/engine/"
   cmake -S "$before_src" -B "$before_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/dev/null
   cmake --build "$before_build" -j "$(nproc)" --target generator_benchmark >/dev/null
