@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <new>
+#include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -15,15 +18,59 @@
 
 namespace attnserve::engine {
 
+namespace {
+
+// `status` with `what` in front of its message, same code: "out of memory
+// <what> (<message>)" for RESOURCE_EXHAUSTED, else "<what>: <message>".
+absl::Status Annotate(const absl::Status& status, absl::string_view what) {
+  if (absl::IsResourceExhausted(status)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory ", what, " (", status.message(), ")"));
+  }
+  return absl::Status(status.code(),
+                      absl::StrCat(what, ": ", status.message()));
+}
+
 // Padded rows per encoder call when admitting sources: large enough for
 // efficient matrix products, small enough that the encoder's activations stay a
 // few MB.
 constexpr int64_t kEncoderChunkRows = 512;
 
+// Self-attention caches start with room for this many positions and double
+// as the sequence advances (capped at max_new_tokens), so a request's memory
+// follows what it generates, not what it may generate: a sequence allowed a
+// million tokens that stops at EOS after ten holds a cache of 16 positions.
+// Copying on growth costs each position about one extra copy in all.
+constexpr int64_t kInitialCachePositions = 16;
+
+// "12 MiB", for error messages.
+std::string MiB(int64_t bytes) {
+  return absl::StrCat((bytes + (1 << 20) - 1) >> 20, " MiB");
+}
+
+// Runs `body` (returning absl::Status) and turns std::bad_alloc into
+// RESOURCE_EXHAUSTED "out of memory <what()>" (and any other exception, e.g.
+// dnnl::error, into INTERNAL), so that no exception leaves the Generator.
+template <typename Body, typename What>
+absl::Status NoThrow(What what, Body body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat("out of memory ", what()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what(), ": ", e.what()));
+  }
+}
+
+}  // namespace
+
 // One decoder row: a greedy sequence or one live beam hypothesis.
 struct Hypothesis {
-  Tensor
-      cache;  // self-attention KV cache, Transformer::self_cache_size(capacity)
+  // Self-attention KV cache, Transformer::self_cache_size(capacity).
+  Tensor cache;
+  // Positions the cache has room for: its sequence's cache_capacity, except
+  // while a growth that failed halfway waits to be retried.
+  int64_t capacity = 0;
   int32_t token = 0;  // input token of the next step
   std::vector<int32_t> ids;
   std::vector<float> log_probs;
@@ -37,7 +84,14 @@ struct ActiveSequence {
   int32_t src_len = 0;
   int32_t step =
       0;  // tokens generated so far = position of the next input token
+  // Positions every cache of this sequence has room for (spares always, live
+  // hypotheses after each PrepareCaches that succeeded); grows geometrically
+  // up to options.max_new_tokens.
+  int64_t cache_capacity = 0;
   std::vector<Hypothesis> live;
+  // Beam search: caches of no live hypothesis, reused when a parent has more
+  // children than one (ReorderBeams), so a step allocates nothing.
+  std::vector<Tensor> spare_caches;
   std::vector<FinishedHypothesis> finished;  // beam search only
 };
 
@@ -48,7 +102,10 @@ class Generator::Impl {
 
   absl::Status Validate(const SequenceInput& in) const;
   absl::Status Add(std::vector<SequenceInput> inputs);
+  absl::Status AddBody(std::vector<SequenceInput> inputs);
   absl::StatusOr<std::vector<StepEvent>> Step();
+  // Step's body; may throw std::bad_alloc where no sequence is at fault.
+  absl::StatusOr<std::vector<StepEvent>> StepBody();
   void Cancel(SequenceId id) {
     active_.erase(std::remove_if(active_.begin(), active_.end(),
                                  [id](const auto& s) { return s->id == id; }),
@@ -65,7 +122,16 @@ class Generator::Impl {
   // Runs the output projection slice by slice for the n rows of the last
   // DecodeStep and keeps, per row, the best tokens its sequence's decision
   // needs (one for greedy, 2 * beam for beam search) with their log-probs.
-  absl::StatusOr<std::vector<std::vector<TokenScore>>> BestTokens(int64_t n);
+  absl::StatusOr<std::vector<std::vector<TokenScore>>> BestTokens(
+      absl::Span<ActiveSequence* const> stepping, int64_t n);
+  // Before the step's shared work: gives every cache of `seq` room for the
+  // position this step writes, and beam search a cache for each hypothesis
+  // it may have after the step. RESOURCE_EXHAUSTED naming the sequence when
+  // that memory cannot be had (the sequence is then unchanged but for
+  // capacity already grown).
+  absl::Status PrepareCaches(ActiveSequence& seq);
+  // A cache tensor with room for `capacity` positions.
+  absl::Status NewCache(int64_t capacity, Tensor* cache) const;
   // Applies one step's best tokens (rows [first, first + live.size()) of
   // BestTokens) to a sequence; fills `event` and returns true when the
   // sequence has finished.
@@ -75,7 +141,8 @@ class Generator::Impl {
                    absl::Span<const std::vector<TokenScore>> best,
                    StepEvent* event);
   // Rebuilds seq.live from the chosen children, moving a parent's cache to its
-  // first child and copying it for any further child.
+  // first child and copying it into a spare cache (or one of a parent left
+  // without children) for any further child.
   void ReorderBeams(ActiveSequence& seq,
                     const std::vector<BeamCandidate>& children);
 
@@ -119,8 +186,27 @@ absl::Status Generator::Impl::Validate(const SequenceInput& in) const {
   return absl::OkStatus();
 }
 
+absl::Status Generator::Impl::NewCache(int64_t capacity, Tensor* cache) const {
+  return cache->TryReset({net_.self_cache_size(capacity)});
+}
+
 absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
   if (inputs.empty()) return absl::OkStatus();
+  int64_t longest = 0;
+  for (const SequenceInput& in : inputs)
+    longest = std::max<int64_t>(longest, in.source.size());
+  const size_t count = inputs.size();
+  // Everything Add allocates is local until the end, so on any error the
+  // active set is as it was.
+  return NoThrow(
+      [&] {
+        return absl::StrCat("encoding ", count, " sources of up to ", longest,
+                            " tokens");
+      },
+      [&] { return AddBody(std::move(inputs)); });
+}
+
+absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
   absl::flat_hash_set<SequenceId> ids;
   for (const auto& s : active_) ids.insert(s->id);
   for (const SequenceInput& in : inputs) {
@@ -159,8 +245,13 @@ absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
     }
     const absl::Span<const int32_t> chunk_lengths(sorted_lengths.data() + begin,
                                                   batch);
-    RETURN_IF_ERROR(net_.Encode(ctx, tokens, batch, src_len, chunk_lengths,
-                                &encoder_scratch));
+    if (absl::Status status = net_.Encode(ctx, tokens, batch, src_len,
+                                          chunk_lengths, &encoder_scratch);
+        !status.ok()) {
+      return Annotate(status,
+                      absl::StrCat("encoding ", count, " sources of up to ",
+                                   sorted_lengths.back(), " tokens"));
+    }
     for (int64_t b = 0; b < batch; ++b) {
       const size_t i = order[begin + b];
       auto seq = std::make_unique<ActiveSequence>();
@@ -169,7 +260,15 @@ absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
       seq->src_len = lengths[i];
       // Straight into the sequence's own tensor (a source's rows are
       // contiguous), so no second copy of the chunk's K/V ever exists.
-      seq->cross_kv.Reset({lengths[i], width});
+      if (absl::Status status = seq->cross_kv.TryReset({lengths[i], width});
+          !status.ok()) {
+        return Annotate(status,
+                        absl::StrCat("encoding ", count, " sources of up to ",
+                                     sorted_lengths.back(),
+                                     " tokens (cross-attention keys "
+                                     "and values of sequence ",
+                                     seq->id, ")"));
+      }
       RETURN_IF_ERROR(net_.CrossKeyValues(
           ctx, encoder_scratch.memory.data() + b * src_len * d, lengths[i],
           seq->cross_kv.data()));
@@ -178,46 +277,155 @@ absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
   }
   encoder_scratch = TransformerScratch();
   for (auto& seq : added) {
+    seq->cache_capacity =
+        std::min<int64_t>(kInitialCachePositions, seq->options.max_new_tokens);
     Hypothesis start;
-    start.cache.Reset({net_.self_cache_size(seq->options.max_new_tokens)});
+    start.capacity = seq->cache_capacity;
+    if (absl::Status status = NewCache(seq->cache_capacity, &start.cache);
+        !status.ok()) {
+      return Annotate(status, absl::StrCat("allocating the KV cache of "
+                                           "sequence ",
+                                           seq->id));
+    }
     start.token = config_.decoder_start_id;
     seq->live.push_back(std::move(start));
-    active_.push_back(std::move(seq));
+  }
+  // Reserved first, so that moving the new sequences in cannot fail halfway.
+  active_.reserve(active_.size() + added.size());
+  for (auto& seq : added) active_.push_back(std::move(seq));
+  return absl::OkStatus();
+}
+
+absl::Status Generator::Impl::PrepareCaches(ActiveSequence& seq) {
+  const int64_t needed = int64_t{seq.step} + 1;  // this step writes `step`
+  const int beam = seq.options.beam_size;
+  if (needed > seq.cache_capacity) {
+    seq.cache_capacity = std::min<int64_t>(
+        seq.options.max_new_tokens, std::max(2 * seq.cache_capacity, needed));
+    seq.spare_caches.clear();  // too small now; made afresh below
+  }
+  const int64_t capacity = seq.cache_capacity;
+  auto failed = [&](const absl::Status& status) {
+    const int64_t bytes =
+        net_.self_cache_size(capacity) * static_cast<int64_t>(sizeof(float));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "out of memory growing the KV cache of sequence ", seq.id, " to ",
+        capacity, " positions (", MiB(bytes), " per hypothesis, ", beam,
+        beam == 1 ? " hypothesis" : " hypotheses", "): ", status.message()));
+  };
+  // One hypothesis at a time, so the old and the new cache coexist for one
+  // only. Each records its own capacity, so a growth that fails halfway
+  // leaves every cache consistent (and the next Step retries the rest).
+  const int64_t d = config_.d_model;
+  const int64_t filled = static_cast<int64_t>(seq.step) * d;
+  for (Hypothesis& h : seq.live) {
+    if (h.capacity >= capacity) continue;
+    Tensor grown;
+    if (absl::Status status = NewCache(capacity, &grown); !status.ok())
+      return failed(status);
+    for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
+      std::memcpy(grown.data() + block * capacity * d,
+                  h.cache.data() + block * h.capacity * d,
+                  filled * sizeof(float));
+    }
+    h.cache = std::move(grown);
+    h.capacity = capacity;
+  }
+  if (beam > 1) {
+    while (seq.live.size() + seq.spare_caches.size() <
+           static_cast<size_t>(beam)) {
+      Tensor spare;
+      if (absl::Status status = NewCache(capacity, &spare); !status.ok())
+        return failed(status);
+      seq.spare_caches.push_back(std::move(spare));
+    }
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<StepEvent>> Generator::Impl::Step() {
+  absl::StatusOr<std::vector<StepEvent>> events;
+  absl::Status status = NoThrow(
+      [&] {
+        return absl::StrCat("in a decode step of ", active_.size(),
+                            " sequences");
+      },
+      [&] {
+        events = StepBody();
+        return events.status();
+      });
+  if (!status.ok()) return status;
+  return events;
+}
+
+absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
   std::vector<StepEvent> events;
   if (active_.empty()) return events;
+  events.reserve(active_.size());
+  // Each sequence's own memory first: one whose caches cannot grow fails
+  // alone, before any shared work, and the others step as if it had not been
+  // there.
+  std::vector<absl::Status> own(active_.size());
+  std::vector<ActiveSequence*> stepping;
+  stepping.reserve(active_.size());
   std::vector<DecoderRow> rows;
-  for (const auto& seq : active_) {
-    for (Hypothesis& h : seq->live) {
+  for (size_t i = 0; i < active_.size(); ++i) {
+    ActiveSequence& seq = *active_[i];
+    own[i] = PrepareCaches(seq);
+    if (!own[i].ok()) continue;
+    stepping.push_back(&seq);
+    for (Hypothesis& h : seq.live) {
       DecoderRow row;
       row.token = h.token;
-      row.position = seq->step;
+      row.position = seq.step;
       row.self_cache = h.cache.data();
-      row.cache_capacity = seq->options.max_new_tokens;
-      row.cross_kv = seq->cross_kv.data();
-      row.src_len = seq->src_len;
+      row.cache_capacity = h.capacity;
+      row.cross_kv = seq.cross_kv.data();
+      row.src_len = seq.src_len;
       rows.push_back(row);
     }
   }
-  const int64_t n = static_cast<int64_t>(rows.size());
-  RETURN_IF_ERROR(net_.DecodeStep(model_->context(), rows, &scratch_));
-  ASSIGN_OR_RETURN(std::vector<std::vector<TokenScore>> best, BestTokens(n));
+  std::vector<std::vector<TokenScore>> best;
+  if (!rows.empty()) {
+    // Shared work: a failure here fails the step as a whole. Nothing has
+    // advanced yet (a sequence that failed above stays active too), so the
+    // caller may cancel, retry or add.
+    const int64_t n = static_cast<int64_t>(rows.size());
+    RETURN_IF_ERROR(net_.DecodeStep(model_->context(), rows, &scratch_));
+    ASSIGN_OR_RETURN(best, BestTokens(stepping, n));
+  }
 
   int64_t first_row = 0;
   std::vector<std::unique_ptr<ActiveSequence>> still_active;
-  for (auto& seq : active_) {
+  still_active.reserve(active_.size());
+  for (size_t i = 0; i < active_.size(); ++i) {
+    std::unique_ptr<ActiveSequence>& seq = active_[i];
     StepEvent event;
     event.id = seq->id;
-    const absl::Span<const std::vector<TokenScore>> seq_best(
-        best.data() + first_row, seq->live.size());
-    first_row += static_cast<int64_t>(seq->live.size());
-    const bool done = seq->options.beam_size == 1
-                          ? AdvanceGreedy(*seq, seq_best[0], &event)
-                          : AdvanceBeam(*seq, seq_best, &event);
+    bool done = true;
+    if (!own[i].ok()) {
+      event.status = std::move(own[i]);
+    } else {
+      const absl::Span<const std::vector<TokenScore>> seq_best(
+          best.data() + first_row, seq->live.size());
+      first_row += static_cast<int64_t>(seq->live.size());
+      // What is left to allocate here belongs to this sequence alone (its
+      // token lists; beam search's caches were prepared above).
+      event.status =
+          NoThrow([&] { return absl::StrCat("advancing sequence ", seq->id); },
+                  [&] {
+                    done = seq->options.beam_size == 1
+                               ? AdvanceGreedy(*seq, seq_best[0], &event)
+                               : AdvanceBeam(*seq, seq_best, &event);
+                    return absl::OkStatus();
+                  });
+    }
+    if (!event.status.ok()) {
+      done = true;
+      event.new_ids.clear();
+      event.new_log_probs.clear();
+      event.result = SequenceResult();
+    }
     event.finished = done;
     events.push_back(std::move(event));
     if (!done) still_active.push_back(std::move(seq));
@@ -227,10 +435,11 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::Step() {
 }
 
 absl::StatusOr<std::vector<std::vector<TokenScore>>>
-Generator::Impl::BestTokens(int64_t n) {
+Generator::Impl::BestTokens(absl::Span<ActiveSequence* const> stepping,
+                            int64_t n) {
   std::vector<TopTokens> tops;
   tops.reserve(n);
-  for (const auto& seq : active_) {
+  for (const ActiveSequence* seq : stepping) {
     const int beam = seq->options.beam_size;
     for (size_t i = 0; i < seq->live.size(); ++i)
       tops.emplace_back(beam == 1 ? 1 : 2 * beam);
@@ -241,7 +450,7 @@ Generator::Impl::BestTokens(int64_t n) {
   for (int slice = 0; slice < slices; ++slice) {
     const int64_t first = net_.vocab_slice_begin(slice);
     const int64_t width = net_.vocab_slice_begin(slice + 1) - first;
-    logits_.Reset({n, width});
+    RETURN_IF_ERROR(logits_.TryReset({n, width}));
     RETURN_IF_ERROR(
         net_.ProjectVocabSlice(ctx, scratch_, n, slice, logits_.data()));
     RETURN_IF_ERROR(LogSumExp(ctx, logits_.data(), n, width,
@@ -347,22 +556,37 @@ bool Generator::Impl::AdvanceBeam(
 void Generator::Impl::ReorderBeams(ActiveSequence& seq,
                                    const std::vector<BeamCandidate>& children) {
   const int64_t d = config_.d_model;
-  const int64_t capacity = seq.options.max_new_tokens;
+  const int64_t capacity = seq.cache_capacity;
   // Positions [0, step) of every layer's keys and values are filled.
   const int64_t filled = static_cast<int64_t>(seq.step) * d;
   std::vector<Hypothesis> next(children.size());
-  std::vector<int> owner(seq.live.size(),
-                         -1);  // child that took the parent's cache
+  // Child that took the parent's cache.
+  std::vector<int> owner(seq.live.size(), -1);
+  for (size_t c = 0; c < children.size(); ++c) {
+    const int p = children[c].hypothesis;
+    if (owner[p] >= 0) continue;
+    owner[p] = static_cast<int>(c);
+    next[c].cache = std::move(seq.live[p].cache);
+    next[c].capacity = seq.live[p].capacity;
+  }
+  // Caches of parents without children are free for the further children of
+  // the others, beside the spares PrepareCaches made.
+  for (size_t p = 0; p < seq.live.size(); ++p) {
+    if (owner[p] < 0) seq.spare_caches.push_back(std::move(seq.live[p].cache));
+  }
   for (size_t c = 0; c < children.size(); ++c) {
     const int p = children[c].hypothesis;
     Hypothesis& parent = seq.live[p];
     Hypothesis& child = next[c];
-    if (owner[p] < 0) {
-      owner[p] = static_cast<int>(c);
-      child.cache = std::move(parent.cache);
-    } else {
+    if (owner[p] != static_cast<int>(c)) {
+      if (!seq.spare_caches.empty()) {
+        child.cache = std::move(seq.spare_caches.back());
+        seq.spare_caches.pop_back();
+      } else {  // not expected: PrepareCaches made one per child
+        child.cache.Reset({net_.self_cache_size(capacity)});
+      }
+      child.capacity = capacity;
       const Tensor& source = next[owner[p]].cache;
-      child.cache.Reset(source.shape());
       for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
         std::memcpy(child.cache.data() + block * capacity * d,
                     source.data() + block * capacity * d,
@@ -379,6 +603,12 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
   seq.live = std::move(next);
 }
 
+namespace {
+absl::StatusOr<std::vector<SequenceResult>> GenerateBatchBody(
+    const Model& model, const std::vector<std::vector<int32_t>>& sources,
+    const DecodeOptions& options);
+}  // namespace
+
 Generator::Generator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Generator::~Generator() = default;
 
@@ -386,8 +616,12 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(
     const Model* model) {
   if (model == nullptr)
     return absl::InvalidArgumentError("Generator needs a model");
-  return std::unique_ptr<Generator>(
-      new Generator(std::make_unique<Impl>(model)));
+  try {
+    return std::unique_ptr<Generator>(
+        new Generator(std::make_unique<Impl>(model)));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory creating a Generator");
+  }
 }
 
 absl::Status Generator::Validate(const SequenceInput& input) const {
@@ -406,6 +640,23 @@ int Generator::active_rows() const { return impl_->active_rows(); }
 absl::StatusOr<std::vector<SequenceResult>> GenerateBatch(
     const Model& model, const std::vector<std::vector<int32_t>>& sources,
     const DecodeOptions& options) {
+  absl::StatusOr<std::vector<SequenceResult>> results;
+  absl::Status status = NoThrow(
+      [&] {
+        return absl::StrCat("decoding a batch of ", sources.size(), " sources");
+      },
+      [&] {
+        results = GenerateBatchBody(model, sources, options);
+        return results.status();
+      });
+  if (!status.ok()) return status;
+  return results;
+}
+
+namespace {
+absl::StatusOr<std::vector<SequenceResult>> GenerateBatchBody(
+    const Model& model, const std::vector<std::vector<int32_t>>& sources,
+    const DecodeOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<Generator> generator,
                    Generator::Create(&model));
   std::vector<SequenceInput> inputs(sources.size());
@@ -419,10 +670,12 @@ absl::StatusOr<std::vector<SequenceResult>> GenerateBatch(
   while (!generator->empty()) {
     ASSIGN_OR_RETURN(std::vector<StepEvent> events, generator->Step());
     for (StepEvent& e : events) {
+      if (!e.status.ok()) return e.status;
       if (e.finished) results[e.id] = std::move(e.result);
     }
   }
   return results;
 }
 
+}  // namespace
 }  // namespace attnserve::engine

@@ -86,13 +86,26 @@ class Generator {
   absl::Status Validate(const SequenceInput& input) const;
 
   // Validates, then encodes all inputs in one encoder batch and adds them to
-  // the active set. On error nothing is added. An id already active is
-  // INVALID_ARGUMENT.
+  // the active set. On error nothing is added and the generator is as before.
+  // An id already active is INVALID_ARGUMENT; memory that cannot be had
+  // (encoder scratch, cross-attention keys and values, the first cache
+  // blocks) is RESOURCE_EXHAUSTED ("out of memory encoding 3 sources of up
+  // to 4096 tokens (...)").
   absl::Status Add(std::vector<SequenceInput> inputs);
 
   // Advances every active sequence by one token; returns one event per sequence
   // that was active (in no particular order). Finished sequences are removed
   // before it returns. With no active sequence it returns no events.
+  //
+  // Memory: each sequence's caches grow (geometrically, up to its
+  // max_new_tokens) before the step's shared work. A sequence whose growth
+  // fails gets an event with status RESOURCE_EXHAUSTED ("out of memory
+  // growing the KV cache of sequence 7 to 65536 positions (...)"),
+  // finished = true and no tokens, and leaves; the others step as they would
+  // have without it. A failure in the shared work (activations, logits,
+  // oneDNN's scratch) fails the whole call with RESOURCE_EXHAUSTED (INTERNAL
+  // for other faults); then no sequence has advanced or left, and Cancel,
+  // Add and Step work as before. No exception escapes.
   absl::StatusOr<std::vector<StepEvent>> Step();
 
   // Drops a sequence from the active set (cancelled, deadline passed). Unknown
@@ -111,7 +124,8 @@ class Generator {
 };
 
 // Decodes every source with the same options and returns results in input
-// order: Add all, then Step until the set is empty.
+// order: Add all, then Step until the set is empty. The first failed
+// sequence's status (or Step's) is the call's.
 absl::StatusOr<std::vector<SequenceResult>> GenerateBatch(
     const Model& model, const std::vector<std::vector<int32_t>>& sources,
     const DecodeOptions& options);

@@ -4,10 +4,14 @@
 //   - encoder sequences/s at batch 1 and 32 (source length 64), against the
 //   FLOP rate
 //     oneDNN's own matmul primitive reaches on the encoder's matrix shapes;
-//   - greedy tokens/s for 32 new tokens (source length 32) at batch 1 and 32;
+//   - greedy tokens/s for 32 new tokens (source length 32) at batch 1 and 32,
+//     and beam search (beam 4) at batch 32;
 //   - the batch-1 decode step against the time to read the step's weights once
 //   from memory;
-//   - peak resident memory against the weight bytes.
+//   - peak resident memory against the weight bytes (the model plus a batch-32
+//     greedy decode), and the peak of a beam-4 batch-32 decode.
+// Each thread count runs in a process of its own (forked before any model is
+// loaded), so that each peak is its own and not the previous count's model.
 // Usage: generator_benchmark --model_dir=DIR [--threads=1,2] [--json=FILE]
 // (plus any --benchmark_* flag). scripts/benchmark_engine.sh adds PyTorch's
 // figures.
@@ -18,6 +22,8 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -44,6 +50,7 @@ namespace {
 constexpr int kEncoderLength = 64;
 constexpr int kDecodeSourceLength = 32;
 constexpr int kNewTokens = 32;
+constexpr int kBeam = 4;
 
 // Median real time (seconds per iteration) of every benchmark, by name.
 class MedianCollector : public benchmark::ConsoleReporter {
@@ -75,6 +82,10 @@ std::vector<int32_t> RandomIds(int n, int vocab, uint32_t seed) {
   for (auto& t : out) t = id(rng);
   return out;
 }
+
+// Restarts VmHWM at the current resident size, so the next PeakRssBytes is
+// the peak of what follows.
+void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 long PeakRssBytes() {
   std::ifstream status("/proc/self/status");
@@ -146,6 +157,22 @@ class MatmulBaseline {
   int layers_ = 0;
 };
 
+std::vector<std::vector<int32_t>> DecodeSources(const ModelConfig& c,
+                                                int batch) {
+  std::vector<std::vector<int32_t>> sources;
+  for (int b = 0; b < batch; ++b)
+    sources.push_back(RandomIds(kDecodeSourceLength, c.vocab_size, 100 + b));
+  return sources;
+}
+
+DecodeOptions DecodeOptionsFor(int beam) {
+  DecodeOptions o;
+  o.max_new_tokens = kNewTokens;
+  o.beam_size = beam;
+  o.ignore_eos = true;
+  return o;
+}
+
 struct Figures {
   double encoder_seconds[2] = {};  // batch 1, 32 (per call)
   double matmul_seconds[2] = {};
@@ -197,14 +224,8 @@ void RegisterAll(const Model& model, int threads, Figures* f,
     benchmark::RegisterBenchmark(
         ("Greedy32/batch:" + std::to_string(batch) + t).c_str(),
         [&model, batch, c](benchmark::State& state) {
-          std::vector<std::vector<int32_t>> sources;
-          for (int b = 0; b < batch; ++b) {
-            sources.push_back(
-                RandomIds(kDecodeSourceLength, c.vocab_size, 100 + b));
-          }
-          DecodeOptions o;
-          o.max_new_tokens = kNewTokens;
-          o.ignore_eos = true;
+          const auto sources = DecodeSources(c, batch);
+          const DecodeOptions o = DecodeOptionsFor(1);
           for (auto _ : state) {
             auto r = GenerateBatch(model, sources, o);
             if (!r.ok()) state.SkipWithError(r.status().ToString().c_str());
@@ -216,6 +237,23 @@ void RegisterAll(const Model& model, int threads, Figures* f,
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }
+  // Beam search at batch 32: 128 decoder rows, whose caches children take
+  // over from their parents at every step.
+  benchmark::RegisterBenchmark(
+      ("Beam4x32/batch:32" + t).c_str(),
+      [&model, c](benchmark::State& state) {
+        const auto sources = DecodeSources(c, 32);
+        const DecodeOptions o = DecodeOptionsFor(kBeam);
+        for (auto _ : state) {
+          auto r = GenerateBatch(model, sources, o);
+          if (!r.ok()) state.SkipWithError(r.status().ToString().c_str());
+        }
+        state.counters["tokens/s"] =
+            benchmark::Counter(32.0 * kNewTokens * state.iterations(),
+                               benchmark::Counter::kIsRate);
+      })
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark(
       ("DecodeStep/batch:1" + t).c_str(),
       [&model, c](benchmark::State& state) {
@@ -293,6 +331,98 @@ std::vector<int> ParseThreads(const std::string& list) {
   return out;
 }
 
+// One thread count's benchmarks and figures; returns its JSON entries (empty
+// on error).
+std::string RunThreadCount(const std::string& model_dir, int threads,
+                           double file_bytes) {
+  auto loaded = Model::Load(model_dir, {Backend::kDnnl, threads});
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "cannot load %s: %s\n", model_dir.c_str(),
+                 loaded.status().ToString().c_str());
+    return "";
+  }
+  std::unique_ptr<Model> model = std::move(loaded).value();
+  // Peak memory of serving: the model plus a batch-32 decode, before the
+  // benchmarks' own buffers exist.
+  {
+    std::vector<std::vector<int32_t>> sources(
+        32, RandomIds(kDecodeSourceLength, model->config().vocab_size, 3));
+    (void)GenerateBatch(*model, sources, DecodeOptionsFor(1));
+  }
+  const double peak_rss = PeakRssBytes();
+  // The same for beam search: the model plus a beam-4 batch-32 decode.
+  ResetPeakRss();
+  (void)GenerateBatch(*model, DecodeSources(model->config(), 32),
+                      DecodeOptionsFor(kBeam));
+  const double peak_rss_beam = PeakRssBytes();
+
+  Figures f;
+  std::vector<std::unique_ptr<MatmulBaseline>> baselines;
+  RegisterAll(*model, threads, &f, &baselines);
+  MedianCollector reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::ClearRegisteredBenchmarks();
+
+  const std::string t = "/threads:" + std::to_string(threads);
+  std::printf("\n== %d thread(s), model %s, %s ==\n", threads,
+              model->name().c_str(), OpenMpWaitingDescription().c_str());
+  std::string entries;
+  for (int i = 0; i < 2; ++i) {
+    const int batch = i == 0 ? 1 : 32;
+    const std::string b = "/batch:" + std::to_string(batch) + t;
+    const double enc = reporter.median("Encoder" + b);
+    const double mm = reporter.median("OneDnnMatmulOnEncoderShapes" + b);
+    const double greedy = reporter.median("Greedy32" + b);
+    const double enc_rate = enc > 0 ? batch / enc : 0;
+    const double tok_rate = greedy > 0 ? batch * kNewTokens / greedy : 0;
+    // Same matrix products in both: the ratio of times is the ratio of FLOP
+    // rates.
+    const double flop_ratio = enc > 0 ? mm / enc : 0;
+    std::printf(
+        "batch %2d: encoder %8.1f seq/s  (%.1f GFLOP/s in matmuls; oneDNN "
+        "matmul alone"
+        " %.1f GFLOP/s; ratio %.2f, target >= 0.85)\n",
+        batch, enc_rate, f.matmul_flops[i] / enc / 1e9,
+        f.matmul_flops[i] / mm / 1e9, flop_ratio);
+    std::printf(
+        "batch %2d: greedy  %8.1f tokens/s (32 new tokens, source length "
+        "32)\n",
+        batch, tok_rate);
+    entries += "\"encoder_seq_per_s_b" + std::to_string(batch) +
+               "\":" + std::to_string(enc_rate) + ",\"encoder_vs_matmul_b" +
+               std::to_string(batch) + "\":" + std::to_string(flop_ratio) +
+               ",\"greedy_tokens_per_s_b" + std::to_string(batch) +
+               "\":" + std::to_string(tok_rate) + ",";
+  }
+  const double beam = reporter.median("Beam4x32/batch:32" + t);
+  const double beam_rate = beam > 0 ? 32.0 * kNewTokens / beam : 0;
+  std::printf(
+      "batch 32: beam 4  %8.1f tokens/s (32 new tokens each, source length "
+      "32); peak resident memory %.0f MB\n",
+      beam_rate, peak_rss_beam / 1e6);
+  entries +=
+      "\"beam4_tokens_per_s_b32\":" + std::to_string(beam_rate) +
+      ",\"peak_rss_beam4_b32_mb\":" + std::to_string(peak_rss_beam / 1e6) + ",";
+  const double step = reporter.median("DecodeStep/batch:1" + t);
+  const double read = reporter.median("ReadStepWeightsOnce" + t);
+  std::printf(
+      "batch 1 decode step %.2f ms; reading its %.0f MB of weights once %.2f "
+      "ms;"
+      " ratio %.2f (target <= 1.5)\n",
+      step * 1e3, f.step_weight_bytes / 1e6, read * 1e3,
+      read > 0 ? step / read : 0);
+  std::printf(
+      "peak resident memory %.0f MB; weights %.0f MB; ratio %.2f (target <= "
+      "1.3)\n",
+      peak_rss / 1e6, file_bytes / 1e6,
+      file_bytes > 0 ? peak_rss / file_bytes : 0);
+  entries += "\"step_vs_read\":" + std::to_string(read > 0 ? step / read : 0) +
+             ",\"peak_rss_vs_weights\":" +
+             std::to_string(file_bytes > 0 ? peak_rss / file_bytes : 0) +
+             ",\"peak_rss_mb\":" + std::to_string(peak_rss / 1e6);
+  return entries;
+}
+
 int Main(int argc, char** argv) {
   // The server's OpenMP waiting and allocation policy, so that step times and
   // peak memory are what serving sees.
@@ -333,80 +463,32 @@ int Main(int argc, char** argv) {
 
   std::string json = "{";
   for (int threads : ParseThreads(threads_list)) {
-    auto loaded = Model::Load(model_dir, {Backend::kDnnl, threads});
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "cannot load %s: %s\n", model_dir.c_str(),
-                   loaded.status().ToString().c_str());
-      return 1;
+    // A child process per thread count: its peak resident memory is its own.
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) return 1;
+    std::fflush(stdout);
+    const pid_t child = fork();
+    if (child < 0) return 1;
+    if (child == 0) {
+      close(pipe_fds[0]);
+      ResetPeakRss();
+      const std::string entries =
+          RunThreadCount(model_dir, threads, file_bytes);
+      const bool ok = !entries.empty() &&
+                      write(pipe_fds[1], entries.data(), entries.size()) ==
+                          static_cast<ssize_t>(entries.size());
+      std::fflush(stdout);
+      _exit(ok ? 0 : 1);
     }
-    std::unique_ptr<Model> model = std::move(loaded).value();
-    // Peak memory of serving: the model plus a batch-32 decode, before the
-    // benchmarks' own buffers exist.
-    {
-      std::vector<std::vector<int32_t>> sources(
-          32, RandomIds(kDecodeSourceLength, model->config().vocab_size, 3));
-      DecodeOptions o;
-      o.max_new_tokens = kNewTokens;
-      o.ignore_eos = true;
-      (void)GenerateBatch(*model, sources, o);
-    }
-    const double peak_rss = PeakRssBytes();
-
-    Figures f;
-    std::vector<std::unique_ptr<MatmulBaseline>> baselines;
-    RegisterAll(*model, threads, &f, &baselines);
-    MedianCollector reporter;
-    benchmark::RunSpecifiedBenchmarks(&reporter);
-    benchmark::ClearRegisteredBenchmarks();
-
-    const std::string t = "/threads:" + std::to_string(threads);
-    std::printf("\n== %d thread(s), model %s, %s ==\n", threads,
-                model->name().c_str(), OpenMpWaitingDescription().c_str());
+    close(pipe_fds[1]);
     std::string entries;
-    for (int i = 0; i < 2; ++i) {
-      const int batch = i == 0 ? 1 : 32;
-      const std::string b = "/batch:" + std::to_string(batch) + t;
-      const double enc = reporter.median("Encoder" + b);
-      const double mm = reporter.median("OneDnnMatmulOnEncoderShapes" + b);
-      const double greedy = reporter.median("Greedy32" + b);
-      const double enc_rate = enc > 0 ? batch / enc : 0;
-      const double tok_rate = greedy > 0 ? batch * kNewTokens / greedy : 0;
-      // Same matrix products in both: the ratio of times is the ratio of FLOP
-      // rates.
-      const double flop_ratio = enc > 0 ? mm / enc : 0;
-      std::printf(
-          "batch %2d: encoder %8.1f seq/s  (%.1f GFLOP/s in matmuls; oneDNN "
-          "matmul alone"
-          " %.1f GFLOP/s; ratio %.2f, target >= 0.85)\n",
-          batch, enc_rate, f.matmul_flops[i] / enc / 1e9,
-          f.matmul_flops[i] / mm / 1e9, flop_ratio);
-      std::printf(
-          "batch %2d: greedy  %8.1f tokens/s (32 new tokens, source length "
-          "32)\n",
-          batch, tok_rate);
-      entries += "\"encoder_seq_per_s_b" + std::to_string(batch) +
-                 "\":" + std::to_string(enc_rate) + ",\"encoder_vs_matmul_b" +
-                 std::to_string(batch) + "\":" + std::to_string(flop_ratio) +
-                 ",\"greedy_tokens_per_s_b" + std::to_string(batch) +
-                 "\":" + std::to_string(tok_rate) + ",";
-    }
-    const double step = reporter.median("DecodeStep/batch:1" + t);
-    const double read = reporter.median("ReadStepWeightsOnce" + t);
-    std::printf(
-        "batch 1 decode step %.2f ms; reading its %.0f MB of weights once %.2f "
-        "ms;"
-        " ratio %.2f (target <= 1.5)\n",
-        step * 1e3, f.step_weight_bytes / 1e6, read * 1e3,
-        read > 0 ? step / read : 0);
-    std::printf(
-        "peak resident memory %.0f MB; weights %.0f MB; ratio %.2f (target <= "
-        "1.3)\n",
-        peak_rss / 1e6, file_bytes / 1e6,
-        file_bytes > 0 ? peak_rss / file_bytes : 0);
-    entries +=
-        "\"step_vs_read\":" + std::to_string(read > 0 ? step / read : 0) +
-        ",\"peak_rss_vs_weights\":" +
-        std::to_string(file_bytes > 0 ? peak_rss / file_bytes : 0);
+    char buffer[4096];
+    for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;)
+      entries.append(buffer, n);
+    close(pipe_fds[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 1;
     json += std::string(json.size() > 1 ? "," : "") + "\"threads_" +
             std::to_string(threads) + "\":{" + entries + "}";
   }

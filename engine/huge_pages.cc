@@ -25,11 +25,11 @@ constexpr size_t kBlockAlign = 64;
 size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 
 // `bytes` (a multiple of the page size) mapped on a huge-page boundary and
-// advised as huge pages.
+// advised as huge pages; null when the system refuses.
 void* MapAligned(size_t bytes) {
   void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) throw std::bad_alloc();
+  if (raw == MAP_FAILED) return nullptr;
   const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
   const size_t head = aligned - start;
@@ -48,8 +48,18 @@ class Runs {
     bytes = (bytes + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
     std::lock_guard<std::mutex> lock(mu_);
     if (runs_.empty() || runs_.back().used + bytes > kRunBytes) {
-      runs_.push_back(
-          {reinterpret_cast<uintptr_t>(MapAligned(kRunBytes)), 0, 0});
+      if (runs_.size() == runs_.capacity()) {
+        // Growing the list may fail too; reserve before mapping, so that a
+        // failure leaks nothing and throws nothing.
+        try {
+          runs_.reserve(runs_.size() * 2 + 4);
+        } catch (const std::bad_alloc&) {
+          return nullptr;
+        }
+      }
+      void* run = MapAligned(kRunBytes);
+      if (run == nullptr) return nullptr;
+      runs_.push_back({reinterpret_cast<uintptr_t>(run), 0, 0});
     }
     Run& run = runs_.back();
     void* p = reinterpret_cast<void*>(run.base + run.used);

@@ -21,8 +21,8 @@ inline constexpr size_t kHugePage = size_t{2} << 20;
 // `bytes` (> 0) on memory advised as huge pages: blocks up to 32 MB packed
 // one after another into shared 32 MB runs (a run goes back to the system
 // when its last block is freed), larger ones on a mapping of their own that
-// starts on a 2 MB boundary. Blocks start on cache lines. Throws
-// std::bad_alloc. Thread-safe.
+// starts on a 2 MB boundary. Blocks start on cache lines. Null when the system
+// refuses the memory. Thread-safe.
 void* AllocateOnHugePages(size_t bytes);
 void FreeOnHugePages(void* p, size_t bytes);
 

@@ -11,11 +11,21 @@
 namespace attnserve::engine {
 
 // The most bytes a sequence of `source_tokens` tokens decoded with `options`
-// holds while it is active in a Generator: its encoder output (cross-attention
-// keys and values), every hypothesis' self-attention cache at full length, and
-// its share of the encoder's and the decode step's scratch. An upper bound, not
-// a measurement: caches grow with the sequence, so most requests use less.
+// holds while it is active in a Generator whose model runs `threads` intra-op
+// threads (ModelOptions::threads): its encoder output (cross-attention keys
+// and values), every hypothesis' self-attention cache at full length (plus
+// the one being copied while caches grow), its rows of the encoder's and the
+// decode step's scratch, the attention scratch of every thread, and the rows
+// of the positional table it reaches. An upper bound, not a measurement:
+// caches grow with the sequence, so most requests use less
+// (tests/engine/memory_estimate_test.cc checks it is within 4x of what a
+// sequence decoded alone takes at its longest).
+//
+// Not included: the model's weights, and the padding of an encoder batch of
+// several sources (Add pads a batch to its longest source but bounds its
+// padded rows, kEncoderChunkRows in generator.cc: a fixed cost per
+// generator, not per sequence).
 int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
-                            const DecodeOptions& options);
+                            const DecodeOptions& options, int threads = 1);
 
 }  // namespace attnserve::engine

@@ -1,7 +1,10 @@
 #include "engine/model.h"
 
+#include <exception>
+#include <new>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "engine/model_dir.h"
 #include "engine/status_macros.h"
 #include "engine/transformer.h"
@@ -11,6 +14,23 @@ namespace attnserve::engine {
 Model::~Model() = default;
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(
+    const std::string& dir, const ModelOptions& options) {
+  // Reading and packing name the tensor that did not fit (safetensors.cc,
+  // linear.cc); this catches what remains (oneDNN's own allocations, small
+  // containers), so that a model too large for memory is a startup error
+  // rather than an abort.
+  try {
+    return LoadBody(dir, options);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(dir, ": out of memory loading the model"));
+  } catch (const std::exception& e) {  // dnnl::error, which we may not name
+    return absl::InternalError(
+        absl::StrCat(dir, ": loading the model: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::LoadBody(
     const std::string& dir, const ModelOptions& options) {
   ASSIGN_OR_RETURN(LoadedModelDir loaded, LoadModelDir(dir));
   std::unique_ptr<Model> model(new Model());

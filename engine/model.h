@@ -26,7 +26,8 @@ struct ModelOptions {
 class Model {
  public:
   // Loads `dir` as specified in shared/docs/model-format.md; errors name the
-  // file and the key or tensor at fault.
+  // file and the key or tensor at fault. Out of memory is RESOURCE_EXHAUSTED,
+  // naming the tensor and its bytes where one was being read or packed.
   static absl::StatusOr<std::unique_ptr<Model>> Load(
       const std::string& dir, const ModelOptions& options);
   ~Model();
@@ -43,6 +44,8 @@ class Model {
 
  private:
   Model() = default;
+  static absl::StatusOr<std::unique_ptr<Model>> LoadBody(
+      const std::string& dir, const ModelOptions& options);
   std::string name_;
   std::string config_json_;
   ModelConfig config_;

@@ -363,13 +363,14 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
                        "tensor info does not describe data inside this file");
   }
 
-  Tensor tensor(info.shape);
-  if (tensor.empty()) return tensor;
-  if (tensor.data() == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(path_, ": tensor \"", info.name, "\": cannot allocate ",
-                     *bytes, " bytes"));
+  Tensor tensor;
+  if (!tensor.TryReset(info.shape).ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        path_, ": tensor \"", info.name, "\" ", ShapeString(info.shape),
+        ": out of memory: cannot allocate ", *bytes, " bytes (", *bytes >> 20,
+        " MiB)"));
   }
+  if (tensor.empty()) return tensor;
   const uint64_t offset = data_start_ + info.begin;
   const std::string what = absl::StrCat("tensor \"", info.name, "\"");
   if (info.dtype == DType::kF32) {

@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <new>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/allocation_policy.h"
 #include "engine/huge_pages.h"
 
 namespace attnserve::engine {
@@ -26,25 +28,40 @@ constexpr size_t kMinHugePageBytes = size_t{64} << 10;
 
 std::unique_ptr<float, Tensor::Free> Tensor::Allocate(size_t bytes,
                                                       bool huge_pages) {
+  using Block = std::unique_ptr<float, Free>;
+  Free::Kind kind = Free::kMalloc;
   if (huge_pages && bytes >= kMinHugePageBytes) {
-    return std::unique_ptr<float, Free>(
-        static_cast<float*>(AllocateOnHugePages(bytes)),
-        Free{bytes, Free::kHugePages});
+    kind = Free::kHugePages;
+  } else if (bytes >= kMapThreshold) {
+    kind = Free::kMapped;
+  } else {
+    // aligned_alloc needs a size that is a multiple of the alignment.
+    bytes = (bytes + 63) / 64 * 64;
   }
-  if (bytes >= kMapThreshold) {
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return std::unique_ptr<float, Free>(static_cast<float*>(p),
-                                        Free{bytes, Free::kMapped});
+  if (!internal::TakeTensorBytes(bytes)) return Block(nullptr, Free{});
+  void* p = nullptr;
+  switch (kind) {
+    case Free::kHugePages:
+      p = AllocateOnHugePages(bytes);
+      break;
+    case Free::kMapped:
+      p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) p = nullptr;
+      break;
+    case Free::kMalloc:
+      p = std::aligned_alloc(64, bytes);
+      break;
   }
-  // aligned_alloc needs a size that is a multiple of the alignment.
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (p == nullptr) throw std::bad_alloc();
-  return std::unique_ptr<float, Free>(static_cast<float*>(p), Free{});
+  if (p == nullptr) {
+    internal::ReturnTensorBytes(bytes);
+    return Block(nullptr, Free{});
+  }
+  return Block(static_cast<float*>(p), Free{bytes, kind});
 }
 
 void Tensor::Free::operator()(float* p) const {
+  internal::ReturnTensorBytes(bytes);
   switch (kind) {
     case kMalloc:
       return std::free(p);
@@ -54,6 +71,17 @@ void Tensor::Free::operator()(float* p) const {
     case kHugePages:
       return FreeOnHugePages(p, bytes);
   }
+}
+
+absl::Status Tensor::TryReset(std::vector<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  const std::string what = ShapeString(shape);
+  if (TryResetImpl(shape)) return absl::OkStatus();
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(float));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("out of memory: cannot allocate ", bytes, " bytes (",
+                   bytes >> 20, " MiB) for a tensor of shape ", what));
 }
 
 void Tensor::DiscardRange(int64_t begin, int64_t end) {

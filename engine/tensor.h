@@ -6,8 +6,11 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
+
+#include "absl/status/status.h"
 
 namespace attnserve::engine {
 
@@ -34,17 +37,15 @@ class Tensor {
   Tensor& operator=(const Tensor&) = delete;
 
   // Changes the shape, reallocating only when the element count grows beyond
-  // capacity.
+  // capacity (the contents are then lost). Throws std::bad_alloc when the
+  // memory cannot be had; the tensor is then unchanged. For scratch inside an
+  // engine call, whose public entry points turn that into a status.
   void Reset(std::vector<int64_t> shape) {
-    shape_ = std::move(shape);
-    int64_t n = 1;
-    for (int64_t d : shape_) n *= d;
-    size_ = n;
-    if (n > capacity_) {
-      data_ = Allocate(static_cast<size_t>(n) * sizeof(float), huge_pages_);
-      capacity_ = n;
-    }
+    if (!TryResetImpl(shape)) throw std::bad_alloc();
   }
+  // As Reset, but RESOURCE_EXHAUSTED naming the shape and the bytes instead
+  // of throwing; the tensor is then unchanged.
+  absl::Status TryReset(std::vector<int64_t> shape);
   void Release() {
     data_.reset();
     shape_.clear();
@@ -81,7 +82,21 @@ class Tensor {
     Kind kind;
     void operator()(float* p) const;
   };
+  // Null when the memory cannot be had.
   static std::unique_ptr<float, Free> Allocate(size_t bytes, bool huge_pages);
+  bool TryResetImpl(std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    if (n > capacity_) {
+      auto data = Allocate(static_cast<size_t>(n) * sizeof(float), huge_pages_);
+      if (data == nullptr) return false;
+      data_ = std::move(data);
+      capacity_ = n;
+    }
+    shape_ = std::move(shape);
+    size_ = n;
+    return true;
+  }
 
   std::vector<int64_t> shape_;
   int64_t size_ = 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -21,12 +23,16 @@ constexpr int64_t kVocabSliceTokens = 4096;
 // Stacks tensors of equal width row-wise ([a, k] + [b, k] -> [a + b, k]) and
 // releases them, so fused products (q|k|v, every layer's cross k|v) are one
 // matrix without a second copy of the model lingering.
-Tensor ConcatRows(std::vector<Tensor*> parts) {
+absl::StatusOr<Tensor> ConcatRows(std::vector<Tensor*> parts) {
   int64_t rows = 0;
   for (const Tensor* t : parts) rows += t->dim(0);
   std::vector<int64_t> shape = parts[0]->shape();
   shape[0] = rows;
-  Tensor out(shape);
+  Tensor out;
+  if (absl::Status s = out.TryReset(shape); !s.ok()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("fusing weights: ", s.message()));
+  }
   float* dst = out.data();
   for (Tensor* t : parts) {
     std::memcpy(dst, t->data(), t->size() * sizeof(float));
@@ -48,9 +54,24 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
     weights.push_back(&p->weight);
     biases.push_back(&p->bias);
   }
-  Tensor weight = ConcatRows(weights);
-  Tensor bias = ConcatRows(biases);
+  ASSIGN_OR_RETURN(Tensor weight, ConcatRows(weights));
+  ASSIGN_OR_RETURN(Tensor bias, ConcatRows(biases));
   return PackLinear(ctx, std::move(weight), std::move(bias));
+}
+
+// For the public entry points: scratch, oneDNN's caches and the positional
+// table allocate as they grow, and a failed allocation must come back as
+// RESOURCE_EXHAUSTED, never as an exception through the caller.
+template <typename Body>
+absl::Status NoThrow(absl::string_view what, Body body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory in ", what));
+  } catch (const std::exception& e) {  // dnnl::error, which we may not name
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+  }
 }
 
 }  // namespace
@@ -86,7 +107,9 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   t->embed_scale_ = config.scale_embedding
                         ? std::sqrt(static_cast<float>(config.d_model))
                         : 1;
-  t->positions_.Reset({config.max_positions, config.d_model});
+  t->position_block_rows_.reset(
+      new const float*[(config.max_positions + kPositionBlockRows - 1) /
+                       kPositionBlockRows]());
   t->shared_embedding_ = w.shared_embedding;
   t->encoder_embed_ = std::move(w.encoder_embed);
   t->decoder_embed_ = std::move(w.decoder_embed);
@@ -161,10 +184,12 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
 size_t Transformer::weight_bytes() const {
   // The output projection's slices borrow lm_head_weight_ (or the embedding)
   // and lm_head_bias_, or hold copies of the weights.
-  size_t bytes = positions_.bytes() + encoder_embed_.bytes() +
-                 decoder_embed_.bytes() + lm_head_weight_.bytes() +
-                 lm_head_bias_.bytes() + cross_kv_->bytes();
+  size_t bytes = encoder_embed_.bytes() + decoder_embed_.bytes() +
+                 lm_head_weight_.bytes() + lm_head_bias_.bytes() +
+                 cross_kv_->bytes();
   for (const auto& slice : lm_head_) bytes += slice->bytes();  // copies only
+  // Not the positional table: it fills as sequences reach positions
+  // (EnsurePositions), a cost of use rather than of the weights.
   auto norm_bytes = [](const Norm& n) {
     return n.gamma.bytes() + n.beta.bytes();
   };
@@ -190,23 +215,65 @@ int64_t Transformer::self_cache_size(int64_t capacity) const {
          config_.d_model;
 }
 
-void Transformer::EnsurePositions(int64_t count) const {
-  if (count <= positions_ready_.load(std::memory_order_acquire)) return;
+absl::Status Transformer::EnsurePositions(int64_t count) const {
+  if (count <= positions_ready_.load(std::memory_order_acquire)) {
+    return absl::OkStatus();
+  }
   std::lock_guard<std::mutex> lock(positions_mutex_);
   const int64_t ready = positions_ready_.load(std::memory_order_relaxed);
-  if (count <= ready) return;
-  SinusoidalPositionRows(ready, count, config_.d_model,
-                         config_.positional_encoding,
-                         positions_.data() + ready * config_.d_model);
-  positions_ready_.store(count, std::memory_order_release);
+  if (count <= ready) return absl::OkStatus();
+  const int64_t d = config_.d_model;
+  const int64_t blocks = (count + kPositionBlockRows - 1) / kPositionBlockRows;
+  if (position_blocks_.capacity() < static_cast<size_t>(blocks)) {
+    try {
+      position_blocks_.reserve(blocks);
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("out of memory extending the positional table to ",
+                       count, " positions"));
+    }
+  }
+  for (int64_t b = static_cast<int64_t>(position_blocks_.size()); b < blocks;
+       ++b) {
+    const int64_t rows = std::min(
+        kPositionBlockRows, config_.max_positions - b * kPositionBlockRows);
+    Tensor block;
+    if (absl::Status s = block.TryReset({rows, d}); !s.ok()) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("out of memory extending the positional table to ",
+                       count, " positions: ", s.message()));
+    }
+    position_block_rows_[b] = block.data();
+    position_blocks_.push_back(std::move(block));  // reserved: cannot throw
+  }
+  // Whole blocks are filled from `ready` on, so a later count needs no
+  // partial refill.
+  const int64_t filled =
+      std::min(blocks * kPositionBlockRows, int64_t{config_.max_positions});
+  for (int64_t b = ready / kPositionBlockRows; b < blocks; ++b) {
+    const int64_t begin = std::max(ready, b * kPositionBlockRows);
+    const int64_t end = std::min(filled, (b + 1) * kPositionBlockRows);
+    SinusoidalPositionRows(
+        begin, end, config_.d_model, config_.positional_encoding,
+        position_blocks_[b].data() + (begin - b * kPositionBlockRows) * d);
+  }
+  positions_ready_.store(filled, std::memory_order_release);
+  return absl::OkStatus();
 }
 
-void Transformer::Embed(const Tensor& table, absl::Span<const int32_t> tokens,
-                        absl::Span<const int32_t> positions, float* x) const {
+const float* Transformer::PositionRow(int64_t position) const {
+  return position_block_rows_[position / kPositionBlockRows] +
+         (position % kPositionBlockRows) * config_.d_model;
+}
+
+absl::Status Transformer::Embed(const Tensor& table,
+                                absl::Span<const int32_t> tokens,
+                                absl::Span<const int32_t> positions,
+                                float* x) const {
   const int64_t d = config_.d_model;
   int32_t last = 0;
   for (int32_t p : positions) last = std::max(last, p);
-  EnsurePositions(int64_t{last} + 1);
+  RETURN_IF_ERROR(EnsurePositions(int64_t{last} + 1));
   for (size_t r = 0; r < tokens.size(); ++r) {
     float* out = x + r * d;
     if (table.empty()) {  // only the output projection holds it (Create)
@@ -215,9 +282,10 @@ void Transformer::Embed(const Tensor& table, absl::Span<const int32_t> tokens,
     } else {
       std::memcpy(out, table.data() + tokens[r] * d, d * sizeof(float));
     }
-    const float* p = positions_.data() + positions[r] * d;
+    const float* p = PositionRow(positions[r]);
     for (int64_t i = 0; i < d; ++i) out[i] = out[i] * embed_scale_ + p[i];
   }
+  return absl::OkStatus();
 }
 
 absl::Status Transformer::ApplyNorm(const OpContext& ctx, const Norm& norm,
@@ -259,6 +327,16 @@ absl::Status Transformer::Encode(const OpContext& ctx,
                                  int64_t batch, int64_t src_len,
                                  absl::Span<const int32_t> lengths,
                                  TransformerScratch* s) const {
+  return NoThrow(
+      absl::StrCat("the encoder (", batch, " x ", src_len, ")"),
+      [&] { return EncodeBody(ctx, tokens, batch, src_len, lengths, s); });
+}
+
+absl::Status Transformer::EncodeBody(const OpContext& ctx,
+                                     absl::Span<const int32_t> tokens,
+                                     int64_t batch, int64_t src_len,
+                                     absl::Span<const int32_t> lengths,
+                                     TransformerScratch* s) const {
   if (batch < 1 || src_len < 1 || src_len > config_.max_positions ||
       static_cast<int64_t>(tokens.size()) != batch * src_len ||
       static_cast<int64_t>(lengths.size()) != batch) {
@@ -279,7 +357,7 @@ absl::Status Transformer::Encode(const OpContext& ctx,
     }
   }
   s->x.Reset({rows, d});
-  Embed(encoder_embed_, ids, positions, s->x.data());
+  RETURN_IF_ERROR(Embed(encoder_embed_, ids, positions, s->x.data()));
 
   s->k_ptrs.resize(batch);
   s->v_ptrs.resize(batch);
@@ -328,12 +406,20 @@ absl::Status Transformer::CrossKeyValues(const OpContext& ctx,
                                          const float* memory, int64_t rows,
                                          float* out) const {
   ctx.Enter();
-  return Linear(ctx, *cross_kv_, memory, rows, out);
+  return NoThrow("the cross-attention keys and values",
+                 [&] { return Linear(ctx, *cross_kv_, memory, rows, out); });
 }
 
 absl::Status Transformer::DecodeStep(const OpContext& ctx,
                                      absl::Span<const DecoderRow> rows,
                                      TransformerScratch* s) const {
+  return NoThrow(absl::StrCat("a decoder step of ", rows.size(), " rows"),
+                 [&] { return DecodeStepBody(ctx, rows, s); });
+}
+
+absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
+                                         absl::Span<const DecoderRow> rows,
+                                         TransformerScratch* s) const {
   const int64_t n = static_cast<int64_t>(rows.size());
   if (n == 0) return absl::OkStatus();
   ctx.Enter();
@@ -352,8 +438,8 @@ absl::Status Transformer::DecodeStep(const OpContext& ctx,
     positions[r] = row.position;
   }
   s->x.Reset({n, d});
-  Embed(shared_embedding_ ? encoder_embed_ : decoder_embed_, tokens, positions,
-        s->x.data());
+  RETURN_IF_ERROR(Embed(shared_embedding_ ? encoder_embed_ : decoder_embed_,
+                        tokens, positions, s->x.data()));
   s->k_ptrs.resize(n);
   s->v_ptrs.resize(n);
   s->lengths.resize(n);
@@ -440,7 +526,9 @@ absl::Status Transformer::ProjectVocabSlice(const OpContext& ctx,
                                             slice, " or rows ", rows));
   }
   ctx.Enter();
-  return Linear(ctx, *lm_head_[slice], s.x.data(), rows, out);
+  return NoThrow("the output projection", [&] {
+    return Linear(ctx, *lm_head_[slice], s.x.data(), rows, out);
+  });
 }
 
 }  // namespace attnserve::engine

@@ -121,9 +121,17 @@ class Transformer {
   };
 
   Transformer() = default;
+  // The bodies of Encode and DecodeStep, which may throw std::bad_alloc.
+  absl::Status EncodeBody(const OpContext& ctx,
+                          absl::Span<const int32_t> tokens, int64_t batch,
+                          int64_t src_len, absl::Span<const int32_t> lengths,
+                          TransformerScratch* scratch) const;
+  absl::Status DecodeStepBody(const OpContext& ctx,
+                              absl::Span<const DecoderRow> rows,
+                              TransformerScratch* scratch) const;
   // x [rows, d] = embedding(token) * scale + PE(position).
-  void Embed(const Tensor& table, absl::Span<const int32_t> tokens,
-             absl::Span<const int32_t> positions, float* x) const;
+  absl::Status Embed(const Tensor& table, absl::Span<const int32_t> tokens,
+                     absl::Span<const int32_t> positions, float* x) const;
   // The residual sub-layer wrapper for both norm placements: `sublayer(in,
   // out)` reads the sub-layer input and accumulates its result into `out` (the
   // residual stream x).
@@ -139,13 +147,22 @@ class Transformer {
   ModelConfig config_;
   LinearActivation activation_ = LinearActivation::kRelu;
   float embed_scale_ = 1.0f;
-  // Makes rows [0, count) of positions_ ready (see there).
-  void EnsurePositions(int64_t count) const;
-  // The sinusoidal table, [max_positions, d_model], filled on first use up to
-  // the highest position asked for: pages never filled cost no memory (a
-  // table of 1 MB or more is mapped), and most of a long max_positions is
-  // never reached. Rows below positions_ready_ are immutable.
-  mutable Tensor positions_;
+  // Makes rows [0, count) of the positional table ready (see there);
+  // RESOURCE_EXHAUSTED when a block of it cannot be allocated.
+  absl::Status EnsurePositions(int64_t count) const;
+  // Row `position` of the table; only for position < positions_ready_.
+  const float* PositionRow(int64_t position) const;
+  // The sinusoidal table, [max_positions, d_model], in blocks of
+  // kPositionBlockRows rows that are allocated and filled on first use, up to
+  // the highest position asked for: a long max_positions costs nothing until
+  // a sequence reaches it (not even address space, which `ulimit -v`
+  // counts). Rows below positions_ready_ are immutable, and so are the
+  // pointers to their blocks, so lookups take no lock.
+  static constexpr int64_t kPositionBlockRows = 256;
+  mutable std::vector<Tensor> position_blocks_;  // guarded by the mutex
+  // [ceil(max_positions / kPositionBlockRows)]: block b's rows, set (under the
+  // mutex) before positions_ready_ passes b's first row.
+  std::unique_ptr<const float*[]> position_block_rows_;
   mutable std::atomic<int64_t> positions_ready_{0};
   mutable std::mutex positions_mutex_;
   // Embedding tables (plain rows for lookups). With a shared table

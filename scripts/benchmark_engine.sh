@@ -8,6 +8,12 @@
 # machine's speed drifts by 10-20% over minutes.
 # Needs a built tree (scripts/build.sh). Takes about 5 minutes a round at THREADS=2, twice
 # that with the default THREADS=1,2.
+#
+# Before and after a change, in one run: BEFORE_REV=<commit> builds that commit's engine
+# with this tree's engine/generator_benchmark.cc (so both have the same cases; from
+# `git archive`, under $OUT, with ccache) and runs the two binaries in turn ROUNDS times on
+# the decode cases only (greedy at batch 1 and 32, beam-4 at batch 32, and their peak resident memory),
+# then prints each figure's median and the after/before ratio of each round. No torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL_DIR=${1:-/tmp/attnserve-base}
@@ -25,6 +31,53 @@ fi
 if [[ ! -f "$MODEL_DIR/model.safetensors" ]]; then
   /usr/bin/python3 scripts/make_random_model.py --preset base --out "$MODEL_DIR"
 fi
+
+if [[ -n ${BEFORE_REV:-} ]]; then
+  before_src="$OUT/before-src" before_build="$OUT/before-build"
+  # Kept between runs of the same revision, so that its build is incremental.
+  if [[ "$(cat "$before_src/.rev" 2>/dev/null)" != "$(git rev-parse "$BEFORE_REV")" ]]; then
+    rm -rf "$before_src" && mkdir -p "$before_src"
+    git archive "$BEFORE_REV" | tar -x -C "$before_src"
+    git rev-parse "$BEFORE_REV" > "$before_src/.rev"
+  fi
+  cmp -s engine/generator_benchmark.cc "$before_src/engine/generator_benchmark.cc" ||
+    cp engine/generator_benchmark.cc "$before_src/engine/"
+  cmake -S "$before_src" -B "$before_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/dev/null
+  cmake --build "$before_build" -j "$(nproc)" --target generator_benchmark >/dev/null
+  filter='--benchmark_filter=Greedy32|Beam4x32'
+  for round in $(seq "$ROUNDS"); do
+    for side in before after; do
+      bin=build/engine/generator_benchmark
+      [[ $side == before ]] && bin="$before_build/engine/generator_benchmark"
+      echo "== round $round of $ROUNDS: $side ($bin) =="
+      "$bin" --model_dir="$MODEL_DIR" --threads="$THREADS" "$filter" \
+        --json="$OUT/$side.$round.json" | tee "$OUT/$side.$round.txt"
+    done
+  done
+  /usr/bin/python3 - "$OUT" "$ROUNDS" "$BEFORE_REV" <<'PY'
+import json, statistics, sys
+out, rounds, rev = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+runs = {side: [json.load(open(f"{out}/{side}.{i}.json")) for i in range(1, rounds + 1)]
+        for side in ("before", "after")}
+print(f"\n== after (this tree) vs before ({rev}); medians over {rounds} alternating rounds ==")
+print(f"{'figure':<26}{'thr':>4}{'before':>10}{'after':>10}{'ratio':>7}  ratio per round")
+for threads in (1, 2):
+    key = f"threads_{threads}"
+    if key not in runs["after"][0]:
+        continue
+    for name in ("greedy_tokens_per_s_b1", "greedy_tokens_per_s_b32", "beam4_tokens_per_s_b32",
+                 "peak_rss_mb",
+                 "peak_rss_beam4_b32_mb"):
+        b = [r[key].get(name, 0) for r in runs["before"]]
+        a = [r[key].get(name, 0) for r in runs["after"]]
+        ratios = [x / y if y else 0 for x, y in zip(a, b)]
+        print(f"{name:<26}{threads:>4}{statistics.median(b):>10.1f}{statistics.median(a):>10.1f}"
+              f"{statistics.median(ratios):>7.2f}  " + " ".join(f"{r:.2f}" for r in ratios))
+PY
+  exit 0
+fi
+
 scripts/build_sgemm_shim.sh build/sgemm_shim.so >/dev/null
 
 for round in $(seq "$ROUNDS"); do

@@ -33,6 +33,10 @@ constexpr int64_t kMinParallelFlops = 64 * 1024;
 // A decode step shares out whole rows (AttendOneRow) from this many rows per
 // thread on; with fewer, (row, head) pairs balance the team better.
 constexpr int64_t kMinRowsPerThread = 4;
+// Many queries (the encoder) go through sgemm this many at a time, so each
+// thread's scores are [kQueryChunk, length] rather than [q_len, length]: a
+// 4096-token source would otherwise need 64 MB per thread, held for good.
+constexpr int64_t kQueryChunk = 128;
 
 // s[j] = scale * q . k_j for keys j in [0, n), rows `stride` floats apart; d is
 // a multiple of 8. Four keys per pass keep four independent accumulators in
@@ -170,14 +174,15 @@ void AttendOneRow(const float* q, const float* k, const float* v,
   }
 }
 
-// Turns rows of scores [rows, cols] into probabilities: row i over its first
-// visible(i) columns, zeros after them (so the following P V product may run
-// over all cols keys).
+// Turns rows of scores [rows, cols] into probabilities: row i (query
+// first_query + i) over its first visible columns, zeros after them (so the
+// following P V product may run over all cols keys).
 ATTNSERVE_SIMD_CLONES
-void MaskedSoftmaxRows(float* s, int64_t rows, int64_t cols, bool causal) {
+void MaskedSoftmaxRows(float* s, int64_t rows, int64_t cols, bool causal,
+                       int64_t first_query) {
   for (int64_t i = 0; i < rows; ++i) {
     float* row = s + i * cols;
-    const int64_t visible = causal ? std::min(cols, i + 1) : cols;
+    const int64_t visible = causal ? std::min(cols, first_query + i + 1) : cols;
     const float inv_sum = ExpInPlace(row, visible);
 #pragma omp simd
     for (int64_t j = 0; j < visible; ++j) row[j] *= inv_sum;
@@ -223,21 +228,24 @@ void AttendByRow(const AttentionArgs& a, int threads, float* scratch,
   }
 }
 
-// S = scale Q K^T, softmax, O = P V for one (sequence, head) with sgemm;
-// `scores` holds q_len * length floats. sgemm runs single-threaded inside a
-// parallel region.
+// S = scale Q K^T, softmax, O = P V for queries [first, first + count) of one
+// (sequence, head) with sgemm; `scores` holds count * length floats. sgemm
+// runs single-threaded inside a parallel region.
 dnnl_status_t AttendByGemm(const AttentionArgs& a, int64_t b, int64_t col,
-                           float scale, float* scores) {
+                           int64_t first, int64_t count, float scale,
+                           float* scores) {
   const int64_t length = a.kv_lengths[b];
-  const float* q = a.q + b * a.q_seq_stride + col;
-  dnnl_status_t status = dnnl_sgemm('N', 'T', a.q_len, length, a.head_dim,
-                                    scale, q, a.q_row_stride, a.k[b] + col,
-                                    a.kv_row_stride, 0.0f, scores, length);
+  const float* q = a.q + b * a.q_seq_stride + first * a.q_row_stride + col;
+  dnnl_status_t status =
+      dnnl_sgemm('N', 'T', count, length, a.head_dim, scale, q, a.q_row_stride,
+                 a.k[b] + col, a.kv_row_stride, 0.0f, scores, length);
   if (status != dnnl_success) return status;
-  MaskedSoftmaxRows(scores, a.q_len, length, a.causal);
-  return dnnl_sgemm('N', 'N', a.q_len, a.head_dim, length, 1.0f, scores, length,
-                    a.v[b] + col, a.kv_row_stride, 0.0f,
-                    a.out + b * a.out_seq_stride + col, a.out_row_stride);
+  MaskedSoftmaxRows(scores, count, length, a.causal, first);
+  return dnnl_sgemm(
+      'N', 'N', count, a.head_dim, length, 1.0f, scores, length, a.v[b] + col,
+      a.kv_row_stride, 0.0f,
+      a.out + b * a.out_seq_stride + first * a.out_row_stride + col,
+      a.out_row_stride);
 }
 
 }  // namespace
@@ -271,18 +279,29 @@ absl::Status AttentionDnnl(const OpContext& ctx, const AttentionArgs& a) {
     return absl::OkStatus();
   }
 
-  const int64_t per_pair = a.q_len * max_length;
-  float* scratch = state.Scratch(static_cast<size_t>(threads * per_pair));
+  // Work items: (sequence, head, chunk of queries).
+  const int64_t chunk = std::min(a.q_len, kQueryChunk);
+  const int64_t chunks = (a.q_len + chunk - 1) / chunk;
+  const int64_t items = pairs * chunks;
+  const int64_t per_item = chunk * max_length;
+  float* scratch = state.Scratch(static_cast<size_t>(threads * per_item));
   std::atomic<dnnl_status_t> failure{dnnl_success};
-  // With fewer pairs than threads, run the pairs in turn and let sgemm use the
-  // team. schedule(dynamic): pair costs vary with the ragged lengths.
+  // With fewer items than threads, run the items in turn and let sgemm use
+  // the team. schedule(dynamic): item costs vary with the ragged lengths.
 #pragma omp parallel for num_threads(threads) \
-    schedule(dynamic) if (pairs >= threads)
-  for (int64_t pair = 0; pair < pairs; ++pair) {
+    schedule(dynamic) if (items >= threads)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t pair = item / chunks;
+    const int64_t first = (item % chunks) * chunk;
     const dnnl_status_t status =
         AttendByGemm(a, pair / a.num_heads, (pair % a.num_heads) * a.head_dim,
-                     scale, scratch + omp_get_thread_num() * per_pair);
+                     first, std::min(chunk, a.q_len - first), scale,
+                     scratch + omp_get_thread_num() * per_item);
     if (status != dnnl_success) failure.store(status);
+  }
+  if (failure.load() == dnnl_out_of_memory) {
+    return absl::ResourceExhaustedError(
+        "out of memory in oneDNN's sgemm in attention");
   }
   if (failure.load() != dnnl_success) {
     return absl::InternalError(absl::StrCat(

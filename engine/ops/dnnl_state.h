@@ -97,11 +97,16 @@ struct DnnlState {
   static constexpr size_t kMaxActivations = 256;
 
   // Per-call temporary memory (attention scores, split epilogues). Grows, never
-  // shrinks, so steady-state decoding does not allocate.
-  std::vector<float> scratch;
+  // shrinks, so steady-state decoding does not allocate; a Tensor, so that
+  // the engine's accounting and test limits (allocation_policy.h) see it.
+  Tensor scratch;
 
+  // At least `floats` floats; contents are not kept when it grows. Throws
+  // std::bad_alloc (the network's entry points turn it into a status).
   float* Scratch(size_t floats) {
-    if (scratch.size() < floats) scratch.resize(floats);
+    if (scratch.size() < static_cast<int64_t>(floats)) {
+      scratch.Reset({static_cast<int64_t>(floats)});
+    }
     return scratch.data();
   }
 

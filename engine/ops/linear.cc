@@ -1,5 +1,6 @@
 #include "engine/ops/linear.h"
 
+#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -32,7 +33,7 @@ absl::StatusOr<internal::PlainLinear> DescribePlain(const Tensor& weight,
   return plain;
 }
 
-absl::StatusOr<std::unique_ptr<PackedLinear>> Pack(
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackBody(
     const OpContext& ctx, internal::PlainLinear plain) {
   switch (ctx.backend()) {
     case Backend::kReference:
@@ -41,6 +42,22 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> Pack(
       return internal::PackLinearDnnl(ctx, std::move(plain));
   }
   return absl::InternalError("unknown backend");
+}
+
+// Packing copies the weights (oneDNN's layouts, panels): a model too large
+// for memory fails here with the matrix named, not with an exception.
+absl::StatusOr<std::unique_ptr<PackedLinear>> Pack(
+    const OpContext& ctx, internal::PlainLinear plain) {
+  const int64_t n = plain.n, k = plain.k;
+  try {
+    return PackBody(ctx, std::move(plain));
+  } catch (const std::bad_alloc&) {
+    const int64_t bytes = n * k * static_cast<int64_t>(sizeof(float));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory packing a [", n, ", ", k,
+                     "] linear weight (", bytes, " bytes, ", bytes >> 20,
+                     " MiB) for the ", BackendName(ctx.backend()), " backend"));
+  }
 }
 
 }  // namespace

@@ -283,6 +283,11 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
       status = e.status;
     }
   }
+  if (status == dnnl_out_of_memory) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory in oneDNN's linear [", m, ", ", k, "] x [",
+                     n, ", ", k, "]^T"));
+  }
   if (status != dnnl_success) {
     return absl::InternalError(
         absl::StrCat("oneDNN linear [", m, ", ", k, "] x [", n, ", ", k,

@@ -1,5 +1,7 @@
 // The oneDNN half of OpContext: the parts that need DnnlState's definition.
 
+#include <new>
+
 #include "absl/strings/str_cat.h"
 #include "engine/ops/dnnl_state.h"
 #include "engine/ops/op_context.h"
@@ -26,7 +28,14 @@ absl::Status OpContext::InitDnnl() {
     state->stream = dnnl::stream(state->engine);
     dnnl_ = std::move(state);
   } catch (const dnnl::error& e) {
+    if (e.status == dnnl_out_of_memory) {
+      return absl::ResourceExhaustedError(
+          "out of memory creating oneDNN's CPU engine");
+    }
     return absl::InternalError(absl::StrCat("oneDNN CPU engine: ", e.what()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        "out of memory creating oneDNN's state");
   }
   return absl::OkStatus();
 }
