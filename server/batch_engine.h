@@ -19,6 +19,9 @@ struct ModelInfo {
   std::string name;         // the model directory's base name
   std::string config_json;  // config.json as loaded
   engine::ModelConfig config;
+  // Intra-op threads the engine runs with: its scratch grows with them, so the
+  // memory estimate (engine::SequenceMemoryBytes) takes them.
+  int threads = 1;
   std::vector<std::string> warnings;  // from loading (unknown config keys, ...)
 };
 

@@ -30,7 +30,8 @@ int64_t RequestBytes(const ModelInfo& model, int source_tokens,
   engine::DecodeOptions options;
   options.max_new_tokens = max_new_tokens;
   options.beam_size = beam_size;
-  return engine::SequenceMemoryBytes(model.config, source_tokens, options);
+  return engine::SequenceMemoryBytes(model.config, source_tokens, options,
+                                     model.threads);
 }
 
 // Why a request of this worst case does not fit the budgets alone; empty when

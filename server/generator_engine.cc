@@ -24,11 +24,13 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
   info_.config_json = model_->config_json();
   info_.config = model_->config();
   info_.warnings = model_->warnings();
+  info_.threads = model_->options().threads;
 }
 
 int64_t GeneratorEngine::EstimateBytes(
     int source_tokens, const engine::DecodeOptions& options) const {
-  return engine::SequenceMemoryBytes(info_.config, source_tokens, options);
+  return engine::SequenceMemoryBytes(info_.config, source_tokens, options,
+                                     info_.threads);
 }
 
 absl::Status GeneratorEngine::Validate(
