@@ -41,15 +41,17 @@ void LogFailure(const Environment& env, Method method,
 // (until its OnFinished returns), and the last to let go deletes it. gRPC's own
 // rule (OnDone comes after every reaction has returned and Finish completed)
 // does not cover the batcher: it calls the sink on its inference thread, which
-// is no reaction. So once a call may be finished by another thread, the
-// batcher thread must not touch the reactor again, and it cannot know when that
-// is: e.g. a stream's last write is in flight when the batcher's OnFinished
-// records the final status; the write completes (or fails: the client went)
-// on a gRPC thread, whose OnWriteDone, as soon as OnFinished releases mu_,
-// finishes the call, and OnDone follows once OnWriteDone returns, while the
-// batcher thread is still in OnFinished. The same holds for a unary call's
-// Finish and for a Finish queued before gRPC bound the reactor. An answer that
-// fails Accept never reaches the batcher, and gRPC alone holds it.
+// is no reaction. The path that failed under ASan (issue 15): a stream's last
+// write is in flight when the batcher's OnFinished records the final status,
+// so it starts nothing and releases mu_; the write completes (or fails: the
+// client went) on a gRPC thread blocked on mu_, whose OnWriteDone finishes the
+// call; OnDone follows once OnWriteDone returns, and deleted the reactor while
+// the batcher thread was still in OnFinished (the gRPC thread, woken by the
+// unlock, may run first): UBSan's check of `this` before the call of Perform
+// read the freed object. A unary call's Finish, or one queued before gRPC bound
+// the reactor, may likewise end the call before the batcher's OnFinished
+// returns. A call that fails Accept never reaches the batcher, and gRPC alone
+// holds it.
 class GenerateCall : public ResponseSink {
  public:
   bool cancelled() const override {

@@ -168,8 +168,8 @@ class ReactorLifetimeTest : public ::testing::Test {
 };
 
 TEST_F(ReactorLifetimeTest, CallsEndingAtRandomMomentsAreAllAnswered) {
-  constexpr int kClients = 12;
-  constexpr int kCallsPerClient = 60;
+  constexpr int kClients = 16;
+  constexpr int kCallsPerClient = 80;
   std::atomic<int> complete{0};
   std::atomic<int> ended_early{0};
   std::vector<std::thread> clients;
