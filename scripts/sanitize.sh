@@ -6,7 +6,8 @@
 #   scripts/sanitize.sh thread    TSan: the batcher, server and stream tests of server_tests
 #                                 (build-tsan/)
 # Extra arguments go to every test binary, e.g. --gtest_filter='Generator*' (the last filter
-# wins).
+# wins) or --gtest_repeat=3 (what scripts/test.sh passes: races show only now and then).
+# SANITIZE_BINARIES="server_tests" builds and runs only those of the mode's binaries.
 # GCC, not clang: the engine's SIMD kernels use GCC's target_clones, and the tests then run on
 # the same OpenMP runtime (libgomp) as the release build.
 # Each binary runs directly (not through ctest, whose list also holds script tests), split into
@@ -32,7 +33,7 @@ case "$mode" in
     # Every test that runs the batcher's inference thread or an in-process gRPC server; the
     # pure functions (policy table, convert, status mapping, metrics text) have no threads.
     filter='Batcher*:Modes/BatchingMode*:Server*:*Streaming*:StreamState*:RealModel*'
-    filter+=':Fault*:Overload*:Limits*:Tls*'
+    filter+=':Fault*:Overload*:Limits*:Tls*:ReactorLifetime*:Readers/StreamReader*'
     # No target_clones (engine/ops/simd.h): their ifunc resolvers run while the dynamic
     # loader relocates, before the TSan runtime is up, and crash once instrumented.
     flags=-DATTNSERVE_SIMD_CLONES=
@@ -42,6 +43,10 @@ case "$mode" in
     exit 2
     ;;
 esac
+
+if [[ -n ${SANITIZE_BINARIES:-} ]]; then
+  read -r -a binaries <<<"$SANITIZE_BINARIES"
+fi
 
 # -O1: the sanitizers' own advice (readable stacks, still fast enough).
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

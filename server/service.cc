@@ -36,6 +36,22 @@ void LogFailure(const Environment& env, Method method,
 // What both Generate methods share: the call's reactor is the request's sink.
 // Subclasses answer the request in OnFinished, and call Done() just before
 // they end the call.
+//
+// Lifetime: the reactor has two holders, gRPC (until OnDone) and the batcher
+// (until its OnFinished returns), and the last to let go deletes it. gRPC's own
+// rule (OnDone comes after every reaction has returned and Finish completed)
+// does not cover the batcher: it calls the sink on its inference thread, which
+// is no reaction. The path that failed under ASan (issue 15): a stream's last
+// write is in flight when the batcher's OnFinished records the final status,
+// so it starts nothing and releases mu_; the write completes (or fails: the
+// client went) on a gRPC thread blocked on mu_, whose OnWriteDone finishes the
+// call; OnDone follows once OnWriteDone returns, and deleted the reactor while
+// the batcher thread was still in OnFinished (the gRPC thread, woken by the
+// unlock, may run first): UBSan's check of `this` before the call of Perform
+// read the freed object. A unary call's Finish, or one queued before gRPC bound
+// the reactor, may likewise end the call before the batcher's OnFinished
+// returns. A call that fails Accept never reaches the batcher, and gRPC alone
+// holds it.
 class GenerateCall : public ResponseSink {
  public:
   bool cancelled() const override {
@@ -84,6 +100,12 @@ class GenerateCall : public ResponseSink {
     env_.observer->OnCallCancelled();
   }
 
+  // One holder lets go; the last deletes the call. gRPC's is OnDone, the
+  // batcher's the end of OnFinished (or of a constructor whose Accept failed).
+  void Release() {
+    if (holders_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
   // Logs a failure and reports the call's end.
   void Done(const grpc::Status& status) const {
     LogFailure(env_, method_, request_id_, status);
@@ -99,6 +121,7 @@ class GenerateCall : public ResponseSink {
 
  private:
   std::atomic<bool> cancelled_{false};
+  std::atomic<int> holders_{2};  // gRPC and the batcher
 };
 
 class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
@@ -110,6 +133,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
         with_log_probs_(request->return_log_probs()) {
     const grpc::Status status = Accept(*context, *request);
     if (!status.ok()) {
+      Release();  // the batcher never saw the call; before Finish may end it
       Done(status);
       Finish(status);
     }
@@ -125,19 +149,20 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
       const grpc::Status answer = ToGrpcStatus(status);
       Done(answer);
       Finish(answer);
-      return;
+    } else {
+      AppendTokens(outcome.result.output_ids, outcome.result.log_probs,
+                   with_log_probs_, env_.tokenizer, /*continues=*/false,
+                   response_);
+      SetSummary(outcome, response_);
+      response_->set_request_id(request_id_);
+      Done(grpc::Status::OK);
+      Finish(grpc::Status::OK);
     }
-    AppendTokens(outcome.result.output_ids, outcome.result.log_probs,
-                 with_log_probs_, env_.tokenizer, /*continues=*/false,
-                 response_);
-    SetSummary(outcome, response_);
-    response_->set_request_id(request_id_);
-    Done(grpc::Status::OK);
-    Finish(grpc::Status::OK);
+    Release();  // last: OnDone may have run already
   }
 
   void OnCancel() override { MarkCancelled(); }
-  void OnDone() override { delete this; }
+  void OnDone() override { Release(); }
 
  private:
   v1::GenerateResponse* const response_;
@@ -151,9 +176,11 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
              const v1::GenerateRequest* request)
       : GenerateCall(env, Method::kGenerateStream, *request),
         state_(request_id_, request->return_log_probs(), env.tokenizer,
-               env.options.stream_buffer_tokens) {
+               env.options.stream_buffer_tokens,
+               env.options.stream_stall_timeout) {
     const grpc::Status status = Accept(*context, *request);
     if (!status.ok()) {
+      Release();  // the batcher never saw the call; before Finish may end it
       Done(status);
       Finish(status);
     }
@@ -161,40 +188,46 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
 
   absl::Status OnTokens(absl::Span<const int32_t> ids,
                         absl::Span<const float> log_probs) override {
+    const absl::Time now = env_.clock->Now();
     StreamState::Action action;
     absl::Status added;
     {
       absl::MutexLock lock(&mu_);
-      added = state_.AddTokens(ids, log_probs);
-      action = state_.Next();
+      added = state_.AddTokens(ids, log_probs, now);
+      action = state_.Next(now);
     }
     Perform(action);
     return added;
   }
 
   void OnFinished(const absl::Status& status, const Outcome& outcome) override {
+    const absl::Time now = env_.clock->Now();
     StreamState::Action action;
     {
       absl::MutexLock lock(&mu_);
       state_.Finish(status, outcome);
-      action = state_.Next();
+      action = state_.Next(now);
     }
-    Perform(action);  // may end the call: nothing of `this` is used after it
+    // Another thread may end the call from here on (OnWriteDone, once a write
+    // in flight completes); the batcher's hold keeps `this` until Release.
+    Perform(action);
+    Release();
   }
 
   void OnWriteDone(bool ok) override {
     if (!ok) MarkCancelled();
+    const absl::Time now = env_.clock->Now();
     StreamState::Action action;
     {
       absl::MutexLock lock(&mu_);
       state_.WriteDone(ok);
-      action = state_.Next();
+      action = state_.Next(now);
     }
     Perform(action);
   }
 
   void OnCancel() override { MarkCancelled(); }
-  void OnDone() override { delete this; }
+  void OnDone() override { Release(); }
 
  private:
   // Outside mu_: gRPC may run reactions of this call on other threads

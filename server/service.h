@@ -2,10 +2,11 @@
 // attnserve.v1.Seq2Seq on gRPC's callback API. Reactions never block: a call is
 // checked and queued on the batcher (or answered at once), and the batcher's
 // inference thread finishes it through the call's reactor, which deletes itself
-// when gRPC is done with it.
+// once both gRPC and the batcher are done with it.
 
 #include <utility>
 
+#include "absl/time/time.h"
 #include "attnserve/v1/attnserve.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/batch_engine.h"
@@ -20,9 +21,12 @@ namespace attnserve::server {
 struct ServiceOptions {
   RequestLimits limits;    // resolved (ResolveLimits)
   int max_batch_size = 0;  // reported by GetModelInfo
-  // Decoded tokens a streaming call may have waiting for its reader; more
-  // cancel the call with RESOURCE_EXHAUSTED.
+  // A streaming call whose reader has not taken a message for
+  // stream_stall_timeout while more than stream_buffer_tokens decoded tokens
+  // wait behind it is dropped with RESOURCE_EXHAUSTED (stream_state.h says
+  // why both).
   int stream_buffer_tokens = 256;
+  absl::Duration stream_stall_timeout = absl::Seconds(1);
   bool log_failures = true;  // one log line per failed request
 };
 

@@ -9,21 +9,35 @@
 namespace attnserve::server {
 
 StreamState::StreamState(std::string request_id, bool with_log_probs,
-                         const Tokenizer* tokenizer, int max_pending_tokens)
+                         const Tokenizer* tokenizer, int max_pending_tokens,
+                         absl::Duration stall_timeout)
     : request_id_(std::move(request_id)),
       with_log_probs_(with_log_probs),
       tokenizer_(tokenizer),
-      max_pending_tokens_(max_pending_tokens) {}
+      max_pending_tokens_(max_pending_tokens),
+      stall_timeout_(stall_timeout) {}
 
 absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
-                                    absl::Span<const float> log_probs) {
+                                    absl::Span<const float> log_probs,
+                                    absl::Time now) {
   if (broken_) return absl::CancelledError("the stream to the client broke");
-  const int waiting = pending_.output_ids_size() + static_cast<int>(ids.size());
-  if (waiting > max_pending_tokens_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the client reads the stream too slowly: ", waiting,
-                     " decoded tokens are waiting to be sent (limit ",
-                     max_pending_tokens_, ", stream_buffer_tokens)"));
+  // Without a write in flight the tokens go out at the next Next(), however
+  // many they are: they wait for no reader.
+  if (writing_) {
+    const int waiting =
+        pending_.output_ids_size() + static_cast<int>(ids.size());
+    const absl::Duration stalled = now - write_started_;
+    if (waiting > max_pending_tokens_ && stalled >= stall_timeout_) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the client reads the stream too slowly: it has not taken a message "
+          "for ",
+          absl::FormatDuration(absl::Trunc(stalled, absl::Milliseconds(1))),
+          " and ", waiting,
+          " decoded tokens are waiting to be sent (limits: "
+          "stream_buffer_tokens ",
+          max_pending_tokens_, " tokens, after ",
+          absl::FormatDuration(stall_timeout_), ")"));
+    }
   }
   const size_t text_before = pending_.text().size();
   AppendTokens(ids, log_probs, with_log_probs_, tokenizer_,
@@ -35,19 +49,21 @@ absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
 
 void StreamState::Finish(const absl::Status& status, const Outcome& outcome) {
   if (final_status_.has_value()) return;
-  if (status.ok() && broken_) {
-    final_status_ = grpc::Status(grpc::StatusCode::CANCELLED,
-                                 "the stream to the client broke");
-    return;
-  }
-  final_status_ = ToGrpcStatus(status);
-  if (status.ok()) {
+  final_status_ = status.ok() && broken_
+                      ? grpc::Status(grpc::StatusCode::CANCELLED,
+                                     "the stream to the client broke")
+                      : ToGrpcStatus(status);
+  if (final_status_->ok()) {
     SetSummary(outcome, &pending_);
     has_pending_ = true;
+  } else {
+    // Never sent: a failed call ends with its status only.
+    pending_.Clear();
+    has_pending_ = false;
   }
 }
 
-StreamState::Action StreamState::Next() {
+StreamState::Action StreamState::Next(absl::Time now) {
   Action action;
   if (writing_ || finish_started_) return action;
   if (final_status_.has_value()) {
@@ -69,6 +85,7 @@ StreamState::Action StreamState::Next() {
     pending_.Clear();
     has_pending_ = false;
     writing_ = true;
+    write_started_ = now;
     action.kind = Action::Kind::kWrite;
     action.message = &in_flight_;
   }

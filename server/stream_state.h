@@ -6,8 +6,22 @@
 // Tokens that arrive while a write is in flight are merged into one pending
 // message ("the tokens decoded since the previous message", as the API says),
 // so a slow reader gets fewer, larger messages and the batch never waits for
-// it. If a reader falls so far behind that the pending tokens exceed a bound,
-// the call is given up with RESOURCE_EXHAUSTED.
+// it.
+//
+// A reader that stopped reading is given up with RESOURCE_EXHAUSTED, so that
+// its sequence leaves the batch: when tokens arrive while more than
+// max_pending_tokens wait behind a write that has been in flight for at least
+// stall_timeout. Why both, and why time rather than tokens alone: gRPC
+// completes a write once HTTP/2 flow control let it out, so a write in flight
+// is exactly what the reader has not taken yet; tokens that can be handed to a
+// write at once (a beam's whole output, which comes in one burst) never wait
+// and never count. But how many tokens the engine decodes during one write says
+// nothing about the reader: a fast engine (or one that starves gRPC's threads
+// of the CPU) decodes many during a write that a fast reader completes in a
+// millisecond. Only time tells a reader that stopped from one that is merely
+// behind a burst; the token bound keeps a reader that is slow but nearly caught
+// up (few tokens waiting) from being dropped. The memory a stream buffers is at
+// most its max_new_tokens tokens in any case.
 //
 // Not thread-safe: the call's reactor guards it with its mutex and performs the
 // returned actions after releasing it.
@@ -17,6 +31,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "attnserve/v1/attnserve.pb.h"
 #include "grpcpp/support/status.h"
@@ -30,13 +45,14 @@ class StreamState {
   // `tokenizer` may be null and must outlive the state. max_pending_tokens
   // >= 1.
   StreamState(std::string request_id, bool with_log_probs,
-              const Tokenizer* tokenizer, int max_pending_tokens);
+              const Tokenizer* tokenizer, int max_pending_tokens,
+              absl::Duration stall_timeout);
 
-  // Queues tokens for the next message. RESOURCE_EXHAUSTED when the reader is
-  // too slow, CANCELLED when the stream is broken; the request should then be
-  // dropped.
+  // Queues tokens for the next message; `now` is when they arrived.
+  // RESOURCE_EXHAUSTED when the reader stopped reading (see above), CANCELLED
+  // when the stream is broken; the request should then be dropped.
   absl::Status AddTokens(absl::Span<const int32_t> ids,
-                         absl::Span<const float> log_probs);
+                         absl::Span<const float> log_probs, absl::Time now);
 
   // The request's end: with OK, `outcome` completes the last message
   // (finish_reason, score, timing); otherwise the call ends with the mapped
@@ -51,14 +67,15 @@ class StreamState {
     const v1::GenerateResponse* message = nullptr;
     grpc::Status status;  // kWriteAndFinish, kFinish
   };
-  // What to start now. At most one write is in flight, and the call is finished
-  // once.
-  Action Next();
+  // What to start now (`now`: when a write it starts begins to wait for the
+  // reader). At most one write is in flight, and the call is finished once.
+  Action Next(absl::Time now);
 
   // The write started by the last kWrite completed; !ok means the stream is
   // broken.
   void WriteDone(bool ok);
 
+  // Tokens waiting behind the write in flight (or for the next Next()).
   int pending_tokens() const { return pending_.output_ids_size(); }
 
  private:
@@ -66,6 +83,7 @@ class StreamState {
   const bool with_log_probs_;
   const Tokenizer* const tokenizer_;
   const int max_pending_tokens_;
+  const absl::Duration stall_timeout_;
 
   v1::GenerateResponse pending_;  // accumulating; meaningful when has_pending_
   bool has_pending_ = false;
@@ -74,6 +92,7 @@ class StreamState {
   bool text_added_ = false;
   v1::GenerateResponse in_flight_;  // being written
   bool writing_ = false;
+  absl::Time write_started_;  // of the write in flight
   bool broken_ = false;
   std::optional<grpc::Status> final_status_;
   bool finish_started_ = false;

@@ -5,6 +5,7 @@
 
 #include "server/server.h"
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <ostream>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/fake_engine.h"
@@ -223,6 +225,123 @@ TEST_F(ServerTest, GreedyStreamsTokensAsTheyAreDecoded) {
   while (reader->Read(&message)) {
   }
   EXPECT_TRUE(reader->Finish().ok());
+}
+
+// Finding 3 of issue 15: a beam's whole output comes in one burst right
+// before its end, and must never count as tokens its reader left unread.
+TEST_F(ServerTest, BeamStreamWithASmallBufferEqualsUnary) {
+  ServerOptions options = Options();
+  options.stream_buffer_tokens = 4;
+  Start(options);
+  const v1::GenerateRequest request =
+      Request({5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, 10, 2);
+  v1::GenerateResponse unary;
+  ASSERT_TRUE(Generate(*stub_, request, &unary).ok());
+  ASSERT_EQ(unary.output_ids_size(), 10);
+  const StreamResult stream = GenerateStream(*stub_, request);
+  ASSERT_TRUE(stream.status.ok()) << stream.status.error_message();
+  EXPECT_THAT(stream.Concatenated().output_ids(),
+              ElementsAreArray(unary.output_ids()));
+}
+
+// Options for streams of up to 1000 tokens (the fake decodes as many tokens as
+// the source has).
+ServerOptions LongOutputOptions(ServerOptions options) {
+  options.limits.max_input_tokens = 2000;
+  options.limits.max_new_tokens_limit = 2000;
+  options.limits.default_max_new_tokens = 8;
+  return options;
+}
+FakeEngineOptions LongOutputEngine() {
+  FakeEngineOptions engine;
+  engine.max_positions = 2048;
+  return engine;
+}
+
+TEST_F(ServerTest, LongBeamStreamWithTheDefaultBufferEqualsUnary) {
+  ServerOptions options = LongOutputOptions(Options());
+  ASSERT_EQ(options.stream_buffer_tokens, 256);
+  Start(options, LongOutputEngine());
+  const v1::GenerateRequest request =
+      Request(std::vector<int32_t>(1000, 7), 1000, 2);
+  v1::GenerateResponse unary;
+  ASSERT_TRUE(Generate(*stub_, request, &unary).ok());
+  ASSERT_EQ(unary.output_ids_size(), 1000);
+  const StreamResult stream = GenerateStream(*stub_, request);
+  ASSERT_TRUE(stream.status.ok()) << stream.status.error_message();
+  EXPECT_THAT(stream.Concatenated().output_ids(),
+              ElementsAreArray(unary.output_ids()));
+}
+
+// The fake decodes a token in microseconds, far faster than a write reaches
+// the client: many tokens wait behind every write of a reader that reads as
+// fast as it can.
+TEST_F(ServerTest, GreedyStreamFasterThanItsReaderEqualsUnary) {
+  ServerOptions options = LongOutputOptions(Options());
+  options.stream_buffer_tokens = 1;
+  Start(options, LongOutputEngine());
+  const v1::GenerateRequest request =
+      Request(std::vector<int32_t>(1000, 7), 1000);
+  v1::GenerateResponse unary;
+  ASSERT_TRUE(Generate(*stub_, request, &unary).ok());
+  const StreamResult stream = GenerateStream(*stub_, request);
+  ASSERT_TRUE(stream.status.ok()) << stream.status.error_message();
+  EXPECT_THAT(stream.Concatenated().output_ids(),
+              ElementsAreArray(unary.output_ids()));
+}
+
+// A client that stops reading: once HTTP/2 flow control holds a write back for
+// the stall timeout (1 s) with more than stream_buffer_tokens tokens waiting,
+// the request leaves the batch; the client learns why when it reads again.
+TEST_F(ServerTest, StreamWhoseClientStopsReadingIsDropped) {
+  ServerOptions options = LongOutputOptions(Options());
+  options.stream_buffer_tokens = 4;
+  Start(options, LongOutputEngine());
+  // A small window that only the application's reads open again.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  auto stub = v1::Seq2Seq::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                grpc::InsecureChannelCredentials(), args));
+  // Every message repeats the 256-byte request_id: a few of them fill the
+  // window.
+  v1::GenerateRequest request = Request(std::vector<int32_t>(2000, 7), 2000);
+  request.set_request_id(std::string(256, 'r'));
+
+  engine_->HoldSteps();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(60));
+  auto reader = stub->GenerateStream(&context, request);
+  // A step per millisecond: 2000 tokens would take 2 s or more, so the
+  // request is still decoding when the stall timeout passes.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (observer_.finished(absl::StatusCode::kResourceExhausted) == 0) {
+    ASSERT_LT(absl::Now(), give_up) << "the stream was never dropped";
+    engine_->AllowSteps(1);
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  engine_->ReleaseSteps();
+  EXPECT_EQ(engine_->cancelled().size(), 1u)
+      << "dropped from the batch, not run to the end";
+
+  std::vector<int32_t> received;
+  v1::GenerateResponse message;
+  while (reader->Read(&message)) {
+    received.insert(received.end(), message.output_ids().begin(),
+                    message.output_ids().end());
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("too slowly"));
+  EXPECT_THAT(status.error_message(), HasSubstr("stream_buffer_tokens 4"));
+  const engine::SequenceResult expected = Expected(request);
+  ASSERT_LT(received.size(), expected.output_ids.size());
+  EXPECT_THAT(received,
+              ElementsAreArray(expected.output_ids.begin(),
+                               expected.output_ids.begin() + received.size()))
+      << "what it got is the answer's start";
 }
 
 struct BadRequestCase {
