@@ -441,11 +441,9 @@ def check(root):
                     expect(abs(rb["score"] - gb["score"]) < dtype_tol + 1e-8,
                            f"{name} {label} {how}: beam score source {i} {rb['score']} vs {gb['score']}")
         # the generation options must matter: without them some output changes
-        if gc.bad_words:
-            free, _, _ = load(root, name, bad_words_ids=[[gc.pad]] if name == "bart" else [[VOCAB - 1]])
-            fg = [G.greedy(free, free_gc, [s])[0]["tokens"] for free_gc in [G.GenConfig(
-                free.cfg, {**SPECS[name]["gen"], "bad_words_ids": [[10 ** 6]]}, M.DEFAULTS[free.cfg["model_type"]])]
-                for s in srcs]
+        if gc.bad_words:  # an id past the vocabulary bans nothing
+            free, free_gc, _ = load(root, name, bad_words_ids=[[10 ** 6]])
+            fg = [G.greedy(free, free_gc, [s])[0]["tokens"] for s in srcs]
             expect(fg != [g["tokens"] for g in gold["greedy"]], f"{name}: bad_words_ids change nothing")
         if gc.forced_bos is not None:
             expect(all(g["tokens"][0] == gc.forced_bos for g in gold["greedy"]), f"{name}: forced BOS missing")

@@ -235,6 +235,8 @@ class BartLike:
         N, T = ids.shape
         if self.f["pos"] == "fairseq_sin":
             pos = m2m100_position_ids(ids, self.pad)
+            if int(pos.max()) >= table.shape[0]:  # HF regrows the table: any length works
+                table = fairseq_sinusoids(int(pos.max()) + 1, self.D, self.pad).to(self.dtype)
         else:
             off = 2 if self.f["pos"] == "learned" else 0
             pos = (torch.arange(T) + off)[None].expand(N, T)
