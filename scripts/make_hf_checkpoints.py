@@ -82,7 +82,7 @@ SPECS = {
                     forced_bos_token_id=0, forced_eos_token_id=2, is_encoder_decoder=True),
         gen=dict(bos_token_id=0, decoder_start_token_id=2, eos_token_id=2, forced_bos_token_id=0,
                  forced_eos_token_id=2, pad_token_id=1, max_length=MAX_LEN, num_beams=BEAMS,
-                 length_penalty=2.0, early_stopping=True),
+                 length_penalty=2.0, early_stopping=True, no_repeat_ngram_size=3),
         frame=lambda t: [0] + t + [2], lo=3, hi=VOCAB, ban="bigram"),
     "mbart": dict(
         config=dict(model_type="mbart", architectures=["MBartForConditionalGeneration"], vocab_size=VOCAB,
@@ -94,7 +94,7 @@ SPECS = {
         # language codes are ids 90..95; the source language is 90, the target 92
         gen=dict(bos_token_id=0, decoder_start_token_id=2, eos_token_id=2, forced_bos_token_id=92,
                  forced_eos_token_id=2, pad_token_id=1, max_length=MAX_LEN, num_beams=BEAMS,
-                 early_stopping=True),
+                 early_stopping=True, min_length=6),
         frame=lambda t: t + [2, 90], lo=3, hi=90),
     "m2m100": dict(
         config=dict(model_type="m2m100", architectures=["M2M100ForConditionalGeneration"], vocab_size=VOCAB,
@@ -258,6 +258,27 @@ def quality(greedy, beams, gc):
             and any(tuple(b["tokens"]) != o for b, o in zip(beams, outs)))
 
 
+# generation options whose effect the files must show, and their neutral values
+OPTIONS = dict(bad_words_ids=[[10 ** 6]], no_repeat_ngram_size=0, min_length=0)
+
+
+def options_matter(root, name, sources, greedy, beams):
+    """Names of the active generation options that change no output when neutralised."""
+    _, gc0, _ = load(root, name)
+    active = dict(bad_words_ids=bool(gc0.bad_words), no_repeat_ngram_size=gc0.no_repeat_ngram > 0,
+                  min_length=gc0.min_length > 0)
+    idle = []
+    for k, neutral in OPTIONS.items():
+        if not active[k]:
+            continue
+        model, gc, _ = load(root, name, **{k: neutral})
+        g = [r["tokens"] for r in G.greedy(model, gc, sources)]
+        b = [r["tokens"] for r in G.beam_search(model, gc, sources, BEAMS)]
+        if g == [r["tokens"] for r in greedy] and b == [r["tokens"] for r in beams]:
+            idle.append(k)
+    return idle
+
+
 def pick_sources(model, gc, pool):
     """One source per length whose greedy and beam decisions all win by MARGIN."""
     chosen = []
@@ -310,7 +331,7 @@ def build_family(name, root):
                 continue
             greedy = G.greedy(model, gc, sources)
             beams = G.beam_search(model, gc, sources, BEAMS)
-            if quality(greedy, beams, gc):
+            if quality(greedy, beams, gc) and not options_matter(root, name, sources, greedy, beams):
                 return sd, gen, model, gc, sources, greedy, beams, dict(seed=seed, eos_gain=gain)
     raise SystemExit(f"{name}: no seed/gain gave informative, robust outputs")
 
@@ -403,6 +424,41 @@ def check(root):
            abs(float(mt[3, 3]) - math.cos(3.0)) < 1e-6 and float(mt[0, 3]) == 1.0,
            "marian sinusoid table layout [sin | cos]")
 
+    # logits processors on hand-made prefixes (V = 10, start token 0, eos 2)
+    base = dict(model_type="bart", eos_token_id=2, decoder_start_token_id=0, pad_token_id=1)
+
+    def banned(gen, seqs):
+        gc = G.GenConfig(base, gen)
+        out = G.process(gc, seqs, torch.zeros(len(seqs), 10))
+        return [sorted(int(t) for t in torch.nonzero(row == -math.inf)) for row in out]
+
+    bw = dict(bad_words_ids=[[5], [2], [3, 4], [0, 7]])
+    expect(banned(bw, [[0]]) == [[5]] and banned(bw, [[0, 3], [0, 4]]) == [[4, 5], [5]] and
+           banned(bw, [[0, 0]]) == [[5, 7]],
+           "bad_words_ids: single / multi-token / [eos] dropped / a word as long as the prefix is skipped")
+    expect(banned(dict(bad_words_ids=[[0, 3, 4]]), [[0, 3]]) == [[]] and
+           banned(dict(bad_words_ids=[[0, 3, 4]]), [[0, 0, 3]]) == [[4]],
+           "bad_words_ids: the start token never takes part in a match")
+    expect(banned(dict(no_repeat_ngram_size=2), [[0, 4, 5, 4], [0, 4, 5, 6]]) == [[5], []],
+           "no_repeat_ngram_size 2")
+    expect(banned(dict(no_repeat_ngram_size=3), [[0, 4, 5, 4, 4, 5], [0, 4]]) == [[4], []],
+           "no_repeat_ngram_size 3 (and nothing before cur_len + 1 >= n)")
+    expect(banned(dict(min_length=3, eos_token_id=[2, 6]), [[0, 4], [0, 4]]) == [[2, 6], [2, 6]] and
+           banned(dict(min_length=3), [[0, 4, 4]]) == [[]], "min_length counts the start token")
+    expect(banned(dict(forced_bos_token_id=7), [[0]]) == [[0, 1, 2, 3, 4, 5, 6, 8, 9]] and
+           banned(dict(forced_bos_token_id=7), [[0, 7]]) == [[]], "forced_bos_token_id at cur_len 1 only")
+    expect(banned(dict(forced_eos_token_id=2, max_length=4), [[0, 5, 5]]) == [[0, 1, 3, 4, 5, 6, 7, 8, 9]] and
+           banned(dict(forced_eos_token_id=2, max_length=5), [[0, 5, 5]]) == [[]],
+           "forced_eos_token_id at cur_len max_length - 1 only")
+    expect(G.GenConfig(base, dict(max_new_tokens=5, max_length=99)).max_length == 6, "max_new_tokens")
+    for bad in (dict(do_sample=True), dict(repetition_penalty=1.2), dict(num_return_sequences=2),
+                dict(early_stopping="sometimes"), dict(eos_token_id=[]), dict(bad_words_ids=[[]])):
+        try:
+            G.GenConfig(base, bad)
+            expect(False, f"generation setting {bad} accepted")
+        except hr.CheckpointError:
+            pass
+
     for name in NAMES:
         with open(os.path.join(root, name, "golden.json")) as f:
             gold = json.load(f)
@@ -441,10 +497,8 @@ def check(root):
                     expect(abs(rb["score"] - gb["score"]) < dtype_tol + 1e-8,
                            f"{name} {label} {how}: beam score source {i} {rb['score']} vs {gb['score']}")
         # the generation options must matter: without them some output changes
-        if gc.bad_words:  # an id past the vocabulary bans nothing
-            free, free_gc, _ = load(root, name, bad_words_ids=[[10 ** 6]])
-            fg = [G.greedy(free, free_gc, [s])[0]["tokens"] for s in srcs]
-            expect(fg != [g["tokens"] for g in gold["greedy"]], f"{name}: bad_words_ids change nothing")
+        idle = options_matter(root, name, srcs, gold["greedy"], gold["beam"]["results"])
+        expect(not idle, f"{name}: generation options {idle} change no output")
         if gc.forced_bos is not None:
             expect(all(g["tokens"][0] == gc.forced_bos for g in gold["greedy"]), f"{name}: forced BOS missing")
         print(f"{name}: ok ({len(srcs)} sources; greedy+beam, both formats, f64+f32, alone+batched)")

@@ -16,7 +16,16 @@ class GenConfig:
 
     KEYS = dict(decoder_start_token_id=None, bos_token_id=None, eos_token_id=None, pad_token_id=None,
                 forced_bos_token_id=None, forced_eos_token_id=None, bad_words_ids=None,
-                max_length=20, num_beams=1, length_penalty=1.0, early_stopping=False)
+                max_length=20, max_new_tokens=None, min_length=0, no_repeat_ngram_size=0,
+                num_beams=1, length_penalty=1.0, early_stopping=False)
+    # Settings that change the output but are not implemented: refused unless neutral, so a
+    # checkpoint relying on one fails loudly instead of decoding differently from HF.
+    NEUTRAL = dict(do_sample=False, num_return_sequences=1, repetition_penalty=1.0,
+                   encoder_repetition_penalty=1.0, encoder_no_repeat_ngram_size=0, num_beam_groups=1,
+                   diversity_penalty=0.0, min_new_tokens=None, sequence_bias=None, suppress_tokens=None,
+                   begin_suppress_tokens=None, forced_decoder_ids=None, force_words_ids=None,
+                   constraints=None, renormalize_logits=False, exponential_decay_length_penalty=None,
+                   max_time=None, stop_strings=None, guidance_scale=None)
 
     def __init__(self, cfg, gen, model_defaults=None, **override):
         src = {}
@@ -31,6 +40,10 @@ class GenConfig:
             if k in override:
                 v = override[k]
             src[k] = v
+        for k, neutral in self.NEUTRAL.items():
+            v = override.get(k, gen.get(k, cfg.get(k)))
+            if v is not None and v != neutral and not (neutral is None and v in ([], {})):
+                raise CheckpointError(f"generation setting {k}={v!r} is not supported by the reference")
         eos = src["eos_token_id"]
         self.eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
         if not self.eos or not all(isinstance(e, int) and e >= 0 for e in self.eos):
@@ -48,6 +61,12 @@ class GenConfig:
         self.max_length = int(src["max_length"])
         if self.max_length < 2:
             raise CheckpointError(f"max_length {self.max_length} leaves no room to generate")
+        if src["max_new_tokens"] is not None:  # HF: the decoder prompt (start token) + new tokens
+            self.max_length = 1 + int(src["max_new_tokens"])
+            if self.max_length < 2:
+                raise CheckpointError("max_new_tokens must be >= 1")
+        self.min_length = int(src["min_length"] or 0)
+        self.no_repeat_ngram = int(src["no_repeat_ngram_size"] or 0)
         self.num_beams = int(src["num_beams"])
         self.length_penalty = float(src["length_penalty"])
         es = src["early_stopping"]
@@ -65,16 +84,25 @@ class GenConfig:
     def as_dict(self):
         return dict(decoder_start_token_id=self.start, eos_token_id=self.eos, pad_token_id=self.pad,
                     forced_bos_token_id=self.forced_bos, forced_eos_token_id=self.forced_eos,
-                    bad_words_ids=self.bad_words, max_length=self.max_length, num_beams=self.num_beams,
+                    bad_words_ids=self.bad_words, max_length=self.max_length, min_length=self.min_length,
+                    no_repeat_ngram_size=self.no_repeat_ngram, num_beams=self.num_beams,
                     length_penalty=self.length_penalty, early_stopping=self.early_stopping)
 
 
 def process(gc, seqs, scores):
-    """HF's logits processors in HF's order (NoBadWords, ForcedBOS, ForcedEOS) on [R, V]
-    scores for R running prefixes `seqs` (lists including the decoder start token)."""
+    """HF's logits processors in HF's order (NoRepeatNGram, NoBadWords, MinLength, ForcedBOS,
+    ForcedEOS) on [R, V] scores for R running prefixes `seqs` (lists including the decoder
+    start token)."""
     scores = scores.clone()
     V = scores.shape[1]
     cur_len = len(seqs[0])
+    n = gc.no_repeat_ngram
+    if n > 0 and cur_len + 1 >= n:
+        for r, s in enumerate(seqs):  # ban t when prefix[-(n-1):] + [t] already occurred
+            tail = s[len(s) - (n - 1):] if n > 1 else []
+            for i in range(len(s) - n + 1):
+                if s[i:i + n - 1] == tail:
+                    scores[r, s[i + n - 1]] = -math.inf
     for w in gc.bad_words:
         if len(w) == 1:
             if w[0] < V:
@@ -85,6 +113,9 @@ def process(gc, seqs, scores):
         for r, s in enumerate(seqs):
             if s[len(s) - (len(w) - 1):] == w[:-1] and w[-1] < V:
                 scores[r, w[-1]] = -math.inf
+    if cur_len < gc.min_length:
+        for e in gc.eos:
+            scores[:, e] = -math.inf
     if gc.forced_bos is not None and cur_len == 1:
         scores[:, :] = -math.inf
         scores[:, gc.forced_bos] = 0
