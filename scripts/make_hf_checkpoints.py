@@ -391,6 +391,12 @@ def generate(root):
 
 
 # ---------------------------------------------------------------- checks
+class _Gadget:
+    """An arbitrary object: a weights-only load must refuse to unpickle it."""
+    def __reduce__(self):
+        return (print, ("unpickling ran code",))
+
+
 def check(root):
     fails = []
 
@@ -525,6 +531,24 @@ def check(root):
             expect(False, "missing tensor accepted")
         except hr.CheckpointError as e:
             expect("model.encoder.layers.1.fc2.bias" in str(e), f"missing tensor error: {e}")
+        # a torch file that would run code on unpickling, a foreign model_type, a missing key
+        b = os.path.join(tmp, "b")
+        shutil.copytree(os.path.join(root, "bart", "bin"), b)
+        torch.save({"x": _Gadget()}, os.path.join(b, "pytorch_model.bin"))
+        cfg_path = os.path.join(b, "config.json")
+        cfg = json.load(open(cfg_path))
+        for what, mutate, needle in (
+                ("pickled object", lambda c: c, "weights-only"),
+                ("model_type", lambda c: dict(c, model_type="gpt2"), "model_type"),
+                ("missing d_model", lambda c: {k: v for k, v in c.items() if k != "d_model"}, "d_model")):
+            write_json(cfg_path, mutate(cfg))
+            if what != "pickled object":
+                shutil.copy(os.path.join(root, "bart", "bin", "pytorch_model.bin"), b)
+            try:
+                load(tmp, "b", "")
+                expect(False, f"{what} accepted")
+            except hr.CheckpointError as e:
+                expect(needle in str(e), f"{what}: error does not say {needle!r}: {e}")
     if fails:
         print(f"{len(fails)} check(s) failed")
         return 1
