@@ -255,7 +255,8 @@ def quality(greedy, beams, gc):
     single = sum(1 for o in outs if len(o) >= 3 and len(set(o)) == 1)
     all_eos_first = sum(1 for r in greedy if r["tokens"][:1] and r["tokens"][0] in gc.eos)
     return (len(set(outs)) >= n - 1 and single <= 1 and 1 <= eos <= n - 1 and all_eos_first == 0
-            and any(tuple(b["tokens"]) != o for b, o in zip(beams, outs)))
+            and any(tuple(b["tokens"]) != o for b, o in zip(beams, outs))
+            and any(len(b["tokens"]) < MAX_LEN - 1 for b in beams))  # a beam stopped on EOS early
 
 
 # generation options whose effect the files must show, and their neutral values
@@ -391,6 +392,62 @@ def generate(root):
 
 
 # ---------------------------------------------------------------- checks
+class _Scripted:
+    """A fake model whose next-token distribution is a table of the decoder prefix (vocab:
+    0 start, 1 eos, 2 'a', 3 'b'), so beam-search outcomes can be worked out by hand."""
+    def __init__(self, table):
+        self.table = table
+
+    def encode(self, ids, mask):
+        return torch.zeros(ids.shape[0], ids.shape[1], 1, dtype=torch.float64)
+
+    def logits(self, dec, enc, mask):
+        out = torch.empty(dec.shape[0], dec.shape[1], 4, dtype=torch.float64)
+        for r, row in enumerate(dec.tolist()):
+            p = self.table.get(tuple(row), {1: 0.97, 2: 0.01, 3: 0.01, 0: 0.01})
+            out[r, -1] = torch.log(torch.tensor([p.get(t, 1e-9) for t in range(4)], dtype=torch.float64))
+        return out
+
+
+def beam_semantics(expect):
+    """Hand-worked beam searches (B = 2, K = 4) pinning early_stopping and length
+    normalisation; see docs/hf-reference.md for the rules."""
+    A, B_ = 2, 3
+    first = {1: 0.5, 2: 0.3, 3: 0.2}
+    base = dict(model_type="bart", eos_token_id=1, decoder_start_token_id=0, pad_token_id=0)
+
+    def run(table, **gen):
+        gc = G.GenConfig(base, gen)
+        return G.beam_search(_Scripted(table), gc, [[5]], 2)[0]
+
+    # 1) lp 2: after step 2 the finished are [a eos] -1.309/4, [b eos] -2.120/4 (eos alone,
+    #    -0.693/1, drops out); the best running [b a] -2.526 can only win when L is
+    #    max_length - 1 = 4 ("never"), and does: [b a eos] -2.536/9.
+    t1 = {(0,): first, (0, A): {1: 0.9, A: 0.1}, (0, B_): {1: 0.6, A: 0.4}, (0, B_, A): {1: 0.99, A: 0.01}}
+    for es, want, score in ((True, [A, 1], (math.log(0.3) + math.log(0.9)) / 4),
+                            (False, [A, 1], (math.log(0.3) + math.log(0.9)) / 4),
+                            ("never", [B_, A, 1], (math.log(0.2) + math.log(0.4) + math.log(0.99)) / 9)):
+        r = run(t1, length_penalty=2.0, early_stopping=es, max_length=5)
+        expect(r["tokens"] == want and abs(r["score"] - score) < 1e-5,
+               f"beam semantics 1, early_stopping={es}: {r['tokens']} {r['score']} != {want} {score}")
+    # 2) [b eos] ranks 3rd of K (>= B) so is not added: after step 2 the finished are
+    #    [a eos] -0.327 and [eos] -0.693; True stops there, False continues since the
+    #    running [b a] -1.966/2^2 > -0.693, and finds [b a eos] -1.976/9.
+    t2 = {(0,): first, (0, A): {1: 0.9, A: 0.1}, (0, B_): {1: 0.3, A: 0.7}, (0, B_, A): {1: 0.99, A: 0.01}}
+    for es, want, score in ((True, [A, 1], (math.log(0.3) + math.log(0.9)) / 4),
+                            (False, [B_, A, 1], (math.log(0.2) + math.log(0.7) + math.log(0.99)) / 9),
+                            ("never", [B_, A, 1], (math.log(0.2) + math.log(0.7) + math.log(0.99)) / 9)):
+        r = run(t2, length_penalty=2.0, early_stopping=es, max_length=6)
+        expect(r["tokens"] == want and abs(r["score"] - score) < 1e-5,
+               f"beam semantics 2, early_stopping={es}: {r['tokens']} {r['score']} != {want} {score}")
+    # 3) finished by max_length: generated_len = max_length - 1 = 2 (not 3)
+    t3 = {(0,): {A: 0.6, B_: 0.4}, (0, A): {A: 0.7, B_: 0.3}, (0, B_): {A: 0.5, B_: 0.5}}
+    r = run(t3, length_penalty=1.0, max_length=3)
+    score = (math.log(0.6) + math.log(0.7)) / 2
+    expect(r["tokens"] == [A, A] and r["finish_reason"] == "length" and abs(r["score"] - score) < 1e-5,
+           f"beam semantics 3 (length-finished): {r['tokens']} {r['score']} != {[A, A]} {score}")
+
+
 class _Gadget:
     """An arbitrary object: a weights-only load must refuse to unpickle it."""
     def __reduce__(self):
@@ -464,6 +521,8 @@ def check(root):
             expect(False, f"generation setting {bad} accepted")
         except hr.CheckpointError:
             pass
+
+    beam_semantics(expect)
 
     for name in NAMES:
         with open(os.path.join(root, name, "golden.json")) as f:
