@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_reference as hr  # noqa: E402
 from hf_reference import generate as G  # noqa: E402
 from hf_reference import models as M  # noqa: E402
-from hf_reference import safetensors_io  # noqa: E402
+from hf_reference import numpy_check, safetensors_io  # noqa: E402
 
 D, FFN, HEADS, LAYERS, VOCAB, MAX_POS, MAX_LEN, BEAMS = 32, 64, 2, 2, 96, 32, 16, 4
 MARGIN = 1e-4   # every kept decision wins by at least this (log-prob units; f32 errors ~1e-6)
@@ -545,6 +545,18 @@ def check(root):
             pl = m_st.logits(torch.tensor([pr["decoder_input_ids"]]), e0, k0)[0, -1]
         expect(float((pl - torch.tensor(pr["last_position_logits"], dtype=torch.float64)).abs().max()) < 1e-7,
                f"{name}: probe logits do not reproduce")
+        for fmt in ("safetensors", "bin"):  # the independent numpy forward, from the files alone
+            for i in (0, len(srcs) - 1):
+                pre = gold["greedy"][i]["sequence"][:4]
+                e, k = G.encode_batch(m_st, [srcs[i]], gc.pad)
+                with torch.no_grad():
+                    ref = m_st.logits(torch.tensor([pre]), e, k)[0, -1].numpy()
+                alt = numpy_check.last_logits(os.path.join(root, name, fmt), srcs[i], pre)
+                # m2m100's float32 sinusoid table: numpy's and torch's float32 sin differ by
+                # an ulp, ~1e-7 in the logits; any wiring slip is orders of magnitude larger
+                tol = 1e-6 if name == "m2m100" else 1e-9
+                expect(float(abs(ref - alt).max()) < tol,
+                       f"{name} {fmt}: numpy forward differs from torch by {float(abs(ref - alt).max()):.3g}")
         for label, model, dtype_tol in (("f64 safetensors", m_st, 1e-9), ("f64 bin", m_bin, 1e-9),
                                         ("f32 safetensors", load(root, name, "safetensors", torch.float32)[0], 1e-4)):
             alone_g = [G.greedy(model, gc, [s])[0] for s in srcs]
