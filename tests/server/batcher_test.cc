@@ -30,6 +30,17 @@ using ::testing::SizeIs;
 
 constexpr absl::StatusCode kOk = absl::StatusCode::kOk;
 
+// Issue 15 (2): the two admissions of issue 15 (2) in which one request is
+// admitted at a time: a request the engine refuses ({5, 42}) queued ahead of a
+// good one.
+struct BadThenGood {
+  RecordingSink* bad;
+  RecordingSink* good;
+  WorkItem good_item;
+};
+constexpr std::pair<BatchingMode, int> kOneAtATimeModes[] = {
+    {BatchingMode::kNone, 4}, {BatchingMode::kContinuous, 1}};
+
 class BatcherTest : public ::testing::Test {
  protected:
   static BatcherOptions Options(BatchingMode mode = BatchingMode::kContinuous) {
@@ -70,6 +81,20 @@ class BatcherTest : public ::testing::Test {
     RecordingSink* sink = &sinks_.back();
     EXPECT_EQ(batcher_->Submit(std::move(item), sink).code(), expected);
     return sink;
+  }
+
+  // A new batcher in `mode` (admitting at most `max_batch_size`) whose engine
+  // refuses token 42, with {5, 42} queued ahead of the good {6}.
+  BadThenGood SubmitBadThenGood(BatchingMode mode, int max_batch_size) {
+    BatcherOptions options = Options(mode);
+    options.batching.max_batch_size = max_batch_size;
+    FakeEngineOptions engine_options;
+    engine_options.invalid_token = 42;
+    batcher_.reset();
+    Create(options, engine_options);
+    RecordingSink* bad = Submit(Item({5, 42}));
+    const WorkItem good_item = Item({6});
+    return {bad, Submit(good_item), good_item};
   }
 
   void PumpUntilIdle() {
@@ -460,19 +485,9 @@ TEST_F(BatcherTest, ShortRequestsKeepFlowingWhileALongOneRunsAndOneWaits) {
 // Issue 15 (2): a request answered at admission counts as work, so the loop
 // looks at the queue again instead of sleeping with a request in it.
 TEST_F(BatcherTest, BadRequestAheadOfAGoodOneCountsAsWork) {
-  for (const auto& [mode, max_batch_size] :
-       {std::pair{BatchingMode::kNone, 4},
-        std::pair{BatchingMode::kContinuous, 1}}) {
+  for (const auto& [mode, max_batch_size] : kOneAtATimeModes) {
     SCOPED_TRACE(BatchingModeName(mode));
-    BatcherOptions options = Options(mode);
-    options.batching.max_batch_size = max_batch_size;
-    FakeEngineOptions engine_options;
-    engine_options.invalid_token = 42;
-    batcher_.reset();
-    Create(options, engine_options);
-    RecordingSink* bad = Submit(Item({5, 42}));
-    const WorkItem good_item = Item({6});
-    RecordingSink* good = Submit(good_item);
+    const auto [bad, good, good_item] = SubmitBadThenGood(mode, max_batch_size);
     const Batcher::PumpResult r = batcher_->Pump();
     EXPECT_EQ(r.answered_at_admission, 1);
     EXPECT_TRUE(r.did_work());
@@ -662,19 +677,9 @@ TEST_F(BatcherTest, ThreadedStopAnswersWhatIsLeftUnavailable) {
 // one used to wait for an unrelated wake-up. The loop parks only with nothing
 // left to do, so once it parks the good one must be answered.
 TEST_F(BatcherTest, ThreadedBatcherAnswersTheGoodRequestBehindABadOne) {
-  for (const auto& [mode, max_batch_size] :
-       {std::pair{BatchingMode::kNone, 4},
-        std::pair{BatchingMode::kContinuous, 1}}) {
+  for (const auto& [mode, max_batch_size] : kOneAtATimeModes) {
     SCOPED_TRACE(BatchingModeName(mode));
-    BatcherOptions options = Options(mode);
-    options.batching.max_batch_size = max_batch_size;
-    FakeEngineOptions engine_options;
-    engine_options.invalid_token = 42;
-    batcher_.reset();
-    Create(options, engine_options);
-    RecordingSink* bad = Submit(Item({5, 42}));
-    const WorkItem good_item = Item({6});
-    RecordingSink* good = Submit(good_item);
+    const auto [bad, good, good_item] = SubmitBadThenGood(mode, max_batch_size);
     batcher_->Start();
     clock_.AwaitParked(1);
     EXPECT_EQ(bad->status().code(), absl::StatusCode::kInvalidArgument);

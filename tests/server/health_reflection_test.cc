@@ -17,6 +17,7 @@
 #include "server/server.h"
 #include "tests/server/fake_engine.h"
 #include "tests/server/grpc_test_client.h"
+#include "tests/server/loopback_server_options.h"
 
 namespace attnserve::server {
 namespace {
@@ -69,11 +70,7 @@ absl::StatusOr<std::string> CheckByReflection(
 class HealthReflectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.log_failures = false;
-    options.limits.max_input_tokens = 32;
-    options.limits.max_new_tokens_limit = 40;
+    ServerOptions options = testing::LoopbackServerOptions();
     absl::StatusOr<std::unique_ptr<Server>> server =
         Server::Create(options, std::make_unique<FakeEngine>());
     ASSERT_TRUE(server.ok()) << server.status();

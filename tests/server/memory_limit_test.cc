@@ -80,6 +80,26 @@ std::optional<LimitedServer> StartUnderAddressSpaceLimit(
   return server;
 }
 
+// A request for `max_new_tokens` after the source 5, 6, 7.
+grpc::Status GenerateFromThreeTokens(v1::Seq2Seq::Stub& stub,
+                                     int max_new_tokens) {
+  v1::GenerateRequest request;
+  for (int id : {5, 6, 7}) request.add_input_ids(id);
+  request.set_max_new_tokens(max_new_tokens);
+  v1::GenerateResponse response;
+  return testing::Generate(stub, request, &response);
+}
+
+// The server still answers a normal request right after refusing a big one.
+void ExpectServesADate(v1::Seq2Seq::Stub& stub) {
+  v1::GenerateRequest normal;
+  normal.set_text("Monday, 23 November 2026");
+  v1::GenerateResponse response;
+  const grpc::Status served = testing::Generate(stub, normal, &response);
+  ASSERT_TRUE(served.ok()) << served.error_message();
+  EXPECT_EQ(response.text(), "2026-11-23");
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -99,22 +119,13 @@ TEST(MemoryLimitTest, HugeRequestIsRefusedAndTheServerKeepsServing) {
   EXPECT_THAT(server->startup_line, HasSubstr("RLIMIT_AS 1.50 GiB"));
 
   auto stub = v1::Seq2Seq::NewStub(testing::Connect(server->port));
-  v1::GenerateRequest huge;
-  for (int id : {5, 6, 7}) huge.add_input_ids(id);
-  huge.set_max_new_tokens(1'000'000);
-  v1::GenerateResponse response;
-  const grpc::Status refused = testing::Generate(*stub, huge, &response);
+  const grpc::Status refused = GenerateFromThreeTokens(*stub, 1'000'000);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << refused.error_message();
   EXPECT_THAT(refused.error_message(), HasSubstr("max_new_tokens = 1000000"));
   EXPECT_THAT(refused.error_message(), HasSubstr("GiB of engine memory"));
 
-  v1::GenerateRequest normal;
-  normal.set_text("Monday, 23 November 2026");
-  response.Clear();
-  const grpc::Status served = testing::Generate(*stub, normal, &response);
-  ASSERT_TRUE(served.ok()) << served.error_message();
-  EXPECT_EQ(response.text(), "2026-11-23");
+  ExpectServesADate(*stub);
 
   // Still alive: it did not abort on the huge request.
   EXPECT_EQ(server->process->Wait(absl::ZeroDuration()), std::nullopt);
@@ -136,20 +147,12 @@ TEST(MemoryLimitTest, RequestOverAnExplicitBudgetIsRefusedBeforeAnyWork) {
   ASSERT_TRUE(server.has_value()) << "no startup line; stderr:\n"
                                   << ReadFile(log);
   auto stub = v1::Seq2Seq::NewStub(testing::Connect(server->port));
-  v1::GenerateRequest big;
-  for (int id : {5, 6, 7}) big.add_input_ids(id);
-  big.set_max_new_tokens(400'000);
-  v1::GenerateResponse response;
-  const grpc::Status refused = testing::Generate(*stub, big, &response);
+  const grpc::Status refused = GenerateFromThreeTokens(*stub, 400'000);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << refused.error_message();
   EXPECT_THAT(refused.error_message(), HasSubstr("64.0 MiB (--memory_budget)"));
 
-  v1::GenerateRequest normal;
-  normal.set_text("Monday, 23 November 2026");
-  response.Clear();
-  ASSERT_TRUE(testing::Generate(*stub, normal, &response).ok());
-  EXPECT_EQ(response.text(), "2026-11-23");
+  ExpectServesADate(*stub);
 }
 
 TEST(MemoryLimitTest, AModelThatCannotFitIsAClearStartupError) {

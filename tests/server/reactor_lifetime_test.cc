@@ -24,6 +24,7 @@
 #include "server/server.h"
 #include "tests/server/fake_engine.h"
 #include "tests/server/grpc_test_client.h"
+#include "tests/server/loopback_server_options.h"
 #include "tests/server/recording_sink.h"
 
 namespace attnserve::server {
@@ -52,14 +53,9 @@ std::chrono::system_clock::time_point After(absl::Duration d) {
 class ReactorLifetimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.log_failures = false;
-    options.limits.max_input_tokens = 32;
-    options.limits.max_new_tokens_limit = 40;
+    ServerOptions options = testing::LoopbackServerOptions();
     options.limits.max_beam_size = 3;
     options.batcher.batching.max_batch_size = 8;
-    options.batcher.batching.max_queue_delay = absl::Milliseconds(1);
     options.batcher.max_queue_size = 256;
     // Small: tokens wait behind the writes of the slow reads below.
     options.stream_buffer_tokens = 2;

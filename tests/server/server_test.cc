@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tests/server/fake_engine.h"
 #include "tests/server/grpc_test_client.h"
+#include "tests/server/loopback_server_options.h"
 #include "tests/server/recording_sink.h"
 
 namespace attnserve::server {
@@ -69,15 +70,10 @@ void AwaitTrue(Predicate predicate) {
 class ServerTest : public ::testing::Test {
  protected:
   static ServerOptions Options() {
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.log_failures = false;
-    options.limits.max_input_tokens = 32;
-    options.limits.max_new_tokens_limit = 40;
+    ServerOptions options = testing::LoopbackServerOptions();
     options.limits.default_max_new_tokens = 8;
     options.limits.max_beam_size = 4;
     options.batcher.batching.max_batch_size = 4;
-    options.batcher.batching.max_queue_delay = absl::Milliseconds(1);
     options.batcher.max_queue_size = 64;
     return options;
   }
