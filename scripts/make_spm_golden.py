@@ -13,9 +13,11 @@ exactly these decoded strings.
 Golden file per model, <name>.golden.json:
   {"model": "<name>.model", "version": "<sentencepiece version>",
    "encode": [{"text": str, "ids": [int], "decoded": str}, ...],
-   "decode": [{"ids": [int], "text": str}, ...]}
+   "decode": [{"ids": [int], "text": str}, ...],
+   "encode_bytes": [{"hex": str, "ids": [int], "decoded": str}, ...]}
 "encode" is sp.encode(text) (no BOS/EOS) and sp.decode of those ids; "decode" decodes random
-id sequences (control, unknown, byte and unused pieces included).
+id sequences (control, unknown, byte and unused pieces included); "encode_bytes" encodes byte
+strings that are not valid UTF-8 (hex in the file, since JSON strings cannot hold them).
 """
 
 import json
@@ -136,8 +138,14 @@ def main():
     lines = [corpus_line(rng) for _ in range(4000)]
     strings = list(EDGE)
     srng = random.Random(1616)
-    while len(strings) < 320:
+    while len(strings) < 310:
         strings.append(random_string(srng))
+
+    brng = random.Random(161616)
+    byte_strings = [b"\xff", b"\xc3", b"a\xc3", b"\xe2\x96", b"\xed\xa0\x80", b"\xc0\xaf",
+                    b"\xf4\x90\x80\x80", b"\x80abc", b"ab\xfe\xffcd", b"\xf0\x9f\x98"]
+    while len(byte_strings) < 40:
+        byte_strings.append(bytes(brng.randrange(256) for _ in range(brng.randint(1, 16))))
 
     os.makedirs(OUT, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,8 +174,12 @@ def main():
                 ids = [drng.randrange(sp.get_piece_size())
                        for _ in range(drng.randint(0, 12))]
                 decode.append({"ids": ids, "text": sp.decode(ids)})
+            encode_bytes = []
+            for raw in byte_strings:
+                ids = sp.encode(raw)
+                encode_bytes.append({"hex": raw.hex(), "ids": ids, "decoded": sp.decode(ids)})
             golden = {"model": name + ".model", "version": spm.__version__,
-                      "encode": encode, "decode": decode}
+                      "encode": encode, "decode": decode, "encode_bytes": encode_bytes}
             with open(os.path.join(OUT, name + ".golden.json"), "w", encoding="utf-8") as f:
                 json.dump(golden, f, ensure_ascii=False, indent=None, separators=(",", ":"))
                 f.write("\n")

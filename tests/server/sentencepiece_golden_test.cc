@@ -16,7 +16,9 @@
 namespace attnserve::server {
 namespace {
 
-std::string DataDir() { return std::string(ATTNSERVE_SOURCE_DIR) + "/tests/data/spm/"; }
+std::string DataDir() {
+  return std::string(ATTNSERVE_SOURCE_DIR) + "/tests/data/spm/";
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -64,13 +66,32 @@ TEST_P(GoldenTest, EncodeAndDecodeMatchTheReference) {
     EXPECT_EQ(*decoded, expected)
         << name << ": ids " << nlohmann::json(ids).dump();
   }
+  int bytes_cases = 0, bytes_ok = 0;
+  for (const auto& c : golden.at("encode_bytes")) {
+    const std::string hex = c.at("hex");
+    std::string text;
+    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+      text.push_back(
+          static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    const std::vector<int32_t> expected = c.at("ids");
+    const std::string expected_decoded = c.at("decoded");
+    ++bytes_cases;
+    const std::vector<int32_t> ids = (*model)->Encode(text);
+    auto decoded = (*model)->Decode(ids);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    if (ids == expected && *decoded == expected_decoded) ++bytes_ok;
+    EXPECT_EQ(ids, expected) << name << ": bytes " << hex;
+    EXPECT_EQ(*decoded, expected_decoded) << name << ": bytes " << hex;
+  }
   EXPECT_GT(encode_cases, 300);
+  EXPECT_GT(bytes_cases, 30);
   EXPECT_GT(decode_cases, 50);
   // The exactness figures docs/tokenizers.md quotes.
   std::cout << name << ": encode " << encode_ok << "/" << encode_cases
             << ", decode(encode) " << decoded_ok << "/" << encode_cases
             << ", decode(random ids) " << decode_ok << "/" << decode_cases
-            << "\n";
+            << ", malformed UTF-8 " << bytes_ok << "/" << bytes_cases << "\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
