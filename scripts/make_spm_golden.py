@@ -193,6 +193,29 @@ def main():
                 f.write("\n")
             print(f"{name}: {sp.get_piece_size()} pieces, {len(model_bytes)} bytes, "
                   f"{len(encode)} encode and {len(decode)} decode cases", file=sys.stderr)
+    write_fuzz_seeds()
+
+
+def write_fuzz_seeds():
+    """Seeds for tests/fuzz/sentencepiece_fuzzer.cc (its header gives the framing)."""
+    seeds = os.path.normpath(os.path.join(OUT, "..", "..", "fuzz", "corpus", "sentencepiece"))
+    os.makedirs(seeds, exist_ok=True)
+    for old in os.listdir(seeds):
+        os.remove(os.path.join(seeds, old))
+    # Mode 0: the small models (the nmt_nfkc ones are ~250 KB, too big to mutate well).
+    for name in ("unigram_identity", "unigram_rules", "bpe_bytes_identity"):
+        with open(os.path.join(OUT, name + ".model"), "rb") as f:
+            model = f.read()
+        with open(os.path.join(seeds, "model_" + name), "wb") as f:
+            f.write(b"\x00" + model)
+    texts = [b"Hello world", "  Größe   für \t Mädchen 😀 ".encode(), "東京 ﬁ Ａ１".encode(),
+             b"a\xff\xc3b", "ABC\u3000AB\u200b".encode()]
+    for which in range(3):
+        for i, text in enumerate(texts):  # mode 1: text for fixed model `which`
+            with open(os.path.join(seeds, f"text_{which}_{i}"), "wb") as f:
+                f.write(bytes([1 + 3 * which]) + text)
+        with open(os.path.join(seeds, f"ids_{which}"), "wb") as f:  # mode 2
+            f.write(bytes([2 + 3 * which]) + bytes(range(0, 64)))
 
 
 if __name__ == "__main__":
