@@ -29,7 +29,12 @@ SentencePieceModel::Segments SentencePieceModel::EncodeUnigram(
     bool has_single_char = false;
     const int max_end =
         static_cast<int>(std::min<size_t>(size, starts_at + max_piece_bytes_));
-    for (int end = starts_at + 1; end <= max_end; ++end) {
+    // Candidates end on character boundaries only: the normalised text is valid
+    // UTF-8 and so is every piece (Parse checks), so no piece can end inside a
+    // character.
+    for (int end = starts_at; end < max_end;) {
+      end += static_cast<int>(OneCharLen(normalized.substr(end)));
+      if (end > max_end) break;
       const int id =
           FindNormalPiece(normalized.substr(starts_at, end - starts_at));
       if (id < 0 || pieces_[id].type == Piece::UNUSED) continue;
