@@ -67,8 +67,9 @@ class CharsMap {
 
 class SentencePieceNormalizer {
  public:
-  // `spec` must outlive nothing: it is copied. `user_defined` are the model's
-  // USER_DEFINED pieces, kept verbatim.
+  // `spec` is only read here (its options and map are copied). `user_defined`
+  // are the model's USER_DEFINED pieces, kept verbatim. Errors name the
+  // charsmap problem.
   static absl::StatusOr<std::unique_ptr<SentencePieceNormalizer>> Create(
       const sentencepiece::NormalizerSpec& spec,
       std::vector<std::string> user_defined);
