@@ -20,8 +20,10 @@ BUILD_PKGS=(
 # prometheus is the real server (with promtool): the metrics integration test scrapes the
 # service with it and checks deploy/prometheus with promtool. openssl makes the TLS tests'
 # certificates; jq reads attnserve-bench's reports in scripts/soak.sh (a ctest) and overload.sh.
-# clang-format only formats code.
-TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio prometheus openssl jq clang-format)
+# clang-format only formats code. python3-sentencepiece is the reference the SentencePiece
+# goldens come from (scripts/make_spm_golden.py); nothing we build links libsentencepiece.
+TOOL_PKGS=(python3 python3-torch python3-numpy python3-grpcio python3-sentencepiece prometheus
+           openssl jq clang-format)
 # Hardening builds (docs/hardening-tools.md): clang and its sanitizer/libFuzzer runtimes for
 # scripts/fuzz.sh, llvm for readable crash stacks. Not in BUILD_PKGS: the image needs none.
 HARDEN_PKGS=(clang libclang-rt-14-dev llvm)
