@@ -107,10 +107,15 @@ TEST(FaultTest, SigtermInTheMiddleOfLoadAnswersEveryAcceptedRequest) {
   const double capacity =
       driver.Closed(1, absl::Milliseconds(500)).OkPerSecond();
 
+  // Long enough that the loop sends at least 150 calls: on a slow build (TSan)
+  // or a busy machine, capacity is a few calls a second, and 3 s of load would
+  // not even make the 50 in flight that the signal waits for.
+  const absl::Duration window =
+      std::max(absl::Seconds(3), absl::Seconds(150 / (3 * capacity)));
   LoadRun run;
-  std::thread load([&] { run = driver.Open(3 * capacity, absl::Seconds(3)); });
-  const bool backlog =
-      Eventually([&] { return driver.in_flight() >= 50; }, absl::Seconds(10));
+  std::thread load([&] { run = driver.Open(3 * capacity, window); });
+  const bool backlog = Eventually([&] { return driver.in_flight() >= 50; },
+                                  window + absl::Seconds(10));
   const absl::Time signalled = absl::Now();
   server->process->Signal(SIGTERM);
   const std::optional<int> exit_code = server->process->Wait(absl::Seconds(90));
