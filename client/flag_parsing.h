@@ -3,7 +3,8 @@
 // exits with status 1 on an unknown flag or a bad value, which a script cannot
 // tell from a failed call; this parser returns those as errors so that the
 // mains exit with kExitUsage. The flags themselves are defined (ABSL_FLAG) only
-// in the *_main.cc files.
+// in the *_main.cc files. FlagsHelp (absl only) also renders the server's
+// --help (server/main.cc).
 
 #include <string>
 #include <vector>

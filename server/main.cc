@@ -11,18 +11,15 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
-#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "client/flag_parsing.h"
 #include "engine/allocation_policy.h"
 #include "engine/model.h"
 #include "engine/openmp_waiting.h"
@@ -141,12 +138,8 @@ std::string NormalizeFilename(absl::string_view path) {
 // --help lists the flags under these headings, in this order. A flag defined
 // above and named in no group is listed under "Other flags", never dropped:
 // add new flags to the group they belong to.
-struct FlagGroup {
-  const char* heading;
-  std::vector<const char*> flags;
-};
-const std::vector<FlagGroup>& FlagGroups() {
-  static const auto* groups = new std::vector<FlagGroup>{
+const std::vector<client::FlagGroup>& FlagGroups() {
+  static const auto* groups = new std::vector<client::FlagGroup>{
       {"Model and engine", {"model_dir", "backend", "threads"}},
       {"gRPC endpoint",
        {"host", "port", "tls_cert", "tls_key", "tls_client_ca",
@@ -163,62 +156,13 @@ const std::vector<FlagGroup>& FlagGroups() {
   return *groups;
 }
 
-// `text` wrapped at 80 columns, each line indented by `indent` spaces.
-std::string Wrap(absl::string_view text, int indent) {
-  std::string out(indent, ' ');
-  int column = indent;
-  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
-    if (column > indent && column + 1 + static_cast<int>(word.size()) > 80) {
-      absl::StrAppend(&out, "\n", std::string(indent, ' '));
-      column = indent;
-    } else if (column > indent) {
-      out += ' ';
-      ++column;
-    }
-    absl::StrAppend(&out, word);
-    column += static_cast<int>(word.size());
-  }
-  return out;
-}
-
-std::string FlagHelp(const absl::CommandLineFlag& flag) {
-  return absl::StrCat("  --", flag.Name(), " (default: \"", flag.DefaultValue(),
-                      "\")\n", Wrap(flag.Help(), 6), "\n");
-}
-
 // Our --help: the usage line and this file's flags by group, with their
-// defaults. Abseil's own --help lists flags by the absolute path of the file
-// that defines them and exits 1, which reads as a failure.
+// defaults (the tools' renderer, client/flag_parsing.h). Abseil's own --help
+// lists flags by the absolute path of the file that defines them and exits 1,
+// which reads as a failure.
 std::string HelpText() {
-  std::string text = absl::StrCat(kUsage, "\n");
-  absl::flat_hash_set<absl::string_view> listed;
-  for (const FlagGroup& group : FlagGroups()) {
-    absl::StrAppend(&text, group.heading, ":\n");
-    for (const char* name : group.flags) {
-      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-      if (flag == nullptr) continue;  // a group names a flag that was removed
-      listed.insert(flag->Name());
-      absl::StrAppend(&text, FlagHelp(*flag));
-    }
-    text += "\n";
-  }
-  std::vector<const absl::CommandLineFlag*> others;
-  for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (IsMainFile(flag->Filename()) && !listed.contains(name)) {
-      others.push_back(flag);
-    }
-  }
-  std::sort(others.begin(), others.end(),
-            [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
-              return a->Name() < b->Name();
-            });
-  if (!others.empty()) {
-    text += "Other flags:\n";
-    for (const absl::CommandLineFlag* flag : others) {
-      absl::StrAppend(&text, FlagHelp(*flag));
-    }
-    text += "\n";
-  }
+  std::string text = client::FlagsHelp(kUsage, "server/main.cc", FlagGroups());
+  if (!absl::EndsWith(text, "\n\n")) text += "\n";
   text +=
       "Abseil's own flags work too: --flagfile=FILE (one --flag=value a "
       "line),\n--fromenv=NAME,... (from FLAGS_NAME variables), "
