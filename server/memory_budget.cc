@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
@@ -16,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/small_file.h"
 
 namespace attnserve::server {
 namespace {
@@ -24,12 +23,10 @@ namespace {
 // x86-64); anything beyond 2^60 bytes is no limit in practice.
 constexpr int64_t kUnlimited = int64_t{1} << 60;
 
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return "";
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
+// Kernel files (/proc, /sys/fs/cgroup) hold a few lines; one that cannot be
+// read reads as empty, which every parser below takes as "no such limit".
+std::string ReadKernelFile(const std::string& path) {
+  return engine::ReadSmallFile(path, int64_t{1} << 20).value_or("");
 }
 
 }  // namespace
@@ -124,19 +121,19 @@ std::string ParseCgroupV2Path(absl::string_view contents) {
 
 std::vector<MemoryLimit> ReadMemoryLimits() {
   std::vector<MemoryLimit> limits;
-  const std::string status = ReadSmallFile("/proc/self/status");
+  const std::string status = ReadKernelFile("/proc/self/status");
 
   // cgroup v2: the limit of the process's own cgroup (inside a container its
   // path is usually "/", the container's).
   const std::string path =
-      ParseCgroupV2Path(ReadSmallFile("/proc/self/cgroup"));
+      ParseCgroupV2Path(ReadKernelFile("/proc/self/cgroup"));
   bool have_cgroup = false;
   if (!path.empty()) {
     const std::string dir =
         absl::StrCat("/sys/fs/cgroup", path == "/" ? "" : path);
-    const int64_t max = ParseCgroupBytes(ReadSmallFile(dir + "/memory.max"));
+    const int64_t max = ParseCgroupBytes(ReadKernelFile(dir + "/memory.max"));
     const int64_t current =
-        ParseCgroupBytes(ReadSmallFile(dir + "/memory.current"));
+        ParseCgroupBytes(ReadKernelFile(dir + "/memory.current"));
     if (max > 0 && current >= 0) {
       limits.push_back(
           {"cgroup v2 memory.max", max, current, "memory.current"});
@@ -145,9 +142,9 @@ std::vector<MemoryLimit> ReadMemoryLimits() {
   }
   if (!have_cgroup) {
     const int64_t max = ParseCgroupBytes(
-        ReadSmallFile("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
+        ReadKernelFile("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
     const int64_t usage = ParseCgroupBytes(
-        ReadSmallFile("/sys/fs/cgroup/memory/memory.usage_in_bytes"));
+        ReadKernelFile("/sys/fs/cgroup/memory/memory.usage_in_bytes"));
     if (max > 0 && usage >= 0) {
       limits.push_back({"cgroup v1 memory.limit_in_bytes", max, usage,
                         "memory.usage_in_bytes"});
@@ -163,7 +160,7 @@ std::vector<MemoryLimit> ReadMemoryLimits() {
   }
 
   const int64_t total =
-      ParseKilobyteField(ReadSmallFile("/proc/meminfo"), "MemTotal");
+      ParseKilobyteField(ReadKernelFile("/proc/meminfo"), "MemTotal");
   const int64_t rss = ParseKilobyteField(status, "VmRSS");
   if (total > 0 && rss >= 0)
     limits.push_back({"MemTotal", total, rss, "VmRSS"});

@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <utility>
 
@@ -11,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/small_file.h"
 
 namespace attnserve::server {
 namespace {
@@ -24,11 +23,9 @@ constexpr int kRssField = 24;
 // The first field after the command name.
 constexpr int kStateField = 3;
 
+// A /proc file, or "" when it cannot be read (the parsers then report none).
 std::string ReadFile(const char* path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return engine::ReadSmallFile(path, int64_t{1} << 20).value_or("");
 }
 
 prometheus::MetricFamily Family(std::string name, std::string help,
