@@ -121,6 +121,22 @@ std::vector<BadCase> BadCases() {
   long_id.set_request_id(std::string(300, 'r'));
   cases.push_back(
       {"LongRequestId", long_id, "request_id has 300 bytes; the limit is 256"});
+  // Request ids are logged and echoed: printable ASCII only, named by byte.
+  struct BadId {
+    const char* name;
+    std::string id;
+    const char* message;
+  };
+  for (const BadId& bad :
+       {BadId{"RequestIdWithNewline", "abc\n2026-01-01 attnserve: forged",
+              "request_id byte 3 is 0x0A"},
+        BadId{"RequestIdWithEscape", "a\x1b[2J", "byte 1 is 0x1B"},
+        BadId{"RequestIdNotAscii", "\xC3\xA9", "byte 0 is 0xC3"},
+        BadId{"RequestIdWithNul", std::string("a\0b", 3), "byte 1 is 0x00"}}) {
+    v1::GenerateRequest request = Ids({3});
+    request.set_request_id(bad.id);
+    cases.push_back({bad.name, request, bad.message});
+  }
   return cases;
 }
 
@@ -138,6 +154,16 @@ TEST_P(BadRequestTest, IsInvalidArgumentNamingFieldAndLimit) {
 INSTANTIATE_TEST_SUITE_P(Convert, BadRequestTest,
                          ::testing::ValuesIn(BadCases()),
                          [](const auto& info) { return info.param.name; });
+
+TEST(ConvertTest, PrintableAsciiRequestIdsAreAccepted) {
+  for (const std::string& id :
+       {std::string(""), std::string("trace-01HZ/step 3:retry=2"),
+        std::string(256, '~')}) {
+    v1::GenerateRequest request = Ids({3});
+    request.set_request_id(id);
+    EXPECT_TRUE(ToWorkItem(request, Limits(), Model(), nullptr).ok()) << id;
+  }
+}
 
 TEST(ConvertTest, TextGoesThroughTheTokenizerWithEosWhenAsked) {
   ModelInfo model = Model();
