@@ -34,9 +34,12 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kAddressSpaceLimit = int64_t{1536} << 20;
 
-// models/dates with another max_positions.
-void CopyDatesModel(const std::string& dir, int max_positions) {
+// models/dates with another max_positions, copied to `dir`/dates; its path.
+std::string CopyDatesModel(const engine::testing::TempDir& parent,
+                           int max_positions) {
   namespace fs = std::filesystem;
+  const std::string dir = parent.File("dates");
+  fs::create_directory(dir);
   for (const char* file : {"model.safetensors", "vocab.txt"}) {
     fs::copy_file(fs::path(DatesModelDir()) / file, fs::path(dir) / file);
   }
@@ -44,6 +47,7 @@ void CopyDatesModel(const std::string& dir, int max_positions) {
   nlohmann::json config = nlohmann::json::parse(in);
   config["max_positions"] = max_positions;
   std::ofstream(dir + "/config.json") << config.dump(2);
+  return dir;
 }
 
 struct LimitedServer {
@@ -52,16 +56,25 @@ struct LimitedServer {
   int port = 0;
 };
 
-// Starts build/attnserve with RLIMIT_AS set in the child before it execs the
-// server (the shell's `ulimit -v`, in KiB).
-std::optional<LimitedServer> StartUnderAddressSpaceLimit(
-    const std::vector<std::string>& flags, int64_t limit_bytes,
-    const std::string& stderr_path) {
+// The command line that runs build/attnserve with `flags` and RLIMIT_AS set in
+// the child before it execs the server (the shell's `ulimit -v`, in KiB).
+std::vector<std::string> UnderAddressSpaceLimit(
+    const std::vector<std::string>& flags, int64_t limit_bytes) {
   std::vector<std::string> argv = {
       "/bin/sh", "-c",
       absl::StrCat("ulimit -v ", limit_bytes / 1024, " && exec \"$0\" \"$@\""),
       ATTNSERVE_BINARY};
   argv.insert(argv.end(), flags.begin(), flags.end());
+  return argv;
+}
+
+// Starts build/attnserve as UnderAddressSpaceLimit says and waits for its
+// startup line.
+std::optional<LimitedServer> StartUnderAddressSpaceLimit(
+    const std::vector<std::string>& flags, int64_t limit_bytes,
+    const std::string& stderr_path) {
+  const std::vector<std::string> argv =
+      UnderAddressSpaceLimit(flags, limit_bytes);
   SubprocessOptions options;
   options.stderr_path = stderr_path;
   LimitedServer server;
@@ -105,16 +118,29 @@ std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-TEST(MemoryLimitTest, HugeRequestIsRefusedAndTheServerKeepsServing) {
-  engine::testing::TempDir dir("memory_limit_test");
-  const std::string model_dir = dir.path() + "/dates";
-  std::filesystem::create_directory(model_dir);
-  ASSERT_NO_FATAL_FAILURE(CopyDatesModel(model_dir, 1 << 20));
-  const std::string log = dir.path() + "/server.err";
-  std::optional<LimitedServer> server = StartUnderAddressSpaceLimit(
-      TestServerFlags(model_dir), kAddressSpaceLimit, log);
-  ASSERT_TRUE(server.has_value()) << "no startup line; stderr:\n"
-                                  << ReadFile(log);
+class MemoryLimitTest : public ::testing::Test {
+ protected:
+  // The reproduction: models/dates with max_positions 1048576, the
+  // server under RLIMIT_AS 1.5 GiB with `extra` flags. nullopt (and a failure
+  // showing its stderr) when it printed no startup line.
+  std::optional<LimitedServer> StartHugeDates(
+      const std::vector<std::string>& extra = {}) {
+    const std::string log = dir_.File("server.err");
+    std::optional<LimitedServer> server = StartUnderAddressSpaceLimit(
+        TestServerFlags(CopyDatesModel(dir_, 1 << 20), extra),
+        kAddressSpaceLimit, log);
+    if (!server.has_value()) {
+      ADD_FAILURE() << "no startup line; stderr:\n" << ReadFile(log);
+    }
+    return server;
+  }
+
+  engine::testing::TempDir dir_{"memory_limit_test"};
+};
+
+TEST_F(MemoryLimitTest, HugeRequestIsRefusedAndTheServerKeepsServing) {
+  std::optional<LimitedServer> server = StartHugeDates();
+  ASSERT_TRUE(server.has_value());
   EXPECT_THAT(server->startup_line, HasSubstr("memory_budget=auto"));
   EXPECT_THAT(server->startup_line, HasSubstr("RLIMIT_AS 1.50 GiB"));
 
@@ -133,19 +159,11 @@ TEST(MemoryLimitTest, HugeRequestIsRefusedAndTheServerKeepsServing) {
 
 // Explicit limits that allow a request over the budget: it passes the request
 // checks and is refused by the batcher before any work, naming its bytes.
-TEST(MemoryLimitTest, RequestOverAnExplicitBudgetIsRefusedBeforeAnyWork) {
-  engine::testing::TempDir dir("memory_limit_test");
-  const std::string model_dir = dir.path() + "/dates";
-  std::filesystem::create_directory(model_dir);
-  ASSERT_NO_FATAL_FAILURE(CopyDatesModel(model_dir, 1 << 20));
-  const std::string log = dir.path() + "/server.err";
-  std::optional<LimitedServer> server = StartUnderAddressSpaceLimit(
-      TestServerFlags(model_dir,
-                      {"--memory_budget=64M", "--max_new_tokens_limit=500000",
-                       "--max_batch_tokens=10000000"}),
-      kAddressSpaceLimit, log);
-  ASSERT_TRUE(server.has_value()) << "no startup line; stderr:\n"
-                                  << ReadFile(log);
+TEST_F(MemoryLimitTest, RequestOverAnExplicitBudgetIsRefusedBeforeAnyWork) {
+  std::optional<LimitedServer> server =
+      StartHugeDates({"--memory_budget=64M", "--max_new_tokens_limit=500000",
+                      "--max_batch_tokens=10000000"});
+  ASSERT_TRUE(server.has_value());
   auto stub = v1::Seq2Seq::NewStub(testing::Connect(server->port));
   const grpc::Status refused = GenerateFromThreeTokens(*stub, 400'000);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
@@ -155,22 +173,14 @@ TEST(MemoryLimitTest, RequestOverAnExplicitBudgetIsRefusedBeforeAnyWork) {
   ExpectServesADate(*stub);
 }
 
-TEST(MemoryLimitTest, AModelThatCannotFitIsAClearStartupError) {
-  engine::testing::TempDir dir("memory_limit_test");
-  const std::string model_dir = dir.path() + "/dates";
-  std::filesystem::create_directory(model_dir);
-  ASSERT_NO_FATAL_FAILURE(CopyDatesModel(model_dir, 64));
-  std::vector<std::string> argv = {"/bin/sh", "-c",
-                                   "ulimit -v 1048576 && exec \"$0\" \"$@\"",
-                                   ATTNSERVE_BINARY};
+TEST_F(MemoryLimitTest, AModelThatCannotFitIsAClearStartupError) {
   // A budget larger than what the process may still allocate cannot be
   // checked against a limit; one below the smallest request can.
-  for (const std::string& flag :
-       TestServerFlags(model_dir, {"--memory_budget=1K"})) {
-    argv.push_back(flag);
-  }
-  const testing::RunResult result =
-      testing::RunProgram(argv, "", absl::Seconds(60));
+  const testing::RunResult result = testing::RunProgram(
+      UnderAddressSpaceLimit(
+          TestServerFlags(CopyDatesModel(dir_, 64), {"--memory_budget=1K"}),
+          int64_t{1} << 30),
+      "", absl::Seconds(60));
   EXPECT_EQ(result.exit_code, std::optional<int>(1)) << result.output;
   EXPECT_THAT(result.output, HasSubstr("cannot serve model"));
   EXPECT_THAT(result.output, HasSubstr("leaves no room for requests"));
