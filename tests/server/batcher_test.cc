@@ -83,6 +83,16 @@ class BatcherTest : public ::testing::Test {
     return sink;
   }
 
+  // A continuous batcher whose running batch may hold `budget` bytes, over a
+  // fake engine whose requests take `bytes_per_position` per cache position.
+  void CreateWithMemoryBudget(int64_t budget, int64_t bytes_per_position) {
+    BatcherOptions options = Options();
+    options.batching.max_batch_memory_bytes = budget;
+    FakeEngineOptions engine_options;
+    engine_options.bytes_per_position = bytes_per_position;
+    Create(options, engine_options);
+  }
+
   // A new batcher in `mode` (admitting at most `max_batch_size`) whose engine
   // refuses token 42, with {5, 42} queued ahead of the good {6}.
   BadThenGood SubmitBadThenGood(BatchingMode mode, int max_batch_size) {
@@ -401,11 +411,7 @@ TEST_F(BatcherTest, RequestOverTheTokenBudgetIsRefusedAtSubmit) {
 }
 
 TEST_F(BatcherTest, RequestOverTheMemoryBudgetIsRefusedAtSubmit) {
-  BatcherOptions options = Options();
-  options.batching.max_batch_memory_bytes = 1000;
-  FakeEngineOptions engine_options;
-  engine_options.bytes_per_position = 10;
-  Create(options, engine_options);
+  CreateWithMemoryBudget(/*budget=*/1000, /*bytes_per_position=*/10);
   sinks_.emplace_back();
   // 10 bytes x 4 beams x (5 + 21) positions.
   const absl::Status status = batcher_->Submit(
@@ -420,11 +426,7 @@ TEST_F(BatcherTest, RequestOverTheMemoryBudgetIsRefusedAtSubmit) {
 }
 
 TEST_F(BatcherTest, MemoryBudgetBoundsTheRunningBatch) {
-  BatcherOptions options = Options();
-  options.batching.max_batch_memory_bytes = 1000;
-  FakeEngineOptions engine_options;
-  engine_options.bytes_per_position = 10;
-  Create(options, engine_options);
+  CreateWithMemoryBudget(/*budget=*/1000, /*bytes_per_position=*/10);
   // 10 bytes x (4 + 36) positions = 400 each: two fit, not three.
   for (int i = 0; i < 3; ++i) Submit(Item({5, 6, 7, 8 + i}, 36));
   EXPECT_EQ(batcher_->Pump().admitted, 2);

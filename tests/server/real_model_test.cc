@@ -15,6 +15,7 @@
 #include "server/server.h"
 #include "tests/engine/test_model_writer.h"
 #include "tests/server/grpc_test_client.h"
+#include "tests/server/loopback_server_options.h"
 
 namespace attnserve::server {
 namespace {
@@ -53,10 +54,7 @@ class RealModelTest : public ::testing::Test {
   }
 
   static ServerOptions Options() {
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.log_failures = false;
-    options.limits.max_input_tokens = 32;
+    ServerOptions options = testing::LoopbackServerOptions();
     options.limits.max_new_tokens_limit = 24;
     options.limits.default_max_new_tokens = 12;
     options.limits.max_beam_size = 4;
