@@ -26,10 +26,7 @@ uint64_t ToMicros(absl::Duration d) {
 }
 
 int64_t RequestBytes(const ModelInfo& model, int source_tokens,
-                     int max_new_tokens, int beam_size) {
-  engine::DecodeOptions options;
-  options.max_new_tokens = max_new_tokens;
-  options.beam_size = beam_size;
+                     const engine::DecodeOptions& options) {
   return engine::SequenceMemoryBytes(model.config, source_tokens, options,
                                      model.threads);
 }
@@ -38,16 +35,16 @@ int64_t RequestBytes(const ModelInfo& model, int source_tokens,
 // it does.
 std::string OverBudget(const RequestLimits& limits, const ModelInfo& model,
                        int source_tokens, int max_new_tokens, int beam_size) {
+  engine::DecodeOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.beam_size = beam_size;
   if (limits.memory_budget_bytes > 0 &&
-      RequestBytes(model, source_tokens, max_new_tokens, beam_size) >
+      RequestBytes(model, source_tokens, options) >
           limits.memory_budget_bytes) {
     return absl::StrCat("the memory budget of ",
                         FormatBytes(limits.memory_budget_bytes),
                         " (--memory_budget)");
   }
-  engine::DecodeOptions options;
-  options.max_new_tokens = max_new_tokens;
-  options.beam_size = beam_size;
   if (limits.max_batch_tokens > 0 &&
       TokenCost(source_tokens, options) > limits.max_batch_tokens) {
     return absl::StrCat("the token budget of ", limits.max_batch_tokens,
@@ -79,12 +76,16 @@ absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
       std::max(limits->max_input_tokens, limits->max_new_tokens_limit);
   if (reason_at(top).empty()) return absl::OkStatus();
   if (!input_derived && !new_derived) return absl::OkStatus();
-  if (!reason_at(1).empty()) explicit_at_one = true;
   if (!reason_at(1).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "even a request of 1 source token and 1 new token at max_beam_size ",
-        limits->max_beam_size, " exceeds ", reason_at(1), " (model ",
-        model.name, ")"));
+    // Not even one token of the derived limit fits beside the explicit one:
+    // size it beside one token of the explicit one instead.
+    explicit_at_one = true;
+    if (const std::string reason = reason_at(1); !reason.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "even a request of 1 source token and 1 new token at max_beam_size ",
+          limits->max_beam_size, " exceeds ", reason, " (model ", model.name,
+          ")"));
+    }
   }
   int fits = 1;
   int over = top;
@@ -239,12 +240,13 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
   if (request.max_new_tokens() >
           static_cast<uint32_t>(limits.max_new_tokens_limit) &&
       !limits.new_tokens_cap_reason.empty()) {
-    const int asked = static_cast<int>(
+    engine::DecodeOptions asked;  // at beam_size 1, the least it can need
+    asked.max_new_tokens = static_cast<int>(
         std::min<uint32_t>(request.max_new_tokens(), INT32_MAX));
     return absl::ResourceExhaustedError(absl::StrCat(
         "max_new_tokens = ", request.max_new_tokens(), " may need up to ",
-        FormatBytes(RequestBytes(model, static_cast<int>(item.source.size()),
-                                 asked, 1)),
+        FormatBytes(
+            RequestBytes(model, static_cast<int>(item.source.size()), asked)),
         " of engine memory even at beam_size 1; the limit is ",
         limits.max_new_tokens_limit,
         " (max_new_tokens_limit, lowered from the model's max_positions to "
