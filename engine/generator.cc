@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/batching.h"
 #include "engine/decoding.h"
+#include "engine/no_throw.h"
 #include "engine/ops/log_sum_exp.h"
 #include "engine/status_macros.h"
 #include "engine/transformer.h"
@@ -46,20 +47,6 @@ constexpr int64_t kInitialCachePositions = 16;
 // "12 MiB", for error messages.
 std::string MiB(int64_t bytes) {
   return absl::StrCat((bytes + (1 << 20) - 1) >> 20, " MiB");
-}
-
-// Runs `body` (returning absl::Status) and turns std::bad_alloc into
-// RESOURCE_EXHAUSTED "out of memory <what()>" (and any other exception, e.g.
-// dnnl::error, into INTERNAL), so that no exception leaves the Generator.
-template <typename Body, typename What>
-absl::Status NoThrow(What what, Body body) {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat("out of memory ", what()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what(), ": ", e.what()));
-  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/no_throw.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/layer_norm.h"
 #include "engine/status_macros.h"
@@ -57,21 +58,6 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
   ASSIGN_OR_RETURN(Tensor weight, ConcatRows(weights));
   ASSIGN_OR_RETURN(Tensor bias, ConcatRows(biases));
   return PackLinear(ctx, std::move(weight), std::move(bias));
-}
-
-// For the public entry points: scratch, oneDNN's caches and the positional
-// table allocate as they grow, and a failed allocation must come back as
-// RESOURCE_EXHAUSTED, never as an exception through the caller.
-template <typename Body>
-absl::Status NoThrow(absl::string_view what, Body body) {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("out of memory in ", what));
-  } catch (const std::exception& e) {  // dnnl::error, which we may not name
-    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
-  }
 }
 
 }  // namespace
@@ -328,7 +314,9 @@ absl::Status Transformer::Encode(const OpContext& ctx,
                                  absl::Span<const int32_t> lengths,
                                  TransformerScratch* s) const {
   return NoThrow(
-      absl::StrCat("the encoder (", batch, " x ", src_len, ")"),
+      [&] {
+        return absl::StrCat("in the encoder (", batch, " x ", src_len, ")");
+      },
       [&] { return EncodeBody(ctx, tokens, batch, src_len, lengths, s); });
 }
 
@@ -406,15 +394,18 @@ absl::Status Transformer::CrossKeyValues(const OpContext& ctx,
                                          const float* memory, int64_t rows,
                                          float* out) const {
   ctx.Enter();
-  return NoThrow("the cross-attention keys and values",
+  return NoThrow("in the cross-attention keys and values",
                  [&] { return Linear(ctx, *cross_kv_, memory, rows, out); });
 }
 
 absl::Status Transformer::DecodeStep(const OpContext& ctx,
                                      absl::Span<const DecoderRow> rows,
                                      TransformerScratch* s) const {
-  return NoThrow(absl::StrCat("a decoder step of ", rows.size(), " rows"),
-                 [&] { return DecodeStepBody(ctx, rows, s); });
+  return NoThrow(
+      [&] {
+        return absl::StrCat("in a decoder step of ", rows.size(), " rows");
+      },
+      [&] { return DecodeStepBody(ctx, rows, s); });
 }
 
 absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
@@ -526,7 +517,7 @@ absl::Status Transformer::ProjectVocabSlice(const OpContext& ctx,
                                             slice, " or rows ", rows));
   }
   ctx.Enter();
-  return NoThrow("the output projection", [&] {
+  return NoThrow("in the output projection", [&] {
     return Linear(ctx, *lm_head_[slice], s.x.data(), rows, out);
   });
 }
