@@ -19,6 +19,7 @@
 #include "tests/server/fake_engine.h"
 #include "tests/server/grpc_test_client.h"
 #include "tests/server/http_get.h"
+#include "tests/server/loopback_server_options.h"
 #include "tests/server/recording_sink.h"
 #include "tests/server/simulated_clock.h"
 
@@ -346,14 +347,8 @@ TEST(PrometheusMetricsTest, ServesTheTextFormatOverHttp) {
 TEST(ServerMetricsTest, CountsEveryCallByMethodAndCode) {
   auto engine = std::make_unique<FakeEngine>();
   PrometheusMetrics metrics(engine->model_info(), 64);
-  ServerOptions options;
-  options.listen_address = "127.0.0.1:0";
-  options.log_failures = false;
-  options.limits.max_input_tokens = 32;
-  options.limits.max_new_tokens_limit = 40;
-  options.batcher.batching.max_queue_delay = absl::Milliseconds(1);
-  absl::StatusOr<std::unique_ptr<Server>> server =
-      Server::Create(options, std::move(engine), nullptr, &metrics);
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(
+      testing::LoopbackServerOptions(), std::move(engine), nullptr, &metrics);
   ASSERT_TRUE(server.ok()) << server.status();
   auto stub = v1::Seq2Seq::NewStub(testing::Connect((*server)->port()));
 
