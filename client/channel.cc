@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace attnserve::client {

@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/id_list.h"
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 #include "nlohmann/json.hpp"
 
 namespace attnserve::client {
@@ -130,7 +130,7 @@ absl::StatusOr<std::vector<Source>> ParseSources(absl::string_view contents,
 
 absl::StatusOr<std::vector<Source>> ReadSourcesFile(const std::string& path,
                                                     bool text) {
-  // Regular files only, and bounded (see engine/small_file.h): a path naming
+  // Regular files only, and bounded (see engine/format/small_file.h): a path naming
   // a device or a FIFO fails at once instead of reading forever.
   constexpr int64_t kMaxSourcesFileBytes = int64_t{256} << 20;
   absl::StatusOr<std::string> contents =

@@ -5,9 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/model_dir.h"
+#include "engine/format/model_dir.h"
 #include "engine/status_macros.h"
-#include "engine/transformer.h"
+#include "engine/network/transformer.h"
 
 namespace attnserve::engine {
 

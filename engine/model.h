@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/model_config.h"
+#include "engine/format/model_config.h"
 #include "engine/ops/op_context.h"
 
 namespace attnserve::engine {

@@ -10,7 +10,7 @@
 # that with the default THREADS=1,2.
 #
 # Before and after a change, in one run: BEFORE_REV=<commit> builds that commit's engine
-# with this tree's engine/generator_benchmark.cc (so both have the same cases; from
+# with this tree's engine/bench/generator_benchmark.cc (so both have the same cases; from
 # `git archive`, under $OUT, with ccache) and runs the two binaries in turn ROUNDS times on
 # the decode cases only (greedy at batch 1 and 32, beam-4 at batch 32, and their peak resident memory),
 # then prints each figure's median and the after/before ratio of each round. No torch.
@@ -40,8 +40,12 @@ if [[ -n ${BEFORE_REV:-} ]]; then
     git archive "$BEFORE_REV" | tar -x -C "$before_src"
     git rev-parse "$BEFORE_REV" > "$before_src/.rev"
   fi
-  cmp -s engine/generator_benchmark.cc "$before_src/engine/generator_benchmark.cc" ||
-    cp engine/generator_benchmark.cc "$before_src/engine/"
+  # Revisions from before engine/bench/ (and the engine's folders) cannot build this tree's
+  # benchmark (its includes moved); they run their own, whose JSON keys are the same.
+  if [[ -d $before_src/engine/bench ]]; then
+    cmp -s engine/bench/generator_benchmark.cc "$before_src/engine/bench/generator_benchmark.cc" ||
+      cp engine/bench/generator_benchmark.cc "$before_src/engine/bench/"
+  fi
   cmake -S "$before_src" -B "$before_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache >/dev/null
   cmake --build "$before_build" -j "$(nproc)" --target generator_benchmark >/dev/null

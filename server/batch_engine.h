@@ -10,8 +10,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/generator.h"
-#include "engine/model_config.h"
+#include "engine/decode/generator.h"
+#include "engine/format/model_config.h"
 
 namespace attnserve::server {
 

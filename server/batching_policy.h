@@ -30,7 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 
 namespace attnserve::server {
 

@@ -9,7 +9,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/memory_estimate.h"
+#include "engine/memory/memory_estimate.h"
 #include "server/batching_policy.h"
 #include "server/memory_budget.h"
 

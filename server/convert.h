@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "attnserve/v1/attnserve.pb.h"
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 #include "server/batch_engine.h"
 #include "server/request.h"
 #include "server/tokenizer.h"

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "engine/memory_estimate.h"
+#include "engine/memory/memory_estimate.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::server {

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 #include "engine/model.h"
 #include "server/batch_engine.h"
 

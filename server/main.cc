@@ -20,7 +20,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "client/flag_parsing.h"
-#include "engine/allocation_policy.h"
+#include "engine/memory/allocation_policy.h"
 #include "engine/model.h"
 #include "engine/openmp_waiting.h"
 #include "server/batching_policy.h"

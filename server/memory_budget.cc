@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 
 namespace attnserve::server {
 namespace {

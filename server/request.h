@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 
 namespace attnserve::server {
 

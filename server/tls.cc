@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 #include "grpcpp/security/server_credentials.h"
 
 namespace attnserve::server {

@@ -9,9 +9,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "engine/model_dir.h"
+#include "engine/format/model_dir.h"
 #include "engine/quote_text.h"
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 #include "nlohmann/json.hpp"
 
 namespace attnserve::server {

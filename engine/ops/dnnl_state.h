@@ -16,7 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/ops/linear.h"
-#include "engine/tensor.h"
+#include "engine/memory/tensor.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace attnserve::engine {

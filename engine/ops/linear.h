@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "engine/model_config.h"
+#include "engine/format/model_config.h"
 #include "engine/ops/op_context.h"
-#include "engine/tensor.h"
+#include "engine/memory/tensor.h"
 
 namespace attnserve::engine {
 

@@ -15,7 +15,7 @@
 #include "engine/ops/attention.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/op_context.h"
-#include "engine/tensor.h"
+#include "engine/memory/tensor.h"
 
 namespace attnserve::engine::internal {
 

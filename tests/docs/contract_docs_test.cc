@@ -23,8 +23,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "attnserve/v1/attnserve.pb.h"
-#include "engine/model_config.h"
-#include "engine/model_dir.h"
+#include "engine/format/model_config.h"
+#include "engine/format/model_dir.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
@@ -192,7 +192,7 @@ TEST(ModelFormatDocTest, ConfigKeyTableListsExactlyTheKeysThatAreRead) {
 // KnownConfigKeys() holds no key that nothing reads: a value of the wrong JSON
 // type for each one is refused, naming it, by the engine's parser or else by
 // the server's tokenizer. (The parser itself refuses to read a key the list
-// lacks, engine/model_config.cc.)
+// lacks, engine/format/model_config.cc.)
 TEST(ModelFormatDocTest, EveryKnownConfigKeyIsReadByTheEngineOrTheTokenizer) {
   std::vector<std::string> warnings;
   const absl::StatusOr<engine::ModelConfig> full =

@@ -1,4 +1,4 @@
-#include "engine/batching.h"
+#include "engine/decode/batching.h"
 
 #include <vector>
 

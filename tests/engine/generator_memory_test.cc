@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/allocation_policy.h"
-#include "engine/generator.h"
+#include "engine/memory/allocation_policy.h"
+#include "engine/decode/generator.h"
 #include "engine/model.h"
-#include "engine/transformer.h"
+#include "engine/network/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/memory_test_models.h"

@@ -2,7 +2,7 @@
 // reference, batch invariance (alone == batched == admitted mid-flight), and
 // the Generator contract.
 
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 
 #include <cmath>
 #include <map>
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "engine/model.h"
-#include "engine/transformer.h"
+#include "engine/network/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/dnnl_layouts.h"

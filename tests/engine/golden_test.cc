@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/engine/dnnl_layouts.h"

@@ -2,13 +2,13 @@
 // sequence decoded alone to its full length (the engine's Tensor byte
 // counter, allocation_policy.h): never less, and within 4x.
 
-#include "engine/memory_estimate.h"
+#include "engine/memory/memory_estimate.h"
 
 #include <memory>
 #include <string>
 
-#include "engine/allocation_policy.h"
-#include "engine/generator.h"
+#include "engine/memory/allocation_policy.h"
+#include "engine/decode/generator.h"
 #include "engine/model.h"
 #include "gtest/gtest.h"
 #include "tests/engine/memory_test_models.h"

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "engine/model.h"
-#include "engine/model_config.h"
+#include "engine/format/model_config.h"
 #include "tests/engine/test_model_writer.h"
 
 namespace attnserve::engine::testing {

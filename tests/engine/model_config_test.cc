@@ -1,4 +1,4 @@
-#include "engine/model_config.h"
+#include "engine/format/model_config.h"
 
 #include <cstdint>
 #include <ostream>

@@ -1,4 +1,4 @@
-#include "engine/model_dir.h"
+#include "engine/format/model_dir.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

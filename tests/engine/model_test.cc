@@ -4,7 +4,7 @@
 
 #include "engine/model.h"
 
-#include "engine/allocation_policy.h"
+#include "engine/memory/allocation_policy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/memory_test_models.h"

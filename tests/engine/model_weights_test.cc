@@ -1,4 +1,4 @@
-#include "engine/model_weights.h"
+#include "engine/format/model_weights.h"
 
 #include <algorithm>
 #include <string>

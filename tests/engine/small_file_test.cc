@@ -1,4 +1,4 @@
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 #include <future>
 #include <string>
 
-#include "engine/safetensors.h"
+#include "engine/format/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/status_matchers.h"

@@ -1,4 +1,4 @@
-#include "engine/tensor.h"
+#include "engine/memory/tensor.h"
 
 #include <cstdint>
 #include <string>

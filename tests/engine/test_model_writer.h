@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "engine/model_config.h"
+#include "engine/format/model_config.h"
 
 namespace attnserve::engine::testing {
 

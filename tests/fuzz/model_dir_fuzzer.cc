@@ -16,9 +16,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "engine/model_config.h"
-#include "engine/model_dir.h"
-#include "engine/model_weights.h"
+#include "engine/format/model_config.h"
+#include "engine/format/model_dir.h"
+#include "engine/format/model_weights.h"
 #include "server/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 

@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "engine/safetensors.h"
+#include "engine/format/safetensors.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace attnserve::fuzz {

@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 #include "engine/model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/memory_estimate.h"
+#include "engine/memory/memory_estimate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,4 +1,4 @@
-#include "engine/safetensors.h"
+#include "engine/format/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/json_util.h"
+#include "engine/format/json_util.h"
 #include "engine/status_macros.h"
 
 // The format stores little-endian bytes and ReadF32 copies (or widens) them

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 
 namespace attnserve::engine {
 

@@ -1,4 +1,4 @@
-#include "engine/allocation_policy.h"
+#include "engine/memory/allocation_policy.h"
 
 #include <malloc.h>
 

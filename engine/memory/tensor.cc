@@ -1,4 +1,4 @@
-#include "engine/tensor.h"
+#include "engine/memory/tensor.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/allocation_policy.h"
-#include "engine/huge_pages.h"
+#include "engine/memory/allocation_policy.h"
+#include "engine/memory/huge_pages.h"
 
 namespace attnserve::engine {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/decoding.h"
+#include "engine/decode/decoding.h"
 
 #include <algorithm>
 #include <cmath>

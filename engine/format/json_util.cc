@@ -1,4 +1,4 @@
-#include "engine/json_util.h"
+#include "engine/format/json_util.h"
 
 #include <cstddef>
 #include <limits>

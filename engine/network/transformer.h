@@ -13,11 +13,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "engine/model_config.h"
-#include "engine/model_weights.h"
+#include "engine/format/model_config.h"
+#include "engine/format/model_weights.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/op_context.h"
-#include "engine/tensor.h"
+#include "engine/memory/tensor.h"
 
 namespace attnserve::engine {
 

@@ -1,4 +1,4 @@
-#include "engine/memory_estimate.h"
+#include "engine/memory/memory_estimate.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "engine/transformer.h"
+#include "engine/network/transformer.h"
 
 #include <algorithm>
 #include <cmath>

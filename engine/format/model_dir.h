@@ -7,8 +7,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "engine/model_config.h"
-#include "engine/model_weights.h"
+#include "engine/format/model_config.h"
+#include "engine/format/model_weights.h"
 
 namespace attnserve::engine {
 

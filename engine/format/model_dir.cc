@@ -1,4 +1,4 @@
-#include "engine/model_dir.h"
+#include "engine/format/model_dir.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/quote_text.h"
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {

@@ -11,7 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "engine/tensor.h"
+#include "engine/memory/tensor.h"
 
 namespace attnserve::engine {
 

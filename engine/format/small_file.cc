@@ -1,4 +1,4 @@
-#include "engine/small_file.h"
+#include "engine/format/small_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

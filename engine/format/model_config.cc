@@ -1,4 +1,4 @@
-#include "engine/model_config.h"
+#include "engine/format/model_config.h"
 
 #include <cmath>
 #include <cstdint>
@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/json_util.h"
+#include "engine/format/json_util.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {
@@ -189,7 +189,7 @@ class ConfigReader {
         return absl::InternalError(
             absl::StrCat(kFile, ": the parser reads \"", key,
                          "\", which KnownConfigKeys() does not list "
-                         "(engine/model_config.cc)"));
+                         "(engine/format/model_config.cc)"));
       }
     }
     return absl::OkStatus();

@@ -1,4 +1,4 @@
-#include "engine/generator.h"
+#include "engine/decode/generator.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,12 +10,12 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "engine/batching.h"
-#include "engine/decoding.h"
+#include "engine/decode/batching.h"
+#include "engine/decode/decoding.h"
 #include "engine/no_throw.h"
 #include "engine/ops/log_sum_exp.h"
 #include "engine/status_macros.h"
-#include "engine/transformer.h"
+#include "engine/network/transformer.h"
 
 namespace attnserve::engine {
 

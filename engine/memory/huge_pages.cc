@@ -1,4 +1,4 @@
-#include "engine/huge_pages.h"
+#include "engine/memory/huge_pages.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

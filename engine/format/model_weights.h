@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/model_config.h"
-#include "engine/tensor.h"
+#include "engine/format/model_config.h"
+#include "engine/memory/tensor.h"
 
 namespace attnserve::engine {
 

@@ -1,4 +1,4 @@
-#include "engine/model_weights.h"
+#include "engine/format/model_weights.h"
 
 #include <cstdint>
 #include <memory>
@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/safetensors.h"
+#include "engine/format/safetensors.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {

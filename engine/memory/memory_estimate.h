@@ -5,8 +5,8 @@
 
 #include <cstdint>
 
-#include "engine/generator.h"
-#include "engine/model_config.h"
+#include "engine/decode/generator.h"
+#include "engine/format/model_config.h"
 
 namespace attnserve::engine {
 
