@@ -10,11 +10,25 @@
 
 namespace attnserve::engine {
 
-enum class Activation { kRelu, kGelu, kSwish };
+// "gelu" is the exact (erf) form; "gelu_tanh" the tanh approximation
+// (Hugging Face's gelu_new / gelu_pytorch_tanh, T5 v1.1's gated-gelu).
+enum class Activation { kRelu, kGelu, kSwish, kGeluTanh };
 enum class NormPlacement { kPost, kPre };
+// kLayerNorm: (x - mean) / sqrt(var + eps) * weight + bias.
+// kRmsNorm: x / sqrt(mean(x^2) + eps) * weight, no bias (T5).
+enum class NormKind { kLayerNorm, kRmsNorm };
 enum class PositionalEncoding {
   kSinusoidal,        // interleaved: PE[p,2i]=sin, PE[p,2i+1]=cos
   kSinusoidalConcat,  // first d/2 dims sin, last d/2 cos
+  // fairseq's (M2M100, NLLB): [sin | cos] with frequencies
+  // exp(-i ln(10000) / (d/2 - 1)), taken at position_offset + the count of
+  // non-pad tokens so far; a pad_id token gets a zero vector.
+  kSinusoidalFairseq,
+  // Tables encoder.embed_positions.weight / decoder.embed_positions.weight,
+  // [max_positions, d_model], row = position (BART, mBART; Marian's stored
+  // sinusoid).
+  kLearned,
+  kNone,  // no absolute positions (T5: relative attention bias only)
 };
 
 struct ModelConfig {
@@ -37,7 +51,28 @@ struct ModelConfig {
   int decoder_start_id = 1;  // defaults to bos_id when absent
   bool add_eos_to_source = false;
 
-  int head_dim() const { return d_model / num_heads; }
+  // Additions for Hugging Face architectures (docs/model-format.md); each
+  // default is the paper's layer, so older configs mean what they meant.
+  int attention_head_dim = 0;  // 0: d_model / num_heads (T5's d_kv otherwise)
+  NormKind norm_kind = NormKind::kLayerNorm;
+  bool linear_bias = true;       // attention and FFN linears have biases
+  bool gated_ffn = false;        // fc2(act(fc1 x) * (fc1_linear x))
+  bool scale_attention = true;   // scores / sqrt(head_dim); T5: false
+  bool embedding_norm = false;   // a norm after embedding + position (BART)
+  int position_offset = 0;       // kSinusoidalFairseq: pad_id + 1
+  // > 0: T5's relative position bias, [buckets, num_heads] per stack, added
+  // to every self-attention layer's scores.
+  int relative_attention_num_buckets = 0;
+  int relative_attention_max_distance = 128;
+  // The decoder's final state is multiplied by this before the output
+  // projection (T5 with a tied head: d_model^-0.5).
+  float output_scale = 1.0f;
+
+  int head_dim() const {
+    return attention_head_dim > 0 ? attention_head_dim : d_model / num_heads;
+  }
+  // Width of the projected queries, keys and values (and of the KV caches).
+  int attention_dim() const { return head_dim() * num_heads; }
 };
 
 // Parses and validates config.json text. Errors name the offending key (missing
@@ -57,5 +92,6 @@ absl::Span<const char* const> KnownConfigKeys();
 const char* ActivationName(Activation a);
 const char* NormPlacementName(NormPlacement n);
 const char* PositionalEncodingName(PositionalEncoding p);
+const char* NormKindName(NormKind n);
 
 }  // namespace attnserve::engine

@@ -18,18 +18,22 @@ struct LinearWeights {
   Tensor bias;    // [out_features]
 };
 
+// Biases are empty when the config has linear_bias false.
 struct NormWeights {
   Tensor gamma;  // [d_model]
-  Tensor beta;   // [d_model]
+  Tensor beta;   // [d_model]; empty for NormKind::kRmsNorm
 };
 
 struct AttentionWeights {
-  LinearWeights q, k, v, o;  // each [d_model, d_model] / [d_model]
+  // q, k, v: [attention_dim, d_model] / [attention_dim];
+  // o: [d_model, attention_dim] / [d_model].
+  LinearWeights q, k, v, o;
 };
 
 struct FfnWeights {
-  LinearWeights fc1;  // [ffn_dim, d_model] / [ffn_dim]
-  LinearWeights fc2;  // [d_model, ffn_dim] / [d_model]
+  LinearWeights fc1;         // [ffn_dim, d_model] / [ffn_dim]
+  LinearWeights fc1_linear;  // gated_ffn only: the multiplied, unactivated half
+  LinearWeights fc2;         // [d_model, ffn_dim] / [d_model]
 };
 
 struct EncoderLayerWeights {
@@ -56,6 +60,14 @@ struct ModelWeights {
   Tensor decoder_embed;  // [vocab, d_model]; empty when shared_embedding
   std::vector<EncoderLayerWeights> encoder_layers;
   std::vector<DecoderLayerWeights> decoder_layers;
+  // positional_encoding kLearned: [max_positions, d_model] each; else empty.
+  Tensor encoder_positions;
+  Tensor decoder_positions;
+  NormWeights encoder_embed_norm;  // embedding_norm only; else empty
+  NormWeights decoder_embed_norm;
+  // relative_attention_num_buckets > 0: [buckets, num_heads] each; else empty.
+  Tensor encoder_relative_bias;
+  Tensor decoder_relative_bias;
   NormWeights encoder_final_norm;  // empty tensors when absent (post-norm only)
   NormWeights decoder_final_norm;
   Tensor lm_head_weight;  // [vocab, d_model]; empty when tie_output_embedding

@@ -395,20 +395,4 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
   return tensor;
 }
 
-absl::StatusOr<Tensor> SafetensorsFile::ReadF32(
-    absl::string_view name, const std::vector<int64_t>& expected_shape) const {
-  const TensorInfo* info = Find(name);
-  if (info == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat(path_, ": no tensor named \"", name, "\""));
-  }
-  if (info->shape != expected_shape) {
-    return TensorError(
-        path_, name,
-        absl::StrCat("has shape ", ShapeString(info->shape), ", expected ",
-                     ShapeString(expected_shape)));
-  }
-  return ReadF32(*info);
-}
-
 }  // namespace attnserve::engine

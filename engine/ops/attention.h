@@ -9,6 +9,7 @@
 // sequence's KV cache, of its own length).
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -36,6 +37,22 @@ struct AttentionArgs {
   // When causal, query i sees only keys j <= i (self-attention over a whole prefix).
   bool causal = false;
 
+  // Scores are (Q K^T) * scale; nullopt means 1 / sqrt(head_dim). T5 uses 1.
+  std::optional<float> scale;
+  // Optional additive bias by query-key distance (T5's relative position
+  // bias), added to the scaled scores before the mask and softmax. Query i of
+  // sequence b sits at position q_positions[b] + i (q_positions empty: at
+  // position i); key j at position j. When position_bias is set, head h's
+  // score of that query and key gets
+  //   position_bias[h * position_bias_head_stride + position_bias_center
+  //                 + (j - query position)]
+  // added. The caller makes every such index fall inside its buffer, for all
+  // i < q_len and j < kv_lengths[b].
+  const float* position_bias = nullptr;
+  int64_t position_bias_head_stride = 0;
+  int64_t position_bias_center = 0;
+  absl::Span<const int32_t> q_positions;
+
   // Output of query i of sequence b: out + b * out_seq_stride + i * out_row_stride,
   // num_heads * head_dim floats. Must not overlap the inputs.
   float* out = nullptr;
@@ -43,7 +60,8 @@ struct AttentionArgs {
   int64_t out_row_stride = 0;
 };
 
-// Errors: non-positive heads/head_dim, span sizes != batch, a length < 1, null pointers.
+// Errors: non-positive heads/head_dim, span sizes != batch (q_positions: empty
+// or batch), a length < 1, null pointers, a non-finite scale.
 absl::Status Attention(const OpContext& ctx, const AttentionArgs& args);
 
 }  // namespace attnserve::engine

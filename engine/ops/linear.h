@@ -62,7 +62,7 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(
     const OpContext& ctx, const Tensor& weight, const Tensor* bias,
     int64_t begin, int64_t end);
 
-enum class LinearActivation { kNone, kRelu, kGelu, kSwish };
+enum class LinearActivation { kNone, kRelu, kGelu, kSwish, kGeluTanh };
 LinearActivation ToLinearActivation(Activation a);
 
 struct LinearEpilogue {

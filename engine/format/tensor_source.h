@@ -1,0 +1,50 @@
+#pragma once
+// The tensors of one checkpoint file, whatever its container: safetensors
+// (safetensors.h) or PyTorch's zip archive (torch_checkpoint.h). A loader
+// (one per checkpoint layout) asks for names and shapes and reads floats;
+// it does not know which container holds them.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/memory/tensor.h"
+
+namespace attnserve::engine {
+
+enum class DType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  std::string dtype_name;  // as the file names it, e.g. "F32"
+  std::vector<int64_t> shape;
+  // Container-specific location; only the container that made it reads it.
+  // safetensors: byte offsets relative to the start of the data section.
+  uint64_t begin = 0;
+  uint64_t end = 0;
+};
+
+// Thread-compatible; Read* are const and may be called concurrently.
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+
+  // nullptr when absent.
+  virtual const TensorInfo* Find(absl::string_view name) const = 0;
+  virtual std::vector<std::string> Names() const = 0;  // sorted
+  virtual const std::string& path() const = 0;
+
+  // Reads a tensor into a new float Tensor of the stored shape. F32 is
+  // copied; F16 and BF16 are widened; any other dtype is an error naming the
+  // tensor and dtype.
+  virtual absl::StatusOr<Tensor> ReadF32(const TensorInfo& info) const = 0;
+  // As above, and checks that the stored shape equals `expected_shape` (the
+  // error names the tensor, the expected and the actual shape).
+  absl::StatusOr<Tensor> ReadF32(
+      absl::string_view name, const std::vector<int64_t>& expected_shape) const;
+};
+
+}  // namespace attnserve::engine
