@@ -53,6 +53,9 @@ def read_state_dict(model_dir):
             sd, _ = safetensors_io.read(st)
         except (safetensors_io.FormatError, OSError) as e:
             raise ConvertError(str(e)) from None
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # a header whose entries have the wrong JSON types (e.g. "shape": 5)
+            raise ConvertError(f"{st}: malformed safetensors header: {e}") from None
         return sd, "model.safetensors"
     pt = os.path.join(model_dir, "pytorch_model.bin")
     if os.path.exists(pt):

@@ -270,6 +270,13 @@ class Tool(unittest.TestCase):
         self.edit_tensors(d, lambda sd: sd.update(
             {"encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": torch.zeros(8, 2)}))
         self.refused(d, "relative_attention_bias.weight", "[8, 2]", "[32, 2]")
+        d = self.copy("t5_v1_0", name="b4")
+        path = os.path.join(d, "model.safetensors")
+        with open(path, "rb") as f:
+            blob = f.read()
+        with open(path, "wb") as f:
+            f.write(blob[:len(blob) // 2])  # truncated: the header points past the end
+        self.refused(d, "model.safetensors", "data_offsets")
 
     def test_tied_subsets(self):
         # the .bin files store aliases of the shared table: any subset works, equal ones only
@@ -392,6 +399,15 @@ class Tool(unittest.TestCase):
             cfg = json.load(f)
         self.assertEqual((cfg["pad_id"], cfg["eos_id"], cfg["decoder_start_id"], cfg["bos_id"]),
                          (95, 0, 95, 95))
+        d = self.copy("bart", name="b")
+        self.edit_json(os.path.join(d, "generation_config.json"), max_new_tokens=5, temperature=0.7)
+        out = os.path.join(self.tmp, "out2")
+        self.assertEqual(run("--model", d, "--output_dir", out)[0], 0)
+        with open(os.path.join(out, "generation_config.json")) as f:
+            gen = json.load(f)
+        self.assertEqual(gen["max_length"], 6)  # the start token + max_new_tokens
+        self.assertNotIn("max_new_tokens", gen)
+        self.assertNotIn("temperature", gen)  # sampling only: ignored, as HF ignores it
 
     def test_executable(self):
         """The script itself (shebang, sys.path): one real process for success and refusal."""
