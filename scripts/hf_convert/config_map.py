@@ -4,6 +4,7 @@ attnserve equivalent is refused, naming the key and its value."""
 
 import collections
 import math
+import os
 
 from hf_reference.generate import GenConfig
 from hf_reference.models import DEFAULTS
@@ -70,7 +71,7 @@ def _bool(c, key, where, default):
 
 
 def activation(key, value, where):
-    if value not in ACTIVATIONS:
+    if not isinstance(value, str) or value not in ACTIVATIONS:
         raise ConvertError(f"{where}: {key} {value!r} is not supported "
                            f"(supported: {', '.join(sorted(ACTIVATIONS))})")
     return ACTIVATIONS[value]
@@ -159,6 +160,15 @@ def t5_config(cfg, where):
     return out, dict(tied=tied)
 
 
+_int_ok = lambda v: isinstance(v, int) and not isinstance(v, bool)
+_ids_ok = lambda v: _int_ok(v) or (isinstance(v, list) and bool(v) and all(_int_ok(e) for e in v))
+GEN_TYPES = dict(decoder_start_token_id=_int_ok, bos_token_id=_int_ok, pad_token_id=_int_ok,
+                 forced_bos_token_id=_int_ok, max_length=_int_ok, max_new_tokens=_int_ok,
+                 min_length=_int_ok, no_repeat_ngram_size=_int_ok, num_beams=_int_ok,
+                 eos_token_id=_ids_ok, forced_eos_token_id=_ids_ok,
+                 length_penalty=lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
 def generation(cfg, gen, where):
     """The generation settings resolved as hf-reference.md says (generation_config.json,
     else config.json, else the family default, else GenerationConfig's default), as the
@@ -168,10 +178,18 @@ def generation(cfg, gen, where):
         v = gen.get(k, cfg.get(k))
         if v is not None and v != neutral and not (neutral is None and v in ([], {})):
             raise ConvertError(f"{where}: generation setting {k} {v!r} is not supported")
+    for src_name, src in (("generation_config.json", gen), ("config.json", cfg)):
+        for k, v in src.items():
+            if v is not None and k in GEN_TYPES and not GEN_TYPES[k](v):
+                path = os.path.join(os.path.dirname(where), src_name)
+                raise ConvertError(f"{path}: {k} {v!r} has the wrong type")
     try:
         gc = GenConfig(cfg, gen, DEFAULTS[cfg["model_type"]])
     except CheckpointError as e:
         raise ConvertError(f"{where}: {e}") from None
+    except (TypeError, ValueError, OverflowError) as e:  # e.g. "max_length": "20"
+        raise ConvertError(f"{where}: a generation setting has the wrong type: {e}") from None
+    _check_generation(gc, where)
     one = lambda ids: ids[0] if len(ids) == 1 else list(ids)
     out = collections.OrderedDict(decoder_start_token_id=gc.start, eos_token_id=one(gc.eos),
                                   pad_token_id=gc.pad)
@@ -185,6 +203,26 @@ def generation(cfg, gen, where):
                no_repeat_ngram_size=gc.no_repeat_ngram, num_beams=gc.num_beams,
                length_penalty=gc.length_penalty, early_stopping=gc.early_stopping)
     return out, gc
+
+
+def _is_id(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_generation(gc, where):
+    """What GenConfig leaves unchecked: the forced ids' types and the counts' ranges."""
+    if gc.forced_bos is not None and not _is_id(gc.forced_bos):
+        raise ConvertError(f"{where}: forced_bos_token_id {gc.forced_bos!r} is not a token id")
+    fe = gc.forced_eos
+    if fe is not None and not (isinstance(fe, list) and fe and all(_is_id(e) for e in fe)):
+        raise ConvertError(f"{where}: forced_eos_token_id {fe!r} is not a token id or a "
+                           "non-empty list of them")
+    for key, v, lo in (("min_length", gc.min_length, 0), ("no_repeat_ngram_size", gc.no_repeat_ngram, 0),
+                       ("num_beams", gc.num_beams, 1)):
+        if v < lo:
+            raise ConvertError(f"{where}: {key} {v!r} must be >= {lo}")
+    if not math.isfinite(gc.length_penalty):
+        raise ConvertError(f"{where}: length_penalty {gc.length_penalty!r} is not finite")
 
 
 def special_ids(cfg, gc, out, where):

@@ -243,6 +243,20 @@ class Tool(unittest.TestCase):
         self.edit_json(os.path.join(d, "generation_config.json"), do_sample=True)
         self.refused(d, "do_sample True")
 
+    def test_wrong_types(self):
+        """Mistyped values are one-line refusals naming the key, never a traceback."""
+        cases = [("config.json", "d_model", "32"), ("config.json", "activation_function", ["gelu"]),
+                 ("config.json", "encoder_layers", -1), ("config.json", "vocab_size", True),
+                 ("config.json", "scale_embedding", "yes"), ("generation_config.json", "max_length", "x"),
+                 ("generation_config.json", "forced_eos_token_id", 1.5),
+                 ("generation_config.json", "eos_token_id", []),
+                 ("generation_config.json", "num_beams", 0),
+                 ("generation_config.json", "bad_words_ids", [1, 2])]
+        for i, (fname, key, value) in enumerate(cases):
+            d = self.copy("bart", name=f"in{i}")
+            self.edit_json(os.path.join(d, fname), **{key: value})
+            self.refused(d, key)
+
     def test_non_empty_output_dir(self):
         out = os.path.join(self.tmp, "out")
         os.makedirs(out)
