@@ -307,6 +307,38 @@ class Tool(unittest.TestCase):
         torch.save(bad, path)
         self.refused(d, "tied tensors", "differ")
 
+    def decodes_golden(self, out, family):
+        g = golden(family)
+        model = ar.load(out, torch.float64, strict=True)
+        res = G.greedy(model, ar.generation_config(out), g["sources"])
+        self.assertEqual([r["tokens"] for r in res], [x["tokens"] for x in g["greedy"]])
+
+    def test_separate_and_untied_tables(self):
+        # Marian with share_encoder_decoder_embeddings false: two tables (same values here,
+        # so golden.json still holds); BART with tie_word_embeddings false: its own lm_head.
+        d = self.copy("marian")
+        self.edit_json(os.path.join(d, "config.json"), share_encoder_decoder_embeddings=False)
+        self.edit_tensors(d, lambda sd: sd.update({
+            "model.encoder.embed_tokens.weight": sd["model.shared.weight"],
+            "model.decoder.embed_tokens.weight": sd.pop("model.shared.weight").clone()}))
+        out = os.path.join(self.tmp, "marian")
+        self.assertEqual(run("--model", d, "--output_dir", out), (0, []))
+        names = set(safetensors_io.read(os.path.join(out, "model.safetensors"))[0])
+        self.assertTrue({"encoder.embed.weight", "decoder.embed.weight"} <= names)
+        self.assertNotIn("shared.embed.weight", names)
+        self.decodes_golden(out, "marian")
+        d = self.copy("bart", name="bart_in")
+        self.edit_json(os.path.join(d, "config.json"), tie_word_embeddings=False)
+        self.edit_tensors(d, lambda sd: sd.update({"lm_head.weight": sd["model.shared.weight"].clone()}))
+        out = os.path.join(self.tmp, "bart")
+        self.assertEqual(run("--model", d, "--output_dir", out), (0, []))
+        with open(os.path.join(out, "config.json")) as f:
+            self.assertFalse(json.load(f)["tie_output_embedding"])
+        self.decodes_golden(out, "bart")
+        # untied without lm_head.weight: refused
+        self.edit_tensors(d, lambda sd: sd.pop("lm_head.weight"))
+        self.refused(d, "missing tensor lm_head.weight")
+
     def test_safetensors_preferred(self):
         d = self.copy("mbart")
         with open(os.path.join(d, "pytorch_model.bin"), "wb") as f:
