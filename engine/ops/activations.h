@@ -23,6 +23,22 @@ ATTNSERVE_ALWAYS_INLINE float Erf(float x) {
   return x < 0.0f ? -e : e;
 }
 
+// exp(x) for the denominators 1 + exp(x) of sigmoid-like activations, with
+// x clamped to [-87, 60] rather than FastExp's [-87, 88]. GCC if-converts the
+// clamp into lane-wise selects whose clamped arm divides v by a constant
+// 1 + exp(bound), evaluated for every lane; at 88 (1.7e38) that quotient is a
+// denormal for |v| < 2, and each such division costs a microcode assist.
+// Measured on this AVX-512 host (one thread, 128K values in [-3, 3]): swish's
+// epilogue took 4.7 ns per value with FastExp, 0.5 ns with this clamp (and
+// 0.6 ns with FastExp and denormals flushed to zero).
+// At 60 the constant arm's quotient is denormal only for |v| < 1.3e-12, and
+// v / (1 + exp(x)) changes by less than |v| e^-60 (1e-26 |v|).
+ATTNSERVE_ALWAYS_INLINE float SigmoidExp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 60.0f ? 60.0f : x;
+  return FastExpInRange(x);
+}
+
 // gelu's tanh form, 0.5 v (1 + tanh(u)) with u = sqrt(2/pi) (v + 0.044715
 // v^3), computed as v / (1 + exp(-2u)): the same function (1 + tanh(u) =
 // 2 / (1 + exp(-2u))), but without tanh's cancellation near u = 0 or the
@@ -32,7 +48,7 @@ ATTNSERVE_ALWAYS_INLINE float Erf(float x) {
 ATTNSERVE_ALWAYS_INLINE float GeluTanh(float v) {
   constexpr float kTwoSqrtTwoOverPi = 1.5957691216057308f;  // 2 sqrt(2/pi)
   constexpr float kCubic = 0.044715f * kTwoSqrtTwoOverPi;
-  return v / (1.0f + FastExp(-v * (kTwoSqrtTwoOverPi + kCubic * v * v)));
+  return v / (1.0f + SigmoidExp(-v * (kTwoSqrtTwoOverPi + kCubic * v * v)));
 }
 
 template <LinearActivation kActivation>
@@ -44,7 +60,7 @@ ATTNSERVE_ALWAYS_INLINE float Activate(float v) {
   } else if constexpr (kActivation == LinearActivation::kGeluTanh) {
     return GeluTanh(v);
   } else if constexpr (kActivation == LinearActivation::kSwish) {
-    return v / (1.0f + FastExp(-v));
+    return v / (1.0f + SigmoidExp(-v));
   } else {
     return v;
   }
