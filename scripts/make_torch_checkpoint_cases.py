@@ -5,6 +5,7 @@ for the C++ reader (engine/format/torch_checkpoint.cc, docs/torch-checkpoint.md)
     /usr/bin/python3 scripts/make_torch_checkpoint_cases.py            # (re)generate
     /usr/bin/python3 scripts/make_torch_checkpoint_cases.py --check    # regenerate into a
                                                                        # temporary dir, compare
+    /usr/bin/python3 scripts/make_torch_checkpoint_cases.py --fuzz_seeds tests/fuzz/corpus/torch_checkpoint
 
 Valid files come from torch.save itself (torch 1.13, Debian's python3-torch). Malformed ones
 that torch would never write are assembled here byte by byte: the pickles with pickletools-level
@@ -204,6 +205,41 @@ def write(out_dir):
     return 0
 
 
+SEPARATOR = b"\n--8<--\n"  # tests/fuzz/fuzz_util.h's kSeparator
+
+
+def fuzz_seeds(out_dir):
+    """torch_checkpoint_fuzzer's seeds: small whole files, and the split form (data.pkl, then
+    storages "0", "1", ... by the separator) of the valid ones and of hand-made pickles."""
+    os.makedirs(out_dir, exist_ok=True)
+    made = cases()
+    seeds = {name[:-4]: made[name] for name in (
+        "valid.bin", "valid_state_dict.bin", "non_contiguous.bin", "short_storage.bin",
+        "global_os_system.bin", "compressed.bin")}
+    for name in ("valid.bin", "valid_state_dict.bin"):
+        with zipfile.ZipFile(io.BytesIO(made[name])) as z:
+            top = z.namelist()[0].split("/")[0]
+            pickle = z.read(top + "/data.pkl")
+            keys = sorted(n[len(top) + 6:] for n in z.namelist() if n.startswith(top + "/data/"))
+            # The fuzzer names storages by position; rename the keys to match.
+            parts = [pickle]
+            for position, key in enumerate(keys):
+                assert key == str(position), "torch numbers storages 0, 1, ..."
+                parts.append(z.read(top + "/data/" + key))
+            seeds["split_" + name[:-4]] = SEPARATOR.join(parts)
+    seeds["split_every_opcode"] = SEPARATOR.join([state_dict([
+        ("a", tensor("HalfStorage", "0", 2, 0, (2,), (1,))),
+        ("b", b"\x8a\x02\x7f\xff"),
+        ("c", b"G\x3f\xf8\x00\x00\x00\x00\x00\x00"),
+        ("d", b"]q\x00(K\x01N\x88\x89e"),
+        ("e", b"\x8c\x02hi\x85"),
+    ]), b"\x00\x3c\x00\xbc"])
+    for name, data in sorted(seeds.items()):
+        with open(os.path.join(out_dir, name), "wb") as f:
+            f.write(data)
+    return 0
+
+
 def check(out_dir):
     """Regenerates and compares byte for byte; checks that torch itself reads the valid file
     as meant (with weights_only=True)."""
@@ -235,7 +271,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--fuzz_seeds", metavar="DIR", help="write the fuzz target's seeds instead")
     a = ap.parse_args()
+    if a.fuzz_seeds:
+        return fuzz_seeds(a.fuzz_seeds)
     return check(a.out) if a.check else write(a.out)
 
 

@@ -223,6 +223,21 @@ TEST_F(ZipArchiveTest, FindsTheEndRecordBehindAComment) {
   ExpectEntries(**zip);
 }
 
+TEST_F(ZipArchiveTest, FindsTheZip64LocatorBeforeTheLongestComment) {
+  // With a 64 KiB comment the end record is the first byte of the scanned
+  // tail, and the ZIP64 locator lies before it, outside that tail.
+  ZipOptions o = Zip64Record();
+  o.comment = std::string(0xffff, 'c');
+  auto zip = OpenBytes(MakeZip(kEntries, o));
+  ASSERT_THAT(zip, IsOk());
+  ExpectEntries(**zip);
+  // The same with a disagreeing ZIP64 record shows the locator was read.
+  o.zip64_offset_skew = 1;
+  EXPECT_THAT(
+      OpenBytes(MakeZip(kEntries, o)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("disagree")));
+}
+
 TEST_F(ZipArchiveTest, ReadsARealTorchFile) {
   auto zip = ZipArchive::Open(std::string(ATTNSERVE_TEST_DATA_DIR) +
                               "/hf/bart/bin/pytorch_model.bin");
