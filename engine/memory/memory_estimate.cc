@@ -24,8 +24,8 @@ int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
   const int64_t a = config.attention_dim();  // q, k, v and cache widths
   // The FFN's hidden rows; a gated FFN holds the fused product and its
   // gated half.
-  const int64_t f = config.gated_ffn ? 3 * int64_t{config.ffn_dim}
-                                     : int64_t{config.ffn_dim};
+  const int64_t f =
+      config.gated_ffn ? 3 * int64_t{config.ffn_dim} : int64_t{config.ffn_dim};
   const int64_t layers = config.decoder_layers;
   const int64_t src = std::max(source_tokens, 1);
   const int64_t beam = std::max(options.beam_size, 1);

@@ -121,8 +121,8 @@ absl::Status Positions::EnsureRows(int64_t count) const {
   const int64_t blocks = (count + kBlockRows - 1) / kBlockRows;
   auto out_of_memory = [&](absl::string_view detail) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("out of memory extending the positional table to ",
-                     count, " positions", detail.empty() ? "" : ": ", detail));
+        absl::StrCat("out of memory extending the positional table to ", count,
+                     " positions", detail.empty() ? "" : ": ", detail));
   };
   if (blocks_.capacity() < static_cast<size_t>(blocks)) {
     try {

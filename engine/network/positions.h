@@ -62,7 +62,6 @@ class Positions {
 // Rows [begin, end) of a sinusoidal table (any of the three sinusoidal
 // layouts), at positions begin + offset ..., into rows [end - begin, d_model].
 void SinusoidalPositionRows(int64_t begin, int64_t end, int d_model,
-                            PositionalEncoding layout, int offset,
-                            float* rows);
+                            PositionalEncoding layout, int offset, float* rows);
 
 }  // namespace attnserve::engine

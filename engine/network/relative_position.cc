@@ -25,15 +25,14 @@ int RelativePositionBucket(int64_t relative_position, bool bidirectional,
       std::log(static_cast<float>(distance) / static_cast<float>(max_exact));
   const float log_range = static_cast<float>(
       std::log(static_cast<double>(max_distance) / max_exact));
-  const float scaled = log_ratio / log_range *
-                       static_cast<float>(num_buckets - max_exact);
+  const float scaled =
+      log_ratio / log_range * static_cast<float>(num_buckets - max_exact);
   const int64_t large = max_exact + static_cast<int64_t>(scaled);
   return bucket + static_cast<int>(std::min<int64_t>(large, num_buckets - 1));
 }
 
 RelativePositionBias::RelativePositionBias(const Tensor& table,
-                                           bool bidirectional,
-                                           int max_distance)
+                                           bool bidirectional, int max_distance)
     : num_heads_(static_cast<int>(table.dim(1))), max_distance_(max_distance) {
   const int num_buckets = static_cast<int>(table.dim(0));
   const int64_t width = 2 * int64_t{max_distance} + 1;

@@ -123,8 +123,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
 size_t Transformer::weight_bytes() const {
   // The output projection's slices borrow lm_head_weight_ (or the embedding)
   // and lm_head_bias_, or hold copies of the weights.
-  size_t bytes = lm_head_weight_.bytes() + lm_head_bias_.bytes() +
-                 cross_kv_->bytes();
+  size_t bytes =
+      lm_head_weight_.bytes() + lm_head_bias_.bytes() + cross_kv_->bytes();
   for (const auto& slice : lm_head_) bytes += slice->bytes();  // copies only
   // Not a sinusoidal table: it fills as sequences reach positions, a cost of
   // use rather than of the weights.
@@ -174,8 +174,7 @@ absl::Status Transformer::Embed(const OpContext& ctx, const Stack& stack,
   }
   RETURN_IF_ERROR(stack.positions->AddTo(tokens, indices, x));
   if (!stack.embed_norm.present()) return absl::OkStatus();
-  return stack.embed_norm.Apply(ctx, x, static_cast<int64_t>(tokens.size()),
-                                x);
+  return stack.embed_norm.Apply(ctx, x, static_cast<int64_t>(tokens.size()), x);
 }
 
 template <typename Sublayer>
@@ -242,9 +241,8 @@ absl::Status Transformer::EncodeBody(const OpContext& ctx,
         absl::MakeSpan(s->positions).subspan(b * src_len, src_len));
   }
   s->x.Reset({rows, d});
-  RETURN_IF_ERROR(
-      Embed(ctx, encoder_stack_, encoder_stack_.embed, ids, s->positions,
-            s->x.data()));
+  RETURN_IF_ERROR(Embed(ctx, encoder_stack_, encoder_stack_.embed, ids,
+                        s->positions, s->x.data()));
 
   // Relative position bias over every key-query distance of this batch.
   const bool relative = encoder_stack_.relative_bias.present();
@@ -342,10 +340,10 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
     last_position = std::max(last_position, row.position);
   }
   s->x.Reset({n, d});
-  RETURN_IF_ERROR(Embed(
-      ctx, decoder_stack_,
-      shared_embedding_ ? encoder_stack_.embed : decoder_stack_.embed, tokens,
-      s->positions, s->x.data()));
+  RETURN_IF_ERROR(
+      Embed(ctx, decoder_stack_,
+            shared_embedding_ ? encoder_stack_.embed : decoder_stack_.embed,
+            tokens, s->positions, s->x.data()));
   // Causal relative bias: a step's query at position p sees keys [0, p], so
   // only distances [-p, 0] of the new position's row are needed.
   const bool relative = decoder_stack_.relative_bias.present();
@@ -391,7 +389,8 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
           RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, n, s->qkv.data()));
           for (int64_t r = 0; r < n; ++r) {
             const DecoderRow& row = rows[r];
-            float* k_cache = row.self_cache + l * 2 * row.cache_capacity * a_dim;
+            float* k_cache =
+                row.self_cache + l * 2 * row.cache_capacity * a_dim;
             float* v_cache = k_cache + row.cache_capacity * a_dim;
             const float* qkv = s->qkv.data() + r * 3 * a_dim;
             std::memcpy(k_cache + row.position * a_dim, qkv + a_dim,

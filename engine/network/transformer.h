@@ -15,6 +15,7 @@
 #include "absl/types/span.h"
 #include "engine/format/model_config.h"
 #include "engine/format/model_weights.h"
+#include "engine/memory/tensor.h"
 #include "engine/network/feed_forward.h"
 #include "engine/network/norm.h"
 #include "engine/network/positions.h"
@@ -22,7 +23,6 @@
 #include "engine/ops/attention.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/op_context.h"
-#include "engine/memory/tensor.h"
 
 namespace attnserve::engine {
 
@@ -50,8 +50,9 @@ struct DecoderRow {
   int32_t position =
       0;  // its position (0 for the start token); also the cache length
   // This row's self-attention cache, [decoder_layers, 2, capacity, A]:
-  // layer l's keys at l * 2 * capacity * A, its values capacity * A further. The step writes the keys and values of `position` and attends over
-  // [0, position].
+  // layer l's keys at l * 2 * capacity * A, its values capacity * A further.
+  // The step writes the keys and values of `position` and attends over [0,
+  // position].
   float* self_cache = nullptr;
   int64_t cache_capacity = 0;
   // Cross-attention keys/values of the row's source, [src_len, decoder_layers *

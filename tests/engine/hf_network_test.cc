@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,6 +28,11 @@ struct Case {
   std::string container;  // "safetensors" or "bin"
   Backend backend;
 };
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.family << "/" << c.container << "/"
+      << (c.backend == Backend::kReference ? "ref" : "dnnl");
+}
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
   return info.param.family + "_" + info.param.container + "_" +
@@ -83,10 +89,10 @@ std::vector<float> ProbeLogits(const Model& model,
   }
   std::vector<float> logits(model.config().vocab_size);
   for (int slice = 0; slice < net.vocab_slices(); ++slice) {
-    EXPECT_TRUE(net.ProjectVocabSlice(ctx, s, 1, slice,
-                                      logits.data() +
-                                          net.vocab_slice_begin(slice))
-                    .ok());
+    EXPECT_TRUE(
+        net.ProjectVocabSlice(ctx, s, 1, slice,
+                              logits.data() + net.vocab_slice_begin(slice))
+            .ok());
   }
   return logits;
 }
@@ -96,9 +102,9 @@ class HfNetworkTest : public ::testing::TestWithParam<Case> {};
 TEST_P(HfNetworkTest, ProbeLogitsMatchTheReference) {
   const Case& c = GetParam();
   const nlohmann::json golden = ReadGolden(c.family);
-  const std::string dir = (fs::path(ATTNSERVE_TEST_DATA_DIR) / "hf" /
-                           c.family / c.container)
-                              .string();
+  const std::string dir =
+      (fs::path(ATTNSERVE_TEST_DATA_DIR) / "hf" / c.family / c.container)
+          .string();
   absl::StatusOr<std::unique_ptr<Model>> model =
       Model::Load(dir, {c.backend, 2});
   ASSERT_TRUE(model.ok()) << model.status();
@@ -109,8 +115,9 @@ TEST_P(HfNetworkTest, ProbeLogitsMatchTheReference) {
           .get<std::vector<int32_t>>();
   const std::vector<float> expected =
       probe.at("last_position_logits").get<std::vector<float>>();
-  const std::vector<float> actual = ProbeLogits(
-      **model, source, probe.at("decoder_input_ids").get<std::vector<int32_t>>());
+  const std::vector<float> actual =
+      ProbeLogits(**model, source,
+                  probe.at("decoder_input_ids").get<std::vector<int32_t>>());
   ASSERT_EQ(actual.size(), expected.size());
   // float32 against a float64 reference through a few layers: logits of
   // magnitude up to ~25 agree to ~1e-5 relative; 1e-3 absolute leaves room

@@ -39,8 +39,8 @@ TEST(PositionsTest, SinusoidalLayoutsFollowTheirFormulas) {
       for (int i = 0; i < 4; ++i) {
         const double angle = indices[r] / std::pow(10000.0, 2.0 * i / 8);
         const int s = kind == PositionalEncoding::kSinusoidal ? 2 * i : i;
-        const int c = kind == PositionalEncoding::kSinusoidal ? 2 * i + 1
-                                                              : 4 + i;
+        const int c =
+            kind == PositionalEncoding::kSinusoidal ? 2 * i + 1 : 4 + i;
         EXPECT_NEAR(x[r * 8 + s], std::sin(angle), 1e-6);
         EXPECT_NEAR(x[r * 8 + c], std::cos(angle), 1e-6);
       }

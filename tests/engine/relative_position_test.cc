@@ -39,8 +39,7 @@ TEST(RelativePositionBucketTest, BucketsGrowMonotonicallyWithDistance) {
   for (bool bidirectional : {true, false}) {
     int previous = -1;
     for (int64_t distance = 0; distance < 1000; ++distance) {
-      const int b =
-          RelativePositionBucket(-distance, bidirectional, 32, 128);
+      const int b = RelativePositionBucket(-distance, bidirectional, 32, 128);
       EXPECT_GE(b, previous) << distance;
       EXPECT_LT(b, bidirectional ? 16 : 32);
       previous = b;
