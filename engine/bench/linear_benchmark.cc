@@ -6,7 +6,8 @@
 // the two kernels of linear_dnnl.cc directly at every M (the dot-product one
 // up to its 32 rows), so the table shows where each should hand over to
 // oneDNN; BM_Linear is what the engine runs on this host (see
-// DnnlWeightLayoutInUse).
+// DnnlWeightLayoutInUse), BM_LinearGeluTanh the same with the gelu_tanh
+// epilogue on the FFN's first shape.
 //
 //   linear_benchmark [--benchmark_filter=...]   (kThreads OpenMP threads)
 //   --benchmark_repetitions=5 makes the ratios use medians: on a shared
@@ -50,7 +51,7 @@ OpContext& Context() {
   return *ctx;
 }
 
-void BM_Linear(benchmark::State& state) {
+void RunLinear(benchmark::State& state, LinearEpilogue epilogue) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
   OpContext& ctx = Context();
   ctx.Enter();
@@ -65,13 +66,21 @@ void BM_Linear(benchmark::State& state) {
   const std::vector<float> x = Filled(m * k, 1.0f);
   std::vector<float> y(m * n);
   for (auto _ : state) {
-    if (absl::Status s = Linear(ctx, **packed, x.data(), m, y.data());
+    if (absl::Status s = Linear(ctx, **packed, x.data(), m, y.data(), epilogue);
         !s.ok()) {
       return state.SkipWithError(s.ToString().c_str());
     }
     benchmark::DoNotOptimize(y.data());
   }
   SetFlops(state, m, n, k);
+}
+
+void BM_Linear(benchmark::State& state) { RunLinear(state, {}); }
+
+// The first FFN linear of a gelu_new model (T5 v1.1 without the gate): what
+// the tanh-form gelu epilogue costs over BM_Linear's none.
+void BM_LinearGeluTanh(benchmark::State& state) {
+  RunLinear(state, {LinearActivation::kGeluTanh, false});
 }
 
 // One of our kernels, called directly on weights in its layout.
@@ -179,6 +188,11 @@ void Shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_RawMatmulAny)->Apply(Shapes);
 BENCHMARK(BM_RawMatmulPlain)->Apply(Shapes);
 BENCHMARK(BM_Linear)->Apply(Shapes);
+BENCHMARK(BM_LinearGeluTanh)->Apply([](benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "n", "k"});
+  for (int64_t m : {1, 8, 32, 64, 2048}) b->Args({m, 2048, 512});
+  b->UseRealTime();
+});
 BENCHMARK(BM_PanelKernel)->Apply(Shapes);
 BENCHMARK(BM_SmallBatchKernel)->Apply(Shapes);
 
@@ -207,14 +221,15 @@ class RatioReporter : public benchmark::ConsoleReporter {
     std::printf(
         "\ntime relative to BM_RawMatmulAny (exact-M primitive, < 1 is "
         "faster)\n");
-    std::printf("%-32s %9s %9s %9s %9s\n", "shape", "RawPlain", "Linear",
-                "Panels", "DotRows");
+    std::printf("%-32s %9s %9s %9s %9s %9s\n", "shape", "RawPlain", "Linear",
+                "Panels", "DotRows", "GeluTanh");
     for (const auto& [shape, by_name] : times_) {
       auto base = by_name.find("BM_RawMatmulAny");
       if (base == by_name.end()) continue;
       std::printf("%-32s", shape.c_str());
-      for (const char* name : {"BM_RawMatmulPlain", "BM_Linear",
-                               "BM_PanelKernel", "BM_SmallBatchKernel"}) {
+      for (const char* name :
+           {"BM_RawMatmulPlain", "BM_Linear", "BM_PanelKernel",
+            "BM_SmallBatchKernel", "BM_LinearGeluTanh"}) {
         auto it = by_name.find(name);
         if (it == by_name.end()) {
           std::printf(" %9s", "-");

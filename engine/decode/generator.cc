@@ -303,7 +303,7 @@ absl::Status Generator::Impl::PrepareCaches(ActiveSequence& seq) {
   // One hypothesis at a time, so the old and the new cache coexist for one
   // only. Each records its own capacity, so a growth that fails halfway
   // leaves every cache consistent (and the next Step retries the rest).
-  const int64_t d = config_.d_model;
+  const int64_t d = config_.attention_dim();  // a cache row's width
   const int64_t filled = static_cast<int64_t>(seq.step) * d;
   for (Hypothesis& h : seq.live) {
     if (h.capacity >= capacity) continue;
@@ -542,7 +542,7 @@ bool Generator::Impl::AdvanceBeam(
 
 void Generator::Impl::ReorderBeams(ActiveSequence& seq,
                                    const std::vector<BeamCandidate>& children) {
-  const int64_t d = config_.d_model;
+  const int64_t d = config_.attention_dim();  // a cache row's width
   const int64_t capacity = seq.cache_capacity;
   // Positions [0, step) of every layer's keys and values are filled.
   const int64_t filled = static_cast<int64_t>(seq.step) * d;

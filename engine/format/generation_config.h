@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
 namespace attnserve::engine {
 
 // Beam search's stopping rule (transformers' early_stopping).
@@ -32,5 +35,25 @@ struct GenerationConfig {
   float length_penalty = 1.0f;
   EarlyStopping early_stopping = EarlyStopping::kHeuristic;
 };
+
+// Resolves a model's decoding settings, key by key: generation_config.json
+// (`generation_json`, "" when the directory has none), else the same key in a
+// Hugging Face config.json (`config_json`, "" for attnserve directories), else
+// `defaults` (the family's defaults, or an attnserve config's
+// decoder_start_id / eos_id / pad_id; a layout whose family has no
+// decoder_start_token_id default puts bos_token_id there, as HF falls back to
+// it). max_new_tokens, when set,
+// gives max_length = 1 + max_new_tokens. A bad_words_ids word that is a single
+// EOS id is dropped (HF never bans EOS).
+//
+// Errors, INVALID_ARGUMENT naming the file and the key: a value of the wrong
+// type or out of range (ids in [0, vocab_size)); a setting that would change
+// the output but is not implemented (do_sample, num_return_sequences,
+// repetition_penalty, ... as docs/hf-reference.md "Decoding" lists) unless it
+// holds its neutral value or null. Sampling-only keys (temperature, top_k,
+// top_p) and any other key are ignored.
+absl::StatusOr<GenerationConfig> ParseGenerationConfig(
+    absl::string_view generation_json, absl::string_view config_json,
+    const GenerationConfig& defaults, int vocab_size);
 
 }  // namespace attnserve::engine

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/format/config_reader.h"
 #include "engine/format/json_util.h"
 #include "engine/status_macros.h"
 
@@ -29,6 +30,8 @@ constexpr int64_t kMaxWidth = 65536;
 constexpr int64_t kMaxVocab = int64_t{1} << 22;
 constexpr int64_t kMaxLayers = 256;
 constexpr int64_t kMaxPositions = int64_t{1} << 20;
+//   relative_attention_num_buckets <= 4096 (T5 uses 32)
+constexpr int64_t kMaxBuckets = 4096;
 
 constexpr char kFile[] = "config.json";
 constexpr char kArchitecture[] = "transformer-encoder-decoder";
@@ -40,6 +43,11 @@ constexpr const char* kKnownKeys[] = {
     "layer_norm_eps", "scale_embedding", "positional_encoding",
     "tie_output_embedding", "pad_id", "bos_id", "eos_id", "decoder_start_id",
     "add_eos_to_source",
+    // Additions for the Hugging Face architectures (issue 16).
+    "attention_head_dim", "norm_kind", "linear_bias", "gated_ffn",
+    "scale_attention", "embedding_norm", "position_offset",
+    "relative_attention_num_buckets", "relative_attention_max_distance",
+    "output_scale",
     // Read by the server's tokenizer (server/tokenizer.h), not by the engine.
     "tokenizer", "vocab_file"};
 
@@ -50,16 +58,38 @@ bool IsKnownKey(absl::string_view key) {
   return false;
 }
 
-template <typename E>
-struct EnumName {
-  E value;
-  const char* name;
-};
+// One line per key that KnownConfigKeys() does not list.
+void AppendUnknownKeyWarnings(const Json& root,
+                              std::vector<std::string>* warnings) {
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    if (!IsKnownKey(it.key())) {
+      warnings->push_back(
+          absl::StrCat(kFile, ": unknown key \"", it.key(), "\" ignored"));
+    }
+  }
+}
+
+// A key that some lookup read but KnownConfigKeys() lacks is a bug of ours:
+// such a key would be used and reported as ignored at once, and would be
+// missing from the documentation. Every successful parse checks it, so any
+// test that loads a config catches it.
+absl::Status CheckReadKeysAreListed(const ConfigReader& reader) {
+  for (const char* key : reader.read()) {
+    if (!IsKnownKey(key)) {
+      return absl::InternalError(
+          absl::StrCat(kFile, ": the parser reads \"", key,
+                       "\", which KnownConfigKeys() does not list "
+                       "(engine/format/model_config.cc)"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 constexpr EnumName<Activation> kActivations[] = {
     {Activation::kRelu, "relu"},
     {Activation::kGelu, "gelu"},
     {Activation::kSwish, "swish"},
+    {Activation::kGeluTanh, "gelu_tanh"},
 };
 constexpr EnumName<NormPlacement> kNormPlacements[] = {
     {NormPlacement::kPost, "post"},
@@ -68,175 +98,104 @@ constexpr EnumName<NormPlacement> kNormPlacements[] = {
 constexpr EnumName<PositionalEncoding> kPositionalEncodings[] = {
     {PositionalEncoding::kSinusoidal, "sinusoidal"},
     {PositionalEncoding::kSinusoidalConcat, "sinusoidal_concat"},
+    {PositionalEncoding::kSinusoidalFairseq, "sinusoidal_fairseq"},
+    {PositionalEncoding::kLearned, "learned"},
+    {PositionalEncoding::kNone, "none"},
+};
+constexpr EnumName<NormKind> kNormKinds[] = {
+    {NormKind::kLayerNorm, "layer_norm"},
+    {NormKind::kRmsNorm, "rms_norm"},
 };
 
-template <typename E, size_t N>
-const char* NameOf(const EnumName<E> (&table)[N], E value) {
-  for (const EnumName<E>& entry : table) {
-    if (entry.value == value) return entry.name;
-  }
-  return "unknown";
-}
-
-absl::Status KeyError(absl::string_view key, absl::string_view problem) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(kFile, ": \"", key, "\" ", problem));
-}
-
-// Reads typed values out of the top-level object. Every lookup records its key
-// as known, so whatever is left afterwards can be reported as unknown. Types
-// are checked here, never by nlohmann's get<>() (which would throw on a
-// mismatch).
-class ConfigReader {
- public:
-  explicit ConfigReader(const Json& root) : root_(root) {}
-
-  absl::Status RequiredInt(const char* key, int64_t min, int64_t max,
-                           int* out) {
-    const Json* value = Lookup(key);
-    if (value == nullptr) return MissingKey(key);
-    return ToInt(key, *value, min, max, out);
-  }
-
-  // Leaves *out (the default) untouched when the key is absent.
-  absl::Status OptionalInt(const char* key, int64_t min, int64_t max,
-                           int* out) {
-    const Json* value = Lookup(key);
-    if (value == nullptr) return absl::OkStatus();
-    return ToInt(key, *value, min, max, out);
-  }
-
-  absl::Status OptionalBool(const char* key, bool* out) {
-    const Json* value = Lookup(key);
-    if (value == nullptr) return absl::OkStatus();
-    if (!value->is_boolean()) {
-      return KeyError(key, absl::StrCat("must be true or false, got ",
-                                        JsonSnippet(*value)));
-    }
-    *out = value->get<bool>();
-    return absl::OkStatus();
-  }
-
-  // A finite number > 0 once narrowed to float (1e-60 would silently become 0).
-  absl::Status OptionalPositiveFloat(const char* key, float* out) {
-    const Json* value = Lookup(key);
-    if (value == nullptr) return absl::OkStatus();
-    if (!value->is_number()) {
-      return KeyError(
-          key, absl::StrCat("must be a number, got ", JsonSnippet(*value)));
-    }
-    const float f = static_cast<float>(value->get<double>());
-    if (!std::isfinite(f) || f <= 0.0f) {
-      return KeyError(
-          key, absl::StrCat("must be a finite number > 0 (as float), got ",
-                            JsonSnippet(*value)));
-    }
-    *out = f;
-    return absl::OkStatus();
-  }
-
-  absl::Status RequiredString(const char* key, std::string* out) {
-    const Json* value = Lookup(key);
-    if (value == nullptr) return MissingKey(key);
-    if (!value->is_string()) {
-      return KeyError(
-          key, absl::StrCat("must be a string, got ", JsonSnippet(*value)));
-    }
-    *out = value->get<std::string>();
-    return absl::OkStatus();
-  }
-
-  template <typename E, size_t N>
-  absl::Status OptionalEnum(const char* key, const EnumName<E> (&table)[N],
-                            E* out) {
-    const Json* value = Lookup(key);
-    if (value == nullptr) return absl::OkStatus();
-    if (value->is_string()) {
-      const std::string& name = value->get_ref<const std::string&>();
-      for (const EnumName<E>& entry : table) {
-        if (name == entry.name) {
-          *out = entry.value;
-          return absl::OkStatus();
-        }
-      }
-    }
-    std::vector<std::string> names;
-    for (const EnumName<E>& entry : table) {
-      names.push_back(absl::StrCat("\"", entry.name, "\""));
-    }
-    return KeyError(key,
-                    absl::StrCat("must be one of ", absl::StrJoin(names, ", "),
-                                 "; got ", JsonSnippet(*value)));
-  }
-
-  // One line per key that KnownConfigKeys() does not list.
-  void AppendUnknownKeyWarnings(std::vector<std::string>* warnings) const {
-    for (auto it = root_.begin(); it != root_.end(); ++it) {
-      if (!IsKnownKey(it.key())) {
-        warnings->push_back(
-            absl::StrCat(kFile, ": unknown key \"", it.key(), "\" ignored"));
-      }
-    }
-  }
-
-  // A key that some lookup read but KnownConfigKeys() lacks is a bug of ours:
-  // such a key would be used and reported as ignored at once, and would be
-  // missing from the documentation. Every successful parse checks it, so any
-  // test that loads a config catches it.
-  absl::Status CheckReadKeysAreListed() const {
-    for (const char* key : read_) {
-      if (!IsKnownKey(key)) {
-        return absl::InternalError(
-            absl::StrCat(kFile, ": the parser reads \"", key,
-                         "\", which KnownConfigKeys() does not list "
-                         "(engine/format/model_config.cc)"));
-      }
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  const Json* Lookup(const char* key) {
-    read_.push_back(key);
-    auto it = root_.find(key);
-    return it == root_.end() ? nullptr : &*it;
-  }
-
-  static absl::Status MissingKey(const char* key) {
+absl::Status CheckSpecialId(absl::string_view file, const char* key, int id,
+                            int vocab_size) {
+  if (id < 0 || id >= vocab_size) {
     return absl::InvalidArgumentError(
-        absl::StrCat(kFile, ": missing required key \"", key, "\""));
-  }
-
-  static absl::Status ToInt(const char* key, const Json& value, int64_t min,
-                            int64_t max, int* out) {
-    int64_t v = 0;
-    if (!JsonToInt64(value, &v)) {
-      // JsonToInt64 also refuses integers beyond int64; they are out of range
-      // either way.
-      return KeyError(key, absl::StrCat("must be an integer in [", min, ", ",
-                                        max, "], got ", JsonSnippet(value)));
-    }
-    if (v < min || v > max) {
-      return KeyError(
-          key, absl::StrCat("must be in [", min, ", ", max, "], got ", v));
-    }
-    *out = static_cast<int>(v);
-    return absl::OkStatus();
-  }
-
-  const Json& root_;
-  std::vector<const char*> read_;  // every key looked up
-};
-
-absl::Status CheckSpecialId(const char* key, int id, int vocab_size) {
-  if (id >= vocab_size) {
-    return KeyError(key, absl::StrCat("must be in [0, vocab_size) = [0, ",
-                                      vocab_size, "), got ", id));
+        absl::StrCat(file, ": \"", key, "\" must be in [0, vocab_size) = [0, ",
+                     vocab_size, "), got ", id));
   }
   return absl::OkStatus();
 }
 
+bool IsSinusoidal(PositionalEncoding p) {
+  return p == PositionalEncoding::kSinusoidal ||
+         p == PositionalEncoding::kSinusoidalConcat ||
+         p == PositionalEncoding::kSinusoidalFairseq;
+}
+
 }  // namespace
+
+absl::Status CheckModelConfig(const ModelConfig& c,
+                              const ConfigKeyNames& keys) {
+  auto error = [&](const char* key, absl::string_view problem) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(keys.file, ": \"", key, "\" ", problem));
+  };
+  if (c.attention_head_dim == 0) {
+    if (c.d_model % c.num_heads != 0) {
+      return error(keys.num_heads,
+                   absl::StrCat("must divide \"", keys.d_model, "\" (",
+                                c.d_model, " % ", c.num_heads, " != 0)"));
+    }
+  } else if (int64_t{c.num_heads} * c.attention_head_dim > kMaxWidth) {
+    // The attention width sizes every projection and KV cache.
+    return error(
+        keys.attention_head_dim,
+        absl::StrCat("times \"", keys.num_heads, "\" must be <= ", kMaxWidth,
+                     ", got ", c.attention_head_dim, " * ", c.num_heads));
+  }
+  if (IsSinusoidal(c.positional_encoding)) {
+    // Every sinusoidal layout pairs each sin dimension with a cos dimension.
+    if (c.d_model % 2 != 0) {
+      return error(keys.d_model,
+                   absl::StrCat("must be even for \"positional_encoding\" \"",
+                                PositionalEncodingName(c.positional_encoding),
+                                "\", got ", c.d_model));
+    }
+    // fairseq's frequencies divide by d_model / 2 - 1.
+    if (c.positional_encoding == PositionalEncoding::kSinusoidalFairseq &&
+        c.d_model < 4) {
+      return error(keys.d_model,
+                   absl::StrCat("must be >= 4 for \"positional_encoding\" "
+                                "\"sinusoidal_fairseq\", got ",
+                                c.d_model));
+    }
+  } else if (c.position_offset != 0) {
+    return error(keys.position_offset,
+                 absl::StrCat("applies to the sinusoidal encodings only; "
+                              "\"positional_encoding\" is \"",
+                              PositionalEncodingName(c.positional_encoding),
+                              "\", so it must be 0, got ", c.position_offset));
+  }
+  if (c.relative_attention_num_buckets > 0) {
+    // T5's bucket formula divides by log(max_distance / exact), exact being
+    // buckets / 4 (encoder) or buckets / 2 (decoder): both must be >= 1 and
+    // below max_distance, or the bucket is NaN.
+    if (c.relative_attention_num_buckets < 4) {
+      return error(keys.relative_attention_num_buckets,
+                   absl::StrCat("must be 0 (none) or at least 4, got ",
+                                c.relative_attention_num_buckets));
+    }
+    if (c.relative_attention_max_distance <=
+        c.relative_attention_num_buckets / 2) {
+      return error(
+          keys.relative_attention_max_distance,
+          absl::StrCat("must be greater than \"",
+                       keys.relative_attention_num_buckets,
+                       "\" / 2 = ", c.relative_attention_num_buckets / 2,
+                       ", got ", c.relative_attention_max_distance));
+    }
+  }
+  RETURN_IF_ERROR(
+      CheckSpecialId(keys.file, keys.pad_id, c.pad_id, c.vocab_size));
+  RETURN_IF_ERROR(
+      CheckSpecialId(keys.file, keys.bos_id, c.bos_id, c.vocab_size));
+  RETURN_IF_ERROR(
+      CheckSpecialId(keys.file, keys.eos_id, c.eos_id, c.vocab_size));
+  RETURN_IF_ERROR(CheckSpecialId(keys.file, keys.decoder_start_id,
+                                 c.decoder_start_id, c.vocab_size));
+  return absl::OkStatus();
+}
 
 absl::StatusOr<ModelConfig> ParseModelConfig(
     absl::string_view json_text, std::vector<std::string>* warnings) {
@@ -245,15 +204,15 @@ absl::StatusOr<ModelConfig> ParseModelConfig(
     return absl::InvalidArgumentError(absl::StrCat(
         kFile, ": top level must be a JSON object, got ", JsonSnippet(root)));
   }
-  ConfigReader reader(root);
+  ConfigReader reader(root, kFile);
   ModelConfig c;
 
   std::string architecture;
   RETURN_IF_ERROR(reader.RequiredString("architecture", &architecture));
   if (architecture != kArchitecture) {
-    return KeyError("architecture",
-                    absl::StrCat("must be \"", kArchitecture, "\", got \"",
-                                 architecture, "\""));
+    return reader.KeyError(
+        "architecture", absl::StrCat("must be \"", kArchitecture, "\", got \"",
+                                     architecture, "\""));
   }
 
   RETURN_IF_ERROR(reader.RequiredInt("d_model", 1, kMaxWidth, &c.d_model));
@@ -289,26 +248,28 @@ absl::StatusOr<ModelConfig> ParseModelConfig(
   RETURN_IF_ERROR(
       reader.OptionalBool("add_eos_to_source", &c.add_eos_to_source));
 
-  if (c.d_model % c.num_heads != 0) {
-    return KeyError("num_heads",
-                    absl::StrCat("must divide \"d_model\" (", c.d_model, " % ",
-                                 c.num_heads, " != 0)"));
-  }
-  // Both sinusoidal layouts pair each sin dimension with a cos dimension.
-  if (c.d_model % 2 != 0) {
-    return KeyError("d_model",
-                    absl::StrCat("must be even for \"positional_encoding\" \"",
-                                 PositionalEncodingName(c.positional_encoding),
-                                 "\", got ", c.d_model));
-  }
-  RETURN_IF_ERROR(CheckSpecialId("pad_id", c.pad_id, c.vocab_size));
-  RETURN_IF_ERROR(CheckSpecialId("bos_id", c.bos_id, c.vocab_size));
-  RETURN_IF_ERROR(CheckSpecialId("eos_id", c.eos_id, c.vocab_size));
+  RETURN_IF_ERROR(reader.OptionalInt("attention_head_dim", 1, kMaxWidth,
+                                     &c.attention_head_dim));
+  RETURN_IF_ERROR(reader.OptionalEnum("norm_kind", kNormKinds, &c.norm_kind));
+  RETURN_IF_ERROR(reader.OptionalBool("linear_bias", &c.linear_bias));
+  RETURN_IF_ERROR(reader.OptionalBool("gated_ffn", &c.gated_ffn));
+  RETURN_IF_ERROR(reader.OptionalBool("scale_attention", &c.scale_attention));
+  RETURN_IF_ERROR(reader.OptionalBool("embedding_norm", &c.embedding_norm));
+  RETURN_IF_ERROR(reader.OptionalInt("position_offset", 0, kMaxPositions,
+                                     &c.position_offset));
+  RETURN_IF_ERROR(reader.OptionalInt("relative_attention_num_buckets", 0,
+                                     kMaxBuckets,
+                                     &c.relative_attention_num_buckets));
+  RETURN_IF_ERROR(reader.OptionalInt("relative_attention_max_distance", 1,
+                                     kMaxPositions,
+                                     &c.relative_attention_max_distance));
   RETURN_IF_ERROR(
-      CheckSpecialId("decoder_start_id", c.decoder_start_id, c.vocab_size));
+      reader.OptionalPositiveFloat("output_scale", &c.output_scale));
 
-  RETURN_IF_ERROR(reader.CheckReadKeysAreListed());
-  if (warnings != nullptr) reader.AppendUnknownKeyWarnings(warnings);
+  RETURN_IF_ERROR(CheckModelConfig(c, ConfigKeyNames{}));
+
+  RETURN_IF_ERROR(CheckReadKeysAreListed(reader));
+  if (warnings != nullptr) AppendUnknownKeyWarnings(root, warnings);
   return c;
 }
 
@@ -323,5 +284,7 @@ const char* NormPlacementName(NormPlacement n) {
 const char* PositionalEncodingName(PositionalEncoding p) {
   return NameOf(kPositionalEncodings, p);
 }
+
+const char* NormKindName(NormKind n) { return NameOf(kNormKinds, n); }
 
 }  // namespace attnserve::engine

@@ -55,11 +55,11 @@ struct ModelConfig {
   // default is the paper's layer, so older configs mean what they meant.
   int attention_head_dim = 0;  // 0: d_model / num_heads (T5's d_kv otherwise)
   NormKind norm_kind = NormKind::kLayerNorm;
-  bool linear_bias = true;       // attention and FFN linears have biases
-  bool gated_ffn = false;        // fc2(act(fc1 x) * (fc1_linear x))
-  bool scale_attention = true;   // scores / sqrt(head_dim); T5: false
-  bool embedding_norm = false;   // a norm after embedding + position (BART)
-  int position_offset = 0;       // kSinusoidalFairseq: pad_id + 1
+  bool linear_bias = true;      // attention and FFN linears have biases
+  bool gated_ffn = false;       // fc2(act(fc1 x) * (fc1_linear x))
+  bool scale_attention = true;  // scores / sqrt(head_dim); T5: false
+  bool embedding_norm = false;  // a norm after embedding + position (BART)
+  int position_offset = 0;      // kSinusoidalFairseq: pad_id + 1
   // > 0: T5's relative position bias, [buckets, num_heads] per stack, added
   // to every self-attention layer's scores.
   int relative_attention_num_buckets = 0;
@@ -88,6 +88,33 @@ absl::StatusOr<ModelConfig> ParseModelConfig(
 // list, and tests/docs checks that docs/model-format.md documents each one, so
 // neither can drift from the code.
 absl::Span<const char* const> KnownConfigKeys();
+
+// The names a config file gives the keys that CheckModelConfig's messages
+// mention: the attnserve format's by default; a Hugging Face layout passes its
+// own ("encoder_attention_heads", "pad_token_id", ...), so each error names a
+// key of the file the user has.
+struct ConfigKeyNames {
+  const char* file = "config.json";
+  const char* d_model = "d_model";
+  const char* num_heads = "num_heads";
+  const char* attention_head_dim = "attention_head_dim";
+  const char* position_offset = "position_offset";
+  const char* relative_attention_num_buckets = "relative_attention_num_buckets";
+  const char* relative_attention_max_distance =
+      "relative_attention_max_distance";
+  const char* pad_id = "pad_id";
+  const char* bos_id = "bos_id";
+  const char* eos_id = "eos_id";
+  const char* decoder_start_id = "decoder_start_id";
+};
+
+// The checks across keys of a config whose single values are in range:
+// num_heads divides d_model when attention_head_dim is 0 (else num_heads *
+// attention_head_dim <= 65536); d_model even for the sinusoidal encodings
+// (>= 4 for sinusoidal_fairseq); position_offset 0 unless sinusoidal;
+// relative buckets 0 or >= 4 with max_distance > buckets / 2; special ids in
+// [0, vocab_size). INVALID_ARGUMENT naming the key (as `keys` names it).
+absl::Status CheckModelConfig(const ModelConfig& c, const ConfigKeyNames& keys);
 
 const char* ActivationName(Activation a);
 const char* NormPlacementName(NormPlacement n);

@@ -1,12 +1,16 @@
 #pragma once
-// A model directory on disk: config.json + model.safetensors (+ vocab.txt,
-// tokenizer.model).
+// A model directory on disk, in one of two layouts (docs/model-format.md):
+// attnserve's (config.json with "architecture" + model.safetensors) or a
+// Hugging Face checkpoint as downloaded (config.json with "model_type" +
+// model.safetensors or pytorch_model.bin); either may hold
+// generation_config.json, and the tokenizer's files.
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/format/generation_config.h"
 #include "engine/format/model_config.h"
 #include "engine/format/model_weights.h"
 
@@ -18,10 +22,19 @@ struct LoadedModelDir {
   ModelConfig config;
   std::vector<std::string> warnings;  // unknown config keys etc.
   ModelWeights weights;
+  // generation_config.json resolved with its fallbacks; config's eos_id,
+  // decoder_start_id and pad_id agree with it (eos_id = eos_ids[0]).
+  GenerationConfig generation;
+  // "attnserve", or the Hugging Face layout: "hf-bart", "hf-mbart",
+  // "hf-marian", "hf-m2m100", "hf-t5".
+  std::string layout;
 };
 
-// Reads and validates config.json and model.safetensors of `dir`. Errors name
-// the file and the key or tensor at fault.
+// Reads and validates config.json, the weights and generation_config.json of
+// `dir`. The layout is config.json's: "architecture" (attnserve's, read from
+// model.safetensors) or else "model_type" (Hugging Face's: model.safetensors,
+// else pytorch_model.bin, as HF prefers; a sharded checkpoint's *.index.json
+// is refused). Errors name the file and the key or tensor at fault.
 absl::StatusOr<LoadedModelDir> LoadModelDir(const std::string& dir);
 
 // The path of a file that a model directory's config names (e.g. "vocab_file"

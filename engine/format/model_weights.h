@@ -1,14 +1,15 @@
 #pragma once
-// All tensors of a model directory, as stored (plain float, PyTorch layouts), checked
-// against the config. The network (transformer.h) turns these into backend-ready weights
-// and may release each plain tensor once it is packed, so the process never holds more
-// than about one copy of the model.
+// All tensors of a model directory, as stored (plain float, PyTorch layouts),
+// checked against the config. The network (transformer.h) turns these into
+// backend-ready weights and may release each plain tensor once it is packed, so
+// the process never holds more than about one copy of the model.
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/format/model_config.h"
+#include "engine/format/tensor_source.h"
 #include "engine/memory/tensor.h"
 
 namespace attnserve::engine {
@@ -53,8 +54,9 @@ struct DecoderLayerWeights {
 };
 
 struct ModelWeights {
-  // When source and target share one table both point at the same data: encoder_embed
-  // holds it and shared_embedding is true (decoder_embed is then empty).
+  // When source and target share one table both point at the same data:
+  // encoder_embed holds it and shared_embedding is true (decoder_embed is then
+  // empty).
   bool shared_embedding = false;
   Tensor encoder_embed;  // [vocab, d_model]
   Tensor decoder_embed;  // [vocab, d_model]; empty when shared_embedding
@@ -78,11 +80,18 @@ struct ModelWeights {
   }
 };
 
-// Reads model.safetensors at `path` following the tensor names of model-format.md.
-// Errors (each naming the tensor): a required tensor missing, a shape that does not match
-// the config, a dtype that is not F32/F16/BF16, pre-norm without final_norm tensors,
-// untied output without lm_head.weight, and anything SafetensorsFile::Open rejects.
-// Tensors in the file that the config does not use are ignored.
+// Reads the tensors of `source` following the attnserve tensor names of
+// model-format.md (engine/format/attnserve_layout.cc). Errors (each naming the
+// tensor): a required tensor missing, a shape that does not match the config,
+// a dtype that is not F32/F16/BF16, pre-norm without final_norm tensors,
+// untied output without lm_head.weight, a learned/embedding-norm/relative-bias
+// table the config asks for and the file lacks. Tensors in the file that the
+// config does not use are ignored.
+absl::StatusOr<ModelWeights> LoadAttnserveWeights(const TensorSource& source,
+                                                  const ModelConfig& config);
+
+// LoadAttnserveWeights of the safetensors file at `path` (and anything
+// SafetensorsFile::Open rejects).
 absl::StatusOr<ModelWeights> LoadModelWeights(const std::string& path,
                                               const ModelConfig& config);
 

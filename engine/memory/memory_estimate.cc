@@ -10,7 +10,7 @@ namespace {
 // shows.
 constexpr int64_t kVocabSliceTokens = 4096;  // transformer.cc
 constexpr int64_t kQueryChunk = 128;         // attention_dnnl.cc
-constexpr int64_t kPositionBlockRows = 256;  // transformer.h
+constexpr int64_t kPositionBlockRows = 256;  // positions.h
 // oneDNN's matmul scratchpad (DnnlState::matmul_scratchpad), shared by the
 // context's matmuls, per thread: measured at 132 KB for 2 threads on the base
 // model's encoder shapes (512-row products), none for small models.
@@ -21,7 +21,11 @@ constexpr int64_t kMatmulScratchpadBytesPerThread = int64_t{256} << 10;
 int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
                             const DecodeOptions& options, int threads) {
   const int64_t d = config.d_model;
-  const int64_t f = config.ffn_dim;
+  const int64_t a = config.attention_dim();  // q, k, v and cache widths
+  // The FFN's hidden rows; a gated FFN holds the fused product and its
+  // gated half.
+  const int64_t f =
+      config.gated_ffn ? 3 * int64_t{config.ffn_dim} : int64_t{config.ffn_dim};
   const int64_t layers = config.decoder_layers;
   const int64_t src = std::max(source_tokens, 1);
   const int64_t beam = std::max(options.beam_size, 1);
@@ -29,27 +33,32 @@ int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
   const int64_t t = std::max(threads, 1);
   const int64_t longest = std::max(src, steps);
 
-  // Floats. Cross-attention keys and values: [src, layers * 2 * d].
-  const int64_t cross_kv = src * layers * 2 * d;
-  // Self-attention caches, [layers, 2, steps, d] each at full length: one per
+  // Floats. Cross-attention keys and values: [src, layers * 2 * a].
+  const int64_t cross_kv = src * layers * 2 * a;
+  // Self-attention caches, [layers, 2, steps, a] each at full length: one per
   // hypothesis (beam search keeps `beam` and reuses them from step to step),
   // and while they grow one hypothesis holds its old cache beside the new.
-  const int64_t self_kv = (beam + 1) * layers * 2 * steps * d;
-  // Encoder scratch over the source's rows (x, h, q|k|v, attention output,
-  // the feed-forward hidden layer), its attention scores (each thread holds
-  // a chunk of queries against every key), and the decode step's: per row
-  // x, h, q|k|v, q, attention output, feed-forward, one vocabulary slice of
-  // logits, and every thread's scores of all heads over the longest keys.
+  const int64_t self_kv = (beam + 1) * layers * 2 * steps * a;
+  // Encoder scratch over the source's rows (x, h, memory, q|k|v, attention
+  // output, the feed-forward hidden layer), its attention scores (each thread
+  // holds a chunk of queries against every key), and the decode step's: per
+  // row x, h, q|k|v, q, attention output, feed-forward, one vocabulary slice
+  // of logits, and every thread's scores of all heads over the longest keys.
   const int64_t encoder =
-      src * (6 * d + f) + t * std::min(src, kQueryChunk) * src;
+      src * (3 * d + 5 * a + f) + t * std::min(src, kQueryChunk) * src;
   const int64_t step =
-      beam * (7 * d + f +
+      beam * (2 * d + 5 * a + f +
               std::min<int64_t>(config.vocab_size, kVocabSliceTokens)) +
       t * config.num_heads * longest;
-  // The positional table's rows up to the longest position, whole blocks.
+  // The positional table's rows up to the longest position, whole blocks;
+  // a relative position bias's per-head rows over every distance.
   const int64_t positions = (longest + kPositionBlockRows - 1) /
                             kPositionBlockRows * kPositionBlockRows * d;
-  const int64_t floats = cross_kv + self_kv + encoder + step + positions;
+  const int64_t relative_bias = config.relative_attention_num_buckets > 0
+                                    ? config.num_heads * 2 * longest
+                                    : 0;
+  const int64_t floats =
+      cross_kv + self_kv + encoder + step + positions + relative_bias;
   // Token lists (ids and log-probs, 8 bytes a token) of the live and the
   // finished hypotheses.
   const int64_t tokens = 2 * beam * steps * 8;

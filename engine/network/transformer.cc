@@ -3,14 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <exception>
-#include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/no_throw.h"
-#include "engine/ops/attention.h"
-#include "engine/ops/layer_norm.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {
@@ -21,67 +17,12 @@ namespace {
 // vocabulary, 32 MB for 32 sources with beam 8) would go through memory.
 constexpr int64_t kVocabSliceTokens = 4096;
 
-// Stacks tensors of equal width row-wise ([a, k] + [b, k] -> [a + b, k]) and
-// releases them, so fused products (q|k|v, every layer's cross k|v) are one
-// matrix without a second copy of the model lingering.
-absl::StatusOr<Tensor> ConcatRows(std::vector<Tensor*> parts) {
-  int64_t rows = 0;
-  for (const Tensor* t : parts) rows += t->dim(0);
-  std::vector<int64_t> shape = parts[0]->shape();
-  shape[0] = rows;
-  Tensor out;
-  if (absl::Status s = out.TryReset(shape); !s.ok()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("fusing weights: ", s.message()));
-  }
-  float* dst = out.data();
-  for (Tensor* t : parts) {
-    std::memcpy(dst, t->data(), t->size() * sizeof(float));
-    dst += t->size();
-    t->Release();
-  }
-  return out;
-}
-
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackPlain(const OpContext& ctx,
                                                         LinearWeights& w) {
   return PackLinear(ctx, std::move(w.weight), std::move(w.bias));
 }
 
-absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
-    const OpContext& ctx, std::vector<LinearWeights*> parts) {
-  std::vector<Tensor*> weights, biases;
-  for (LinearWeights* p : parts) {
-    weights.push_back(&p->weight);
-    biases.push_back(&p->bias);
-  }
-  ASSIGN_OR_RETURN(Tensor weight, ConcatRows(weights));
-  ASSIGN_OR_RETURN(Tensor bias, ConcatRows(biases));
-  return PackLinear(ctx, std::move(weight), std::move(bias));
-}
-
 }  // namespace
-
-void SinusoidalPositionRows(int64_t begin, int64_t end, int d_model,
-                            PositionalEncoding layout, float* rows) {
-  const int half = d_model / 2;
-  for (int64_t p = begin; p < end; ++p) {
-    float* row = rows + (p - begin) * d_model;
-    for (int i = 0; i < half; ++i) {
-      // Same frequencies in both layouts: 1 / 10000^(2i / d).
-      const double angle = p / std::pow(10000.0, 2.0 * i / d_model);
-      const float s = static_cast<float>(std::sin(angle));
-      const float c = static_cast<float>(std::cos(angle));
-      if (layout == PositionalEncoding::kSinusoidal) {
-        row[2 * i] = s;
-        row[2 * i + 1] = c;
-      } else {
-        row[i] = s;
-        row[half + i] = c;
-      }
-    }
-  }
-}
 
 Transformer::~Transformer() = default;
 
@@ -93,19 +34,33 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   t->embed_scale_ = config.scale_embedding
                         ? std::sqrt(static_cast<float>(config.d_model))
                         : 1;
-  t->position_block_rows_.reset(
-      new const float*[(config.max_positions + kPositionBlockRows - 1) /
-                       kPositionBlockRows]());
-  t->shared_embedding_ = w.shared_embedding;
-  t->encoder_embed_ = std::move(w.encoder_embed);
-  t->decoder_embed_ = std::move(w.decoder_embed);
-
-  auto norm = [](NormWeights& n) {
-    Norm out;
-    out.gamma = std::move(n.gamma);
-    out.beta = std::move(n.beta);
-    return out;
+  auto norm = [&](NormWeights& n) {
+    return Norm(config.norm_kind, config.layer_norm_eps, std::move(n));
   };
+  auto stack = [&](Stack& s, Tensor& embed, Tensor& positions,
+                   NormWeights& embed_norm, Tensor& relative_bias,
+                   NormWeights& final_norm,
+                   bool bidirectional) -> absl::Status {
+    s.embed = std::move(embed);
+    ASSIGN_OR_RETURN(s.positions,
+                     Positions::Create(config, std::move(positions)));
+    s.embed_norm = norm(embed_norm);
+    if (!relative_bias.empty()) {
+      s.relative_bias = RelativePositionBias(
+          relative_bias, bidirectional, config.relative_attention_max_distance);
+      relative_bias.Release();
+    }
+    s.final_norm = norm(final_norm);
+    return absl::OkStatus();
+  };
+  t->shared_embedding_ = w.shared_embedding;
+  RETURN_IF_ERROR(stack(t->encoder_stack_, w.encoder_embed, w.encoder_positions,
+                        w.encoder_embed_norm, w.encoder_relative_bias,
+                        w.encoder_final_norm, /*bidirectional=*/true));
+  RETURN_IF_ERROR(stack(t->decoder_stack_, w.decoder_embed, w.decoder_positions,
+                        w.decoder_embed_norm, w.decoder_relative_bias,
+                        w.decoder_final_norm, /*bidirectional=*/false));
+
   // The sub-layers every layer has: self-attention and the feed-forward
   // network.
   auto pack_common = [&](auto& lw, EncoderLayer& layer) -> absl::Status {
@@ -114,8 +69,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
         PackFused(ctx, {&lw.self_attn.q, &lw.self_attn.k, &lw.self_attn.v}));
     ASSIGN_OR_RETURN(layer.o, PackPlain(ctx, lw.self_attn.o));
     layer.self_attn_norm = norm(lw.self_attn_norm);
-    ASSIGN_OR_RETURN(layer.fc1, PackPlain(ctx, lw.ffn.fc1));
-    ASSIGN_OR_RETURN(layer.fc2, PackPlain(ctx, lw.ffn.fc2));
+    ASSIGN_OR_RETURN(layer.ffn, FeedForward::Pack(ctx, lw.ffn, config.gated_ffn,
+                                                  t->activation_));
     layer.ffn_norm = norm(lw.ffn_norm);
     return absl::OkStatus();
   };
@@ -136,16 +91,14 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
     t->decoder_.push_back(std::move(layer));
   }
   ASSIGN_OR_RETURN(t->cross_kv_, PackFused(ctx, cross_kv));
-  t->encoder_final_norm_ = norm(w.encoder_final_norm);
-  t->decoder_final_norm_ = norm(w.decoder_final_norm);
 
   // Tied: the decoder's embedding table, which also serves embedding lookups.
   if (!config.tie_output_embedding)
     t->lm_head_weight_ = std::move(w.lm_head_weight);
-  Tensor& table =
-      config.tie_output_embedding
-          ? (t->shared_embedding_ ? t->encoder_embed_ : t->decoder_embed_)
-          : t->lm_head_weight_;
+  Tensor& table = config.tie_output_embedding
+                      ? (t->shared_embedding_ ? t->encoder_stack_.embed
+                                              : t->decoder_stack_.embed)
+                      : t->lm_head_weight_;
   t->lm_head_bias_ = std::move(w.lm_head_bias);
   const Tensor* bias = t->lm_head_bias_.empty() ? nullptr : &t->lm_head_bias_;
   for (int64_t begin = 0; begin < config.vocab_size;
@@ -170,96 +123,43 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
 size_t Transformer::weight_bytes() const {
   // The output projection's slices borrow lm_head_weight_ (or the embedding)
   // and lm_head_bias_, or hold copies of the weights.
-  size_t bytes = encoder_embed_.bytes() + decoder_embed_.bytes() +
-                 lm_head_weight_.bytes() + lm_head_bias_.bytes() +
-                 cross_kv_->bytes();
+  size_t bytes =
+      lm_head_weight_.bytes() + lm_head_bias_.bytes() + cross_kv_->bytes();
   for (const auto& slice : lm_head_) bytes += slice->bytes();  // copies only
-  // Not the positional table: it fills as sequences reach positions
-  // (EnsurePositions), a cost of use rather than of the weights.
-  auto norm_bytes = [](const Norm& n) {
-    return n.gamma.bytes() + n.beta.bytes();
-  };
+  // Not a sinusoidal table: it fills as sequences reach positions, a cost of
+  // use rather than of the weights.
+  for (const Stack* s : {&encoder_stack_, &decoder_stack_}) {
+    bytes += s->embed.bytes() + s->positions->bytes() + s->embed_norm.bytes() +
+             s->relative_bias.bytes() + s->final_norm.bytes();
+  }
   auto common_bytes = [&](const EncoderLayer& l) {
-    return l.qkv->bytes() + l.o->bytes() + l.fc1->bytes() + l.fc2->bytes() +
-           norm_bytes(l.self_attn_norm) + norm_bytes(l.ffn_norm);
+    return l.qkv->bytes() + l.o->bytes() + l.ffn.bytes() +
+           l.self_attn_norm.bytes() + l.ffn_norm.bytes();
   };
   for (const EncoderLayer& l : encoder_) bytes += common_bytes(l);
   for (const DecoderLayer& l : decoder_) {
     bytes += common_bytes(l) + l.cross_q->bytes() + l.cross_o->bytes() +
-             norm_bytes(l.cross_attn_norm);
+             l.cross_attn_norm.bytes();
   }
-  return bytes + norm_bytes(encoder_final_norm_) +
-         norm_bytes(decoder_final_norm_);
+  return bytes;
 }
 
 int64_t Transformer::cross_kv_width() const {
-  return static_cast<int64_t>(config_.decoder_layers) * 2 * config_.d_model;
+  return static_cast<int64_t>(config_.decoder_layers) * 2 *
+         config_.attention_dim();
 }
 
 int64_t Transformer::self_cache_size(int64_t capacity) const {
   return static_cast<int64_t>(config_.decoder_layers) * 2 * capacity *
-         config_.d_model;
+         config_.attention_dim();
 }
 
-absl::Status Transformer::EnsurePositions(int64_t count) const {
-  if (count <= positions_ready_.load(std::memory_order_acquire)) {
-    return absl::OkStatus();
-  }
-  std::lock_guard<std::mutex> lock(positions_mutex_);
-  const int64_t ready = positions_ready_.load(std::memory_order_relaxed);
-  if (count <= ready) return absl::OkStatus();
-  const int64_t d = config_.d_model;
-  const int64_t blocks = (count + kPositionBlockRows - 1) / kPositionBlockRows;
-  if (position_blocks_.capacity() < static_cast<size_t>(blocks)) {
-    try {
-      position_blocks_.reserve(blocks);
-    } catch (const std::bad_alloc&) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("out of memory extending the positional table to ",
-                       count, " positions"));
-    }
-  }
-  for (int64_t b = static_cast<int64_t>(position_blocks_.size()); b < blocks;
-       ++b) {
-    const int64_t rows = std::min(
-        kPositionBlockRows, config_.max_positions - b * kPositionBlockRows);
-    Tensor block;
-    if (absl::Status s = block.TryReset({rows, d}); !s.ok()) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("out of memory extending the positional table to ",
-                       count, " positions: ", s.message()));
-    }
-    position_block_rows_[b] = block.data();
-    position_blocks_.push_back(std::move(block));  // reserved: cannot throw
-  }
-  // Whole blocks are filled from `ready` on, so a later count needs no
-  // partial refill.
-  const int64_t filled =
-      std::min(blocks * kPositionBlockRows, int64_t{config_.max_positions});
-  for (int64_t b = ready / kPositionBlockRows; b < blocks; ++b) {
-    const int64_t begin = std::max(ready, b * kPositionBlockRows);
-    const int64_t end = std::min(filled, (b + 1) * kPositionBlockRows);
-    SinusoidalPositionRows(
-        begin, end, config_.d_model, config_.positional_encoding,
-        position_blocks_[b].data() + (begin - b * kPositionBlockRows) * d);
-  }
-  positions_ready_.store(filled, std::memory_order_release);
-  return absl::OkStatus();
-}
-
-const float* Transformer::PositionRow(int64_t position) const {
-  return position_block_rows_[position / kPositionBlockRows] +
-         (position % kPositionBlockRows) * config_.d_model;
-}
-
-absl::Status Transformer::Embed(const Tensor& table,
+absl::Status Transformer::Embed(const OpContext& ctx, const Stack& stack,
+                                const Tensor& table,
                                 absl::Span<const int32_t> tokens,
-                                absl::Span<const int32_t> positions,
+                                absl::Span<const int32_t> indices,
                                 float* x) const {
   const int64_t d = config_.d_model;
-  int32_t last = 0;
-  for (int32_t p : positions) last = std::max(last, p);
-  RETURN_IF_ERROR(EnsurePositions(int64_t{last} + 1));
   for (size_t r = 0; r < tokens.size(); ++r) {
     float* out = x + r * d;
     if (table.empty()) {  // only the output projection holds it (Create)
@@ -268,16 +168,13 @@ absl::Status Transformer::Embed(const Tensor& table,
     } else {
       std::memcpy(out, table.data() + tokens[r] * d, d * sizeof(float));
     }
-    const float* p = PositionRow(positions[r]);
-    for (int64_t i = 0; i < d; ++i) out[i] = out[i] * embed_scale_ + p[i];
+    if (embed_scale_ != 1.0f) {
+      for (int64_t i = 0; i < d; ++i) out[i] *= embed_scale_;
+    }
   }
-  return absl::OkStatus();
-}
-
-absl::Status Transformer::ApplyNorm(const OpContext& ctx, const Norm& norm,
-                                    float* x, int64_t rows) const {
-  return LayerNorm(ctx, x, rows, config_.d_model, norm.gamma.data(),
-                   norm.beta.data(), config_.layer_norm_eps, x);
+  RETURN_IF_ERROR(stack.positions->AddTo(tokens, indices, x));
+  if (!stack.embed_norm.present()) return absl::OkStatus();
+  return stack.embed_norm.Apply(ctx, x, static_cast<int64_t>(tokens.size()), x);
 }
 
 template <typename Sublayer>
@@ -286,26 +183,22 @@ absl::Status Transformer::Residual(const OpContext& ctx, const Norm& norm,
                                    Sublayer sublayer) const {
   float* x = s->x.data();
   if (config_.norm_placement == NormPlacement::kPre) {
-    // x = x + sublayer(LN(x))
+    // x = x + sublayer(N(x))
     s->h.Reset({rows, config_.d_model});
-    RETURN_IF_ERROR(LayerNorm(ctx, x, rows, config_.d_model, norm.gamma.data(),
-                              norm.beta.data(), config_.layer_norm_eps,
-                              s->h.data()));
+    RETURN_IF_ERROR(norm.Apply(ctx, x, rows, s->h.data()));
     return sublayer(s->h.data());
   }
-  // x = LN(x + sublayer(x))
+  // x = N(x + sublayer(x))
   RETURN_IF_ERROR(sublayer(x));
-  return ApplyNorm(ctx, norm, x, rows);
+  return norm.Apply(ctx, x, rows, x);
 }
 
-absl::Status Transformer::Ffn(const OpContext& ctx, const PackedLinear& fc1,
-                              const PackedLinear& fc2, const float* in,
-                              int64_t rows, TransformerScratch* s) const {
-  s->ffn.Reset({rows, config_.ffn_dim});
-  RETURN_IF_ERROR(
-      Linear(ctx, fc1, in, rows, s->ffn.data(), {activation_, false}));
-  return Linear(ctx, fc2, s->ffn.data(), rows, s->x.data(),
-                {LinearActivation::kNone, true});
+AttentionArgs Transformer::BaseAttention() const {
+  AttentionArgs a;
+  a.num_heads = config_.num_heads;
+  a.head_dim = config_.head_dim();
+  if (!config_.scale_attention) a.scale = 1.0f;
+  return a;
 }
 
 absl::Status Transformer::Encode(const OpContext& ctx,
@@ -333,58 +226,72 @@ absl::Status Transformer::EncodeBody(const OpContext& ctx,
   }
   ctx.Enter();
   const int64_t d = config_.d_model;
+  const int64_t a_dim = config_.attention_dim();
   const int64_t rows = batch * src_len;
   // Padding slots get pad_id so that any garbage the caller left there is never
   // read as an index; their rows are masked out of every attention.
   std::vector<int32_t> ids(tokens.begin(), tokens.end());
-  std::vector<int32_t> positions(rows);
+  s->positions.resize(rows);
   for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t j = 0; j < src_len; ++j) {
-      positions[b * src_len + j] = static_cast<int32_t>(j);
-      if (j >= lengths[b]) ids[b * src_len + j] = config_.pad_id;
+    for (int64_t j = lengths[b]; j < src_len; ++j) {
+      ids[b * src_len + j] = config_.pad_id;
     }
+    encoder_stack_.positions->SequenceIndices(
+        absl::MakeConstSpan(ids).subspan(b * src_len, src_len),
+        absl::MakeSpan(s->positions).subspan(b * src_len, src_len));
   }
   s->x.Reset({rows, d});
-  RETURN_IF_ERROR(Embed(encoder_embed_, ids, positions, s->x.data()));
+  RETURN_IF_ERROR(Embed(ctx, encoder_stack_, encoder_stack_.embed, ids,
+                        s->positions, s->x.data()));
 
+  // Relative position bias over every key-query distance of this batch.
+  const bool relative = encoder_stack_.relative_bias.present();
+  if (relative) {
+    encoder_stack_.relative_bias.Fill(-(src_len - 1), src_len - 1,
+                                      &s->position_bias);
+  }
   s->k_ptrs.resize(batch);
   s->v_ptrs.resize(batch);
   for (const EncoderLayer& layer : encoder_) {
     RETURN_IF_ERROR(
         Residual(ctx, layer.self_attn_norm, rows, s, [&](const float* in) {
-          s->qkv.Reset({rows, 3 * d});
-          s->attn.Reset({rows, d});
+          s->qkv.Reset({rows, 3 * a_dim});
+          s->attn.Reset({rows, a_dim});
           RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, rows, s->qkv.data()));
           for (int64_t b = 0; b < batch; ++b) {
-            s->k_ptrs[b] = s->qkv.data() + b * src_len * 3 * d + d;
-            s->v_ptrs[b] = s->qkv.data() + b * src_len * 3 * d + 2 * d;
+            s->k_ptrs[b] = s->qkv.data() + b * src_len * 3 * a_dim + a_dim;
+            s->v_ptrs[b] = s->qkv.data() + b * src_len * 3 * a_dim + 2 * a_dim;
           }
-          AttentionArgs a;
-          a.num_heads = config_.num_heads;
-          a.head_dim = config_.head_dim();
+          AttentionArgs a = BaseAttention();
           a.batch = batch;
           a.q_len = src_len;
           a.q = s->qkv.data();
-          a.q_seq_stride = src_len * 3 * d;
-          a.q_row_stride = 3 * d;
+          a.q_seq_stride = src_len * 3 * a_dim;
+          a.q_row_stride = 3 * a_dim;
           a.k = s->k_ptrs;
           a.v = s->v_ptrs;
-          a.kv_row_stride = 3 * d;
+          a.kv_row_stride = 3 * a_dim;
           a.kv_lengths = lengths;
           a.out = s->attn.data();
-          a.out_seq_stride = src_len * d;
-          a.out_row_stride = d;
+          a.out_seq_stride = src_len * a_dim;
+          a.out_row_stride = a_dim;
+          if (relative) {
+            a.position_bias = s->position_bias.data();
+            a.position_bias_head_stride = 2 * src_len - 1;
+            a.position_bias_center = src_len - 1;
+          }
           RETURN_IF_ERROR(Attention(ctx, a));
           return Linear(ctx, *layer.o, s->attn.data(), rows, s->x.data(),
                         {LinearActivation::kNone, true});
         }));
     RETURN_IF_ERROR(
         Residual(ctx, layer.ffn_norm, rows, s, [&](const float* in) {
-          return Ffn(ctx, *layer.fc1, *layer.fc2, in, rows, s);
+          return layer.ffn.Run(ctx, in, rows, &s->ffn, &s->gated, s->x.data());
         }));
   }
-  if (encoder_final_norm_.present()) {
-    RETURN_IF_ERROR(ApplyNorm(ctx, encoder_final_norm_, s->x.data(), rows));
+  if (encoder_stack_.final_norm.present()) {
+    RETURN_IF_ERROR(
+        encoder_stack_.final_norm.Apply(ctx, s->x.data(), rows, s->x.data()));
   }
   std::swap(s->x, s->memory);
   return absl::OkStatus();
@@ -415,7 +322,10 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
   if (n == 0) return absl::OkStatus();
   ctx.Enter();
   const int64_t d = config_.d_model;
-  std::vector<int32_t> tokens(n), positions(n);
+  const int64_t a_dim = config_.attention_dim();
+  std::vector<int32_t> tokens(n);
+  s->positions.resize(n);
+  int32_t last_position = 0;
   for (int64_t r = 0; r < n; ++r) {
     const DecoderRow& row = rows[r];
     if (row.position < 0 || row.position >= row.cache_capacity ||
@@ -426,21 +336,29 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
                                               ", token ", row.token, ")"));
     }
     tokens[r] = row.token;
-    positions[r] = row.position;
+    s->positions[r] = row.position;
+    last_position = std::max(last_position, row.position);
   }
   s->x.Reset({n, d});
-  RETURN_IF_ERROR(Embed(shared_embedding_ ? encoder_embed_ : decoder_embed_,
-                        tokens, positions, s->x.data()));
+  RETURN_IF_ERROR(
+      Embed(ctx, decoder_stack_,
+            shared_embedding_ ? encoder_stack_.embed : decoder_stack_.embed,
+            tokens, s->positions, s->x.data()));
+  // Causal relative bias: a step's query at position p sees keys [0, p], so
+  // only distances [-p, 0] of the new position's row are needed.
+  const bool relative = decoder_stack_.relative_bias.present();
+  if (relative) {
+    decoder_stack_.relative_bias.Fill(-last_position, 0, &s->position_bias);
+  }
   s->k_ptrs.resize(n);
   s->v_ptrs.resize(n);
   s->lengths.resize(n);
-  s->attn.Reset({n, d});
+  s->attn.Reset({n, a_dim});
 
   // One query per row: every row is its own "sequence" of the attention op.
-  auto attend = [&](const float* q, int64_t q_stride, int64_t kv_row_stride) {
-    AttentionArgs a;
-    a.num_heads = config_.num_heads;
-    a.head_dim = config_.head_dim();
+  auto attend = [&](const float* q, int64_t q_stride, int64_t kv_row_stride,
+                    bool with_bias) {
+    AttentionArgs a = BaseAttention();
     a.batch = n;
     a.q_len = 1;
     a.q = q;
@@ -451,8 +369,14 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
     a.kv_row_stride = kv_row_stride;
     a.kv_lengths = s->lengths;
     a.out = s->attn.data();
-    a.out_seq_stride = d;
-    a.out_row_stride = d;
+    a.out_seq_stride = a_dim;
+    a.out_row_stride = a_dim;
+    if (with_bias) {
+      a.position_bias = s->position_bias.data();
+      a.position_bias_head_stride = int64_t{last_position} + 1;
+      a.position_bias_center = last_position;
+      a.q_positions = s->positions;
+    }
     return Attention(ctx, a);
   };
 
@@ -461,43 +385,49 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
     const DecoderLayer& layer = decoder_[l];
     RETURN_IF_ERROR(
         Residual(ctx, layer.self_attn_norm, n, s, [&](const float* in) {
-          s->qkv.Reset({n, 3 * d});
+          s->qkv.Reset({n, 3 * a_dim});
           RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, n, s->qkv.data()));
           for (int64_t r = 0; r < n; ++r) {
             const DecoderRow& row = rows[r];
-            float* k_cache = row.self_cache + l * 2 * row.cache_capacity * d;
-            float* v_cache = k_cache + row.cache_capacity * d;
-            const float* qkv = s->qkv.data() + r * 3 * d;
-            std::memcpy(k_cache + row.position * d, qkv + d, d * sizeof(float));
-            std::memcpy(v_cache + row.position * d, qkv + 2 * d,
-                        d * sizeof(float));
+            float* k_cache =
+                row.self_cache + l * 2 * row.cache_capacity * a_dim;
+            float* v_cache = k_cache + row.cache_capacity * a_dim;
+            const float* qkv = s->qkv.data() + r * 3 * a_dim;
+            std::memcpy(k_cache + row.position * a_dim, qkv + a_dim,
+                        a_dim * sizeof(float));
+            std::memcpy(v_cache + row.position * a_dim, qkv + 2 * a_dim,
+                        a_dim * sizeof(float));
             s->k_ptrs[r] = k_cache;
             s->v_ptrs[r] = v_cache;
             s->lengths[r] = row.position + 1;
           }
-          RETURN_IF_ERROR(attend(s->qkv.data(), 3 * d, d));
+          RETURN_IF_ERROR(attend(s->qkv.data(), 3 * a_dim, a_dim, relative));
           return Linear(ctx, *layer.o, s->attn.data(), n, s->x.data(),
                         {LinearActivation::kNone, true});
         }));
     RETURN_IF_ERROR(
         Residual(ctx, layer.cross_attn_norm, n, s, [&](const float* in) {
-          s->q.Reset({n, d});
+          s->q.Reset({n, a_dim});
           RETURN_IF_ERROR(Linear(ctx, *layer.cross_q, in, n, s->q.data()));
           for (int64_t r = 0; r < n; ++r) {
-            s->k_ptrs[r] = rows[r].cross_kv + l * 2 * d;
-            s->v_ptrs[r] = rows[r].cross_kv + l * 2 * d + d;
+            s->k_ptrs[r] = rows[r].cross_kv + l * 2 * a_dim;
+            s->v_ptrs[r] = rows[r].cross_kv + l * 2 * a_dim + a_dim;
             s->lengths[r] = rows[r].src_len;
           }
-          RETURN_IF_ERROR(attend(s->q.data(), d, cross_width));
+          RETURN_IF_ERROR(attend(s->q.data(), a_dim, cross_width, false));
           return Linear(ctx, *layer.cross_o, s->attn.data(), n, s->x.data(),
                         {LinearActivation::kNone, true});
         }));
     RETURN_IF_ERROR(Residual(ctx, layer.ffn_norm, n, s, [&](const float* in) {
-      return Ffn(ctx, *layer.fc1, *layer.fc2, in, n, s);
+      return layer.ffn.Run(ctx, in, n, &s->ffn, &s->gated, s->x.data());
     }));
   }
-  if (decoder_final_norm_.present()) {
-    RETURN_IF_ERROR(ApplyNorm(ctx, decoder_final_norm_, s->x.data(), n));
+  float* x = s->x.data();
+  if (decoder_stack_.final_norm.present()) {
+    RETURN_IF_ERROR(decoder_stack_.final_norm.Apply(ctx, x, n, x));
+  }
+  if (config_.output_scale != 1.0f) {
+    for (int64_t i = 0; i < n * d; ++i) x[i] *= config_.output_scale;
   }
   return absl::OkStatus();
 }

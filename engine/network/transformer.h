@@ -1,38 +1,47 @@
 #pragma once
-// The network of "Attention Is All You Need" with weights packed for one
-// backend: the encoder over a padded batch, the cross-attention keys/values of
-// its output, and one incremental decoder step over rows that each carry their
-// own KV cache. Decoding strategies (greedy, beam) live in generator.cc; this
-// file only computes.
+// The encoder-decoder network with weights packed for one backend: the
+// encoder over a padded batch, the cross-attention keys/values of its output,
+// and one incremental decoder step over rows that each carry their own KV
+// cache. The paper's layer and the Hugging Face families' variants are the
+// same network put together from blocks the config chooses (norm.h,
+// positions.h, relative_position.h, feed_forward.h). Decoding strategies
+// (greedy, beam) live in engine/decode/; this file only computes.
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/format/model_config.h"
 #include "engine/format/model_weights.h"
+#include "engine/memory/tensor.h"
+#include "engine/network/feed_forward.h"
+#include "engine/network/norm.h"
+#include "engine/network/positions.h"
+#include "engine/network/relative_position.h"
+#include "engine/ops/attention.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/op_context.h"
-#include "engine/memory/tensor.h"
 
 namespace attnserve::engine {
 
 // Buffers reused across calls so the token loop does not allocate. Owned by the
 // caller (one per inference thread); contents are meaningless between calls.
+// A = attention_dim() (d_model unless the config says otherwise).
 struct TransformerScratch {
   Tensor x;       // [rows, d_model] the residual stream
   Tensor h;       // [rows, d_model] normalised input of a sub-layer (pre-norm)
-  Tensor qkv;     // [rows, 3 * d_model]
-  Tensor q;       // [rows, d_model]
-  Tensor attn;    // [rows, d_model]
-  Tensor ffn;     // [rows, ffn_dim]
+  Tensor qkv;     // [rows, 3 * A]
+  Tensor q;       // [rows, A]
+  Tensor attn;    // [rows, A]
+  Tensor ffn;     // [rows, ffn_dim], gated: [rows, 2 * ffn_dim]
+  Tensor gated;   // [rows, ffn_dim] (gated FFN only)
   Tensor memory;  // [rows, d_model] encoder output
   std::vector<const float*> k_ptrs, v_ptrs;
   std::vector<int32_t> lengths;
+  std::vector<int32_t> positions;
+  std::vector<float> position_bias;  // relative position bias, per head
 };
 
 // One decoder row (a greedy sequence or one beam hypothesis) in a step.
@@ -40,14 +49,14 @@ struct DecoderRow {
   int32_t token = 0;  // the input token of this step
   int32_t position =
       0;  // its position (0 for the start token); also the cache length
-  // This row's self-attention cache, [decoder_layers, 2, capacity, d_model]:
-  // layer l's keys at l * 2 * capacity * d_model, its values capacity * d_model
-  // further. The step writes the keys and values of `position` and attends over
-  // [0, position].
+  // This row's self-attention cache, [decoder_layers, 2, capacity, A]:
+  // layer l's keys at l * 2 * capacity * A, its values capacity * A further.
+  // The step writes the keys and values of `position` and attends over [0,
+  // position].
   float* self_cache = nullptr;
   int64_t cache_capacity = 0;
   // Cross-attention keys/values of the row's source, [src_len, decoder_layers *
-  // 2 * d_model] as produced by CrossKeyValues.
+  // 2 * A] as produced by CrossKeyValues.
   const float* cross_kv = nullptr;
   int32_t src_len = 0;
 };
@@ -62,7 +71,7 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   size_t weight_bytes() const;
-  // Floats per row of CrossKeyValues' output: decoder_layers * 2 * d_model.
+  // Floats per row of CrossKeyValues' output: decoder_layers * 2 * A.
   int64_t cross_kv_width() const;
   // Floats of one row's self-attention cache with room for `capacity`
   // positions.
@@ -100,24 +109,28 @@ class Transformer {
                                  int64_t rows, int slice, float* out) const;
 
  private:
-  struct Norm {
-    Tensor gamma, beta;  // [d_model]; empty when absent
-    bool present() const { return !gamma.empty(); }
-  };
   struct EncoderLayer {
-    std::unique_ptr<PackedLinear>
-        qkv;  // [3d, d]: q, k and v fused in one product
-    std::unique_ptr<PackedLinear> o;
+    std::unique_ptr<PackedLinear> qkv;  // [3A, d]: q, k and v in one product
+    std::unique_ptr<PackedLinear> o;    // [d, A]
     Norm self_attn_norm;
-    std::unique_ptr<PackedLinear> fc1, fc2;
+    FeedForward ffn;
     Norm ffn_norm;
   };
   // A decoder layer is an encoder layer (causal self-attention + FFN) plus
   // cross-attention.
   struct DecoderLayer : EncoderLayer {
-    std::unique_ptr<PackedLinear> cross_q;
-    std::unique_ptr<PackedLinear> cross_o;
+    std::unique_ptr<PackedLinear> cross_q;  // [A, d]
+    std::unique_ptr<PackedLinear> cross_o;  // [d, A]
     Norm cross_attn_norm;
+  };
+  // One stack's input side: its token table, positions, embedding norm and
+  // relative position bias.
+  struct Stack {
+    Tensor embed;  // empty when shared (the encoder's) or held by lm_head_
+    std::unique_ptr<Positions> positions;
+    Norm embed_norm;
+    RelativePositionBias relative_bias;
+    Norm final_norm;
   };
 
   Transformer() = default;
@@ -129,55 +142,33 @@ class Transformer {
   absl::Status DecodeStepBody(const OpContext& ctx,
                               absl::Span<const DecoderRow> rows,
                               TransformerScratch* scratch) const;
-  // x [rows, d] = embedding(token) * scale + PE(position).
-  absl::Status Embed(const Tensor& table, absl::Span<const int32_t> tokens,
-                     absl::Span<const int32_t> positions, float* x) const;
-  // The residual sub-layer wrapper for both norm placements: `sublayer(in,
-  // out)` reads the sub-layer input and accumulates its result into `out` (the
-  // residual stream x).
+  // x [rows, d] = embed_norm(embedding(token) * scale + PE(index)).
+  absl::Status Embed(const OpContext& ctx, const Stack& stack,
+                     const Tensor& table, absl::Span<const int32_t> tokens,
+                     absl::Span<const int32_t> indices, float* x) const;
+  // The residual sub-layer wrapper for both norm placements: `sublayer(in)`
+  // reads the sub-layer input and accumulates its result into the residual
+  // stream x.
   template <typename Sublayer>
   absl::Status Residual(const OpContext& ctx, const Norm& norm, int64_t rows,
                         TransformerScratch* s, Sublayer sublayer) const;
-  absl::Status Ffn(const OpContext& ctx, const PackedLinear& fc1,
-                   const PackedLinear& fc2, const float* in, int64_t rows,
-                   TransformerScratch* s) const;
-  absl::Status ApplyNorm(const OpContext& ctx, const Norm& norm, float* x,
-                         int64_t rows) const;
+  // Attention arguments shared by every attention of the network (heads,
+  // scale); the caller fills in the rest.
+  AttentionArgs BaseAttention() const;
 
   ModelConfig config_;
   LinearActivation activation_ = LinearActivation::kRelu;
   float embed_scale_ = 1.0f;
-  // Makes rows [0, count) of the positional table ready (see there);
-  // RESOURCE_EXHAUSTED when a block of it cannot be allocated.
-  absl::Status EnsurePositions(int64_t count) const;
-  // Row `position` of the table; only for position < positions_ready_.
-  const float* PositionRow(int64_t position) const;
-  // The sinusoidal table, [max_positions, d_model], in blocks of
-  // kPositionBlockRows rows that are allocated and filled on first use, up to
-  // the highest position asked for: a long max_positions costs nothing until
-  // a sequence reaches it (not even address space, which `ulimit -v`
-  // counts). Rows below positions_ready_ are immutable, and so are the
-  // pointers to their blocks, so lookups take no lock.
-  static constexpr int64_t kPositionBlockRows = 256;
-  mutable std::vector<Tensor> position_blocks_;  // guarded by the mutex
-  // [ceil(max_positions / kPositionBlockRows)]: block b's rows, set (under the
-  // mutex) before positions_ready_ passes b's first row.
-  std::unique_ptr<const float*[]> position_block_rows_;
-  mutable std::atomic<int64_t> positions_ready_{0};
-  mutable std::mutex positions_mutex_;
-  // Embedding tables (plain rows for lookups). With a shared table
-  // decoder_embed_ is empty. A table tied to the output projection is empty
-  // too when the projection holds its own copy (see Create); lookups then
-  // read lm_head_.
-  Tensor encoder_embed_;
-  Tensor decoder_embed_;
+  // With a shared table the decoder's embed is empty and lookups read the
+  // encoder's. A table tied to the output projection is empty too when the
+  // projection holds its own copy (see Create); lookups then read lm_head_.
   bool shared_embedding_ = false;
+  Stack encoder_stack_;
+  Stack decoder_stack_;
   std::vector<EncoderLayer> encoder_;
   std::vector<DecoderLayer> decoder_;
-  Norm encoder_final_norm_;
-  Norm decoder_final_norm_;
   std::unique_ptr<PackedLinear>
-      cross_kv_;  // [layers * 2d, d]: every layer's cross k, v
+      cross_kv_;  // [layers * 2A, d]: every layer's cross k, v
   // The output projection's table (the decoder's embedding when tied, else
   // lm_head.weight, held here unless the slices copied it) and bias;
   // lm_head_[i] borrows (or copied) vocabulary slice i of them.
@@ -185,10 +176,5 @@ class Transformer {
   Tensor lm_head_bias_;
   std::vector<std::unique_ptr<PackedLinear>> lm_head_;
 };
-
-// Rows [begin, end) of the sinusoidal table of model-format.md, in either
-// layout, into rows [end - begin, d_model].
-void SinusoidalPositionRows(int64_t begin, int64_t end, int d_model,
-                            PositionalEncoding layout, float* rows);
 
 }  // namespace attnserve::engine

@@ -1,5 +1,7 @@
 #include "engine/ops/attention.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "engine/ops/op_bodies.h"
 
@@ -53,6 +55,44 @@ absl::Status CheckAttentionArgs(const AttentionArgs& a) {
   }
   if (a.q_seq_stride < 0 || a.out_seq_stride < 0) {
     return absl::InvalidArgumentError("attention: negative sequence stride");
+  }
+  if (a.scale.has_value() && !std::isfinite(*a.scale)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention: scale must be finite, got ", *a.scale));
+  }
+  if (!a.q_positions.empty()) {
+    if (static_cast<int64_t>(a.q_positions.size()) != a.batch) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attention: q_positions needs one entry per sequence (batch ",
+          a.batch, ") or none, got ", a.q_positions.size()));
+    }
+    for (int64_t b = 0; b < a.batch; ++b) {
+      if (a.q_positions[b] < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("attention: q_positions[", b, "] = ", a.q_positions[b],
+                         ", must be >= 0"));
+      }
+    }
+  }
+  // The bias buffer's extent is the caller's to know, but key 0 always counts
+  // (lengths are >= 1), so its index for head 0 and each sequence's last
+  // query, center - position, must not fall before the buffer.
+  if (a.position_bias != nullptr) {
+    if (a.position_bias_head_stride < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attention: negative position_bias_head_stride ",
+                       a.position_bias_head_stride));
+    }
+    for (int64_t b = 0; b < a.batch && a.q_len > 0; ++b) {
+      const int64_t last =
+          (a.q_positions.empty() ? 0 : a.q_positions[b]) + a.q_len - 1;
+      if (a.position_bias_center < last) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "attention: position_bias_center ", a.position_bias_center,
+            " is less than the position ", last, " of sequence ", b,
+            "'s last query, so key 0's bias would lie before position_bias"));
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Scaled dot-product attention over all heads of a batch of sequences:
-//   out = softmax(Q K^T / sqrt(head_dim) + mask) V   per sequence and head,
+//   out = softmax(Q K^T * scale + position_bias + mask) V  per sequence and head,
 // where head h uses columns [h*head_dim, (h+1)*head_dim) of Q, K and V, and the heads'
 // outputs are written side by side (concatenated) into `out`.
 //
@@ -34,7 +34,9 @@ struct AttentionArgs {
   int64_t kv_row_stride = 0;
   // Keys j >= kv_lengths[b] are masked (padding); every length must be >= 1.
   absl::Span<const int32_t> kv_lengths;
-  // When causal, query i sees only keys j <= i (self-attention over a whole prefix).
+  // When causal, the query at position p (see q_positions below; p = i when
+  // q_positions is empty) sees only keys j <= p (self-attention over a whole
+  // prefix).
   bool causal = false;
 
   // Scores are (Q K^T) * scale; nullopt means 1 / sqrt(head_dim). T5 uses 1.
@@ -61,7 +63,10 @@ struct AttentionArgs {
 };
 
 // Errors: non-positive heads/head_dim, span sizes != batch (q_positions: empty
-// or batch), a length < 1, null pointers, a non-finite scale.
+// or batch), a length < 1, a negative q_positions entry, with position_bias a
+// negative position_bias_head_stride or a position_bias_center below some
+// query's position (key 0's index would fall before the buffer), null
+// pointers, a non-finite scale.
 absl::Status Attention(const OpContext& ctx, const AttentionArgs& args);
 
 }  // namespace attnserve::engine

@@ -6,6 +6,8 @@
 // calls whose fixed cost would dominate such small products.
 //
 // Keys beyond a sequence's length are never read, so padding may hold anything.
+// The position bias (T5) is added to the scaled scores of the visible keys,
+// between the scores and the softmax, on every path.
 
 // See simd.h: lets GCC vectorise the loops that use FastExp.
 #pragma GCC optimize("no-trapping-math")
@@ -124,6 +126,13 @@ ATTNSERVE_ALWAYS_INLINE void AddWeightedValues(const float* p, const float* v,
   }
 }
 
+// s[j] += bias[j] for j in [0, n); bias may be null (no position bias).
+ATTNSERVE_ALWAYS_INLINE void AddBias(float* s, const float* bias, int64_t n) {
+  if (bias == nullptr) return;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) s[j] += bias[j];
+}
+
 ATTNSERVE_ALWAYS_INLINE void Scale(float* x, int64_t n, float factor) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] *= factor;
@@ -134,12 +143,14 @@ ATTNSERVE_ALWAYS_INLINE void Zero(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = 0.0f;
 }
 
-// One query of one head against keys [0, n). `scores` holds n floats.
+// One query of one head against keys [0, n); bias: that query's bias of key
+// j at bias[j], or null. `scores` holds n floats.
 ATTNSERVE_SIMD_CLONES
 void AttendOneQuery(const float* q, const float* k, const float* v,
                     int64_t stride, int64_t n, int d, float scale,
-                    float* scores, float* out) {
+                    const float* bias, float* scores, float* out) {
   QueryKeyScores(q, k, stride, n, d, scale, scores);
+  AddBias(scores, bias, n);
   const float inv_sum = ExpInPlace(scores, n);
   Zero(out, d);
   AddWeightedValues(scores, v, stride, n, d, out);
@@ -149,11 +160,13 @@ void AttendOneQuery(const float* q, const float* k, const float* v,
 // One query of every head against keys [0, n): a decode step's row. Key and
 // value rows are read four at a time, each from front to back across the
 // heads, so memory streams; a head at a time (AttendOneQuery) reads
-// head_dim-float pieces of rows far apart. `scores` holds heads * n floats.
+// head_dim-float pieces of rows far apart. bias: head h's bias of key j at
+// bias[h * bias_head_stride + j], or null. `scores` holds heads * n floats.
 ATTNSERVE_SIMD_CLONES
 void AttendOneRow(const float* q, const float* k, const float* v,
                   int64_t stride, int64_t n, int heads, int d, float scale,
-                  float* scores, float* out) {
+                  const float* bias, int64_t bias_head_stride, float* scores,
+                  float* out) {
   for (int64_t j = 0; j < n; j += 4) {
     const int64_t keys = n - j < 4 ? n - j : 4;
     for (int h = 0; h < heads; ++h) {
@@ -162,6 +175,8 @@ void AttendOneRow(const float* q, const float* k, const float* v,
     }
   }
   for (int h = 0; h < heads; ++h) {
+    if (bias != nullptr)
+      AddBias(scores + h * n, bias + h * bias_head_stride, n);
     Scale(scores + h * n, n, ExpInPlace(scores + h * n, n));
   }
   Zero(out, int64_t{heads} * d);
@@ -174,15 +189,19 @@ void AttendOneRow(const float* q, const float* k, const float* v,
   }
 }
 
-// Turns rows of scores [rows, cols] into probabilities: row i (query
-// first_query + i) over its first visible columns, zeros after them (so the
-// following P V product may run over all cols keys).
+// Turns rows of scores [rows, cols] into probabilities: row i (the query at
+// position first_position + i) over its first visible columns, zeros after
+// them (so the following P V product may run over all cols keys). bias: row
+// 0's bias of key j at bias[j], or null; row i's starts i floats earlier (its
+// query sits i positions later).
 ATTNSERVE_SIMD_CLONES
 void MaskedSoftmaxRows(float* s, int64_t rows, int64_t cols, bool causal,
-                       int64_t first_query) {
+                       int64_t first_position, const float* bias) {
   for (int64_t i = 0; i < rows; ++i) {
     float* row = s + i * cols;
-    const int64_t visible = causal ? std::min(cols, first_query + i + 1) : cols;
+    const int64_t visible =
+        causal ? std::min(cols, first_position + i + 1) : cols;
+    if (bias != nullptr) AddBias(row, bias - i, visible);
     const float inv_sum = ExpInPlace(row, visible);
 #pragma omp simd
     for (int64_t j = 0; j < visible; ++j) row[j] *= inv_sum;
@@ -191,8 +210,24 @@ void MaskedSoftmaxRows(float* s, int64_t rows, int64_t cols, bool causal,
   }
 }
 
-int64_t Visible(const AttentionArgs& a, int64_t length, int64_t query) {
-  return a.causal ? std::min(length, query + 1) : length;
+// The position of query i of sequence b.
+int64_t QueryPosition(const AttentionArgs& a, int64_t b, int64_t i) {
+  return (a.q_positions.empty() ? 0 : a.q_positions[b]) + i;
+}
+
+// How many keys of sequence b the query at `position` sees.
+int64_t Visible(const AttentionArgs& a, int64_t b, int64_t position) {
+  const int64_t length = a.kv_lengths[b];
+  return a.causal ? std::min(length, position + 1) : length;
+}
+
+// Head h's bias of key j for the query at `position` is at result[j]; null
+// without a position bias. The result itself lies inside the caller's buffer,
+// since key 0 is always one the caller vouches for (attention.h).
+const float* BiasRow(const AttentionArgs& a, int64_t h, int64_t position) {
+  if (a.position_bias == nullptr) return nullptr;
+  return a.position_bias + h * a.position_bias_head_stride +
+         a.position_bias_center - position;
 }
 
 // Queries one at a time (a decode step, or too few queries for sgemm to pay).
@@ -204,12 +239,15 @@ void AttendByQuery(const AttentionArgs& a, int threads, float* scratch,
 #pragma omp parallel for num_threads(threads) schedule(static, 1) if (parallel)
   for (int64_t pair = 0; pair < pairs; ++pair) {
     const int64_t b = pair / a.num_heads;
-    const int64_t col = (pair % a.num_heads) * a.head_dim;
+    const int64_t h = pair % a.num_heads;
+    const int64_t col = h * a.head_dim;
     float* scores = scratch + omp_get_thread_num() * max_length;
     for (int64_t i = 0; i < a.q_len; ++i) {
+      const int64_t position = QueryPosition(a, b, i);
       AttendOneQuery(a.q + b * a.q_seq_stride + i * a.q_row_stride + col,
                      a.k[b] + col, a.v[b] + col, a.kv_row_stride,
-                     Visible(a, a.kv_lengths[b], i), a.head_dim, scale, scores,
+                     Visible(a, b, position), a.head_dim, scale,
+                     BiasRow(a, h, position), scores,
                      a.out + b * a.out_seq_stride + i * a.out_row_stride + col);
     }
   }
@@ -221,26 +259,31 @@ void AttendByRow(const AttentionArgs& a, int threads, float* scratch,
                  int64_t max_length, bool parallel, float scale) {
 #pragma omp parallel for num_threads(threads) schedule(static, 1) if (parallel)
   for (int64_t b = 0; b < a.batch; ++b) {
+    const int64_t position = QueryPosition(a, b, 0);
     AttendOneRow(a.q + b * a.q_seq_stride, a.k[b], a.v[b], a.kv_row_stride,
-                 Visible(a, a.kv_lengths[b], 0), a.num_heads, a.head_dim, scale,
+                 Visible(a, b, position), a.num_heads, a.head_dim, scale,
+                 BiasRow(a, 0, position), a.position_bias_head_stride,
                  scratch + omp_get_thread_num() * a.num_heads * max_length,
                  a.out + b * a.out_seq_stride);
   }
 }
 
-// S = scale Q K^T, softmax, O = P V for queries [first, first + count) of one
-// (sequence, head) with sgemm; `scores` holds count * length floats. sgemm
-// runs single-threaded inside a parallel region.
-dnnl_status_t AttendByGemm(const AttentionArgs& a, int64_t b, int64_t col,
+// S = scale Q K^T (+ bias), softmax, O = P V for queries [first, first +
+// count) of one (sequence, head) with sgemm; `scores` holds count * length
+// floats. sgemm runs single-threaded inside a parallel region.
+dnnl_status_t AttendByGemm(const AttentionArgs& a, int64_t b, int64_t h,
                            int64_t first, int64_t count, float scale,
                            float* scores) {
+  const int64_t col = h * a.head_dim;
   const int64_t length = a.kv_lengths[b];
   const float* q = a.q + b * a.q_seq_stride + first * a.q_row_stride + col;
   dnnl_status_t status =
       dnnl_sgemm('N', 'T', count, length, a.head_dim, scale, q, a.q_row_stride,
                  a.k[b] + col, a.kv_row_stride, 0.0f, scores, length);
   if (status != dnnl_success) return status;
-  MaskedSoftmaxRows(scores, count, length, a.causal, first);
+  const int64_t position = QueryPosition(a, b, first);
+  MaskedSoftmaxRows(scores, count, length, a.causal, position,
+                    BiasRow(a, h, position));
   return dnnl_sgemm(
       'N', 'N', count, a.head_dim, length, 1.0f, scores, length, a.v[b] + col,
       a.kv_row_stride, 0.0f,
@@ -251,7 +294,8 @@ dnnl_status_t AttendByGemm(const AttentionArgs& a, int64_t b, int64_t col,
 }  // namespace
 
 absl::Status AttentionDnnl(const OpContext& ctx, const AttentionArgs& a) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
+  const float scale =
+      a.scale.value_or(1.0f / std::sqrt(static_cast<float>(a.head_dim)));
   const int threads = ctx.threads();
   const int64_t pairs = a.batch * a.num_heads;
   int64_t max_length = 0;
@@ -294,8 +338,8 @@ absl::Status AttentionDnnl(const OpContext& ctx, const AttentionArgs& a) {
     const int64_t pair = item / chunks;
     const int64_t first = (item % chunks) * chunk;
     const dnnl_status_t status =
-        AttendByGemm(a, pair / a.num_heads, (pair % a.num_heads) * a.head_dim,
-                     first, std::min(chunk, a.q_len - first), scale,
+        AttendByGemm(a, pair / a.num_heads, pair % a.num_heads, first,
+                     std::min(chunk, a.q_len - first), scale,
                      scratch + omp_get_thread_num() * per_item);
     if (status != dnnl_success) failure.store(status);
   }

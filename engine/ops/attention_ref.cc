@@ -1,7 +1,7 @@
 // Reference attention: for each sequence, head and query, scores over the
-// visible keys, max-subtracted softmax and the weighted sum of values, all in
-// double. Keys that are not visible are never read, so padding may hold
-// anything.
+// visible keys (scaled, plus the position bias when there is one),
+// max-subtracted softmax and the weighted sum of values, all in double. Keys
+// that are not visible are never read, so padding may hold anything.
 
 #include <algorithm>
 #include <cmath>
@@ -12,16 +12,27 @@
 namespace attnserve::engine::internal {
 
 void AttentionRef(const AttentionArgs& a) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
+  const double scale = a.scale.has_value()
+                           ? double{*a.scale}
+                           : 1.0 / std::sqrt(static_cast<double>(a.head_dim));
   std::vector<double> p;
   std::vector<double> acc(a.head_dim);
   for (int64_t b = 0; b < a.batch; ++b) {
     const int64_t length = a.kv_lengths[b];
+    const int64_t first_position = a.q_positions.empty() ? 0 : a.q_positions[b];
     for (int h = 0; h < a.num_heads; ++h) {
       const int64_t col = int64_t{h} * a.head_dim;
       for (int64_t i = 0; i < a.q_len; ++i) {
+        // bias[j] is the bias of key j for this query (at first_position + i);
+        // bias itself is inside the caller's buffer, since key 0 always counts.
+        const float* bias =
+            a.position_bias == nullptr
+                ? nullptr
+                : a.position_bias + h * a.position_bias_head_stride +
+                      a.position_bias_center - (first_position + i);
         const float* q = a.q + b * a.q_seq_stride + i * a.q_row_stride + col;
-        const int64_t visible = a.causal ? std::min(length, i + 1) : length;
+        const int64_t visible =
+            a.causal ? std::min(length, first_position + i + 1) : length;
         p.assign(visible, 0.0);
         double max = -INFINITY;
         for (int64_t j = 0; j < visible; ++j) {
@@ -29,7 +40,7 @@ void AttentionRef(const AttentionArgs& a) {
           double dot = 0.0;
           for (int d = 0; d < a.head_dim; ++d)
             dot += static_cast<double>(q[d]) * k[d];
-          p[j] = dot * scale;
+          p[j] = dot * scale + (bias != nullptr ? double{bias[j]} : 0.0);
           max = std::max(max, p[j]);
         }
         double sum = 0.0;

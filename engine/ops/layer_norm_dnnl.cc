@@ -3,6 +3,7 @@
 // (normalisation primitives have no runtime dims). Measured on one thread,
 // rows of 512: 1 us against the primitive's 3 us at 1 row (decode steps), 14
 // against 13 us at 64 rows, 460 against 370 us at 2048 rows (encoder).
+// oneDNN 2.6 has no RMS norm at all, so RmsNorm is a loop of the same kind.
 
 #include <cmath>
 
@@ -53,7 +54,40 @@ void LayerNormRow(const float* x, int64_t cols, const float* gamma,
   }
 }
 
+// y = x / sqrt(mean(x^2) + eps) * gamma. One pass for the sum of squares
+// (there is no mean to subtract), sixteen lanes of partial sums.
+ATTNSERVE_SIMD_CLONES
+void RmsNormRow(const float* x, int64_t cols, const float* gamma, float eps,
+                float* y) {
+  const int64_t c16 = cols - cols % 16;
+  V8 q0 = {}, q1 = {};
+  for (int64_t c = 0; c < c16; c += 16) {
+    const V8 a = Load8(x + c);
+    const V8 b = Load8(x + c + 8);
+    q0 += a * a;
+    q1 += b * b;
+  }
+  float squares = HorizontalSum(q0 + q1);
+  for (int64_t c = c16; c < cols; ++c) squares += x[c] * x[c];
+  const float inv_rms =
+      1.0f / std::sqrt(squares / static_cast<float>(cols) + eps);
+  // y may alias x: each element is read before it is written.
+#pragma omp simd
+  for (int64_t c = 0; c < cols; ++c) y[c] = x[c] * inv_rms * gamma[c];
+}
+
 }  // namespace
+
+absl::Status RmsNormDnnl(const OpContext& ctx, const float* x, int64_t rows,
+                         int64_t cols, const float* gamma, float eps,
+                         float* y) {
+#pragma omp parallel for num_threads(ctx.threads()) \
+    schedule(static) if (rows > 1 && rows * cols >= kMinParallelElements)
+  for (int64_t r = 0; r < rows; ++r) {
+    RmsNormRow(x + r * cols, cols, gamma, eps, y + r * cols);
+  }
+  return absl::OkStatus();
+}
 
 absl::Status LayerNormDnnl(const OpContext& ctx, const float* x, int64_t rows,
                            int64_t cols, const float* gamma, const float* beta,

@@ -96,6 +96,8 @@ LinearActivation ToLinearActivation(Activation a) {
       return LinearActivation::kGelu;
     case Activation::kSwish:
       return LinearActivation::kSwish;
+    case Activation::kGeluTanh:
+      return LinearActivation::kGeluTanh;
   }
   return LinearActivation::kNone;
 }

@@ -129,6 +129,8 @@ dnnl::algorithm EltwiseAlgorithm(LinearActivation activation) {
       return dnnl::algorithm::eltwise_gelu_erf;
     case LinearActivation::kSwish:
       return dnnl::algorithm::eltwise_swish;
+    case LinearActivation::kGeluTanh:
+      return dnnl::algorithm::eltwise_gelu_tanh;
     case LinearActivation::kNone:
       break;
   }
@@ -142,7 +144,8 @@ CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   // back to ref:any, so LinearDnnl never asks for both (see SplitEpilogue).
   if (key.accumulate) post_ops.append_sum(1.0f);
   if (key.activation != LinearActivation::kNone) {
-    // alpha = 1 for swish: x * sigmoid(1 * x); relu's slope 0; unused by gelu.
+    // alpha = 1 for swish: x * sigmoid(1 * x); relu's slope 0; unused by
+    // either gelu.
     const float alpha =
         key.activation == LinearActivation::kSwish ? 1.0f : 0.0f;
     post_ops.append_eltwise(1.0f, EltwiseAlgorithm(key.activation), alpha,

@@ -2,13 +2,15 @@
 // What the oneDNN backend's own linear kernels (linear_small_batch.cc,
 // linear_panels.cc) share: how they split the output columns over the team,
 // and the epilogue y (+)= act(t + bias) over a run of outputs that a kernel
-// has just computed into t. Internal to engine/ops; a .cc file that includes
-// it must start with #pragma GCC optimize("no-trapping-math") (see simd.h).
+// has just computed into t (the activations are in activations.h). Internal to
+// engine/ops; a .cc file that includes it must start with #pragma GCC
+// optimize("no-trapping-math") (see simd.h).
 
 #include <omp.h>
 
 #include <cstdint>
 
+#include "engine/ops/activations.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/simd.h"
 
@@ -32,32 +34,6 @@ void ForBlockRuns(int threads, int64_t blocks, int64_t macs, Body body) {
     const int64_t b0 = blocks * id / team;
     const int64_t b1 = blocks * (id + 1) / team;
     if (b0 < b1) body(b0, b1);
-  }
-}
-
-// erf(x) to 1.5e-7 absolute error (Abramowitz & Stegun 7.1.26), vectorisable.
-ATTNSERVE_ALWAYS_INLINE float Erf(float x) {
-  const float ax = x < 0.0f ? -x : x;
-  const float t = 1.0f / (1.0f + 0.3275911f * ax);
-  float p = 1.061405429f;
-  p = p * t - 1.453152027f;
-  p = p * t + 1.421413741f;
-  p = p * t - 0.284496736f;
-  p = p * t + 0.254829592f;
-  const float e = 1.0f - p * t * FastExp(-ax * ax);
-  return x < 0.0f ? -e : e;
-}
-
-template <LinearActivation kActivation>
-ATTNSERVE_ALWAYS_INLINE float Activate(float v) {
-  if constexpr (kActivation == LinearActivation::kRelu) {
-    return v > 0.0f ? v : 0.0f;
-  } else if constexpr (kActivation == LinearActivation::kGelu) {
-    return 0.5f * v * (1.0f + Erf(v * 0.70710678118654752f));
-  } else if constexpr (kActivation == LinearActivation::kSwish) {
-    return v / (1.0f + FastExp(-v));
-  } else {
-    return v;
   }
 }
 
@@ -102,6 +78,9 @@ ATTNSERVE_ALWAYS_INLINE void Epilogue(const float* t, const float* bias,
     case LinearActivation::kSwish:
       return Epilogue<LinearActivation::kSwish>(t, bias, count,
                                                 epilogue.accumulate, y);
+    case LinearActivation::kGeluTanh:
+      return Epilogue<LinearActivation::kGeluTanh>(t, bias, count,
+                                                   epilogue.accumulate, y);
   }
 }
 

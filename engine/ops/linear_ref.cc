@@ -27,7 +27,9 @@ class RefPackedLinear final : public PackedLinear {
   PlainLinear plain_;
 };
 
-double Activate(LinearActivation activation, double v) {
+}  // namespace
+
+double ActivateRef(LinearActivation activation, double v) {
   switch (activation) {
     case LinearActivation::kNone:
       return v;
@@ -35,13 +37,15 @@ double Activate(LinearActivation activation, double v) {
       return v > 0.0 ? v : 0.0;
     case LinearActivation::kGelu:  // the exact (erf) form, as torch's default
       return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    case LinearActivation::kGeluTanh:  // HF's gelu_new, torch's "tanh" gelu
+      return 0.5 * v *
+             (1.0 + std::tanh(0.79788456080286536 *  // sqrt(2 / pi)
+                              (v + 0.044715 * v * v * v)));
     case LinearActivation::kSwish:
       return v / (1.0 + std::exp(-v));
   }
   return v;
 }
-
-}  // namespace
 
 std::unique_ptr<PackedLinear> PackLinearRef(PlainLinear plain) {
   return std::make_unique<RefPackedLinear>(std::move(plain));
@@ -58,7 +62,7 @@ void LinearRef(const PackedLinear& w, const float* x, int64_t m, float* y,
       double acc = p.bias != nullptr ? p.bias[j] : 0.0;
       for (int64_t i = 0; i < p.k; ++i)
         acc += static_cast<double>(xr[i]) * wj[i];
-      const double v = Activate(epilogue.activation, acc);
+      const double v = ActivateRef(epilogue.activation, acc);
       yr[j] = static_cast<float>(epilogue.accumulate ? yr[j] + v : v);
     }
   }

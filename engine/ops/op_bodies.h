@@ -12,10 +12,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/memory/tensor.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/op_context.h"
-#include "engine/memory/tensor.h"
 
 namespace attnserve::engine::internal {
 
@@ -42,6 +42,9 @@ struct PlainLinear {
 };
 
 std::unique_ptr<PackedLinear> PackLinearRef(PlainLinear plain);
+// act(v) in double, the reference of every activation (the linear epilogue's
+// and the gated activation's).
+double ActivateRef(LinearActivation activation, double v);
 void LinearRef(const PackedLinear& w, const float* x, int64_t m, float* y,
                LinearEpilogue epilogue);
 
@@ -92,6 +95,19 @@ void LayerNormRef(const float* x, int64_t rows, int64_t cols,
 absl::Status LayerNormDnnl(const OpContext& ctx, const float* x, int64_t rows,
                            int64_t cols, const float* gamma, const float* beta,
                            float eps, float* y);
+
+// ---- RmsNorm
+void RmsNormRef(const float* x, int64_t rows, int64_t cols, const float* gamma,
+                float eps, float* y);
+absl::Status RmsNormDnnl(const OpContext& ctx, const float* x, int64_t rows,
+                         int64_t cols, const float* gamma, float eps, float* y);
+
+// ---- GatedActivation
+void GatedActivationRef(LinearActivation activation, const float* in,
+                        int64_t rows, int64_t cols, float* out);
+absl::Status GatedActivationDnnl(const OpContext& ctx,
+                                 LinearActivation activation, const float* in,
+                                 int64_t rows, int64_t cols, float* out);
 
 // ---- LogSumExp
 void LogSumExpRef(const float* x, int64_t rows, int64_t cols, float* lse);

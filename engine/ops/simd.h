@@ -37,17 +37,14 @@
 
 namespace attnserve::engine::internal {
 
-// exp(x) to ~1e-7 relative error (Cody-Waite reduction, degree-6 polynomial),
-// written so that a loop calling it vectorises. Inputs are clamped to
-// [-87, 88]: exp(-inf) gives ~1.6e-38 instead of 0 (never a denormal),
-// exp(+inf) ~1.7e38; NaN stays NaN.
-ATTNSERVE_ALWAYS_INLINE float FastExp(float x) {
+// exp(x) to ~1e-7 relative error (Cody-Waite reduction, degree-6 polynomial)
+// for x already in [-87, 88]: FastExp's body, for callers that clamp
+// otherwise (SigmoidExp in activations.h).
+ATTNSERVE_ALWAYS_INLINE float FastExpInRange(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;  // ln 2 split so n * kLn2Hi is exact
   constexpr float kLn2Lo = -2.12194440e-4f;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to int
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
   const float n = (x * kLog2e + kRound) - kRound;  // round(x / ln 2)
   const float r = x - n * kLn2Hi - n * kLn2Lo;     // |r| <= ln(2) / 2
   float p = 1.9875691500e-4f;
@@ -61,6 +58,15 @@ ATTNSERVE_ALWAYS_INLINE float FastExp(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return p * scale;
+}
+
+// exp(x) to ~1e-7 relative error, written so that a loop calling it
+// vectorises. Inputs are clamped to [-87, 88]: exp(-inf) gives ~1.6e-38
+// instead of 0 (never a denormal), exp(+inf) ~1.7e38; NaN stays NaN.
+ATTNSERVE_ALWAYS_INLINE float FastExp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  return FastExpInRange(x);
 }
 
 // GCC vector types, for kernels the auto-vectoriser handles poorly: one source

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,6 +38,13 @@ struct Layout {
   int64_t kv_extra_rows = 2;  // rows past the longest sequence, all padding
   int64_t out_row_pad = 0;
   int64_t out_seq_pad = 0;
+  std::optional<float> scale;  // nullopt: the op's default 1 / sqrt(head_dim)
+  // A position bias table (see Buffers) and where the queries sit: empty, or
+  // one first position per sequence.
+  bool position_bias = false;
+  std::vector<int32_t> q_positions;
+  int64_t bias_center_pad = 0;  // slack before the lowest index used
+  int64_t bias_head_pad = 0;    // floats between heads' tables
 
   int64_t batch() const { return static_cast<int64_t>(lengths.size()); }
   int64_t width() const { return int64_t{heads} * head_dim; }
@@ -53,11 +61,34 @@ struct Layout {
     return q_len * out_row_stride() + out_seq_pad;
   }
 
+  int64_t QueryPosition(int64_t b, int64_t i) const {
+    return (q_positions.empty() ? 0 : q_positions[b]) + i;
+  }
+  // The bias tables' center: the last query's position (so key 0's index is
+  // never negative) plus the slack.
+  int64_t bias_center() const {
+    int64_t last = 0;
+    for (int64_t b = 0; b < batch(); ++b) {
+      last = std::max(last, QueryPosition(b, q_len - 1));
+    }
+    return last + bias_center_pad;
+  }
+  int64_t bias_head_stride() const {
+    return bias_center() + *std::max_element(lengths.begin(), lengths.end()) +
+           bias_head_pad;
+  }
+
   std::string DebugString() const {
     std::string s =
         absl::StrCat("heads ", heads, " head_dim ", head_dim, " q_len ", q_len,
                      causal ? " causal" : "", " lengths");
     for (int32_t l : lengths) absl::StrAppend(&s, " ", l);
+    if (scale.has_value()) absl::StrAppend(&s, " scale ", *scale);
+    if (position_bias) absl::StrAppend(&s, " position_bias");
+    if (!q_positions.empty()) {
+      absl::StrAppend(&s, " q_positions");
+      for (int32_t p : q_positions) absl::StrAppend(&s, " ", p);
+    }
     return s;
   }
 };
@@ -78,6 +109,25 @@ struct Buffers {
       k.push_back(base);
       v.push_back(base + layout.width());
     }
+    // The bias tables hold NaN except at the indices the contract lets the
+    // op read (every query and key j < length), so any other read shows.
+    if (layout.position_bias) {
+      const int64_t stride = layout.bias_head_stride();
+      bias.assign(layout.heads * stride, NAN);
+      const std::vector<float> values =
+          RandomFloats(bias.size(), seed + 2, -3.0f, 3.0f);
+      for (int64_t h = 0; h < layout.heads; ++h) {
+        for (int64_t b = 0; b < layout.batch(); ++b) {
+          for (int64_t i = 0; i < layout.q_len; ++i) {
+            for (int64_t j = 0; j < layout.lengths[b]; ++j) {
+              const int64_t index = h * stride + layout.bias_center() + j -
+                                    layout.QueryPosition(b, i);
+              bias[index] = values[index];
+            }
+          }
+        }
+      }
+    }
   }
 
   AttentionArgs Args(float* out) const {
@@ -97,6 +147,13 @@ struct Buffers {
     a.out = out;
     a.out_seq_stride = layout.out_seq_stride();
     a.out_row_stride = layout.out_row_stride();
+    a.scale = layout.scale;
+    if (layout.position_bias) {
+      a.position_bias = bias.data();
+      a.position_bias_head_stride = layout.bias_head_stride();
+      a.position_bias_center = layout.bias_center();
+    }
+    a.q_positions = layout.q_positions;
     return a;
   }
 
@@ -114,7 +171,57 @@ struct Buffers {
   std::vector<float> kv;
   std::vector<const float*> k;
   std::vector<const float*> v;
+  std::vector<float> bias;  // [heads, bias_head_stride()] or empty
 };
+
+// attention.h's definition written out plainly, in double: the query at
+// position p = q_positions[b] + i sees keys j < length (and j <= p when
+// causal); score = scale q.k + bias[h * stride + center + j - p]; softmax;
+// weighted sum of the values. Gaps keep kUnwritten, as the op leaves them.
+std::vector<float> NaiveAttention(const Buffers& buffers) {
+  const Layout& l = buffers.layout;
+  const double scale = l.scale.has_value()
+                           ? double{*l.scale}
+                           : 1.0 / std::sqrt(static_cast<double>(l.head_dim));
+  std::vector<float> out(l.batch() * l.out_seq_stride(), kUnwritten);
+  for (int64_t b = 0; b < l.batch(); ++b) {
+    for (int64_t h = 0; h < l.heads; ++h) {
+      for (int64_t i = 0; i < l.q_len; ++i) {
+        const int64_t position = l.QueryPosition(b, i);
+        std::vector<double> weights;
+        for (int64_t j = 0; j < l.lengths[b]; ++j) {
+          if (l.causal && j > position) break;
+          double score = 0.0;
+          for (int64_t d = 0; d < l.head_dim; ++d) {
+            score +=
+                double{buffers.q[b * l.q_seq_stride() + i * l.q_row_stride() +
+                                 h * l.head_dim + d]} *
+                buffers.k[b][j * l.kv_row_stride() + h * l.head_dim + d];
+          }
+          score *= scale;
+          if (l.position_bias) {
+            score += buffers.bias[h * l.bias_head_stride() + l.bias_center() +
+                                  j - position];
+          }
+          weights.push_back(score);
+        }
+        const double max = *std::max_element(weights.begin(), weights.end());
+        double sum = 0.0;
+        for (double& w : weights) sum += (w = std::exp(w - max));
+        for (int64_t d = 0; d < l.head_dim; ++d) {
+          double acc = 0.0;
+          for (size_t j = 0; j < weights.size(); ++j) {
+            acc += weights[j] *
+                   buffers.v[b][j * l.kv_row_stride() + h * l.head_dim + d];
+          }
+          out[b * l.out_seq_stride() + i * l.out_row_stride() + h * l.head_dim +
+              d] = static_cast<float>(acc / sum);
+        }
+      }
+    }
+  }
+  return out;
+}
 
 // One head of dim 2, keys [1, 0] and [0, 1], values [1, 2] and [3, 4]. The
 // query [sqrt(2) ln 3, 0] scores (scaled by 1/sqrt(2)) ln 3 and 0: weights 3/4
@@ -154,6 +261,62 @@ TEST(AttentionTest, ReferenceMatchesHandComputedValues) {
   // Causal: query 0 sees key 0 only, query 1 sees both.
   EXPECT_TRUE(AllClose(run(2, 2, true), {1, 2, 1.5f, 2.5f}, 1e-6, 1e-6));
   EXPECT_TRUE(AllClose(run(2, 2, false), {1.5f, 2.5f, 1.5f, 2.5f}, 1e-6, 1e-6));
+}
+
+// The same keys and values with an explicit scale and a position bias: query
+// [2 ln 3, 0] scaled by 0.5 scores ln 3 and 0 (weights 3/4, 1/4); a zero
+// query with scale 1 scores 0 and 0, and a bias of ln 3 on key 0 gives the
+// same weights. The bias is indexed by key minus query position, so moving
+// the query (q_positions) moves which entries are read.
+TEST(AttentionTest, ReferenceAppliesScaleAndPositionBias) {
+  const float ln3 = std::log(3.0f);
+  const std::vector<float> kv = {1, 0, 1, 2,   // row 0: k | v
+                                 0, 1, 3, 4};  // row 1
+  const float* k[] = {kv.data()};
+  const float* v[] = {kv.data() + 2};
+  const int32_t lengths[] = {2};
+  auto ctx = MakeContext(Backend::kReference);
+  auto run = [&](std::vector<float> q, std::optional<float> scale,
+                 const float* bias, int64_t center,
+                 std::vector<int32_t> positions, bool causal) {
+    std::vector<float> out(2, kUnwritten);
+    AttentionArgs a;
+    a.num_heads = 1;
+    a.head_dim = 2;
+    a.batch = 1;
+    a.q_len = 1;
+    a.q = q.data();
+    a.k = k;
+    a.v = v;
+    a.kv_row_stride = 4;
+    a.kv_lengths = lengths;
+    a.causal = causal;
+    a.scale = scale;
+    a.position_bias = bias;
+    a.position_bias_center = center;
+    a.q_positions = positions;
+    a.out = out.data();
+    EXPECT_THAT(Attention(*ctx, a), IsOk());
+    return out;
+  };
+  EXPECT_TRUE(AllClose(run({2 * ln3, 0}, 0.5f, nullptr, 0, {}, false),
+                       {1.5f, 2.5f}, 1e-6, 1e-6));
+  // Scale 1, no bias: equal weights.
+  EXPECT_TRUE(
+      AllClose(run({0, 0}, 1.0f, nullptr, 0, {}, false), {2, 3}, 1e-6, 1e-6));
+  // Query at position 0, center 1: keys 0 and 1 read bias[1] and bias[2].
+  const float bias_at_0[] = {NAN, ln3, 0};
+  EXPECT_TRUE(AllClose(run({0, 0}, 1.0f, bias_at_0, 1, {}, false), {1.5f, 2.5f},
+                       1e-6, 1e-6));
+  // Query at position 1: keys 0 and 1 read bias[0] and bias[1].
+  const float bias_at_1[] = {ln3, 0, NAN};
+  EXPECT_TRUE(AllClose(run({0, 0}, 1.0f, bias_at_1, 1, {1}, false),
+                       {1.5f, 2.5f}, 1e-6, 1e-6));
+  // Causal follows the query's position: at 0 it sees key 0 only, at 1 both.
+  EXPECT_TRUE(
+      AllClose(run({0, 0}, 1.0f, bias_at_1, 1, {0}, true), {1, 2}, 1e-6, 1e-6));
+  EXPECT_TRUE(AllClose(run({0, 0}, 1.0f, bias_at_1, 1, {1}, true), {1.5f, 2.5f},
+                       1e-6, 1e-6));
 }
 
 // Heads are independent column blocks: a zero query in head 1 averages its
@@ -214,11 +377,109 @@ TEST(AttentionTest, DnnlMatchesReferenceOnRandomLayouts) {
     layout.kv_row_pad = pick({0, 1, 16});
     layout.out_row_pad = pick({0, 2});
     layout.out_seq_pad = pick({0, 7});
+    // Half the trials carry T5's pieces: no or another scale, a position
+    // bias, queries at positions of their own.
+    if (trial % 2 == 1) {
+      const int64_t scale = pick({0, 1, 2});
+      if (scale > 0) layout.scale = scale == 1 ? 1.0f : 0.3f;
+      layout.position_bias = pick({0, 1, 1}) == 1;
+      if (pick({0, 1}) == 1) {
+        for (size_t b = 0; b < layout.lengths.size(); ++b) {
+          layout.q_positions.push_back(static_cast<int32_t>(
+              std::uniform_int_distribution<int64_t>(0, 2 * max_length)(rng)));
+        }
+      }
+      layout.bias_center_pad = pick({0, 3});
+      layout.bias_head_pad = pick({0, 5});
+    }
     const Buffers buffers(layout, 100 + trial, /*padding=*/NAN);
     const std::vector<float> expected = buffers.Run(*ref);
     const OpContext& dnnl = trial % 2 == 0 ? *dnnl1 : *dnnl2;
     EXPECT_TRUE(AllClose(buffers.Run(dnnl), expected, 1e-4, 2e-6))
         << layout.DebugString() << " threads " << dnnl.threads();
+  }
+}
+
+// T5's position bias on every path against attention.h's definition written
+// out (NaiveAttention): one query (the decode step: by (row, head) pair, and
+// by whole rows from 4 rows per thread), a few (per query), many (sgemm, in
+// chunks of 128 past q_len 128), causal or not, kv lengths below q_len, per
+// sequence q_positions (T5's decode step puts its one query at length - 1),
+// scale 1 as T5's. The reference is double throughout (tolerance: float
+// inputs and output only); the dnnl body as against the reference (float
+// scores, FastExp; 1e-4 relative as DnnlMatchesReferenceOnRandomLayouts).
+TEST(AttentionTest, PositionBiasMatchesNaiveAttention) {
+  auto ref = MakeContext(Backend::kReference);
+  struct Case {
+    int64_t q_len;
+    bool causal;
+    std::vector<int32_t> lengths;
+    std::vector<int32_t> q_positions;
+  };
+  std::vector<Case> cases = {
+      {1, false, {5, 1, 9}, {4, 0, 8}},  // decode steps, pair by pair
+      {1, false, {3, 7, 2, 9, 4, 6, 1, 8, 5, 2}, {}},  // whole rows, position 0
+      {1, true, {3, 7, 2, 9, 4, 6, 1, 8, 5, 2}, {2, 6, 1, 8, 3, 5, 0, 7, 4, 1}},
+      {3, true, {2, 6}, {}},      // kv length below q_len
+      {3, true, {4, 6}, {1, 3}},  // prefix on top of a cache
+      {3, false, {4, 2}, {5, 0}},
+      {9, true, {9, 4, 12}, {}},  // sgemm
+      {9, false, {9, 4, 12}, {0, 2, 3}},
+      {9, true, {9, 4, 12}, {0, 2, 3}},
+      {140, true, {140, 60}, {}},  // two query chunks
+      {140, false, {100, 140}, {7, 0}},
+  };
+  for (int threads : {1, 2}) {
+    auto dnnl = MakeContext(Backend::kDnnl, threads);
+    for (const Case& c : cases) {
+      for (int head_dim : {8, 5}) {
+        Layout layout;
+        layout.heads = 3;
+        layout.head_dim = head_dim;
+        layout.q_len = c.q_len;
+        layout.causal = c.causal;
+        layout.lengths = c.lengths;
+        layout.q_positions = c.q_positions;
+        layout.scale = 1.0f;
+        layout.position_bias = true;
+        layout.bias_center_pad = 2;
+        layout.bias_head_pad = 1;
+        layout.kv_row_pad = 3;
+        layout.out_row_pad = 1;
+        const Buffers buffers(layout, 17, NAN);
+        const std::vector<float> expected = NaiveAttention(buffers);
+        EXPECT_TRUE(AllClose(buffers.Run(*ref), expected, 1e-6, 1e-7))
+            << layout.DebugString();
+        EXPECT_TRUE(AllClose(buffers.Run(*dnnl), expected, 1e-4, 2e-6))
+            << layout.DebugString() << " threads " << threads;
+      }
+    }
+  }
+}
+
+// The bias changes the output (a test that would pass without it proves
+// nothing), and a zero bias gives exactly the unbiased result on both
+// backends.
+TEST(AttentionTest, PositionBiasIsNotIgnored) {
+  Layout layout;
+  layout.heads = 2;
+  layout.head_dim = 8;
+  layout.lengths = {6, 9};
+  for (int64_t q_len : {1, 9}) {
+    layout.q_len = q_len;
+    layout.position_bias = false;
+    const Buffers plain(layout, 3, NAN);
+    layout.position_bias = true;
+    Buffers biased(layout, 3, NAN);
+    Buffers zero(layout, 3, NAN);
+    for (float& b : zero.bias) b = std::isnan(b) ? b : 0.0f;
+    for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+      auto ctx = MakeContext(backend);
+      const std::vector<float> base = plain.Run(*ctx);
+      EXPECT_TRUE(AllClose(zero.Run(*ctx), base, 0, 0)) << BackendName(backend);
+      EXPECT_FALSE(AllClose(biased.Run(*ctx), base, 1e-3, 1e-3))
+          << BackendName(backend) << " q_len " << q_len;
+    }
   }
 }
 
@@ -228,20 +489,30 @@ TEST(AttentionTest, DnnlMatchesReferenceOnLargeBatches) {
   auto ref = MakeContext(Backend::kReference);
   auto dnnl = MakeContext(Backend::kDnnl, 2);
   std::mt19937 rng(11);
-  for (int64_t q_len : {1, 24}) {
-    Layout layout;
-    layout.heads = 8;
-    layout.head_dim = 64;
-    layout.q_len = q_len;
-    layout.causal = q_len > 1;
-    layout.lengths.resize(q_len == 1 ? 64 : 6);
-    for (int32_t& l : layout.lengths) {
-      l = std::uniform_int_distribution<int32_t>(1, q_len == 1 ? 200 : 24)(rng);
+  for (bool t5 : {false, true}) {
+    for (int64_t q_len : {1, 24}) {
+      Layout layout;
+      layout.heads = 8;
+      layout.head_dim = 64;
+      layout.q_len = q_len;
+      layout.causal = q_len > 1;
+      layout.lengths.resize(q_len == 1 ? 64 : 6);
+      for (int32_t& l : layout.lengths) {
+        l = std::uniform_int_distribution<int32_t>(1,
+                                                   q_len == 1 ? 200 : 24)(rng);
+      }
+      layout.kv_row_pad = 64;
+      if (t5) {  // T5's decoder: unscaled scores, a bias, the step's position
+        layout.scale = 1.0f;
+        layout.position_bias = true;
+        if (q_len == 1) {
+          for (int32_t l : layout.lengths) layout.q_positions.push_back(l - 1);
+        }
+      }
+      const Buffers buffers(layout, 3, NAN);
+      EXPECT_TRUE(AllClose(buffers.Run(*dnnl), buffers.Run(*ref), 1e-4, 2e-6))
+          << layout.DebugString();
     }
-    layout.kv_row_pad = 64;
-    const Buffers buffers(layout, 3, NAN);
-    EXPECT_TRUE(AllClose(buffers.Run(*dnnl), buffers.Run(*ref), 1e-4, 2e-6))
-        << layout.DebugString();
   }
 }
 
@@ -351,6 +622,53 @@ TEST(AttentionTest, RejectsBadArguments) {
   expect_error([](AttentionArgs& a) { a.q_row_stride = 7; }, "q_row_stride");
   expect_error([](AttentionArgs& a) { a.out_row_stride = 0; },
                "out_row_stride");
+  for (float scale : {NAN, INFINITY, -INFINITY}) {
+    expect_error([&](AttentionArgs& a) { a.scale = scale; },
+                 "scale must be finite");
+  }
+  const std::vector<int32_t> one_position = {0};
+  const std::vector<int32_t> negative_position = {0, -1};
+  const std::vector<int32_t> positions = {3, 1};
+  const std::vector<float> bias(64);
+  expect_error([&](AttentionArgs& a) { a.q_positions = one_position; },
+               "q_positions needs one entry per sequence");
+  expect_error([&](AttentionArgs& a) { a.q_positions = negative_position; },
+               "q_positions[1] = -1");
+  expect_error(
+      [&](AttentionArgs& a) {
+        a.position_bias = bias.data();
+        a.position_bias_head_stride = -1;
+      },
+      "negative position_bias_head_stride");
+  // The last query (q_len 2) of sequence 0 sits at position 1 without
+  // q_positions, at 4 with them: a center below that would put key 0's bias
+  // before the buffer.
+  expect_error(
+      [&](AttentionArgs& a) {
+        a.position_bias = bias.data();
+        a.position_bias_center = 0;
+      },
+      "position_bias_center 0 is less than the position 1 of sequence 0");
+  expect_error(
+      [&](AttentionArgs& a) {
+        a.position_bias = bias.data();
+        a.position_bias_center = 3;
+        a.q_positions = positions;
+      },
+      "position_bias_center 3 is less than the position 4 of sequence 0");
+  // Those values are fine without a bias, and a large enough center is fine.
+  for (Backend backend : {Backend::kReference, Backend::kDnnl}) {
+    auto ctx = MakeContext(backend);
+    AttentionArgs a = buffers.Args(out.data());
+    a.position_bias_center = -5;
+    a.position_bias_head_stride = -1;
+    EXPECT_THAT(Attention(*ctx, a), IsOk());
+    a.position_bias = bias.data();
+    a.position_bias_head_stride = 20;
+    a.position_bias_center = 4;
+    a.q_positions = positions;
+    EXPECT_THAT(Attention(*ctx, a), IsOk());
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "engine/ops/linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <optional>
@@ -89,6 +90,39 @@ TEST(LinearTest, ReferenceMatchesHandComputedValues) {
                        {3, 7, 11, 0, 2, 4}, 0, 0));
 }
 
+// gelu's tanh form (HF's gelu_new), written out here in double.
+double GeluTanhFormula(double v) {
+  const double kPi = 3.14159265358979323846;
+  return 0.5 * v *
+         (1.0 + std::tanh(std::sqrt(2.0 / kPi) * (v + 0.044715 * v * v * v)));
+}
+
+// The reference's gelu_tanh epilogue is the formula: one input feature and a
+// unit weight make y = act(x + b) for each x.
+TEST(LinearTest, ReferenceGeluTanhMatchesTheFormula) {
+  auto ctx = MakeContext(Backend::kReference);
+  std::vector<float> x;
+  for (float v = -8.0f; v <= 8.0f; v += 0.125f) x.push_back(v);
+  const int64_t m = static_cast<int64_t>(x.size());
+  for (const bool accumulate : {false, true}) {
+    const std::vector<float> y0 = RandomFloats(m, 9);
+    std::vector<float> expected(m);
+    for (int64_t r = 0; r < m; ++r) {
+      const double v = GeluTanhFormula(double{x[r]} + 0.25);
+      expected[r] = static_cast<float>(accumulate ? y0[r] + v : v);
+    }
+    EXPECT_TRUE(AllClose(RunLinear(*ctx, {1.0f}, {0.25f}, 1, 1, x, m, y0,
+                                   {LinearActivation::kGeluTanh, accumulate}),
+                         expected, 1e-7, 1e-7))
+        << "accumulate " << accumulate;
+  }
+  // Values worked out by hand from the formula: gelu_tanh(1) =
+  // 0.5 (1 + tanh(0.7978846 * 1.044715)), gelu_tanh(-1) = 1 - that; 0 at 0.
+  EXPECT_TRUE(AllClose(RunLinear(*ctx, {1.0f}, {}, 1, 1, {1.0f, -1.0f, 0.0f}, 3,
+                                 {}, {LinearActivation::kGeluTanh, false}),
+                       {0.8411920f, -0.1588080f, 0.0f}, 1e-6, 1e-7));
+}
+
 // The oneDNN body's tests run under both of its weight layouts, whichever the
 // host would choose (DnnlWeightLayoutInUse): panels with our kernel up to 64
 // rows and oneDNN's matmul beyond, and plain weights with the dot-product
@@ -123,7 +157,8 @@ void ExpectEveryEpilogueMatches(int64_t m) {
   auto dnnl = MakeContext(Backend::kDnnl, 2);
   for (LinearActivation activation :
        {LinearActivation::kNone, LinearActivation::kRelu,
-        LinearActivation::kGelu, LinearActivation::kSwish}) {
+        LinearActivation::kGelu, LinearActivation::kSwish,
+        LinearActivation::kGeluTanh}) {
     for (bool accumulate : {false, true}) {
       for (bool bias : {false, true}) {
         const LinearEpilogue epilogue{activation, accumulate};
@@ -169,8 +204,9 @@ TEST_P(DnnlLayoutTest, MatchesReferenceAcrossShapes) {
           continue;  // keeps the double-precision reference quick
         const std::vector<float> x = RandomFloats(m * k, 30 + m);
         const std::vector<float> y0 = RandomFloats(m * n, 40 + m);
+        // Five activations (kNone..kGeluTanh), then accumulate or not.
         const LinearEpilogue epilogue{
-            static_cast<LinearActivation>(variant % 4), (variant / 4) % 2 == 1};
+            static_cast<LinearActivation>(variant % 5), (variant / 5) % 2 == 1};
         const std::vector<float>& bias =
             variant % 3 == 0 ? std::vector<float>{} : b;
         ++variant;
@@ -181,6 +217,74 @@ TEST_P(DnnlLayoutTest, MatchesReferenceAcrossShapes) {
       }
     }
   }
+}
+
+// gelu_tanh at every row count from 1 to 70, so our kernels (up to 16 rows on
+// plain weights, 64 on panels) and oneDNN's primitive with its
+// eltwise_gelu_tanh post-op beyond, tails of the column blocks (n = 67) and of
+// the depth (k = 37) included, with 1, 2 and 3 threads. Tolerance as
+// MatchesReferenceAcrossShapes: the products are float sums of 37 terms
+// (~1e-6 relative), our gelu_tanh is within ~1e-6 of the formula (see
+// FastGeluTanhIsAccurate), and oneDNN's is of the same order.
+TEST_P(DnnlLayoutTest, GeluTanhMatchesReferenceAtEveryRowCount) {
+  const int64_t n = 67, k = 37;
+  const float w_range = 1.0f / std::sqrt(static_cast<float>(k));
+  const std::vector<float> w = RandomFloats(n * k, 11, -w_range, w_range);
+  const std::vector<float> b = RandomFloats(n, 12);
+  auto ref = MakeContext(Backend::kReference);
+  for (int threads : {1, 2, 3}) {
+    auto dnnl = MakeContext(Backend::kDnnl, threads);
+    for (int64_t m = 1; m <= 70; ++m) {
+      // Inputs to +-3 put act's argument over [-4, 4], gelu_tanh's bend.
+      const std::vector<float> x = RandomFloats(m * k, 50 + m, -3.0f, 3.0f);
+      const std::vector<float> y0 = RandomFloats(m * n, 60 + m);
+      const LinearEpilogue epilogue{LinearActivation::kGeluTanh, m % 2 == 0};
+      ASSERT_TRUE(AllClose(RunLinear(*dnnl, w, b, n, k, x, m, y0, epilogue),
+                           RunLinear(*ref, w, b, n, k, x, m, y0, epilogue),
+                           1e-5, 1e-5))
+          << "m " << m << " threads " << threads;
+    }
+  }
+}
+
+// Our kernels' gelu_tanh (activations.h) against the formula in double, where
+// the product is exact: identity weights make x W^T = x, so y = act(x). Up to
+// 16 rows run our kernels in both layouts. Relative error within 2e-6
+// wherever the output is not tiny: FastExp's ~1e-7 and a few roundings, and
+// the exponent's own float rounding, which grows with its size (|-2u| near 17
+// at x = -5, where outputs are ~1e-7). Absolute error within 1e-12 everywhere
+// (outputs below ~1e-6 are noise to the network).
+TEST_P(DnnlLayoutTest, FastGeluTanhIsAccurate) {
+  const int64_t n = 64, m = 16;
+  std::vector<float> identity(n * n, 0.0f);
+  for (int64_t i = 0; i < n; ++i) identity[i * n + i] = 1.0f;
+  std::vector<float> x(m * n);
+  for (int64_t i = 0; i < m * n; ++i) {
+    x[i] = -10.0f + 20.0f * static_cast<float>(i) / (m * n);  // [-10, 10)
+  }
+  x[0] = 0.0f;
+  x[1] = -0.0f;
+  x[2] = 1e-20f;
+  x[3] = -1e-20f;
+  x[4] = 100.0f;
+  x[5] = -100.0f;
+  x[6] = 1e-3f;
+  auto dnnl = MakeContext(Backend::kDnnl);
+  const std::vector<float> y = RunLinear(*dnnl, identity, {}, n, n, x, m, {},
+                                         {LinearActivation::kGeluTanh, false});
+  ASSERT_EQ(y.size(), x.size());
+  double worst_relative = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double expected = GeluTanhFormula(x[i]);
+    const double error = std::fabs(y[i] - expected);
+    ASSERT_LE(error, 2e-6 * std::fabs(expected) + 1e-12)
+        << "x " << x[i] << ": " << y[i] << " vs " << expected;
+    if (std::fabs(expected) > 1e-6) {
+      worst_relative = std::max(worst_relative, error / std::fabs(expected));
+    }
+  }
+  RecordProperty("worst_relative_error",
+                 (::testing::Message() << worst_relative).GetString());
 }
 
 // More row counts than the oneDNN body keeps memory objects for, twice over, so
@@ -367,6 +471,8 @@ TEST(LinearTest, MapsModelActivations) {
   EXPECT_EQ(ToLinearActivation(Activation::kRelu), LinearActivation::kRelu);
   EXPECT_EQ(ToLinearActivation(Activation::kGelu), LinearActivation::kGelu);
   EXPECT_EQ(ToLinearActivation(Activation::kSwish), LinearActivation::kSwish);
+  EXPECT_EQ(ToLinearActivation(Activation::kGeluTanh),
+            LinearActivation::kGeluTanh);
 }
 
 }  // namespace

@@ -1,0 +1,56 @@
+#include "engine/format/hf_layout.h"
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/format/config_reader.h"
+#include "engine/format/json_util.h"
+#include "engine/status_macros.h"
+
+namespace attnserve::engine {
+
+absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view config_json) {
+  ASSIGN_OR_RETURN(const nlohmann::json root,
+                   ParseJson(config_json, "config.json"));
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: top level must be a JSON object, got ",
+                     JsonSnippet(root)));
+  }
+  ConfigReader reader(root, "config.json");
+  std::string model_type;
+  RETURN_IF_ERROR(reader.RequiredString("model_type", &model_type));
+  if (model_type == "bart" || model_type == "mbart" || model_type == "marian" ||
+      model_type == "m2m100") {
+    return ParseHfBartConfig(config_json, model_type);
+  }
+  if (model_type == "t5") return ParseHfT5Config(config_json);
+  return reader.KeyError(
+      "model_type",
+      absl::StrCat("= \"", model_type,
+                   "\" is not supported (supported: \"bart\", \"mbart\", "
+                   "\"marian\", \"m2m100\", \"t5\")"));
+}
+
+absl::StatusOr<Activation> HfActivation(absl::string_view key,
+                                        absl::string_view name) {
+  if (name == "relu") return Activation::kRelu;
+  if (name == "gelu") return Activation::kGelu;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") {
+    return Activation::kGeluTanh;
+  }
+  if (name == "swish" || name == "silu") return Activation::kSwish;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config.json: \"", key, "\" = \"", name,
+      "\" is not supported (supported: \"relu\", \"gelu\", \"gelu_new\", "
+      "\"gelu_pytorch_tanh\", \"swish\", \"silu\")"));
+}
+
+absl::StatusOr<ModelWeights> LoadHfWeights(const TensorSource& source,
+                                           HfModelConfig* hf) {
+  if (hf->model_type == "t5") return LoadHfT5Weights(source, hf);
+  return LoadHfBartWeights(source, hf);
+}
+
+}  // namespace attnserve::engine

@@ -1,0 +1,65 @@
+#pragma once
+// Hugging Face checkpoints as downloaded (docs/hf-reference.md): config.json
+// with "model_type" mapped onto ModelConfig, and the checkpoint's tensor names
+// mapped onto the weight plan, one layout per family:
+//   hf_bart_layout.cc  model_type bart, mbart, marian, m2m100
+//   hf_t5_layout.cc    model_type t5
+// The mapping is FORMAT_SPEC's "Mapping HF -> attnserve", the same one
+// scripts/attnserve-convert writes out.
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/format/generation_config.h"
+#include "engine/format/model_config.h"
+#include "engine/format/model_weights.h"
+#include "engine/format/tensor_source.h"
+
+namespace attnserve::engine {
+
+struct HfModelConfig {
+  std::string model_type;  // "bart", "mbart", "marian", "m2m100", "t5"
+  std::string layout;      // "hf-bart", "hf-mbart", "hf-marian", ...
+  ModelConfig config;
+  // The family's decoding defaults with config.json's ids applied: what
+  // ParseGenerationConfig falls back to after generation_config.json and
+  // config.json.
+  GenerationConfig generation_defaults;
+  // marian: share_encoder_decoder_embeddings.
+  bool shared_embedding = true;
+};
+
+// config.json of a Hugging Face checkpoint. INVALID_ARGUMENT naming the key
+// (and value): a missing required key, a wrong type, an unsupported
+// model_type / activation_function / feed_forward_proj, and any option that
+// would silently give a different model (encoder and decoder heads or FFN
+// widths that differ, marian's decoder_vocab_size != vocab_size, ...).
+absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view config_json);
+
+// The tensors of `source` under the family's names. Unknown tensors are an
+// error naming them (a weight nobody reads would be a different model),
+// except the legacy buffers docs/hf-reference.md lists; a tied group may be
+// stored under any non-empty subset of its names, equal when several. May
+// refine hf->config from what is stored (marian: a stored sinusoid table
+// makes positional_encoding "learned", its absence "sinusoidal_concat").
+absl::StatusOr<ModelWeights> LoadHfWeights(const TensorSource& source,
+                                           HfModelConfig* hf);
+
+// An HF activation name (ACT2FN) as attnserve's: relu, gelu (exact),
+// gelu_new / gelu_pytorch_tanh (tanh form), swish / silu. INVALID_ARGUMENT
+// "config.json: "<key>" = "<name>" is not supported ..." otherwise.
+absl::StatusOr<Activation> HfActivation(absl::string_view key,
+                                        absl::string_view name);
+
+// The two families (hf_bart_layout.cc, hf_t5_layout.cc); ParseHfConfig and
+// LoadHfWeights dispatch on model_type.
+absl::StatusOr<HfModelConfig> ParseHfBartConfig(absl::string_view config_json,
+                                                absl::string_view model_type);
+absl::StatusOr<ModelWeights> LoadHfBartWeights(const TensorSource& source,
+                                               HfModelConfig* hf);
+absl::StatusOr<HfModelConfig> ParseHfT5Config(absl::string_view config_json);
+absl::StatusOr<ModelWeights> LoadHfT5Weights(const TensorSource& source,
+                                             HfModelConfig* hf);
+
+}  // namespace attnserve::engine

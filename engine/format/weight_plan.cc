@@ -1,0 +1,167 @@
+#include "engine/format/weight_plan.h"
+
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/status_macros.h"
+
+namespace attnserve::engine {
+
+WeightPlan::WeightPlan(const TensorSource& source, const ModelConfig& config)
+    : source_(source), config_(config) {}
+
+void WeightPlan::Require(std::string name, std::vector<int64_t> shape,
+                         Tensor* dst, std::string why) {
+  Slot slot;
+  slot.aliases = {std::move(name)};
+  slot.stored_shape = shape;
+  slot.shape = std::move(shape);
+  slot.dst = dst;
+  slot.why = std::move(why);
+  slots_.push_back(std::move(slot));
+}
+
+void WeightPlan::RequireTied(std::vector<std::string> aliases,
+                             std::vector<int64_t> shape, Tensor* dst,
+                             std::string why) {
+  Require("", std::move(shape), dst, std::move(why));
+  slots_.back().aliases = std::move(aliases);
+}
+
+void WeightPlan::RequireRows(std::string name, int64_t skip_rows,
+                             std::vector<int64_t> shape, Tensor* dst) {
+  Require(std::move(name), shape, dst);
+  slots_.back().stored_shape[0] += skip_rows;
+  slots_.back().skip_rows = skip_rows;
+}
+
+void WeightPlan::RequireReshaped(std::string name,
+                                 std::vector<int64_t> stored_shape,
+                                 std::vector<int64_t> shape, Tensor* dst) {
+  Require(std::move(name), std::move(shape), dst);
+  slots_.back().stored_shape = std::move(stored_shape);
+}
+
+void WeightPlan::Linear(const std::string& prefix, int64_t out, int64_t in,
+                        LinearWeights* w) {
+  Require(prefix + ".weight", {out, in}, &w->weight);
+  if (config_.linear_bias) Require(prefix + ".bias", {out}, &w->bias);
+}
+
+void WeightPlan::Norm(const std::string& prefix, NormWeights* w,
+                      const std::string& why) {
+  const int64_t d = config_.d_model;
+  Require(prefix + ".weight", {d}, &w->gamma, why);
+  if (config_.norm_kind == NormKind::kLayerNorm) {
+    Require(prefix + ".bias", {d}, &w->beta, why);
+  }
+}
+
+bool WeightPlan::HasNorm(const std::string& prefix) const {
+  return Has(prefix + ".weight") || Has(prefix + ".bias");
+}
+
+void WeightPlan::Ignore(std::string name) { ignored_.insert(std::move(name)); }
+
+absl::Status WeightPlan::Validate() const {
+  for (const Slot& slot : slots_) {
+    bool any = false;
+    for (const std::string& name : slot.aliases) {
+      const TensorInfo* info = source_.Find(name);
+      if (info == nullptr) continue;
+      any = true;
+      if (info->shape != slot.stored_shape) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path(), ": tensor \"", name, "\" has shape ",
+                         ShapeString(info->shape), ", expected ",
+                         ShapeString(slot.stored_shape)));
+      }
+      if (info->dtype != DType::kF32 && info->dtype != DType::kF16 &&
+          info->dtype != DType::kBF16) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path(), ": tensor \"", name, "\" has dtype ", info->dtype_name,
+            "; weights must be F32, F16 or BF16"));
+      }
+    }
+    if (!any) {
+      std::string others;
+      if (slot.aliases.size() > 1) {
+        others = absl::StrCat(" or a tied alias \"",
+                              absl::StrJoin(slot.aliases.begin() + 1,
+                                            slot.aliases.end(), "\", \""),
+                              "\"");
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat(path(), ": missing tensor \"", slot.aliases[0], "\"",
+                       others, " (shape ", ShapeString(slot.stored_shape),
+                       slot.why.empty() ? "" : "; ", slot.why, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WeightPlan::CheckNoUnknownTensors() const {
+  absl::flat_hash_set<std::string> planned;
+  for (const Slot& slot : slots_) {
+    for (const std::string& name : slot.aliases) planned.insert(name);
+  }
+  for (const std::string& name : source_.Names()) {
+    if (!planned.contains(name) && !ignored_.contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path(), ": unknown tensor \"", name,
+          "\" (this layout does not use it, and ignoring a stored weight "
+          "would serve a different model than the checkpoint's)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WeightPlan::ReadSlot(const Slot& slot) const {
+  const TensorInfo* first = nullptr;
+  for (const std::string& name : slot.aliases) {
+    const TensorInfo* info = source_.Find(name);
+    if (info == nullptr) continue;
+    if (first == nullptr) {
+      first = info;
+      ASSIGN_OR_RETURN(*slot.dst, source_.ReadF32(*info));
+      continue;
+    }
+    // Another alias of the group: it must hold the same values.
+    ASSIGN_OR_RETURN(Tensor other, source_.ReadF32(*info));
+    const float* a = slot.dst->data();
+    const float* b = other.data();
+    for (int64_t i = 0; i < other.size(); ++i) {
+      if (a[i] != b[i] && !(a[i] != a[i] && b[i] != b[i])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path(), ": tensors \"", first->name, "\" and \"", name,
+            "\" are tied (one weight) but differ at element ", i, " (", a[i],
+            " vs ", b[i], "); which one would the model use?"));
+      }
+    }
+  }
+  if (slot.skip_rows > 0) {
+    int64_t row = 1;
+    for (size_t i = 1; i < slot.shape.size(); ++i) row *= slot.shape[i];
+    Tensor kept;
+    RETURN_IF_ERROR(kept.TryReset(slot.shape));
+    std::memcpy(kept.data(), slot.dst->data() + slot.skip_rows * row,
+                static_cast<size_t>(kept.size()) * sizeof(float));
+    *slot.dst = std::move(kept);
+  } else if (slot.stored_shape != slot.shape) {
+    // Same element count: only the shape changes, the data stays.
+    RETURN_IF_ERROR(slot.dst->TryReset(slot.shape));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WeightPlan::Read() const {
+  for (const Slot& slot : slots_) RETURN_IF_ERROR(ReadSlot(slot));
+  return absl::OkStatus();
+}
+
+}  // namespace attnserve::engine

@@ -1,0 +1,96 @@
+#pragma once
+// The checked list of tensors a layout takes: for each destination, the
+// stored name (or a tied group of names), the stored shape and how the stored
+// tensor becomes the destination. Every checkpoint layout (attnserve's names,
+// Hugging Face's BART family and T5) maps its names onto one WeightPlan, so
+// presence, shape, dtype and unknown-name checks are written once. Everything
+// is checked before any tensor data is read, so a broken file fails in
+// milliseconds instead of after reading most of a large model.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "engine/format/model_config.h"
+#include "engine/format/model_weights.h"
+#include "engine/format/tensor_source.h"
+#include "engine/memory/tensor.h"
+
+namespace attnserve::engine {
+
+class WeightPlan {
+ public:
+  // `source` and `config` must outlive the plan.
+  WeightPlan(const TensorSource& source, const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const std::string& path() const { return source_.path(); }
+  bool Has(const std::string& name) const {
+    return source_.Find(name) != nullptr;
+  }
+
+  // `why` (may be empty) is added to the "missing tensor" message.
+  void Require(std::string name, std::vector<int64_t> shape, Tensor* dst,
+               std::string why = "");
+
+  // A tied group (Hugging Face's _tied_weights_keys): which aliases a file
+  // holds varies with the exporter, so any non-empty subset is accepted; when
+  // several are present they must hold equal values (else the file is
+  // ambiguous: an error naming two that differ).
+  void RequireTied(std::vector<std::string> aliases, std::vector<int64_t> shape,
+                   Tensor* dst, std::string why = "");
+
+  // Stored as [skip_rows + shape[0], shape[1...]]; the first skip_rows rows
+  // are dropped (BART's position table, whose rows start at offset 2).
+  void RequireRows(std::string name, int64_t skip_rows,
+                   std::vector<int64_t> shape, Tensor* dst);
+
+  // Stored under `stored_shape`, the destination gets `shape`, of the same
+  // element count (final_logits_bias [1, V] -> lm_head.bias [V]).
+  void RequireReshaped(std::string name, std::vector<int64_t> stored_shape,
+                       std::vector<int64_t> shape, Tensor* dst);
+
+  // `prefix`.weight [out, in], and `prefix`.bias [out] when the config has
+  // linear_bias (else the bias stays empty).
+  void Linear(const std::string& prefix, int64_t out, int64_t in,
+              LinearWeights* w);
+
+  // `prefix`.weight [d_model], and `prefix`.bias [d_model] for layer_norm.
+  void Norm(const std::string& prefix, NormWeights* w,
+            const std::string& why = "");
+  // True when any tensor of the norm at `prefix` is stored.
+  bool HasNorm(const std::string& prefix) const;
+
+  // A stored name the layout knows and deliberately does not use (legacy
+  // buffers); only matters for CheckNoUnknownTensors.
+  void Ignore(std::string name);
+
+  // Presence, shape and dtype (F32, F16, BF16) of every planned tensor.
+  absl::Status Validate() const;
+  // Every stored name is planned or ignored; else an error naming the first
+  // unknown one. Hugging Face layouts call it: a tensor nobody reads would be a
+  // weight silently dropped, i.e. a different model.
+  absl::Status CheckNoUnknownTensors() const;
+  // Reads every tensor into its destination (after Validate).
+  absl::Status Read() const;
+
+ private:
+  struct Slot {
+    std::vector<std::string> aliases;  // one, or a tied group
+    std::vector<int64_t> stored_shape;
+    std::vector<int64_t> shape;  // of the destination
+    int64_t skip_rows = 0;
+    Tensor* dst = nullptr;
+    std::string why;
+  };
+  absl::Status ReadSlot(const Slot& slot) const;
+
+  const TensorSource& source_;
+  const ModelConfig& config_;
+  std::vector<Slot> slots_;
+  absl::flat_hash_set<std::string> ignored_;
+};
+
+}  // namespace attnserve::engine
