@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -655,6 +656,34 @@ TEST(HfLayoutTest, GenerationConfigRefusalNamesTheKey) {
   EXPECT_THAT(copy.Load(), StatusIs(absl::StatusCode::kInvalidArgument,
                                     AllOf(HasSubstr("generation_config.json"),
                                           HasSubstr("\"do_sample\""))));
+}
+
+// The model_dir fuzzer's seeds of the new layouts (tests/fuzz/make_seeds.py)
+// are valid directories, so fuzzing starts from models that load.
+TEST(HfLayoutTest, FuzzSeedsOfTheNewLayoutsLoad) {
+  const std::string corpus =
+      absl::StrCat(ATTNSERVE_TEST_DATA_DIR, "/../fuzz/corpus/model_dir/");
+  const char* const kSeparator = "\n--8<--\n";  // tests/fuzz/fuzz_util.h
+  const char* const kFiles[] = {"config.json", "model.safetensors", "vocab.txt",
+                                "generation_config.json"};
+  for (const char* seed :
+       {"t5_like_generation", "bart_like", "hf_bart", "hf_marian_no_positions",
+        "hf_m2m100_f16", "hf_mbart", "hf_t5_gated_untied", "hf_t5_relu"}) {
+    SCOPED_TRACE(seed);
+    const std::string blob = ReadText(corpus + seed);
+    testing::TempDir dir("hf_seed");
+    size_t begin = 0;
+    for (size_t part = 0; part < 4 && begin <= blob.size(); ++part) {
+      size_t end = blob.find(kSeparator, begin);
+      if (part == 3 || end == std::string::npos) end = blob.size();
+      testing::WriteFile(dir.File(kFiles[part]),
+                         blob.substr(begin, end - begin));
+      if (end == blob.size()) break;
+      begin = end + std::strlen(kSeparator);
+    }
+    absl::StatusOr<LoadedModelDir> loaded = LoadModelDir(dir.path());
+    EXPECT_THAT(loaded, IsOk());
+  }
 }
 
 // --- pytorch_model.bin (needs engine/format/torch_checkpoint.cc's reader) ---
