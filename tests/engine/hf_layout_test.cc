@@ -650,6 +650,30 @@ TEST(HfLayoutTest, SafetensorsIsPreferredOverPytorchModelBin) {
   EXPECT_THAT(copy.Load(), IsOk());
 }
 
+// M2M100's positions depend on the pad id, so decoding with another one would
+// be another model.
+TEST(HfLayoutTest, M2m100RefusesADifferentDecodingPad) {
+  HfCopy copy("m2m100");
+  copy.generation()["pad_token_id"] = 3;
+  EXPECT_THAT(copy.Load(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    AllOf(HasSubstr("generation_config.json"),
+                                          HasSubstr("\"pad_token_id\" = 3"))));
+}
+
+TEST(HfLayoutTest, ConfigJsonGenerationKeysAreFallbacks) {
+  HfCopy copy("t5_v1_0");
+  copy.generation() = Json::object();  // an empty generation_config.json
+  copy.config()["num_beams"] = 3;
+  copy.config()["no_repeat_ngram_size"] = 2;
+  absl::StatusOr<LoadedModelDir> loaded = copy.Load();
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->generation.num_beams, 3);
+  EXPECT_EQ(loaded->generation.no_repeat_ngram_size, 2);
+  EXPECT_EQ(loaded->generation.max_length, 20);  // transformers' default
+  EXPECT_EQ(loaded->generation.eos_ids, std::vector<int32_t>{1});
+  EXPECT_EQ(loaded->generation.decoder_start_id, 0);
+}
+
 TEST(HfLayoutTest, GenerationConfigRefusalNamesTheKey) {
   HfCopy copy("bart");
   copy.generation()["do_sample"] = true;
