@@ -251,6 +251,14 @@ std::string ShapeOf(const std::string& symbolic, const engine::ModelConfig& c) {
       dims.push_back(absl::StrCat(c.ffn_dim));
     } else if (dim == "vocab_size") {
       dims.push_back(absl::StrCat(c.vocab_size));
+    } else if (dim == "attention_dim") {
+      dims.push_back(absl::StrCat(c.attention_dim()));
+    } else if (dim == "max_positions") {
+      dims.push_back(absl::StrCat(c.max_positions));
+    } else if (dim == "num_heads") {
+      dims.push_back(absl::StrCat(c.num_heads));
+    } else if (dim == "relative_attention_num_buckets") {
+      dims.push_back(absl::StrCat(c.relative_attention_num_buckets));
     } else {
       dims.push_back(absl::StrCat("?", dim));
     }
@@ -280,6 +288,10 @@ TEST(ModelFormatDocTest, TensorTableListsEveryTensorWithItsShape) {
     engine::NormPlacement norm;
     bool tied;
     engine::testing::RandomModelOptions options;
+    // The issue-16 keys: 0 none, 1 T5's (attention wider than d_model, no
+    // biases, rms norms, gated FFN, relative tables), 2 BART's (learned
+    // positions, embedding norm, and a gated FFN with biases).
+    int additions = 0;
   };
   engine::testing::RandomModelOptions plain;
   engine::testing::RandomModelOptions everything;
@@ -293,6 +305,12 @@ TEST(ModelFormatDocTest, TensorTableListsEveryTensorWithItsShape) {
        engine::NormPlacement::kPost, false, everything},
       {"pre-norm, shared embedding, tied", engine::NormPlacement::kPre, true,
        plain},
+      {"T5-like: rms_norm, no linear_bias, gated_ffn, relative buckets, "
+       "attention_head_dim",
+       engine::NormPlacement::kPre, true, plain, 1},
+      {"BART-like: learned positions, embedding_norm (and gated_ffn with "
+       "biases)",
+       engine::NormPlacement::kPost, true, plain, 2},
   };
   std::set<std::string> seen;
   for (const Variant& variant : variants) {
@@ -300,6 +318,19 @@ TEST(ModelFormatDocTest, TensorTableListsEveryTensorWithItsShape) {
     engine::ModelConfig config = engine::testing::TinyConfig();
     config.norm_placement = variant.norm;
     config.tie_output_embedding = variant.tied;
+    if (variant.additions == 1) {
+      config.attention_head_dim = 12;  // attention_dim 24 != d_model 16
+      config.norm_kind = engine::NormKind::kRmsNorm;
+      config.linear_bias = false;
+      config.gated_ffn = true;
+      config.positional_encoding = engine::PositionalEncoding::kNone;
+      config.relative_attention_num_buckets = 8;
+    } else if (variant.additions == 2) {
+      config.positional_encoding = engine::PositionalEncoding::kLearned;
+      config.max_positions = 40;
+      config.embedding_norm = true;
+      config.gated_ffn = true;  // with biases: fc1_linear.bias
+    }
     const std::vector<engine::testing::NamedTensor> tensors =
         engine::testing::RandomModelTensors(config, variant.options);
     engine::testing::TempDir dir("contract_docs");
@@ -326,7 +357,8 @@ TEST(ModelFormatDocTest, TensorTableListsEveryTensorWithItsShape) {
           << kModelFormatDoc << ": the row of `" << pattern
           << "` gives the shape " << row->second[1] << " (d_model "
           << config.d_model << ", ffn_dim " << config.ffn_dim << ", vocab_size "
-          << config.vocab_size << ")";
+          << config.vocab_size << ", attention_dim " << config.attention_dim()
+          << ", max_positions " << config.max_positions << ")";
     }
   }
   for (const auto& [pattern, cells] : rows) {

@@ -69,6 +69,86 @@ TEST(ModelConfigTest, AppliesDefaultsToMinimalConfig) {
   EXPECT_FALSE(c->add_eos_to_source);
 }
 
+TEST(ModelConfigTest, IssueSixteenKeysDefaultToThePapersLayer) {
+  absl::StatusOr<ModelConfig> c = Parse(MinimalJson());
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->attention_head_dim, 0);
+  EXPECT_EQ(c->attention_dim(), 16);
+  EXPECT_EQ(c->norm_kind, NormKind::kLayerNorm);
+  EXPECT_TRUE(c->linear_bias);
+  EXPECT_FALSE(c->gated_ffn);
+  EXPECT_TRUE(c->scale_attention);
+  EXPECT_FALSE(c->embedding_norm);
+  EXPECT_EQ(c->position_offset, 0);
+  EXPECT_EQ(c->relative_attention_num_buckets, 0);
+  EXPECT_EQ(c->relative_attention_max_distance, 128);
+  EXPECT_EQ(c->output_scale, 1.0f);
+}
+
+TEST(ModelConfigTest, ParsesIssueSixteenKeys) {
+  Json j = MinimalJson();
+  j["d_model"] = 32;
+  j["num_heads"] = 3;  // does not divide 32: fine with attention_head_dim
+  j["attention_head_dim"] = 16;
+  j["norm_kind"] = "rms_norm";
+  j["linear_bias"] = false;
+  j["gated_ffn"] = true;
+  j["scale_attention"] = false;
+  j["embedding_norm"] = true;
+  j["positional_encoding"] = "none";
+  j["relative_attention_num_buckets"] = 32;
+  j["relative_attention_max_distance"] = 64;
+  j["output_scale"] = 0.25;
+  j["activation"] = "gelu_tanh";
+  std::vector<std::string> warnings;
+  absl::StatusOr<ModelConfig> c = Parse(j, &warnings);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_THAT(warnings, IsEmpty());
+  EXPECT_EQ(c->head_dim(), 16);
+  EXPECT_EQ(c->attention_dim(), 48);
+  EXPECT_EQ(c->norm_kind, NormKind::kRmsNorm);
+  EXPECT_FALSE(c->linear_bias);
+  EXPECT_TRUE(c->gated_ffn);
+  EXPECT_FALSE(c->scale_attention);
+  EXPECT_TRUE(c->embedding_norm);
+  EXPECT_EQ(c->positional_encoding, PositionalEncoding::kNone);
+  EXPECT_EQ(c->relative_attention_num_buckets, 32);
+  EXPECT_EQ(c->relative_attention_max_distance, 64);
+  EXPECT_EQ(c->output_scale, 0.25f);
+  EXPECT_EQ(c->activation, Activation::kGeluTanh);
+  EXPECT_STREQ(NormKindName(c->norm_kind), "rms_norm");
+  EXPECT_STREQ(ActivationName(c->activation), "gelu_tanh");
+}
+
+TEST(ModelConfigTest, OddDModelIsFineWithoutASinusoid) {
+  for (const char* encoding : {"learned", "none"}) {
+    SCOPED_TRACE(encoding);
+    Json j = MinimalJson();
+    j["d_model"] = 15;
+    j["num_heads"] = 3;
+    j["positional_encoding"] = encoding;
+    absl::StatusOr<ModelConfig> c = Parse(j);
+    ASSERT_THAT(c, IsOk());
+    EXPECT_STREQ(PositionalEncodingName(c->positional_encoding), encoding);
+  }
+  Json j = MinimalJson();
+  j["positional_encoding"] = "sinusoidal_fairseq";
+  j["position_offset"] = 2;
+  absl::StatusOr<ModelConfig> c = Parse(j);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->positional_encoding, PositionalEncoding::kSinusoidalFairseq);
+  EXPECT_EQ(c->position_offset, 2);
+}
+
+TEST(ModelConfigTest, HeadsMustDivideDModelOnlyWithoutAttentionHeadDim) {
+  Json j = MinimalJson();
+  j["num_heads"] = 3;
+  EXPECT_THAT(Parse(j), StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("\"num_heads\" must divide")));
+  j["attention_head_dim"] = 5;
+  EXPECT_THAT(Parse(j), IsOk());
+}
+
 TEST(ModelConfigTest, DecoderStartIdDefaultsToBosId) {
   Json j = MinimalJson();
   j["bos_id"] = 7;
@@ -345,8 +425,84 @@ std::vector<BadValue> BadValues() {
       {"positional_encoding_unknown",
        {{"positional_encoding", "rotary"}},
        "positional_encoding",
-       "\"sinusoidal\", \"sinusoidal_concat\", \"sinusoidal_fairseq\", \"learned\", \"none\""},
+       "\"sinusoidal\", \"sinusoidal_concat\", \"sinusoidal_fairseq\", "
+       "\"learned\", \"none\""},
       {"layer_norm_eps_zero", {{"layer_norm_eps", 0}}, "layer_norm_eps", "> 0"},
+      // The issue-16 keys.
+      {"attention_head_dim_zero",
+       {{"attention_head_dim", 0}},
+       "attention_head_dim",
+       "[1, 65536]"},
+      {"attention_head_dim_too_wide",
+       {{"attention_head_dim", 40000}, {"num_heads", 2}},
+       "attention_head_dim",
+       "<= 65536"},
+      {"norm_kind_unknown",
+       {{"norm_kind", "batch_norm"}},
+       "norm_kind",
+       "\"layer_norm\", \"rms_norm\""},
+      {"linear_bias_not_bool",
+       {{"linear_bias", 1}},
+       "linear_bias",
+       "true or false"},
+      {"gated_ffn_not_bool",
+       {{"gated_ffn", "yes"}},
+       "gated_ffn",
+       "true or false"},
+      {"scale_attention_not_bool",
+       {{"scale_attention", 0}},
+       "scale_attention",
+       "true or false"},
+      {"embedding_norm_not_bool",
+       {{"embedding_norm", nullptr}},
+       "embedding_norm",
+       "true or false"},
+      {"position_offset_negative",
+       {{"position_offset", -1}},
+       "position_offset",
+       "[0, 1048576]"},
+      {"position_offset_without_sinusoid",
+       {{"position_offset", 2}, {"positional_encoding", "learned"}},
+       "position_offset",
+       "sinusoidal encodings only"},
+      {"buckets_too_many",
+       {{"relative_attention_num_buckets", 4097}},
+       "relative_attention_num_buckets",
+       "[0, 4096]"},
+      {"buckets_too_few",
+       {{"relative_attention_num_buckets", 3}},
+       "relative_attention_num_buckets",
+       "at least 4"},
+      {"max_distance_zero",
+       {{"relative_attention_max_distance", 0}},
+       "relative_attention_max_distance",
+       "[1, 1048576]"},
+      {"max_distance_within_exact_buckets",
+       {{"relative_attention_num_buckets", 32},
+        {"relative_attention_max_distance", 16}},
+       "relative_attention_max_distance",
+       "greater than"},
+      {"output_scale_zero", {{"output_scale", 0}}, "output_scale", "> 0"},
+      {"output_scale_not_number",
+       {{"output_scale", "0.5"}},
+       "output_scale",
+       "number"},
+      {"activation_unknown_tanh",
+       {{"activation", "gelu_new"}},
+       "activation",
+       "\"gelu_tanh\""},
+      {"d_model_odd_fairseq",
+       {{"d_model", 15},
+        {"num_heads", 3},
+        {"positional_encoding", "sinusoidal_fairseq"}},
+       "d_model",
+       "even"},
+      {"d_model_tiny_fairseq",
+       {{"d_model", 2},
+        {"num_heads", 1},
+        {"positional_encoding", "sinusoidal_fairseq"}},
+       "d_model",
+       ">= 4"},
       {"layer_norm_eps_negative",
        {{"layer_norm_eps", -1e-5}},
        "layer_norm_eps",

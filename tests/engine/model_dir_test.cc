@@ -57,6 +57,54 @@ TEST_F(ModelDirTest, LoadsModelDirectory) {
   EXPECT_EQ(loaded->weights.decoder_layers.size(), 2u);
 }
 
+TEST_F(ModelDirTest, AttnserveDirWithoutGenerationConfigDecodesAsBefore) {
+  absl::StatusOr<LoadedModelDir> loaded = LoadModelDir(WriteModel("plain"));
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->layout, "attnserve");
+  const GenerationConfig& g = loaded->generation;
+  EXPECT_EQ(g.decoder_start_id, 1);
+  EXPECT_EQ(g.eos_ids, std::vector<int32_t>{2});
+  EXPECT_EQ(g.pad_id, 0);
+  EXPECT_EQ(g.max_length, 0);  // the server's own limits apply
+  EXPECT_EQ(g.num_beams, 1);
+  EXPECT_EQ(loaded->config.eos_id, 2);
+}
+
+TEST_F(ModelDirTest, AttnserveDirReadsGenerationConfig) {
+  const std::string dir = WriteModel("with-generation");
+  testing::WriteFile(dir + "/generation_config.json",
+                     R"({"eos_token_id": [5, 2], "num_beams": 3,
+                         "no_repeat_ngram_size": 2})");
+  absl::StatusOr<LoadedModelDir> loaded = LoadModelDir(dir);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->generation.eos_ids, (std::vector<int32_t>{5, 2}));
+  EXPECT_EQ(loaded->generation.num_beams, 3);
+  EXPECT_EQ(loaded->generation.no_repeat_ngram_size, 2);
+  EXPECT_EQ(loaded->generation.decoder_start_id, 1);  // config's fallback
+  EXPECT_EQ(loaded->config.eos_id, 5);                // agrees with eos_ids[0]
+}
+
+TEST_F(ModelDirTest, BadGenerationConfigNamesTheDirectoryFileAndKey) {
+  const std::string dir = WriteModel("bad-generation");
+  testing::WriteFile(dir + "/generation_config.json", R"({"top_k": 5,
+                         "do_sample": true})");
+  EXPECT_THAT(
+      LoadModelDir(dir),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr(dir), HasSubstr("generation_config.json"),
+                     HasSubstr("\"do_sample\""))));
+}
+
+TEST_F(ModelDirTest, ConfigWithArchitectureWinsOverModelType) {
+  nlohmann::json j =
+      nlohmann::json::parse(testing::ConfigJson(testing::TinyConfig()));
+  j["model_type"] = "bart";
+  absl::StatusOr<LoadedModelDir> loaded =
+      LoadModelDir(WriteModel("both", j.dump()));
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->layout, "attnserve");
+}
+
 TEST_F(ModelDirTest, NameIgnoresTrailingSlashes) {
   const std::string dir = WriteModel("slashed");
   absl::StatusOr<LoadedModelDir> loaded = LoadModelDir(dir + "//");

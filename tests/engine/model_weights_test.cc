@@ -48,8 +48,15 @@ std::vector<std::pair<std::string, const Tensor*>> LoadedTensors(
   };
   auto add_ffn = [&add_linear](const std::string& prefix, const FfnWeights& f) {
     add_linear(prefix + ".fc1", f.fc1);
+    add_linear(prefix + ".fc1_linear", f.fc1_linear);
     add_linear(prefix + ".fc2", f.fc2);
   };
+  add("encoder.embed_positions.weight", w.encoder_positions);
+  add("decoder.embed_positions.weight", w.decoder_positions);
+  add_norm("encoder.embed_norm", w.encoder_embed_norm);
+  add_norm("decoder.embed_norm", w.decoder_embed_norm);
+  add("encoder.relative_attention_bias.weight", w.encoder_relative_bias);
+  add("decoder.relative_attention_bias.weight", w.decoder_relative_bias);
   if (w.shared_embedding) {
     add("shared.embed.weight", w.encoder_embed);
   } else {
@@ -190,6 +197,109 @@ TEST_F(ModelWeightsTest, LoadsSharedEmbeddingModel) {
   EXPECT_TRUE(w->decoder_final_norm.beta.empty());
   EXPECT_TRUE(w->lm_head_weight.empty());
   EXPECT_TRUE(w->lm_head_bias.empty());
+}
+
+// T5's shape in the attnserve format: attention wider than d_model, no
+// biases, RMS norms (weight only), a gated FFN, relative position tables.
+ModelConfig T5LikeConfig() {
+  ModelConfig c = testing::TinyConfig();
+  c.attention_head_dim = 12;  // A = 24 != d_model 16
+  c.norm_kind = NormKind::kRmsNorm;
+  c.norm_placement = NormPlacement::kPre;
+  c.linear_bias = false;
+  c.gated_ffn = true;
+  c.scale_attention = false;
+  c.positional_encoding = PositionalEncoding::kNone;
+  c.relative_attention_num_buckets = 8;
+  c.relative_attention_max_distance = 20;
+  return c;
+}
+
+// BART's: learned positions and an embedding norm.
+ModelConfig BartLikeConfig() {
+  ModelConfig c = testing::TinyConfig();
+  c.positional_encoding = PositionalEncoding::kLearned;
+  c.embedding_norm = true;
+  return c;
+}
+
+TEST_F(ModelWeightsTest, LoadsT5LikeModel) {
+  const ModelConfig c = T5LikeConfig();
+  absl::StatusOr<ModelWeights> w = LoadRandom(c, {});
+  ASSERT_THAT(w, IsOk());
+  const AttentionWeights& att = w->decoder_layers[1].cross_attn;
+  EXPECT_EQ(att.q.weight.shape(), (std::vector<int64_t>{24, 16}));
+  EXPECT_EQ(att.o.weight.shape(), (std::vector<int64_t>{16, 24}));
+  EXPECT_TRUE(att.q.bias.empty());
+  EXPECT_TRUE(att.o.bias.empty());
+  EXPECT_EQ(w->encoder_layers[0].ffn.fc1_linear.weight.shape(),
+            (std::vector<int64_t>{32, 16}));
+  EXPECT_TRUE(w->encoder_layers[0].ffn.fc1_linear.bias.empty());
+  EXPECT_TRUE(w->encoder_layers[0].self_attn_norm.beta.empty());
+  EXPECT_TRUE(w->decoder_final_norm.beta.empty());
+  EXPECT_EQ(w->decoder_final_norm.gamma.shape(), (std::vector<int64_t>{16}));
+  EXPECT_EQ(w->encoder_relative_bias.shape(), (std::vector<int64_t>{8, 2}));
+  EXPECT_EQ(w->decoder_relative_bias.shape(), (std::vector<int64_t>{8, 2}));
+  EXPECT_TRUE(w->encoder_positions.empty());
+}
+
+TEST_F(ModelWeightsTest, LoadsBartLikeModel) {
+  const ModelConfig c = BartLikeConfig();
+  absl::StatusOr<ModelWeights> w = LoadRandom(c, {});
+  ASSERT_THAT(w, IsOk());
+  EXPECT_EQ(w->encoder_positions.shape(), (std::vector<int64_t>{64, 16}));
+  EXPECT_EQ(w->decoder_positions.shape(), (std::vector<int64_t>{64, 16}));
+  EXPECT_EQ(w->encoder_embed_norm.beta.shape(), (std::vector<int64_t>{16}));
+  EXPECT_EQ(w->decoder_embed_norm.gamma.shape(), (std::vector<int64_t>{16}));
+  EXPECT_TRUE(w->encoder_relative_bias.empty());
+}
+
+TEST_F(ModelWeightsTest, NewTensorsTheConfigAsksForAreRequired) {
+  struct Case {
+    ModelConfig config;
+    const char* tensor;
+    const char* why;
+  };
+  const Case cases[] = {
+      {BartLikeConfig(), "decoder.embed_positions.weight", "learned"},
+      {BartLikeConfig(), "encoder.embed_norm.bias", "embedding_norm"},
+      {T5LikeConfig(), "encoder.relative_attention_bias.weight",
+       "relative_attention_num_buckets"},
+      {T5LikeConfig(), "decoder.layers.1.ffn.fc1_linear.weight", ""},
+      {T5LikeConfig(), "encoder.final_norm.weight", "pre"},
+  };
+  for (const Case& test : cases) {
+    SCOPED_TRACE(test.tensor);
+    const Tensors tensors = testing::RandomModelTensors(test.config, {});
+    EXPECT_THAT(Load(Without(tensors, test.tensor), test.config),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr(absl::StrCat("missing tensor \"",
+                                                      test.tensor, "\"")),
+                               HasSubstr(test.why))));
+  }
+}
+
+TEST_F(ModelWeightsTest, AttentionWidthIsNumHeadsTimesHeadDim) {
+  const ModelConfig c = T5LikeConfig();
+  // A file written for A == d_model does not fit a config with A = 24.
+  const Tensors tensors =
+      Reshaped(testing::RandomModelTensors(c, {}),
+               "encoder.layers.0.self_attn.k_proj.weight", {16, 16});
+  EXPECT_THAT(
+      Load(tensors, c),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("\"encoder.layers.0.self_attn.k_proj.weight\""),
+                     HasSubstr("[16, 16]"), HasSubstr("[24, 16]"))));
+}
+
+TEST_F(ModelWeightsTest, BiasesOfAModelWithoutLinearBiasAreIgnored) {
+  ModelConfig c = T5LikeConfig();
+  const Tensors tensors =
+      With(testing::RandomModelTensors(c, {}),
+           Zeros("encoder.layers.0.self_attn.q_proj.bias", {24}));
+  absl::StatusOr<ModelWeights> w = Load(tensors, c);
+  ASSERT_THAT(w, IsOk());
+  EXPECT_TRUE(w->encoder_layers[0].self_attn.q.bias.empty());
 }
 
 TEST_F(ModelWeightsTest, LoadsSeparateEmbeddings) {

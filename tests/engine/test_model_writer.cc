@@ -60,26 +60,34 @@ class RandomTensors {
     Uniform(std::move(name), {size}, -0.1f, 0.1f);
   }
 
+  // With the defaults of the issue-16 keys (biases, layer norms, A ==
+  // d_model, no gate) the draws are those of earlier versions, so seeded
+  // models stay the same.
   void Linear(const std::string& prefix, int64_t out, int64_t in) {
     LinearWeight(prefix + ".weight", out, in);
-    Bias(prefix + ".bias", out);
+    if (linear_bias_) Bias(prefix + ".bias", out);
   }
 
   void Norm(const std::string& prefix, int64_t d) {
     Uniform(prefix + ".weight", {d}, 0.8f, 1.2f);
-    Bias(prefix + ".bias", d);
+    if (!rms_norm_) Bias(prefix + ".bias", d);
   }
 
-  void Attention(const std::string& prefix, int64_t d) {
-    for (const char* proj : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
-      Linear(absl::StrCat(prefix, ".", proj), d, d);
+  void Attention(const std::string& prefix, int64_t d, int64_t a) {
+    for (const char* proj : {"q_proj", "k_proj", "v_proj"}) {
+      Linear(absl::StrCat(prefix, ".", proj), a, d);
     }
+    Linear(prefix + ".o_proj", d, a);
   }
 
-  void Ffn(const std::string& prefix, int64_t d, int64_t ffn) {
+  void Ffn(const std::string& prefix, int64_t d, int64_t ffn, bool gated) {
     Linear(prefix + ".fc1", ffn, d);
+    if (gated) Linear(prefix + ".fc1_linear", ffn, d);
     Linear(prefix + ".fc2", d, ffn);
   }
+
+  void set_linear_bias(bool b) { linear_bias_ = b; }
+  void set_rms_norm(bool b) { rms_norm_ = b; }
 
  private:
   template <typename Distribution>
@@ -92,6 +100,8 @@ class RandomTensors {
 
   std::mt19937 rng_;
   std::vector<NamedTensor>* out_;
+  bool linear_bias_ = true;
+  bool rms_norm_ = false;
 };
 
 }  // namespace
@@ -148,6 +158,16 @@ std::string ConfigJson(const ModelConfig& c) {
   j["eos_id"] = c.eos_id;
   j["decoder_start_id"] = c.decoder_start_id;
   j["add_eos_to_source"] = c.add_eos_to_source;
+  if (c.attention_head_dim > 0) j["attention_head_dim"] = c.attention_head_dim;
+  j["norm_kind"] = NormKindName(c.norm_kind);
+  j["linear_bias"] = c.linear_bias;
+  j["gated_ffn"] = c.gated_ffn;
+  j["scale_attention"] = c.scale_attention;
+  j["embedding_norm"] = c.embedding_norm;
+  j["position_offset"] = c.position_offset;
+  j["relative_attention_num_buckets"] = c.relative_attention_num_buckets;
+  j["relative_attention_max_distance"] = c.relative_attention_max_distance;
+  j["output_scale"] = static_cast<double>(c.output_scale);
   return j.dump(2) + "\n";
 }
 
@@ -176,26 +196,43 @@ std::vector<NamedTensor> RandomModelTensors(const ModelConfig& c,
     r.Normal("encoder.embed.weight", {vocab, d}, embed_std);
     r.Normal("decoder.embed.weight", {vocab, d}, embed_std);
   }
+  r.set_linear_bias(c.linear_bias);
+  r.set_rms_norm(c.norm_kind == NormKind::kRmsNorm);
+  const int64_t a = c.attention_dim();
   const bool final_norms =
       o.final_norms || c.norm_placement == NormPlacement::kPre;
+  // The per-stack tensors of the issue-16 keys, only when the config asks.
+  auto extras = [&](const std::string& stack) {
+    if (c.positional_encoding == PositionalEncoding::kLearned) {
+      r.Normal(stack + ".embed_positions.weight", {c.max_positions, d},
+               embed_std);
+    }
+    if (c.embedding_norm) r.Norm(stack + ".embed_norm", d);
+    if (c.relative_attention_num_buckets > 0) {
+      r.Normal(stack + ".relative_attention_bias.weight",
+               {c.relative_attention_num_buckets, c.num_heads}, 0.5f);
+    }
+  };
   for (int i = 0; i < c.encoder_layers; ++i) {
     const std::string prefix = absl::StrCat("encoder.layers.", i);
-    r.Attention(prefix + ".self_attn", d);
+    r.Attention(prefix + ".self_attn", d, a);
     r.Norm(prefix + ".self_attn_norm", d);
-    r.Ffn(prefix + ".ffn", d, c.ffn_dim);
+    r.Ffn(prefix + ".ffn", d, c.ffn_dim, c.gated_ffn);
     r.Norm(prefix + ".ffn_norm", d);
   }
   if (final_norms) r.Norm("encoder.final_norm", d);
+  extras("encoder");
   for (int i = 0; i < c.decoder_layers; ++i) {
     const std::string prefix = absl::StrCat("decoder.layers.", i);
-    r.Attention(prefix + ".self_attn", d);
+    r.Attention(prefix + ".self_attn", d, a);
     r.Norm(prefix + ".self_attn_norm", d);
-    r.Attention(prefix + ".cross_attn", d);
+    r.Attention(prefix + ".cross_attn", d, a);
     r.Norm(prefix + ".cross_attn_norm", d);
-    r.Ffn(prefix + ".ffn", d, c.ffn_dim);
+    r.Ffn(prefix + ".ffn", d, c.ffn_dim, c.gated_ffn);
     r.Norm(prefix + ".ffn_norm", d);
   }
   if (final_norms) r.Norm("decoder.final_norm", d);
+  extras("decoder");
   if (!c.tie_output_embedding) r.LinearWeight("lm_head.weight", vocab, d);
   if (o.lm_head_bias) r.Bias("lm_head.bias", vocab);
   return tensors;

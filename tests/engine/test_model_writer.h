@@ -57,7 +57,10 @@ struct RandomModelOptions {
   uint32_t seed = 1;
 };
 
-// Every tensor `c` needs (lm_head.weight when not tied), drawn from a
+// Every tensor `c` needs (lm_head.weight when not tied; the issue-16 tensors
+// its keys ask for: A-wide attention, no biases without linear_bias, no norm
+// biases with rms_norm, fc1_linear when gated, embed_positions when learned,
+// embed_norm, relative_attention_bias), drawn from a
 // std::mt19937 seeded with `o.seed`: linear weights U(-1/sqrt(in), 1/sqrt(in))
 // as torch initialises them, biases U(-0.1, 0.1), layer-norm gamma U(0.8, 1.2)
 // and beta U(-0.1, 0.1), embeddings N(0, d_model^-0.5). Non-trivial biases and
