@@ -120,81 +120,102 @@ def f16_grid(t):
 def make_weights(name, seed, eos_gain):
     """{HF name: tensor} for one family (every alias present; writers drop some)."""
     spec = SPECS[name]
-    c = spec["config"]
+    return random_weights(spec["config"], seed, eos_gain, out_gain=spec.get("out_gain", OUT_GAIN),
+                          cross_gain=spec.get("cross_gain", CROSS_GAIN))
+
+
+def random_weights(c, seed, eos_gain=1.0, out_gain=OUT_GAIN, cross_gain=CROSS_GAIN, emb_std=None):
+    """{HF name: tensor}, every alias present, for any config.json `c` of the five families:
+    the sizes come from `c`, so scripts/make_random_hf_model.py draws real-sized checkpoints
+    with the same names and scaling. Seeded; the draws are in a fixed order, so the tiny
+    families of SPECS stay byte-identical. out_gain scales the sublayers' output projections,
+    cross_gain cross-attention's (T5: relative to out_gain), eos_gain EOS's output row, emb_std
+    the embeddings' (default EMB_STD; T5's 2.5 tied, 1.0 untied)."""
     g = torch.Generator().manual_seed(seed)
     rn = lambda *s, std: f16_grid(torch.randn(*s, generator=g) * std)
     lin = lambda o, i, gain=1.0: rn(o, i, std=gain / math.sqrt(i))
+    D, V = c["d_model"], c["vocab_size"]
     sd = {}
     if c["model_type"] == "t5":
-        inner = c["d_kv"] * HEADS
+        heads = c["num_heads"]
+        inner = c["d_kv"] * heads
+        ffn = c["d_ff"]
+        layers = dict(encoder=c["num_layers"], decoder=c.get("num_decoder_layers") or c["num_layers"])
         tied = c["tie_word_embeddings"]
-        emb = rn(VOCAB, D, std=2.5 if tied else 1.0)
-        og = 4 * OUT_GAIN if tied else OUT_GAIN  # the big tied embedding would otherwise be copied
+        emb = rn(V, D, std=emb_std or (2.5 if tied else 1.0))
+        og = 4 * out_gain if tied else out_gain  # the big tied embedding would otherwise be copied
         sd["shared.weight"] = emb
         for side, sub in (("encoder", ["SelfAttention"]), ("decoder", ["SelfAttention", "EncDecAttention"])):
-            for i in range(LAYERS):
+            for i in range(layers[side]):
                 for j, kind in enumerate(sub):
                     p = f"{side}.block.{i}.layer.{j}."
                     for k in "qkv":
                         sd[p + f"{kind}.{k}.weight"] = lin(inner, D, 0.5)
-                    sd[p + f"{kind}.o.weight"] = lin(D, inner, CROSS_GAIN * og / OUT_GAIN if kind == "EncDecAttention" else og)
+                    sd[p + f"{kind}.o.weight"] = lin(D, inner, cross_gain * og / out_gain if kind == "EncDecAttention" else og)
                     if kind == "SelfAttention" and i == 0:
-                        sd[p + f"{kind}.relative_attention_bias.weight"] = rn(c["relative_attention_num_buckets"], HEADS, std=1.0)
+                        sd[p + f"{kind}.relative_attention_bias.weight"] = rn(c["relative_attention_num_buckets"], heads, std=1.0)
                     sd[p + "layer_norm.weight"] = f16_grid(1 + 0.2 * torch.randn(D, generator=g))
                 p = f"{side}.block.{i}.layer.{len(sub)}."
                 if c["feed_forward_proj"].startswith("gated"):
-                    sd[p + "DenseReluDense.wi_0.weight"] = lin(FFN, D)
-                    sd[p + "DenseReluDense.wi_1.weight"] = lin(FFN, D)
+                    sd[p + "DenseReluDense.wi_0.weight"] = lin(ffn, D)
+                    sd[p + "DenseReluDense.wi_1.weight"] = lin(ffn, D)
                 else:
-                    sd[p + "DenseReluDense.wi.weight"] = lin(FFN, D)
-                sd[p + "DenseReluDense.wo.weight"] = lin(D, FFN, og)
+                    sd[p + "DenseReluDense.wi.weight"] = lin(ffn, D)
+                sd[p + "DenseReluDense.wo.weight"] = lin(D, ffn, og)
                 sd[p + "layer_norm.weight"] = f16_grid(1 + 0.2 * torch.randn(D, generator=g))
             sd[f"{side}.final_layer_norm.weight"] = f16_grid(1 + 0.2 * torch.randn(D, generator=g))
         out = "shared.weight" if tied else "lm_head.weight"
         if not tied:
-            sd["lm_head.weight"] = rn(VOCAB, D, std=0.4)
+            sd["lm_head.weight"] = rn(V, D, std=0.4)
         sd[out] = sd[out].clone()
         sd[out][c["eos_token_id"]] = f16_grid(sd[out][c["eos_token_id"]] * eos_gain)
         return sd
     mt = c["model_type"]
     fam = M.FAMILY[mt]
     P = "model."
-    og = spec.get("out_gain", OUT_GAIN)
-    cg = spec.get("cross_gain", CROSS_GAIN)
-    emb = rn(VOCAB, D, std=EMB_STD)
+    og, cg = out_gain, cross_gain
+    max_pos = c["max_position_embeddings"]
+    layers = dict(encoder=c["encoder_layers"], decoder=c["decoder_layers"])
+    ffn = dict(encoder=c["encoder_ffn_dim"], decoder=c["decoder_ffn_dim"])
+    emb = rn(V, D, std=emb_std or EMB_STD)
     emb[c["eos_token_id"]] = f16_grid(emb[c["eos_token_id"]] * eos_gain)
     sd[P + "shared.weight"] = emb
     ln = lambda n: sd.update({n + ".weight": f16_grid(1 + 0.2 * torch.randn(D, generator=g)),
                               n + ".bias": rn(D, std=0.1)})
     for side in ("encoder", "decoder"):
         if fam["pos"] == "learned":
-            sd[f"{P}{side}.embed_positions.weight"] = rn(MAX_POS + 2, D, std=0.5)
+            sd[f"{P}{side}.embed_positions.weight"] = rn(max_pos + 2, D, std=0.5)
         elif fam["pos"] == "marian_sin":
-            sd[f"{P}{side}.embed_positions.weight"] = M.marian_sinusoids(MAX_POS, D)
-        for i in range(LAYERS):
+            sd[f"{P}{side}.embed_positions.weight"] = M.marian_sinusoids(max_pos, D)
+        for i in range(layers[side]):
             p = f"{P}{side}.layers.{i}."
             for a in ["self_attn"] + (["encoder_attn"] if side == "decoder" else []):
                 for k in ("q_proj", "k_proj", "v_proj", "out_proj"):
                     sd[f"{p}{a}.{k}.weight"] = lin(D, D, (cg if a == "encoder_attn" else og) if k == "out_proj" else 1.0)
                     sd[f"{p}{a}.{k}.bias"] = rn(D, std=0.1)
                 ln(f"{p}{a}_layer_norm")
-            sd[p + "fc1.weight"], sd[p + "fc1.bias"] = lin(FFN, D), rn(FFN, std=0.1)
-            sd[p + "fc2.weight"], sd[p + "fc2.bias"] = lin(D, FFN, og), rn(D, std=0.1)
+            f = ffn[side]
+            sd[p + "fc1.weight"], sd[p + "fc1.bias"] = lin(f, D), rn(f, std=0.1)
+            sd[p + "fc2.weight"], sd[p + "fc2.bias"] = lin(D, f, og), rn(D, std=0.1)
             ln(p + "final_layer_norm")
         if fam["ln_emb"]:
             ln(f"{P}{side}.layernorm_embedding")
         if fam["final_ln"]:
             ln(f"{P}{side}.layer_norm")
     if fam["bias"]:
-        sd["final_logits_bias"] = rn(1, VOCAB, std=0.5)
+        sd["final_logits_bias"] = rn(1, V, std=0.5)
     return sd
 
 
 def on_disk(name, sd, fmt):
+    """What save_pretrained leaves on disk for a family of SPECS (see stored_tensors)."""
+    return stored_tensors(SPECS[name]["config"], sd, fmt, SPECS[name].get("dtype", torch.float32))
+
+
+def stored_tensors(c, sd, fmt, dt=torch.float32):
     """What save_pretrained leaves on disk. safetensors refuses aliases, so each tied group is
     stored once (under shared.weight); the torch files carry the aliases sharing one storage,
     as older checkpoints on the Hub do."""
-    c = SPECS[name]["config"]
     out = dict(sd)
     t5 = c["model_type"] == "t5"
     shared = "shared.weight" if t5 else "model.shared.weight"
@@ -207,7 +228,6 @@ def on_disk(name, sd, fmt):
             if a == "lm_head.weight" and c["model_type"] in ("bart", "mbart", "m2m100"):
                 continue  # these families' torch files often omit lm_head; test that path too
             out[a] = out[shared]  # the same tensor: torch.save writes one storage
-    dt = SPECS[name].get("dtype", torch.float32)
     return {k: (v.to(dt) if v.is_floating_point() else v) for k, v in out.items()} if dt != torch.float32 else out
 
 
@@ -220,18 +240,24 @@ def write_json(path, d):
 def write_checkpoint(name, sd, gen, root):
     spec = SPECS[name]
     for fmt in ("safetensors", "bin"):
-        d = os.path.join(root, name, fmt)
-        os.makedirs(d, exist_ok=True)
-        cfg = dict(spec["config"], torch_dtype="float16" if spec.get("dtype") == torch.float16 else "float32",
-                   transformers_version="4.46.0")
-        write_json(os.path.join(d, "config.json"), cfg)
-        write_json(os.path.join(d, "generation_config.json"), dict(gen, _from_model_config=False,
-                                                                 transformers_version="4.46.0"))
-        tensors = on_disk(name, sd, fmt)
-        if fmt == "safetensors":
-            safetensors_io.write(os.path.join(d, "model.safetensors"), tensors, {"format": "pt"})
-        else:
-            torch.save(tensors, os.path.join(d, "pytorch_model.bin"))
+        write_hf_dir(os.path.join(root, name, fmt), spec["config"], gen, sd, fmt,
+                     spec.get("dtype", torch.float32))
+
+
+def write_hf_dir(d, config, gen, sd, fmt="safetensors", dtype=torch.float32):
+    """One checkpoint directory as save_pretrained writes it: config.json,
+    generation_config.json, and model.safetensors (fmt "safetensors") or pytorch_model.bin."""
+    os.makedirs(d, exist_ok=True)
+    cfg = dict(config, torch_dtype="float16" if dtype == torch.float16 else "float32",
+               transformers_version="4.46.0")
+    write_json(os.path.join(d, "config.json"), cfg)
+    write_json(os.path.join(d, "generation_config.json"), dict(gen, _from_model_config=False,
+                                                             transformers_version="4.46.0"))
+    tensors = stored_tensors(config, sd, fmt, dtype)
+    if fmt == "safetensors":
+        safetensors_io.write(os.path.join(d, "model.safetensors"), tensors, {"format": "pt"})
+    else:
+        torch.save(tensors, os.path.join(d, "pytorch_model.bin"))
 
 
 def candidate_sources(name):
