@@ -8,7 +8,10 @@ DecodeOptions DecodeOptionsFromGeneration(const GenerationConfig& generation) {
     options.max_new_tokens = generation.max_length - 1;
   options.beam_size = generation.num_beams;
   options.length_penalty = generation.length_penalty;
-  options.decoder_start_id = generation.decoder_start_id;
+  // A config without EOS ids is a default-constructed one, not a model's: its
+  // start id 0 means nothing, so the model's stays.
+  if (!generation.eos_ids.empty())
+    options.decoder_start_id = generation.decoder_start_id;
   options.eos_ids = generation.eos_ids;
   options.forced_bos_id = generation.forced_bos_id;
   options.forced_eos_ids = generation.forced_eos_ids;
