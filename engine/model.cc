@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/format/model_dir.h"
-#include "engine/status_macros.h"
 #include "engine/network/transformer.h"
+#include "engine/status_macros.h"
 
 namespace attnserve::engine {
 
@@ -37,6 +37,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::LoadBody(
   model->name_ = std::move(loaded.name);
   model->config_json_ = std::move(loaded.config_json);
   model->config_ = loaded.config;
+  model->generation_.decoder_start_id = model->config_.decoder_start_id;
+  model->generation_.eos_ids = {model->config_.eos_id};
+  model->generation_.pad_id = model->config_.pad_id;
   model->warnings_ = std::move(loaded.warnings);
   model->options_ = options;
   ASSIGN_OR_RETURN(model->context_,

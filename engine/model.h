@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/format/generation_config.h"
 #include "engine/format/model_config.h"
 #include "engine/ops/op_context.h"
 
@@ -35,6 +36,10 @@ class Model {
   const std::string& name() const { return name_; }
   const std::string& config_json() const { return config_json_; }
   const ModelConfig& config() const { return config_; }
+  // How the model decodes by default (decode_defaults.h turns it into
+  // DecodeOptions). For now the ModelConfig's decoder_start_id, {eos_id} and
+  // pad_id with GenerationConfig's other defaults (greedy, no rules).
+  const GenerationConfig& generation() const { return generation_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   const ModelOptions& options() const { return options_; }
   size_t weight_bytes() const;  // bytes held by the packed weights
@@ -49,6 +54,7 @@ class Model {
   std::string name_;
   std::string config_json_;
   ModelConfig config_;
+  GenerationConfig generation_;
   std::vector<std::string> warnings_;
   ModelOptions options_;
   std::unique_ptr<OpContext> context_;

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/decode/generator.h"
+#include "engine/format/generation_config.h"
 #include "engine/format/model_config.h"
 
 namespace attnserve::server {
@@ -19,6 +20,9 @@ struct ModelInfo {
   std::string name;         // the model directory's base name
   std::string config_json;  // config.json as loaded
   engine::ModelConfig config;
+  // The model's decoding defaults (engine::Model::generation()): what
+  // requests that leave a setting unset decode with.
+  engine::GenerationConfig generation;
   // Intra-op threads the engine runs with: its scratch grows with them, so the
   // memory estimate (engine::SequenceMemoryBytes) takes them.
   int threads = 1;

@@ -9,7 +9,9 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/decode/decode_defaults.h"
 #include "engine/memory/memory_estimate.h"
+#include "engine/status_macros.h"
 #include "server/batching_policy.h"
 #include "server/memory_budget.h"
 
@@ -102,6 +104,66 @@ absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
   if (new_derived && fits < limits->max_new_tokens_limit) {
     limits->max_new_tokens_limit = fits;
     limits->new_tokens_cap_reason = binding;
+  }
+  return absl::OkStatus();
+}
+
+// target_prefix or target_prefix_text onto `options` (max_new_tokens and
+// eos_ids already set).
+absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
+                             const ModelInfo& model, const Tokenizer* tokenizer,
+                             engine::DecodeOptions* options) {
+  const bool has_ids = request.target_prefix_size() > 0;
+  const bool has_text = !request.target_prefix_text().empty();
+  if (has_ids && has_text) {
+    return absl::InvalidArgumentError(
+        "at most one of target_prefix and target_prefix_text may be set; the "
+        "request sets both");
+  }
+  if (!has_ids && !has_text) return absl::OkStatus();
+  const char* field = has_ids ? "target_prefix" : "target_prefix_text";
+  if (has_text) {
+    if (tokenizer == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("target_prefix_text requires a tokenizer; model ",
+                       model.name, " has none"));
+    }
+    absl::StatusOr<std::vector<int32_t>> ids =
+        tokenizer->Encode(request.target_prefix_text());
+    if (!ids.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("target_prefix_text: ", ids.status().message()));
+    }
+    if (ids->empty()) {
+      return absl::InvalidArgumentError(
+          "target_prefix_text encodes to no tokens");
+    }
+    options->target_prefix = *std::move(ids);
+  } else {
+    options->target_prefix.assign(request.target_prefix().begin(),
+                                  request.target_prefix().end());
+  }
+  const std::vector<int32_t>& prefix = options->target_prefix;
+  if (static_cast<int>(prefix.size()) > options->max_new_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " has ", prefix.size(), " tokens; max_new_tokens is ",
+        options->max_new_tokens, " (the prefix is part of the output)"));
+  }
+  const std::vector<int32_t> eos =
+      options->eos_ids.empty() ? std::vector<int32_t>{model.config.eos_id}
+                               : options->eos_ids;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (prefix[i] < 0 || prefix[i] >= model.config.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "] = ", prefix[i], " is outside [0, ",
+                       model.config.vocab_size, ") (the model's vocab_size)"));
+    }
+    if (std::find(eos.begin(), eos.end(), prefix[i]) != eos.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "] = ", prefix[i],
+                       " is an EOS id: the output would end inside its "
+                       "prefix"));
+    }
   }
   return absl::OkStatus();
 }
@@ -260,16 +322,29 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
                      " is above the limit of ", limits.max_new_tokens_limit,
                      " (max_new_tokens_limit)"));
   }
-  item.decode.max_new_tokens = request.max_new_tokens() == 0
-                                   ? limits.default_max_new_tokens
-                                   : static_cast<int>(request.max_new_tokens());
+  // What the request leaves unset comes from the model's generation config
+  // (its rules always do: a request cannot change them).
+  const engine::GenerationConfig& generation = model.generation;
+  item.decode = engine::DecodeOptionsFromGeneration(generation);
+  if (request.max_new_tokens() != 0) {
+    item.decode.max_new_tokens = static_cast<int>(request.max_new_tokens());
+  } else if (generation.max_length > 1) {
+    // HF's max_length counts the start token.
+    item.decode.max_new_tokens =
+        std::min(generation.max_length - 1, limits.max_new_tokens_limit);
+  } else {
+    item.decode.max_new_tokens = limits.default_max_new_tokens;
+  }
   if (request.beam_size() > static_cast<uint32_t>(limits.max_beam_size)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "beam_size = ", request.beam_size(), " is above the limit of ",
         limits.max_beam_size, " (max_beam_size)"));
   }
+  // 0: the model's num_beams, within the server's limit.
   item.decode.beam_size =
-      std::max<int>(1, static_cast<int>(request.beam_size()));
+      request.beam_size() != 0
+          ? static_cast<int>(request.beam_size())
+          : std::clamp(generation.num_beams, 1, limits.max_beam_size);
   if (request.has_length_penalty()) {
     const float penalty = request.length_penalty();
     if (!std::isfinite(penalty) || penalty < 0.0f) {
@@ -278,6 +353,7 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
     }
     item.decode.length_penalty = penalty;
   }
+  RETURN_IF_ERROR(SetTargetPrefix(request, model, tokenizer, &item.decode));
   return item;
 }
 

@@ -23,6 +23,7 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
   info_.name = model_->name();
   info_.config_json = model_->config_json();
   info_.config = model_->config();
+  info_.generation = model_->generation();
   info_.warnings = model_->warnings();
   info_.threads = model_->options().threads;
 }

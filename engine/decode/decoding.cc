@@ -102,6 +102,176 @@ double LengthPenalisedScore(double cum_log_prob, size_t length, float penalty) {
          std::pow(static_cast<double>(std::max<size_t>(length, 1)), penalty);
 }
 
+BeamSettings MakeBeamSettings(const DecodeOptions& options,
+                              const std::vector<int32_t>& eos_ids) {
+  BeamSettings s;
+  s.beam_size = options.beam_size;
+  s.max_new_tokens = options.max_new_tokens;
+  s.length_penalty = options.length_penalty;
+  s.early_stopping = options.early_stopping;
+  s.candidates =
+      std::max<int>(2, 1 + static_cast<int>(eos_ids.size())) * s.beam_size;
+  if (!options.ignore_eos) s.eos_ids = eos_ids;
+  s.legacy = options.legacy_beam_search;
+  if (s.legacy) s.candidates = 2 * s.beam_size;
+  return s;
+}
+
+namespace {
+
+// Every live path finished by length, best first: the answer when no candidate
+// was ever finite.
+void FinishByLength(const BeamSettings& settings,
+                    absl::Span<const BeamPath> live,
+                    std::vector<FinishedHypothesis>* finished) {
+  for (const BeamPath& p : live) {
+    FinishedHypothesis f;
+    f.ids = p.ids;
+    f.log_probs = p.log_probs;
+    f.score = LengthPenalisedScore(p.cum_log_prob, p.ids.size(),
+                                   settings.length_penalty);
+    f.finish_reason = FinishReason::kLength;
+    finished->push_back(std::move(f));
+  }
+  std::stable_sort(
+      finished->begin(), finished->end(),
+      [](const FinishedHypothesis& a, const FinishedHypothesis& b) {
+        return a.score > b.score;
+      });
+}
+
+// DecodeOptions::legacy_beam_search's step.
+BeamStepOutcome LegacyBeamSearchStep(
+    const BeamSettings& settings, int step, absl::Span<const BeamPath> live,
+    const std::vector<BeamCandidate>& candidates,
+    std::vector<FinishedHypothesis>* finished) {
+  const size_t beam = static_cast<size_t>(settings.beam_size);
+  const int generated = step + 1;
+  auto finish = [&](const BeamCandidate& c, bool eos) {
+    const BeamPath& parent = live[c.hypothesis];
+    FinishedHypothesis f;
+    f.ids = parent.ids;
+    f.log_probs = parent.log_probs;
+    if (eos) {
+      f.finish_reason = FinishReason::kEos;
+      f.eos_id = c.token;
+      f.eos_log_prob = c.log_prob;
+    } else {
+      f.finish_reason = FinishReason::kLength;
+      f.ids.push_back(c.token);
+      f.log_probs.push_back(c.log_prob);
+    }
+    f.score = LengthPenalisedScore(c.cum_log_prob, generated,
+                                   settings.length_penalty);
+    finished->push_back(std::move(f));
+  };
+  BeamStepOutcome out;
+  for (const BeamCandidate& c : candidates) {
+    if (!std::isfinite(c.cum_log_prob)) break;
+    if (std::binary_search(settings.eos_ids.begin(), settings.eos_ids.end(),
+                           c.token)) {
+      if (finished->size() < beam) finish(c, true);
+    } else if (out.children.size() < beam) {
+      out.children.push_back(c);
+    }
+  }
+  out.done = finished->size() >= beam || out.children.empty() ||
+             step + 1 >= settings.max_new_tokens;
+  if (!out.done) return out;
+  if (finished->size() < beam) {
+    for (const BeamCandidate& c : out.children) finish(c, false);
+  }
+  if (!finished->empty()) {
+    // The best first; the earliest finished wins a tie.
+    const auto best = finished->begin() + BestFinished(*finished);
+    std::rotate(finished->begin(), best, best + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+BeamStepOutcome BeamSearchStep(
+    const BeamSettings& settings, int step, absl::Span<const BeamPath> live,
+    absl::Span<const std::vector<TokenScore>> row_best,
+    std::vector<FinishedHypothesis>* finished) {
+  const size_t beam = static_cast<size_t>(settings.beam_size);
+  std::vector<double> cum(live.size());
+  for (size_t i = 0; i < live.size(); ++i) cum[i] = live[i].cum_log_prob;
+  const std::vector<BeamCandidate> candidates =
+      TopBeamCandidates(row_best, cum, settings.candidates);
+  if (settings.legacy) {
+    BeamStepOutcome out =
+        LegacyBeamSearchStep(settings, step, live, candidates, finished);
+    if (out.done && finished->empty()) FinishByLength(settings, live, finished);
+    return out;
+  }
+  // This step writes token number step + 1: the last one allowed hits by
+  // length (HF: the sequence reaches max_length).
+  const bool last = step + 1 >= settings.max_new_tokens;
+  const int generated = step + 1;  // with the EOS, for the score
+
+  BeamStepOutcome out;
+  std::vector<FinishedHypothesis> hits;
+  for (size_t rank = 0; rank < candidates.size(); ++rank) {
+    const BeamCandidate& c = candidates[rank];
+    // -inf and NaN candidates rank last (TopBeamCandidates), so the ranks of
+    // the finite ones are as HF's.
+    if (!std::isfinite(c.cum_log_prob)) break;
+    const bool eos = std::binary_search(settings.eos_ids.begin(),
+                                        settings.eos_ids.end(), c.token);
+    if (eos || last) {
+      if (rank >= beam) continue;  // only the top B of the K may finish
+      const BeamPath& parent = live[c.hypothesis];
+      FinishedHypothesis f;
+      f.ids = parent.ids;
+      f.log_probs = parent.log_probs;
+      if (eos) {
+        f.finish_reason = FinishReason::kEos;
+        f.eos_id = c.token;
+        f.eos_log_prob = c.log_prob;
+      } else {
+        f.finish_reason = FinishReason::kLength;
+        f.ids.push_back(c.token);
+        f.log_probs.push_back(c.log_prob);
+      }
+      f.score = LengthPenalisedScore(c.cum_log_prob, generated,
+                                     settings.length_penalty);
+      hits.push_back(std::move(f));
+    } else if (out.children.size() < beam) {
+      out.children.push_back(c);
+    }
+  }
+  // Keep the best B, best first; on a tie the one finished earlier (or ranked
+  // higher in this step) stays ahead.
+  for (FinishedHypothesis& f : hits) finished->push_back(std::move(f));
+  std::stable_sort(
+      finished->begin(), finished->end(),
+      [](const FinishedHypothesis& a, const FinishedHypothesis& b) {
+        return a.score > b.score;
+      });
+  if (finished->size() > beam) finished->resize(beam);
+
+  const bool full = finished->size() >= beam;
+  if (last || out.children.empty()) {
+    out.done = true;
+  } else if (full && settings.early_stopping == EarlyStopping::kTrue) {
+    out.done = true;
+  } else if (full) {
+    // The best running beam, scored as if it ended now (or at the longest
+    // possible length for kNever), cannot beat the worst finished one.
+    const int length = settings.early_stopping == EarlyStopping::kNever &&
+                               settings.length_penalty > 0
+                           ? settings.max_new_tokens
+                           : generated;
+    const double best_running = LengthPenalisedScore(
+        out.children[0].cum_log_prob, length, settings.length_penalty);
+    out.done = best_running <= finished->back().score;
+  }
+  if (out.done && finished->empty()) FinishByLength(settings, live, finished);
+  return out;
+}
+
 size_t BestFinished(const std::vector<FinishedHypothesis>& finished) {
   size_t best = 0;
   for (size_t i = 1; i < finished.size(); ++i) {

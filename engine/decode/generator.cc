@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <new>
 #include <string>
 #include <utility>
@@ -12,10 +13,11 @@
 #include "absl/strings/str_cat.h"
 #include "engine/decode/batching.h"
 #include "engine/decode/decoding.h"
+#include "engine/decode/logits_rules.h"
+#include "engine/network/transformer.h"
 #include "engine/no_throw.h"
 #include "engine/ops/log_sum_exp.h"
 #include "engine/status_macros.h"
-#include "engine/network/transformer.h"
 
 namespace attnserve::engine {
 
@@ -59,14 +61,24 @@ struct Hypothesis {
   // while a growth that failed halfway waits to be retried.
   int64_t capacity = 0;
   int32_t token = 0;  // input token of the next step
-  std::vector<int32_t> ids;
-  std::vector<float> log_probs;
-  double cum_log_prob = 0;
+  BeamPath path;      // tokens so far (greedy: with their model log-probs)
+};
+
+// One row's best tokens after the rules, with model log-probs (log-softmax of
+// the unprocessed logits).
+struct RowBest {
+  // Best first by processed score: the forced tokens in id order when
+  // `forced`, else the best unbanned tokens.
+  std::vector<TokenScore> tokens;
+  bool forced = false;  // processed score 0 for each of `tokens`
 };
 
 struct ActiveSequence {
   SequenceId id = 0;
   DecodeOptions options;
+  LogitsRules rules;
+  BeamSettings beam;  // beam search only
+  int32_t start_token = 0;
   Tensor cross_kv;  // [src_len, Transformer::cross_kv_width()]
   int32_t src_len = 0;
   int32_t step =
@@ -88,6 +100,7 @@ class Generator::Impl {
       : model_(model), net_(model->network()), config_(model->config()) {}
 
   absl::Status Validate(const SequenceInput& in) const;
+  absl::Status ValidateRules(const DecodeOptions& o) const;
   absl::Status Add(std::vector<SequenceInput> inputs);
   absl::Status AddBody(std::vector<SequenceInput> inputs);
   absl::StatusOr<std::vector<StepEvent>> Step();
@@ -108,8 +121,9 @@ class Generator::Impl {
  private:
   // Runs the output projection slice by slice for the n rows of the last
   // DecodeStep and keeps, per row, the best tokens its sequence's decision
-  // needs (one for greedy, 2 * beam for beam search) with their log-probs.
-  absl::StatusOr<std::vector<std::vector<TokenScore>>> BestTokens(
+  // needs after its rules (RuleForRow: banned tokens skipped, forced ones
+  // alone): one for greedy, K for beam search, with their model log-probs.
+  absl::StatusOr<std::vector<RowBest>> BestTokens(
       absl::Span<ActiveSequence* const> stepping, int64_t n);
   // Before the step's shared work: gives every cache of `seq` room for the
   // position this step writes, and beam search a cache for each hypothesis
@@ -122,10 +136,9 @@ class Generator::Impl {
   // Applies one step's best tokens (rows [first, first + live.size()) of
   // BestTokens) to a sequence; fills `event` and returns true when the
   // sequence has finished.
-  bool AdvanceGreedy(ActiveSequence& seq, const std::vector<TokenScore>& best,
+  bool AdvanceGreedy(ActiveSequence& seq, const RowBest& best,
                      StepEvent* event);
-  bool AdvanceBeam(ActiveSequence& seq,
-                   absl::Span<const std::vector<TokenScore>> best,
+  bool AdvanceBeam(ActiveSequence& seq, absl::Span<const RowBest> best,
                    StepEvent* event);
   // Rebuilds seq.live from the chosen children, moving a parent's cache to its
   // first child and copying it into a spare cache (or one of a parent left
@@ -139,6 +152,7 @@ class Generator::Impl {
   TransformerScratch scratch_;  // decode steps only; small (rows = active rows)
   Tensor logits_;               // [rows, one vocabulary slice]
   std::vector<float> slice_log_sum_exps_;  // [slices, rows]
+  std::vector<int32_t> prefix_;            // RuleForRow's argument, reused
   std::vector<std::unique_ptr<ActiveSequence>> active_;
 };
 
@@ -169,6 +183,76 @@ absl::Status Generator::Impl::Validate(const SequenceInput& in) const {
   if (!std::isfinite(o.length_penalty) || o.length_penalty < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "length_penalty ", o.length_penalty, " must be finite and >= 0"));
+  }
+  return ValidateRules(o);
+}
+
+absl::Status Generator::Impl::ValidateRules(const DecodeOptions& o) const {
+  const int32_t vocab = config_.vocab_size;
+  auto outside = [&](const std::string& what, int32_t id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " = ", id, " is outside [0, ", vocab,
+                     ") (the model's vocab_size)"));
+  };
+  auto in_vocab = [&](int32_t id) { return id >= 0 && id < vocab; };
+  if (o.decoder_start_id != -1 && !in_vocab(o.decoder_start_id))
+    return outside("decoder_start_id", o.decoder_start_id);
+  if (o.forced_bos_id != -1 && !in_vocab(o.forced_bos_id))
+    return outside("forced_bos_id", o.forced_bos_id);
+  for (size_t i = 0; i < o.eos_ids.size(); ++i) {
+    if (!in_vocab(o.eos_ids[i]))
+      return outside(absl::StrCat("eos_ids[", i, "]"), o.eos_ids[i]);
+  }
+  for (size_t i = 0; i < o.forced_eos_ids.size(); ++i) {
+    if (!in_vocab(o.forced_eos_ids[i]))
+      return outside(absl::StrCat("forced_eos_ids[", i, "]"),
+                     o.forced_eos_ids[i]);
+  }
+  for (size_t w = 0; w < o.bad_words.size(); ++w) {
+    if (o.bad_words[w].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad_words[", w, "] is empty"));
+    }
+    for (size_t i = 0; i < o.bad_words[w].size(); ++i) {
+      if (!in_vocab(o.bad_words[w][i]))
+        return outside(absl::StrCat("bad_words[", w, "][", i, "]"),
+                       o.bad_words[w][i]);
+    }
+  }
+  if (o.min_length < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_length ", o.min_length, " must be >= 0"));
+  }
+  if (o.no_repeat_ngram_size < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "no_repeat_ngram_size ", o.no_repeat_ngram_size, " must be >= 0"));
+  }
+  switch (o.early_stopping) {
+    case EarlyStopping::kHeuristic:
+    case EarlyStopping::kTrue:
+    case EarlyStopping::kNever:
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("early_stopping has no meaning for the value ",
+                       static_cast<int>(o.early_stopping)));
+  }
+  if (o.target_prefix.size() > static_cast<size_t>(o.max_new_tokens)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target_prefix has ", o.target_prefix.size(),
+        " tokens; at most max_new_tokens = ", o.max_new_tokens, " fit"));
+  }
+  const std::vector<int32_t> eos =
+      o.eos_ids.empty() ? std::vector<int32_t>{config_.eos_id} : o.eos_ids;
+  for (size_t i = 0; i < o.target_prefix.size(); ++i) {
+    const int32_t id = o.target_prefix[i];
+    if (!in_vocab(id))
+      return outside(absl::StrCat("target_prefix[", i, "]"), id);
+    if (!o.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "target_prefix[", i, "] = ", id,
+          " is an EOS id: the output would end inside its prefix"));
+    }
   }
   return absl::OkStatus();
 }
@@ -244,6 +328,11 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
       auto seq = std::make_unique<ActiveSequence>();
       seq->id = inputs[i].id;
       seq->options = inputs[i].options;
+      seq->rules = MakeLogitsRules(seq->options, config_.eos_id);
+      seq->beam = MakeBeamSettings(seq->options, seq->rules.eos_ids);
+      seq->start_token = seq->options.decoder_start_id >= 0
+                             ? seq->options.decoder_start_id
+                             : config_.decoder_start_id;
       seq->src_len = lengths[i];
       // Straight into the sequence's own tensor (a source's rows are
       // contiguous), so no second copy of the chunk's K/V ever exists.
@@ -274,7 +363,7 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
                                            "sequence ",
                                            seq->id));
     }
-    start.token = config_.decoder_start_id;
+    start.token = seq->start_token;
     seq->live.push_back(std::move(start));
   }
   // Reserved first, so that moving the new sequences in cannot fail halfway.
@@ -372,7 +461,7 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
       rows.push_back(row);
     }
   }
-  std::vector<std::vector<TokenScore>> best;
+  std::vector<RowBest> best;
   if (!rows.empty()) {
     // Shared work: a failure here fails the step as a whole. Nothing has
     // advanced yet (a sequence that failed above stays active too), so the
@@ -393,8 +482,8 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
     if (!own[i].ok()) {
       event.status = std::move(own[i]);
     } else {
-      const absl::Span<const std::vector<TokenScore>> seq_best(
-          best.data() + first_row, seq->live.size());
+      const absl::Span<const RowBest> seq_best(best.data() + first_row,
+                                               seq->live.size());
       first_row += static_cast<int64_t>(seq->live.size());
       // What is left to allocate here belongs to this sequence alone (its
       // token lists; beam search's caches were prepared above).
@@ -421,15 +510,25 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
   return events;
 }
 
-absl::StatusOr<std::vector<std::vector<TokenScore>>>
-Generator::Impl::BestTokens(absl::Span<ActiveSequence* const> stepping,
-                            int64_t n) {
+absl::StatusOr<std::vector<RowBest>> Generator::Impl::BestTokens(
+    absl::Span<ActiveSequence* const> stepping, int64_t n) {
   std::vector<TopTokens> tops;
+  std::vector<RowRule> rules;
   tops.reserve(n);
+  rules.reserve(n);
   for (const ActiveSequence* seq : stepping) {
-    const int beam = seq->options.beam_size;
-    for (size_t i = 0; i < seq->live.size(); ++i)
-      tops.emplace_back(beam == 1 ? 1 : 2 * beam);
+    const int keep = seq->options.beam_size == 1 ? 1 : seq->beam.candidates;
+    for (const Hypothesis& h : seq->live) {
+      tops.emplace_back(keep);
+      prefix_.assign(1, seq->start_token);
+      prefix_.insert(prefix_.end(), h.path.ids.begin(), h.path.ids.end());
+      rules.push_back(RuleForRow(seq->rules, prefix_));
+    }
+  }
+  std::vector<RowBest> best(n);
+  for (int64_t r = 0; r < n; ++r) {
+    best[r].forced = !rules[r].forced.empty();
+    for (int32_t t : rules[r].forced) best[r].tokens.push_back({t, 0.0f});
   }
   const OpContext& ctx = model_->context();
   const int slices = net_.vocab_slices();
@@ -440,101 +539,101 @@ Generator::Impl::BestTokens(absl::Span<ActiveSequence* const> stepping,
     RETURN_IF_ERROR(logits_.TryReset({n, width}));
     RETURN_IF_ERROR(
         net_.ProjectVocabSlice(ctx, scratch_, n, slice, logits_.data()));
+    // Of the unprocessed logits: log-probs are the model's (HF's beam search
+    // takes log_softmax before its processors, without renormalising).
     RETURN_IF_ERROR(LogSumExp(ctx, logits_.data(), n, width,
                               slice_log_sum_exps_.data() + slice * n));
     for (int64_t r = 0; r < n; ++r) {
-      tops[r].Add(logits_.data() + r * width, static_cast<int32_t>(first),
-                  width);
+      float* row = logits_.data() + r * width;
+      if (best[r].forced) {
+        for (TokenScore& t : best[r].tokens) {
+          if (t.token >= first && t.token < first + width)
+            t.score = row[t.token - first];
+        }
+        continue;
+      }
+      const std::vector<int32_t>& banned = rules[r].banned;
+      for (auto it = std::lower_bound(banned.begin(), banned.end(), first);
+           it != banned.end() && *it < first + width; ++it) {
+        row[*it - first] = -std::numeric_limits<float>::infinity();
+      }
+      tops[r].Add(row, static_cast<int32_t>(first), width);
     }
   }
   // Log-probs of the kept tokens: logit - the row's log-sum-exp.
-  std::vector<std::vector<TokenScore>> best(n);
   std::vector<float> row_lse(slices);
   for (int64_t r = 0; r < n; ++r) {
     for (int slice = 0; slice < slices; ++slice)
       row_lse[slice] = slice_log_sum_exps_[slice * n + r];
     const float lse = CombineLogSumExps(row_lse);
-    best[r] = tops[r].best();
-    for (TokenScore& t : best[r]) t.score -= lse;
+    if (!best[r].forced) best[r].tokens = tops[r].best();
+    for (TokenScore& t : best[r].tokens) t.score -= lse;
   }
   return best;
 }
 
-bool Generator::Impl::AdvanceGreedy(ActiveSequence& seq,
-                                    const std::vector<TokenScore>& best,
+bool Generator::Impl::AdvanceGreedy(ActiveSequence& seq, const RowBest& best,
                                     StepEvent* event) {
   Hypothesis& h = seq.live[0];
-  const int32_t token = best[0].token;
-  const float log_prob = best[0].score;
+  // Forced tokens all score 0 after the rules: the lowest id wins, as HF's
+  // arg-max takes the first.
+  const int32_t token = best.tokens[0].token;
+  const float log_prob = best.tokens[0].score;
   ++seq.step;
   SequenceResult& result = event->result;
-  if (token == config_.eos_id && !seq.options.ignore_eos) {
+  if (!seq.options.ignore_eos &&
+      std::binary_search(seq.rules.eos_ids.begin(), seq.rules.eos_ids.end(),
+                         token)) {
     result.finish_reason = FinishReason::kEos;
+    result.eos_id = token;
+    result.eos_log_prob = log_prob;
   } else {
-    h.ids.push_back(token);
-    h.log_probs.push_back(log_prob);
-    h.cum_log_prob += log_prob;
+    h.path.ids.push_back(token);
+    h.path.log_probs.push_back(log_prob);
+    h.path.cum_log_prob += log_prob;
     h.token = token;
     event->new_ids.push_back(token);
     event->new_log_probs.push_back(log_prob);
     if (seq.step < seq.options.max_new_tokens) return false;
     result.finish_reason = FinishReason::kLength;
   }
-  result.output_ids = std::move(h.ids);
-  result.log_probs = std::move(h.log_probs);
-  result.score = static_cast<float>(h.cum_log_prob);
+  result.output_ids = std::move(h.path.ids);
+  result.log_probs = std::move(h.path.log_probs);
+  result.score = static_cast<float>(h.path.cum_log_prob);
   return true;
 }
 
-bool Generator::Impl::AdvanceBeam(
-    ActiveSequence& seq, absl::Span<const std::vector<TokenScore>> best,
-    StepEvent* event) {
-  const int beam = seq.options.beam_size;
-  std::vector<double> cum(seq.live.size());
-  for (size_t i = 0; i < seq.live.size(); ++i)
-    cum[i] = seq.live[i].cum_log_prob;
-  const std::vector<BeamCandidate> candidates =
-      TopBeamCandidates(best, cum, 2 * beam);
-
-  std::vector<BeamCandidate> children;
-  for (const BeamCandidate& c : candidates) {
-    const Hypothesis& parent = seq.live[c.hypothesis];
-    if (c.token == config_.eos_id && !seq.options.ignore_eos) {
-      if (static_cast<int>(seq.finished.size()) >= beam) continue;
-      FinishedHypothesis f;
-      f.ids = parent.ids;
-      f.log_probs = parent.log_probs;
-      f.score = LengthPenalisedScore(c.cum_log_prob, parent.ids.size() + 1,
-                                     seq.options.length_penalty);
-      f.finish_reason = FinishReason::kEos;
-      seq.finished.push_back(std::move(f));
-    } else if (static_cast<int>(children.size()) < beam) {
-      children.push_back(c);
+bool Generator::Impl::AdvanceBeam(ActiveSequence& seq,
+                                  absl::Span<const RowBest> best,
+                                  StepEvent* event) {
+  // Beam search scores the processed log-probs: a forced token adds 0.
+  std::vector<std::vector<TokenScore>> processed(best.size());
+  std::vector<BeamPath> paths(seq.live.size());
+  for (size_t h = 0; h < best.size(); ++h) {
+    processed[h] = best[h].tokens;
+    if (best[h].forced) {
+      for (TokenScore& t : processed[h]) t.score = 0.0f;
     }
+    // Moved out and back below: the step only reads them.
+    paths[h] = std::move(seq.live[h].path);
   }
+  const BeamStepOutcome outcome =
+      BeamSearchStep(seq.beam, seq.step, paths, processed, &seq.finished);
+  for (size_t h = 0; h < paths.size(); ++h)
+    seq.live[h].path = std::move(paths[h]);
   ++seq.step;
-  ReorderBeams(seq, children);
-
-  const bool done = static_cast<int>(seq.finished.size()) >= beam ||
-                    seq.live.empty() || seq.step >= seq.options.max_new_tokens;
-  if (!done) return false;
-  if (static_cast<int>(seq.finished.size()) < beam) {
-    for (Hypothesis& h : seq.live) {
-      FinishedHypothesis f;
-      f.score = LengthPenalisedScore(h.cum_log_prob, h.ids.size(),
-                                     seq.options.length_penalty);
-      f.ids = std::move(h.ids);
-      f.log_probs = std::move(h.log_probs);
-      f.finish_reason = FinishReason::kLength;
-      seq.finished.push_back(std::move(f));
-    }
+  if (!outcome.done) {
+    ReorderBeams(seq, outcome.children);
+    return false;
   }
-  FinishedHypothesis& winner = seq.finished[BestFinished(seq.finished)];
+  FinishedHypothesis& winner = seq.finished[0];
   SequenceResult& result = event->result;
   result.output_ids = std::move(winner.ids);
   result.log_probs = std::move(winner.log_probs);
   result.score = static_cast<float>(winner.score);
   result.finish_reason = winner.finish_reason;
+  result.eos_id = winner.eos_id;
+  result.eos_log_prob = winner.eos_log_prob;
   event->new_ids = result.output_ids;
   event->new_log_probs = result.log_probs;
   return true;
@@ -580,11 +679,11 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
                     filled * sizeof(float));
       }
     }
-    child.ids = parent.ids;
-    child.ids.push_back(children[c].token);
-    child.log_probs = parent.log_probs;
-    child.log_probs.push_back(children[c].log_prob);
-    child.cum_log_prob = children[c].cum_log_prob;
+    child.path.ids = parent.path.ids;
+    child.path.ids.push_back(children[c].token);
+    child.path.log_probs = parent.path.log_probs;
+    child.path.log_probs.push_back(children[c].log_prob);
+    child.path.cum_log_prob = children[c].cum_log_prob;
     child.token = children[c].token;
   }
   seq.live = std::move(next);

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/format/generation_config.h"
 #include "engine/model.h"
 
 namespace attnserve::engine {
@@ -27,24 +28,75 @@ inline constexpr int kMaxBeamSize = 8;
 enum class FinishReason { kNone, kEos, kLength };
 
 struct DecodeOptions {
-  int max_new_tokens = 16;  // >= 1; the prefix (start token + tokens) also must
-                            // fit max_positions
-  int beam_size = 1;        // 1 = greedy; 1..kMaxBeamSize
+  // >= 1; the prefix (start token + tokens) also must fit max_positions. When
+  // the limit comes from a generation config, max_length - 1 (HF's max_length
+  // counts the start token; the server maps it).
+  int max_new_tokens = 16;
+  int beam_size = 1;  // 1 = greedy; 1..kMaxBeamSize
   // Beam search ranks hypotheses by sum(log p) / length^length_penalty, where
   // the sum and the length include the EOS token when the hypothesis ended with
-  // it.
+  // it (length max_new_tokens when it ended by length).
   float length_penalty = 1.0f;
   // Benchmarks only: never stop at EOS, so every sequence produces
   // max_new_tokens tokens (EOS may then appear among them).
   bool ignore_eos = false;
+
+  // The rules below are Hugging Face's generation config (docs/hf-reference.md,
+  // "Decoding"); DecodeOptionsFromGeneration (decode_defaults.h) fills them
+  // from a checkpoint's. Their defaults change nothing.
+
+  // The decoder's first input token; -1: the model's decoder_start_id.
+  int32_t decoder_start_id = -1;
+  // Producing any of these ends a hypothesis (finish reason EOS); empty: the
+  // model's eos_id alone.
+  std::vector<int32_t> eos_ids;
+  // The first generated token, forced (-1: none). A non-empty target_prefix
+  // takes its place.
+  int32_t forced_bos_id = -1;
+  // Forced at the last allowed token (the max_new_tokens-th); with several,
+  // any of them may come (greedy takes the lowest id on a tie).
+  std::vector<int32_t> forced_eos_ids;
+  // Never generated: a one-token word [t] bans t at every step (except a word
+  // that is one EOS id, which HF drops); a word [a..., t] bans t right after
+  // the tokens a... (the start token never takes part in a match).
+  std::vector<std::vector<int32_t>> bad_words;
+  // EOS is banned while the prefix, start token included, is shorter than
+  // this (HF's min_length: at least min_length - 1 tokens, EOS included).
+  int min_length = 0;
+  // > 0: no n-gram of this size occurs twice in the prefix (start token
+  // included).
+  int no_repeat_ngram_size = 0;
+  // Beam search's stopping rule (HF's early_stopping false / true / "never").
+  EarlyStopping early_stopping = EarlyStopping::kHeuristic;
+  // Beam search as attnserve did it before it followed transformers >= 4.50
+  // (docs/api.md, "Beam search"): 2 * beam_size candidates walked in order, an
+  // EOS among them finishing whatever its rank until beam_size are finished,
+  // then stop; at max_new_tokens the live ones finish by length.
+  // early_stopping is ignored. Kept because the golden files of
+  // tests/data/golden were made that way (scripts/make_golden.py); the
+  // server does not use it.
+  bool legacy_beam_search = false;
+  // Forced as the first generated tokens (e.g. NLLB's target language),
+  // overriding every other rule at their steps; they are part of the output.
+  // Their log-probs follow the forced-token convention: greedy reports their
+  // model log-probs, beam search scores them 0 (as HF scores forced_bos_id).
+  // At most max_new_tokens of them; no EOS among them.
+  std::vector<int32_t> target_prefix;
 };
 
 struct SequenceResult {
   std::vector<int32_t> output_ids;  // without the start token and without EOS
-  std::vector<float> log_probs;  // log-softmax of each output id, same length
+  // One per output id. Greedy: log-softmax of the model's logits (a forced
+  // token has its model log-prob). Beam: the processed log-prob the score
+  // sums, which is the same but 0 for a forced token (HF's convention).
+  std::vector<float> log_probs;
   // Greedy: sum of log_probs. Beam: the length-penalised score above.
   float score = 0.0f;
   FinishReason finish_reason = FinishReason::kNone;
+  // kEos: the EOS id that ended the output (not in output_ids) and its
+  // log-prob (counted in a beam score); -1 and 0 otherwise.
+  int32_t eos_id = -1;
+  float eos_log_prob = 0.0f;
 };
 
 using SequenceId = uint64_t;
@@ -81,8 +133,12 @@ class Generator {
   // Checks an input against the model without touching the active set: empty
   // source, source longer than max_positions, an id outside [0, vocab),
   // max_new_tokens < 1 or with the prefix beyond max_positions, beam_size
-  // outside [1, kMaxBeamSize], a non-finite or negative length_penalty.
-  // INVALID_ARGUMENT naming the field and the limit.
+  // outside [1, kMaxBeamSize], a non-finite or negative length_penalty; an id
+  // of the rules outside [0, vocab) (decoder_start_id, eos_ids,
+  // forced_bos_id, forced_eos_ids, bad_words, target_prefix), an empty bad
+  // word, a negative min_length or no_repeat_ngram_size, a target_prefix
+  // longer than max_new_tokens or holding an EOS id. INVALID_ARGUMENT naming
+  // the field and the limit.
   absl::Status Validate(const SequenceInput& input) const;
 
   // Validates, then encodes all inputs in one encoder batch and adds them to

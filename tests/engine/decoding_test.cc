@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -208,6 +209,203 @@ TEST(CombineLogSumExpsTest, EqualsTheWholeRows) {
   const float inf = std::numeric_limits<float>::infinity();
   EXPECT_EQ(CombineLogSumExps({-inf, -inf}), -inf);
   EXPECT_NEAR(CombineLogSumExps({-inf, 1.0f}), 1.0f, 1e-6);
+}
+
+}  // namespace
+}  // namespace attnserve::engine
+
+namespace attnserve::engine {
+namespace {
+
+// Beam search on a scripted model: the next-token probabilities are a table
+// keyed by the tokens generated so far (tokens not listed get probability 0,
+// so log-prob -inf, like a banned token). Vocabulary: 0 = EOS, 1 = a, 2 = b,
+// 3 = c, 4 = second EOS where a case makes it one.
+using Script = std::map<std::vector<int32_t>, std::map<int32_t, double>>;
+constexpr int kScriptVocab = 5;
+
+struct BeamRun {
+  FinishedHypothesis best;
+  int steps = 0;
+};
+
+BeamRun RunBeam(const BeamSettings& settings, const Script& script) {
+  std::vector<BeamPath> live(1);  // the start token alone
+  std::vector<FinishedHypothesis> finished;
+  for (int step = 0;; ++step) {
+    std::vector<std::vector<TokenScore>> rows;
+    for (const BeamPath& p : live) {
+      std::vector<float> lp(kScriptVocab,
+                            -std::numeric_limits<float>::infinity());
+      const auto it = script.find(p.ids);
+      if (it != script.end()) {
+        for (const auto& [t, prob] : it->second)
+          lp[t] = static_cast<float>(std::log(prob));
+      }
+      TopTokens top(settings.candidates);
+      top.Add(lp.data(), 0, kScriptVocab);
+      rows.push_back(top.best());
+    }
+    const BeamStepOutcome out =
+        BeamSearchStep(settings, step, live, rows, &finished);
+    if (out.done) {
+      EXPECT_FALSE(finished.empty());
+      return {finished.empty() ? FinishedHypothesis{} : finished[0], step + 1};
+    }
+    std::vector<BeamPath> next;
+    for (const BeamCandidate& c : out.children) {
+      BeamPath p = live[c.hypothesis];
+      p.ids.push_back(c.token);
+      p.log_probs.push_back(c.log_prob);
+      p.cum_log_prob = c.cum_log_prob;
+      next.push_back(std::move(p));
+    }
+    live = std::move(next);
+  }
+}
+
+BeamSettings Settings(int beam, int max_new_tokens, float length_penalty,
+                      EarlyStopping early_stopping,
+                      std::vector<int32_t> eos_ids = {0}, bool legacy = false) {
+  DecodeOptions o;
+  o.beam_size = beam;
+  o.max_new_tokens = max_new_tokens;
+  o.length_penalty = length_penalty;
+  o.early_stopping = early_stopping;
+  o.legacy_beam_search = legacy;
+  return MakeBeamSettings(o, eos_ids);
+}
+
+TEST(BeamSearchStepTest, CandidateCountGrowsWithTheEosIds) {
+  EXPECT_EQ(Settings(3, 8, 1, EarlyStopping::kHeuristic).candidates, 6);
+  EXPECT_EQ(Settings(3, 8, 1, EarlyStopping::kHeuristic, {0, 4}).candidates, 9);
+  EXPECT_EQ(
+      Settings(3, 8, 1, EarlyStopping::kHeuristic, {0, 4}, true).candidates, 6);
+}
+
+// Step 0: a .6, EOS .4 (ranked 1 of K = 2, so >= B = 1: not finished).
+// After a: EOS .6, b .4.
+const Script kRankScript = {
+    {{}, {{1, .6}, {0, .4}}}, {{1}, {{0, .6}, {2, .4}}}, {{1, 2}, {{0, 1.0}}}};
+
+TEST(BeamSearchStepTest, AHitRankedAtOrBelowBeamSizeDoesNotFinish) {
+  const BeamRun run =
+      RunBeam(Settings(1, 4, 1.0f, EarlyStopping::kHeuristic), kRankScript);
+  // [a] EOS: log(.36) / 2 beats the running [a b]: log(.24) / 2, so the
+  // heuristic stops after step 2.
+  EXPECT_EQ(run.best.ids, std::vector<int32_t>({1}));
+  EXPECT_EQ(run.best.finish_reason, FinishReason::kEos);
+  EXPECT_EQ(run.best.eos_id, 0);
+  EXPECT_NEAR(run.best.score, std::log(.36) / 2, 1e-6);
+  EXPECT_EQ(run.steps, 2);
+  // The old procedure finished the EOS ranked 1 at step 1 and stopped there.
+  const BeamRun legacy = RunBeam(
+      Settings(1, 4, 1.0f, EarlyStopping::kHeuristic, {0}, true), kRankScript);
+  EXPECT_TRUE(legacy.best.ids.empty());
+  EXPECT_NEAR(legacy.best.score, std::log(.4), 1e-6);
+  EXPECT_EQ(legacy.steps, 1);
+}
+
+// B = 2. Step 0: a .5, EOS .3 (ranked 1: finished, score log .3), b .2.
+// After a: EOS .6 (finished: log(.3) / 2), c .4. After b: c .9, EOS .1.
+// Then two finished; the best running [a c] scores log(.2) / 2 > log .3.
+// After a c: EOS .95 -> log(.19) / 3 = -0.553, better than [a] EOS (-0.602).
+const Script kEarlyStoppingScript = {{{}, {{1, .5}, {0, .3}, {2, .2}}},
+                                     {{1}, {{0, .6}, {3, .4}}},
+                                     {{2}, {{3, .9}, {0, .1}}},
+                                     {{1, 3}, {{0, .95}, {1, .05}}},
+                                     {{2, 3}, {{0, .95}, {1, .05}}},
+                                     {{1, 3, 1}, {{0, 1.0}}},
+                                     {{2, 3, 1}, {{0, 1.0}}}};
+
+TEST(BeamSearchStepTest, EarlyStoppingTrueStopsOnceBeamSizeAreFinished) {
+  const BeamRun run =
+      RunBeam(Settings(2, 6, 1.0f, EarlyStopping::kTrue), kEarlyStoppingScript);
+  EXPECT_EQ(run.best.ids, std::vector<int32_t>({1}));
+  EXPECT_NEAR(run.best.score, std::log(.3) / 2, 1e-6);
+  EXPECT_EQ(run.steps, 2);
+}
+
+TEST(BeamSearchStepTest, TheHeuristicGoesOnWhileTheBestRunningBeamCanWin) {
+  const BeamRun run = RunBeam(Settings(2, 6, 1.0f, EarlyStopping::kHeuristic),
+                              kEarlyStoppingScript);
+  EXPECT_EQ(run.best.ids, std::vector<int32_t>({1, 3}));
+  EXPECT_EQ(run.best.finish_reason, FinishReason::kEos);
+  EXPECT_NEAR(run.best.score, std::log(.5 * .4 * .95) / 3, 1e-6);
+  // After step 3 the best running beam ([a c a], log(.01) / 3) cannot win.
+  EXPECT_EQ(run.steps, 3);
+}
+
+// B = 1, length_penalty 2. Step 0: a .9, EOS .1 (ranked 1: not finished).
+// After a: EOS .55 (finished: log(.495) / 4 = -0.176), b .45. The heuristic
+// scores [a b] at its length 2: log(.405) / 4 = -0.226 <= -0.176, stop;
+// "never" at max_new_tokens 4: log(.405) / 16 = -0.057, go on. After a b:
+// EOS .9 -> log(.3645) / 9 = -0.112, the better answer.
+const Script kNeverScript = {{{}, {{1, .9}, {0, .1}}},
+                             {{1}, {{0, .55}, {2, .45}}},
+                             {{1, 2}, {{0, .9}, {3, .1}}},
+                             {{1, 2, 3}, {{0, 1.0}}}};
+
+TEST(BeamSearchStepTest, NeverScoresTheRunningBeamAtTheLongestLength) {
+  const BeamRun heuristic =
+      RunBeam(Settings(1, 4, 2.0f, EarlyStopping::kHeuristic), kNeverScript);
+  EXPECT_EQ(heuristic.best.ids, std::vector<int32_t>({1}));
+  EXPECT_EQ(heuristic.steps, 2);
+  const BeamRun never =
+      RunBeam(Settings(1, 4, 2.0f, EarlyStopping::kNever), kNeverScript);
+  EXPECT_EQ(never.best.ids, std::vector<int32_t>({1, 2}));
+  EXPECT_NEAR(never.best.score, std::log(.9 * .45 * .9) / 9, 1e-6);
+  EXPECT_EQ(never.steps, 3);
+}
+
+// Two EOS ids, B = 1, so K = 3. Step 0: EOS .4 (finished, log .4), second
+// EOS .35 (ranked 1: not finished), a .2 (ranked 2: the running beam only
+// because K counts both EOS ids). "never" keeps it: log(.2) / 4 > log .4.
+// After a: EOS .99 -> log(.198) / 2, the answer.
+TEST(BeamSearchStepTest, TheCandidateCountMakesRoomForEveryEos) {
+  const Script script = {{{}, {{0, .4}, {4, .35}, {2, .2}, {3, .05}}},
+                         {{2}, {{0, .99}, {1, .01}}},
+                         {{2, 1}, {{0, 1.0}}}};
+  const BeamRun run =
+      RunBeam(Settings(1, 4, 1.0f, EarlyStopping::kNever, {0, 4}), script);
+  EXPECT_EQ(run.best.ids, std::vector<int32_t>({2}));
+  EXPECT_NEAR(run.best.score, std::log(.2 * .99) / 2, 1e-6);
+  // With K = 2 there would be no running beam after step 0.
+  BeamSettings two = Settings(1, 4, 1.0f, EarlyStopping::kNever, {0, 4});
+  two.candidates = 2;
+  EXPECT_TRUE(RunBeam(two, script).best.ids.empty());
+}
+
+// Finished by length: scored over max_new_tokens tokens, and only the top B
+// of the K candidates of the last step (here the EOS-ending one ranks below).
+TEST(BeamSearchStepTest, LengthFinishedHypothesesDivideByMaxNewTokens) {
+  const Script script = {{{}, {{1, .7}, {2, .3}}},
+                         {{1}, {{1, .8}, {0, .2}}},
+                         {{2}, {{2, .9}, {0, .1}}}};
+  const BeamRun run =
+      RunBeam(Settings(2, 2, 0.5f, EarlyStopping::kHeuristic), script);
+  EXPECT_EQ(run.best.ids, std::vector<int32_t>({1, 1}));
+  EXPECT_EQ(run.best.finish_reason, FinishReason::kLength);
+  EXPECT_NEAR(run.best.score, std::log(.7 * .8) / std::sqrt(2.0), 1e-6);
+  EXPECT_EQ(run.steps, 2);
+}
+
+// A forced step (one finite token per row) leaves one running beam: -inf
+// candidates neither run nor finish.
+TEST(BeamSearchStepTest, MinusInfinityCandidatesNeitherRunNorFinish) {
+  std::vector<BeamPath> live(1);
+  std::vector<FinishedHypothesis> finished;
+  const std::vector<std::vector<TokenScore>> rows = {
+      {{3, 0.0f},
+       {0, -std::numeric_limits<float>::infinity()},
+       {1, -std::numeric_limits<float>::infinity()}}};
+  const BeamStepOutcome out =
+      BeamSearchStep(Settings(2, 5, 1.0f, EarlyStopping::kHeuristic), 0, live,
+                     rows, &finished);
+  ASSERT_EQ(out.children.size(), 1u);
+  EXPECT_EQ(out.children[0].token, 3);
+  EXPECT_TRUE(finished.empty());
+  EXPECT_FALSE(out.done);
 }
 
 }  // namespace

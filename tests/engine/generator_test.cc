@@ -4,7 +4,9 @@
 
 #include "engine/decode/generator.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -429,6 +431,374 @@ TEST(GeneratorSlicesTest, TiedTableLookupsReadEverySlice) {
       }
     });
   }
+}
+
+}  // namespace
+}  // namespace attnserve::engine
+
+namespace attnserve::engine {
+namespace {
+
+// The generation-config rules and target_prefix end to end, on a golden
+// model (its outputs depend on the source, so rules visibly change them).
+class GeneratorRulesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = LoadModel(testing::GoldenDir(testing::GoldenVariants()[0]),
+                       Backend::kDnnl, 2);
+    ASSERT_TRUE(model_);
+    sources_ = RandomSources(8, model_->config().vocab_size, 21);
+  }
+  DecodeOptions Options(int beam = 1) const {
+    DecodeOptions o;
+    o.max_new_tokens = 12;
+    o.beam_size = beam;
+    return o;
+  }
+  SequenceResult Decode(const std::vector<int32_t>& source,
+                        const DecodeOptions& o) const {
+    auto r = GenerateBatch(*model_, {source}, o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? (*r)[0] : SequenceResult{};
+  }
+  int32_t eos() const { return model_->config().eos_id; }
+  std::unique_ptr<Model> model_;
+  std::vector<std::vector<int32_t>> sources_;
+};
+
+// Forcing the first tokens of the free greedy output changes nothing, and
+// the forced tokens keep their model log-probs.
+TEST_F(GeneratorRulesTest, GreedyTargetPrefixOfTheFreeOutputChangesNothing) {
+  int checked = 0;
+  for (const auto& source : sources_) {
+    const SequenceResult free = Decode(source, Options());
+    if (free.output_ids.size() < 3) continue;
+    DecodeOptions o = Options();
+    o.target_prefix.assign(free.output_ids.begin(),
+                           free.output_ids.begin() + 3);
+    const SequenceResult forced = Decode(source, o);
+    EXPECT_EQ(forced.output_ids, free.output_ids);
+    ASSERT_EQ(forced.log_probs.size(), free.log_probs.size());
+    for (size_t i = 0; i < free.log_probs.size(); ++i)
+      EXPECT_NEAR(forced.log_probs[i], free.log_probs[i], 1e-5);
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+}
+
+TEST_F(GeneratorRulesTest, TargetPrefixStartsTheOutputAndSteersTheRest) {
+  int steered = 0;
+  for (const auto& source : sources_) {
+    const SequenceResult free = Decode(source, Options());
+    // A prefix the model would not have chosen.
+    const int32_t first =
+        free.output_ids.empty() || free.output_ids[0] != 7 ? 7 : 8;
+    for (int beam : {1, 3}) {
+      DecodeOptions o = Options(beam);
+      o.target_prefix = {first, 5};
+      const SequenceResult r = Decode(source, o);
+      ASSERT_GE(r.output_ids.size(), 2u);
+      EXPECT_EQ(r.output_ids[0], first);
+      EXPECT_EQ(r.output_ids[1], 5);
+      if (beam == 1) {
+        // The model's log-probs of tokens it did not want: below 0.
+        EXPECT_LT(r.log_probs[0], 0.0f);
+        steered += r.output_ids != free.output_ids;
+      } else {
+        // Beam search scores forced tokens 0, as HF scores forced_bos.
+        EXPECT_EQ(r.log_probs[0], 0.0f);
+        EXPECT_EQ(r.log_probs[1], 0.0f);
+      }
+    }
+  }
+  EXPECT_GE(steered, 4);
+}
+
+// A one-token target_prefix is forced_bos_id, score and all (the way a
+// request picks NLLB's target language).
+TEST_F(GeneratorRulesTest, OneTokenPrefixEqualsForcedBos) {
+  for (int beam : {1, 4}) {
+    for (const auto& source : sources_) {
+      DecodeOptions bos = Options(beam);
+      bos.forced_bos_id = 9;
+      DecodeOptions prefix = Options(beam);
+      prefix.target_prefix = {9};
+      prefix.forced_bos_id = 11;  // replaced by the prefix
+      const SequenceResult a = Decode(source, bos);
+      const SequenceResult b = Decode(source, prefix);
+      ASSERT_FALSE(a.output_ids.empty());
+      EXPECT_EQ(a.output_ids[0], 9);
+      EXPECT_EQ(a.output_ids, b.output_ids);
+      EXPECT_EQ(a.log_probs, b.log_probs);
+      EXPECT_EQ(a.score, b.score);
+    }
+  }
+}
+
+// forced_eos_ids at the last allowed token: outputs that ran to the limit
+// now end on EOS one token earlier.
+TEST_F(GeneratorRulesTest, ForcedEosEndsOutputsAtTheLimit) {
+  int at_limit = 0;
+  for (const auto& source : sources_) {
+    const SequenceResult free = Decode(source, Options());
+    DecodeOptions o = Options();
+    o.forced_eos_ids = {eos()};
+    const SequenceResult r = Decode(source, o);
+    if (free.finish_reason == FinishReason::kLength) {
+      ++at_limit;
+      EXPECT_EQ(r.finish_reason, FinishReason::kEos);
+      EXPECT_EQ(r.eos_id, eos());
+      EXPECT_EQ(r.output_ids, std::vector<int32_t>(free.output_ids.begin(),
+                                                   free.output_ids.end() - 1));
+    } else {
+      EXPECT_EQ(r.output_ids, free.output_ids);
+    }
+  }
+  EXPECT_GE(at_limit, 1);
+}
+
+TEST_F(GeneratorRulesTest, BadWordsAreNeverGenerated) {
+  int changed = 0;
+  for (const auto& source : sources_) {
+    const SequenceResult free = Decode(source, Options());
+    if (free.output_ids.size() < 3) continue;
+    const int32_t banned = free.output_ids[1];
+    const std::vector<int32_t> bigram = {free.output_ids[1],
+                                         free.output_ids[2]};
+    for (int beam : {1, 3}) {
+      DecodeOptions o = Options(beam);
+      o.bad_words = {{banned}};
+      const SequenceResult one = Decode(source, o);
+      for (int32_t t : one.output_ids) EXPECT_NE(t, banned);
+      o.bad_words = {bigram};
+      const SequenceResult two = Decode(source, o);
+      for (size_t i = 0; i + 1 < two.output_ids.size(); ++i) {
+        EXPECT_FALSE(two.output_ids[i] == bigram[0] &&
+                     two.output_ids[i + 1] == bigram[1]);
+      }
+      changed += beam == 1 && two.output_ids != free.output_ids;
+    }
+  }
+  EXPECT_GE(changed, 3);
+}
+
+TEST_F(GeneratorRulesTest, NoRepeatNgramSizeRepeatsNoBigram) {
+  int repeated_before = 0;
+  for (const auto& source : sources_) {
+    for (int beam : {1, 3}) {
+      DecodeOptions o = Options(beam);
+      const SequenceResult free = Decode(source, o);
+      o.no_repeat_ngram_size = 2;
+      const SequenceResult r = Decode(source, o);
+      auto bigrams = [&](const std::vector<int32_t>& ids) {
+        std::vector<int32_t> prefix = {model_->config().decoder_start_id};
+        prefix.insert(prefix.end(), ids.begin(), ids.end());
+        std::set<std::pair<int32_t, int32_t>> seen;
+        int repeats = 0;
+        for (size_t i = 0; i + 1 < prefix.size(); ++i)
+          repeats += !seen.insert({prefix[i], prefix[i + 1]}).second;
+        return repeats;
+      };
+      repeated_before += bigrams(free.output_ids) > 0;
+      EXPECT_EQ(bigrams(r.output_ids), 0);
+    }
+  }
+  EXPECT_GE(repeated_before, 2);  // tiny random models repeat themselves
+}
+
+TEST_F(GeneratorRulesTest, MinLengthHoldsEosBack) {
+  int early = 0;
+  for (const auto& source : sources_) {
+    for (int beam : {1, 3}) {
+      DecodeOptions o = Options(beam);
+      const SequenceResult free = Decode(source, o);
+      o.min_length = 8;  // with the start token: at least 7 tokens
+      const SequenceResult r = Decode(source, o);
+      early += free.finish_reason == FinishReason::kEos &&
+               free.output_ids.size() + 1 < 7;
+      EXPECT_GE(r.output_ids.size() + (r.finish_reason == FinishReason::kEos),
+                7u);
+    }
+  }
+  EXPECT_GE(early, 1);
+}
+
+// Any of several EOS ids ends the output; which one is reported.
+TEST_F(GeneratorRulesTest, AnyEosIdEndsTheOutput) {
+  int checked = 0;
+  for (const auto& source : sources_) {
+    const SequenceResult free = Decode(source, Options());
+    if (free.output_ids.size() < 3) continue;
+    const int32_t extra = free.output_ids[2];
+    const size_t first =
+        std::find(free.output_ids.begin(), free.output_ids.end(), extra) -
+        free.output_ids.begin();
+    DecodeOptions o = Options();
+    o.eos_ids = {eos(), extra};
+    const SequenceResult r = Decode(source, o);
+    EXPECT_EQ(r.finish_reason, FinishReason::kEos);
+    EXPECT_EQ(r.eos_id, extra);
+    EXPECT_EQ(r.output_ids,
+              std::vector<int32_t>(free.output_ids.begin(),
+                                   free.output_ids.begin() + first));
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+}
+
+// Batch invariance with mixed rules: every sequence decodes as it does
+// alone, whether added together or admitted mid-flight, greedy and beam.
+TEST_F(GeneratorRulesTest, MixedRulesInOneBatchDecodeAsAlone) {
+  std::vector<DecodeOptions> options;
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    DecodeOptions o = Options(i % 3 == 0 ? 1 : 1 + i % 4);
+    switch (i % 4) {
+      case 0:
+        o.target_prefix = {6, 7};
+        o.no_repeat_ngram_size = 2;
+        break;
+      case 1:
+        o.forced_bos_id = 9;
+        o.forced_eos_ids = {eos()};
+        o.early_stopping = EarlyStopping::kNever;
+        break;
+      case 2:
+        o.bad_words = {{5}, {8, 8}};
+        o.min_length = 6;
+        o.early_stopping = EarlyStopping::kTrue;
+        break;
+      case 3:
+        o.eos_ids = {eos(), 10};
+        o.length_penalty = 2.0f;
+        break;
+    }
+    options.push_back(o);
+  }
+  std::vector<SequenceResult> alone;
+  for (size_t i = 0; i < sources_.size(); ++i)
+    alone.push_back(Decode(sources_[i], options[i]));
+
+  for (bool mid_flight : {false, true}) {
+    SCOPED_TRACE(mid_flight);
+    auto g = Generator::Create(model_.get());
+    ASSERT_TRUE(g.ok());
+    std::vector<SequenceResult> results(sources_.size());
+    size_t next = 0;
+    auto add = [&](size_t i) {
+      SequenceInput in;
+      in.id = i;
+      in.source = sources_[i];
+      in.options = options[i];
+      ASSERT_TRUE((*g)->Add({in}).ok());
+    };
+    if (!mid_flight) {
+      for (; next < sources_.size(); ++next) add(next);
+    }
+    for (int step = 0; next < sources_.size() || !(*g)->empty(); ++step) {
+      if (next < sources_.size() && step % 2 == 0) add(next++);
+      auto events = (*g)->Step();
+      ASSERT_TRUE(events.ok());
+      for (auto& e : *events) {
+        ASSERT_TRUE(e.status.ok());
+        if (e.finished) results[e.id] = e.result;
+      }
+    }
+    ExpectSameResults(alone, results, 1e-4f);
+  }
+}
+
+// Greedy streams forced tokens as it decodes them, like any other.
+TEST_F(GeneratorRulesTest, StreamedTokensIncludeTheForcedOnes) {
+  auto g = Generator::Create(model_.get());
+  ASSERT_TRUE(g.ok());
+  SequenceInput in;
+  in.id = 1;
+  in.source = sources_[0];
+  in.options = Options();
+  in.options.target_prefix = {6, 7, 6};
+  in.options.forced_eos_ids = {eos()};
+  ASSERT_TRUE((*g)->Add({in}).ok());
+  std::vector<int32_t> streamed;
+  std::vector<float> streamed_lps;
+  SequenceResult result;
+  while (!(*g)->empty()) {
+    auto events = (*g)->Step();
+    ASSERT_TRUE(events.ok());
+    for (auto& e : *events) {
+      EXPECT_LE(e.new_ids.size(), 1u);
+      streamed.insert(streamed.end(), e.new_ids.begin(), e.new_ids.end());
+      streamed_lps.insert(streamed_lps.end(), e.new_log_probs.begin(),
+                          e.new_log_probs.end());
+      if (e.finished) result = e.result;
+    }
+  }
+  EXPECT_EQ(streamed, result.output_ids);
+  EXPECT_EQ(streamed_lps, result.log_probs);
+  EXPECT_EQ(std::vector<int32_t>(streamed.begin(), streamed.begin() + 3),
+            std::vector<int32_t>({6, 7, 6}));
+  EXPECT_EQ(result.finish_reason, FinishReason::kEos);
+}
+
+TEST_F(GeneratorRulesTest, ValidateNamesTheBadField) {
+  auto g = Generator::Create(model_.get());
+  ASSERT_TRUE(g.ok());
+  const int vocab = model_->config().vocab_size;
+  struct Case {
+    std::function<void(DecodeOptions&)> set;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[&](DecodeOptions& o) {
+         o.eos_ids = {2, vocab};
+       },
+       "eos_ids[1]"},
+      {[&](DecodeOptions& o) { o.forced_bos_id = -2; }, "forced_bos_id = -2"},
+      {[&](DecodeOptions& o) { o.forced_eos_ids = {vocab + 3}; },
+       "forced_eos_ids[0]"},
+      {[&](DecodeOptions& o) { o.decoder_start_id = vocab; },
+       "decoder_start_id"},
+      {[&](DecodeOptions& o) {
+         o.bad_words = {{4}, {}};
+       },
+       "bad_words[1] is empty"},
+      {[&](DecodeOptions& o) {
+         o.bad_words = {{4, -1}};
+       },
+       "bad_words[0][1]"},
+      {[&](DecodeOptions& o) { o.min_length = -1; }, "min_length"},
+      {[&](DecodeOptions& o) { o.no_repeat_ngram_size = -3; },
+       "no_repeat_ngram_size"},
+      {[&](DecodeOptions& o) { o.early_stopping = EarlyStopping(7); },
+       "early_stopping"},
+      {[&](DecodeOptions& o) { o.target_prefix.assign(13, 5); },
+       "target_prefix has 13 tokens; at most max_new_tokens = 12"},
+      {[&](DecodeOptions& o) {
+         o.target_prefix = {5, vocab};
+       },
+       "target_prefix[1]"},
+      {[&](DecodeOptions& o) {
+         o.target_prefix = {5, eos()};
+       },
+       "is an EOS id"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    SequenceInput in;
+    in.source = {5, 6};
+    in.options = Options();
+    c.set(in.options);
+    const absl::Status s = (*g)->Validate(in);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.message));
+    EXPECT_FALSE((*g)->Add({in}).ok());
+    EXPECT_TRUE((*g)->empty());
+  }
+  // A prefix of exactly max_new_tokens is the whole output.
+  SequenceInput in;
+  in.source = {5, 6};
+  in.options = Options();
+  in.options.target_prefix.assign(12, 5);
+  EXPECT_TRUE((*g)->Validate(in).ok());
 }
 
 }  // namespace

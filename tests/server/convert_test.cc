@@ -1,5 +1,6 @@
 #include "server/convert.h"
 
+#include <functional>
 #include <limits>
 #include <ostream>
 #include <string>
@@ -338,6 +339,155 @@ TEST(ResolveLimitsTest, ABudgetTooSmallForAnyRequestIsAnError) {
   EXPECT_EQ(resolved.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(resolved.status().message()),
               HasSubstr("even a request of 1 source token"));
+}
+
+}  // namespace
+}  // namespace attnserve::server
+
+namespace attnserve::server {
+namespace {
+
+ModelInfo ModelWithGeneration() {
+  ModelInfo model = Model();
+  engine::GenerationConfig& g = model.generation;
+  g.decoder_start_id = 1;
+  g.eos_ids = {2, 9};
+  g.pad_id = 0;
+  g.forced_bos_id = 7;
+  g.forced_eos_ids = {2};
+  g.bad_words_ids = {{0}, {4, 5}};
+  g.max_length = 11;
+  g.min_length = 3;
+  g.no_repeat_ngram_size = 3;
+  g.num_beams = 3;
+  g.length_penalty = 2.0f;
+  g.early_stopping = engine::EarlyStopping::kNever;
+  return model;
+}
+
+TEST(ConvertGenerationTest, UnsetFieldsComeFromTheGenerationConfig) {
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(Ids({3}), Limits(), ModelWithGeneration(), nullptr);
+  ASSERT_TRUE(item.ok()) << item.status();
+  const engine::DecodeOptions& d = item->decode;
+  EXPECT_EQ(d.max_new_tokens, 10);  // max_length - 1
+  EXPECT_EQ(d.beam_size, 3);
+  EXPECT_FLOAT_EQ(d.length_penalty, 2.0f);
+  EXPECT_EQ(d.decoder_start_id, 1);
+  EXPECT_EQ(d.eos_ids, (std::vector<int32_t>{2, 9}));
+  EXPECT_EQ(d.forced_bos_id, 7);
+  EXPECT_EQ(d.forced_eos_ids, (std::vector<int32_t>{2}));
+  EXPECT_EQ(d.bad_words, (std::vector<std::vector<int32_t>>{{0}, {4, 5}}));
+  EXPECT_EQ(d.min_length, 3);
+  EXPECT_EQ(d.no_repeat_ngram_size, 3);
+  EXPECT_EQ(d.early_stopping, engine::EarlyStopping::kNever);
+  EXPECT_TRUE(d.target_prefix.empty());
+}
+
+TEST(ConvertGenerationTest, TheRequestOverridesLimitBeamsAndPenalty) {
+  v1::GenerateRequest request = Ids({3});
+  request.set_max_new_tokens(4);
+  request.set_beam_size(1);
+  request.set_length_penalty(0.5f);
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, Limits(), ModelWithGeneration(), nullptr);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.max_new_tokens, 4);
+  EXPECT_EQ(item->decode.beam_size, 1);
+  EXPECT_FLOAT_EQ(item->decode.length_penalty, 0.5f);
+  EXPECT_EQ(item->decode.forced_bos_id, 7);  // rules stay the model's
+}
+
+TEST(ConvertGenerationTest, DefaultsStayWithinTheServersLimits) {
+  ModelInfo model = ModelWithGeneration();
+  model.generation.max_length = 200;
+  model.generation.num_beams = 6;
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(Ids({3}), Limits(), model, nullptr);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.max_new_tokens, 20);  // max_new_tokens_limit
+  EXPECT_EQ(item->decode.beam_size, 4);        // max_beam_size
+}
+
+TEST(ConvertGenerationTest, AModelWithoutOneKeepsTheServersDefaults) {
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(Ids({3}), Limits(), Model(), nullptr);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.max_new_tokens, 5);     // default_max_new_tokens
+  EXPECT_EQ(item->decode.decoder_start_id, -1);  // the model's
+  EXPECT_TRUE(item->decode.eos_ids.empty());
+  EXPECT_EQ(item->decode.forced_bos_id, -1);
+}
+
+TEST(ConvertGenerationTest, TargetPrefixIds) {
+  v1::GenerateRequest request = Ids({3});
+  request.add_target_prefix(8);
+  request.add_target_prefix(6);
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, Limits(), ModelWithGeneration(), nullptr);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.target_prefix, (std::vector<int32_t>{8, 6}));
+}
+
+TEST(ConvertGenerationTest, TargetPrefixTextGoesThroughTheTokenizer) {
+  CharTokenizer tokenizer;
+  v1::GenerateRequest request = Ids({3});
+  request.set_target_prefix_text("ab");
+  // No EOS appended, even when the model appends one to sources.
+  ModelInfo model = ModelWithGeneration();
+  model.config.add_eos_to_source = true;
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, Limits(), model, &tokenizer);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.target_prefix,
+            (std::vector<int32_t>{'a' % 40 + 3, 'b' % 40 + 3}));
+}
+
+TEST(ConvertGenerationTest, BadTargetPrefixesNameTheField) {
+  CharTokenizer tokenizer;
+  struct Case {
+    std::function<void(v1::GenerateRequest&)> set;
+    bool with_tokenizer;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](v1::GenerateRequest& r) {
+         r.add_target_prefix(5);
+         r.set_target_prefix_text("a");
+       },
+       true, "at most one of target_prefix and target_prefix_text"},
+      {[](v1::GenerateRequest& r) { r.set_target_prefix_text("a"); }, false,
+       "target_prefix_text requires a tokenizer; model tiny has none"},
+      {[](v1::GenerateRequest& r) {
+         r.add_target_prefix(5);
+         r.add_target_prefix(50);
+       },
+       false, "target_prefix[1] = 50 is outside [0, 50)"},
+      {[](v1::GenerateRequest& r) { r.add_target_prefix(-4); }, false,
+       "target_prefix[0] = -4 is outside"},
+      {[](v1::GenerateRequest& r) { r.add_target_prefix(9); }, false,
+       "target_prefix[0] = 9 is an EOS id"},
+      {[](v1::GenerateRequest& r) {
+         r.set_max_new_tokens(2);
+         for (int i = 0; i < 3; ++i) r.add_target_prefix(5);
+       },
+       false, "target_prefix has 3 tokens; max_new_tokens is 2"},
+      {[](v1::GenerateRequest& r) {
+         r.set_target_prefix_text(std::string(11, 'a'));
+       },
+       true, "target_prefix_text has 11 tokens; max_new_tokens is 10"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    v1::GenerateRequest request = Ids({3});
+    c.set(request);
+    absl::StatusOr<WorkItem> item =
+        ToWorkItem(request, Limits(), ModelWithGeneration(),
+                   c.with_tokenizer ? &tokenizer : nullptr);
+    ASSERT_FALSE(item.ok());
+    EXPECT_EQ(item.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(item.status().message()), HasSubstr(c.message));
+  }
 }
 
 }  // namespace

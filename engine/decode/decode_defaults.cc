@@ -1,0 +1,25 @@
+#include "engine/decode/decode_defaults.h"
+
+namespace attnserve::engine {
+
+DecodeOptions DecodeOptionsFromGeneration(const GenerationConfig& generation) {
+  DecodeOptions options;
+  if (generation.max_length > 1)
+    options.max_new_tokens = generation.max_length - 1;
+  options.beam_size = generation.num_beams;
+  options.length_penalty = generation.length_penalty;
+  // A config without EOS ids is a default-constructed one, not a model's: its
+  // start id 0 means nothing, so the model's stays.
+  if (!generation.eos_ids.empty())
+    options.decoder_start_id = generation.decoder_start_id;
+  options.eos_ids = generation.eos_ids;
+  options.forced_bos_id = generation.forced_bos_id;
+  options.forced_eos_ids = generation.forced_eos_ids;
+  options.bad_words = generation.bad_words_ids;
+  options.min_length = generation.min_length;
+  options.no_repeat_ngram_size = generation.no_repeat_ngram_size;
+  options.early_stopping = generation.early_stopping;
+  return options;
+}
+
+}  // namespace attnserve::engine
