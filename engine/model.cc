@@ -37,9 +37,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::LoadBody(
   model->name_ = std::move(loaded.name);
   model->config_json_ = std::move(loaded.config_json);
   model->config_ = loaded.config;
-  model->generation_.decoder_start_id = model->config_.decoder_start_id;
-  model->generation_.eos_ids = {model->config_.eos_id};
-  model->generation_.pad_id = model->config_.pad_id;
+  model->generation_ = std::move(loaded.generation);
+  model->layout_ = std::move(loaded.layout);
   model->warnings_ = std::move(loaded.warnings);
   model->options_ = options;
   ASSIGN_OR_RETURN(model->context_,

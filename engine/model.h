@@ -39,7 +39,11 @@ class Model {
   // How the model decodes by default (decode_defaults.h turns it into
   // DecodeOptions). For now the ModelConfig's decoder_start_id, {eos_id} and
   // pad_id with GenerationConfig's other defaults (greedy, no rules).
+  // How the model decodes by default (generation_config.json with its
+  // fallbacks; for a directory without one, config.json's ids).
   const GenerationConfig& generation() const { return generation_; }
+  // The checkpoint layout it was read from: "attnserve", "hf-bart", ...
+  const std::string& layout() const { return layout_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   const ModelOptions& options() const { return options_; }
   size_t weight_bytes() const;  // bytes held by the packed weights
@@ -55,6 +59,7 @@ class Model {
   std::string config_json_;
   ModelConfig config_;
   GenerationConfig generation_;
+  std::string layout_;
   std::vector<std::string> warnings_;
   ModelOptions options_;
   std::unique_ptr<OpContext> context_;

@@ -5,7 +5,7 @@
 // settings the file records, on both backends, each source alone and all six
 // in one batch.
 //
-// DISABLED_ until the network loads these directories (engine/network/, the
+//  until the network loads these directories (engine/network/, the
 // integrator's part of issue 16): drop the prefix then. Until then
 // Model::Load refuses the Hugging Face config.json, and these tests would only
 // report that. The decoding rules they exercise are tested on their own in
@@ -98,7 +98,7 @@ void ExpectLike(const nlohmann::json& expected, const SequenceResult& actual,
 class HfGoldenTest
     : public ::testing::TestWithParam<std::tuple<const char*, Backend>> {};
 
-TEST_P(HfGoldenTest, DISABLED_DecodesLikeTransformers) {
+TEST_P(HfGoldenTest, DecodesLikeTransformers) {
   const auto& [family, backend] = GetParam();
   const nlohmann::json golden = ReadGolden(family);
   for (const char* format : {"safetensors", "bin"}) {
