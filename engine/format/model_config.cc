@@ -40,7 +40,8 @@ constexpr const char* kKnownKeys[] = {
     "layer_norm_eps", "scale_embedding", "positional_encoding",
     "tie_output_embedding", "pad_id", "bos_id", "eos_id", "decoder_start_id",
     "add_eos_to_source",
-    // Read by the server's tokenizer (server/tokenizer.h), not by the engine.
+    // Read by the server's tokenizer (server/tokenizers/tokenizer.h), not by
+    // the engine.
     "tokenizer", "vocab_file"};
 
 bool IsKnownKey(absl::string_view key) {

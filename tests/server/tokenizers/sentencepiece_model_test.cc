@@ -2,7 +2,7 @@
 // refused with an error naming the problem, the special ids and piece lookups,
 // out-of-range ids in Decode, malformed UTF-8 input, and concurrent use.
 
-#include "server/sentencepiece_model.h"
+#include "server/tokenizers/sentencepiece_model.h"
 
 #include <fstream>
 #include <limits>

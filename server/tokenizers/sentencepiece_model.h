@@ -21,7 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "sentencepiece/sentencepiece_model.pb.h"
-#include "server/sentencepiece_normalizer.h"
+#include "server/tokenizers/sentencepiece_normalizer.h"
 
 namespace attnserve::server {
 

@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/sentencepiece_model.h"
+#include "server/tokenizers/sentencepiece_model.h"
 
 namespace attnserve::server {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/format/model_dir.h"
-#include "engine/quote_text.h"
 #include "engine/format/small_file.h"
+#include "engine/quote_text.h"
 #include "nlohmann/json.hpp"
 
 namespace attnserve::server {

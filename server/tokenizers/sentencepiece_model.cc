@@ -1,4 +1,4 @@
-#include "server/sentencepiece_model.h"
+#include "server/tokenizers/sentencepiece_model.h"
 
 #include <cfloat>
 #include <cmath>

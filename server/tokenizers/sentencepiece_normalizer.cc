@@ -1,4 +1,4 @@
-#include "server/sentencepiece_normalizer.h"
+#include "server/tokenizers/sentencepiece_normalizer.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

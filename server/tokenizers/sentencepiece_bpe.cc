@@ -8,7 +8,7 @@
 #include <functional>
 #include <queue>
 
-#include "server/sentencepiece_model.h"
+#include "server/tokenizers/sentencepiece_model.h"
 
 namespace attnserve::server {
 

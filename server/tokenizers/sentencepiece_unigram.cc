@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "server/sentencepiece_model.h"
+#include "server/tokenizers/sentencepiece_model.h"
 
 namespace attnserve::server {
 
