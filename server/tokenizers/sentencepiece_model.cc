@@ -240,10 +240,11 @@ int SentencePieceModel::PieceToId(absl::string_view piece) const {
   return id < 0 ? unk_id_ : id;
 }
 
-std::vector<int32_t> SentencePieceModel::Encode(absl::string_view text) const {
+void SentencePieceModel::ForEachPiece(
+    absl::string_view text,
+    absl::FunctionRef<void(absl::string_view, int)> emit) const {
   const std::string normalized = normalizer_->Normalize(text);
-  std::vector<int32_t> ids;
-  if (normalized.empty()) return ids;
+  if (normalized.empty()) return;
   const Segments raw = bpe_ ? EncodeBpe(normalized) : EncodeUnigram(normalized);
   // Adjacent unknown pieces become one <unk>, as SentencePieceProcessor gives
   // them.
@@ -261,28 +262,67 @@ std::vector<int32_t> SentencePieceModel::Encode(absl::string_view text) const {
       segments.emplace_back(piece, id);
     }
   }
-  ids.reserve(segments.size());
   for (const auto& [piece, id] : segments) {
     if (byte_fallback_ && IsUnknown(id)) {
       // An unknown run becomes its UTF-8 bytes (SentencePieceProcessor's
       // PopulateSentencePieceText).
-      for (char c : piece) ids.push_back(byte_ids_[static_cast<uint8_t>(c)]);
+      for (char c : piece) {
+        const int byte_id = byte_ids_[static_cast<uint8_t>(c)];
+        emit(pieces_[byte_id].piece, byte_id);
+      }
     } else {
-      ids.push_back(id);
+      emit(piece, id);
     }
   }
+}
+
+std::vector<int32_t> SentencePieceModel::Encode(absl::string_view text) const {
+  std::vector<int32_t> ids;
+  ForEachPiece(text, [&](absl::string_view, int id) { ids.push_back(id); });
   return ids;
 }
 
+std::vector<std::string> SentencePieceModel::EncodeAsPieces(
+    absl::string_view text) const {
+  std::vector<std::string> pieces;
+  ForEachPiece(
+      text, [&](absl::string_view piece, int) { pieces.emplace_back(piece); });
+  return pieces;
+}
+
 absl::StatusOr<std::string> SentencePieceModel::Decode(
-    absl::Span<const int32_t> ids) const {
+    absl::Span<const int32_t> ids, bool keep_leading_space) const {
+  std::vector<std::pair<absl::string_view, int>> pieces;
+  pieces.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= piece_size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("token ", i, ": id ", ids[i],
                        " is outside the vocabulary [0, ", piece_size(), ")"));
     }
+    pieces.emplace_back(pieces_[ids[i]].piece, ids[i]);
   }
+  return DecodeSegments(pieces, keep_leading_space);
+}
+
+std::string SentencePieceModel::DecodePieces(
+    absl::Span<const std::string> pieces, bool keep_leading_space) const {
+  std::vector<std::pair<absl::string_view, int>> segments;
+  segments.reserve(pieces.size());
+  for (const std::string& piece : pieces) {
+    int id = PieceToId(piece);
+    // SentencePieceProcessor::Decode(pieces) gives a piece that is not in the
+    // vocabulary (PieceToId says unknown, but it is not the unknown piece's
+    // own text) back verbatim.
+    if (IsUnknown(id) && piece != pieces_[id].piece) id = -1;
+    segments.emplace_back(piece, id);
+  }
+  return DecodeSegments(segments, keep_leading_space);
+}
+
+std::string SentencePieceModel::DecodeSegments(
+    absl::Span<const std::pair<absl::string_view, int>> pieces,
+    bool keep_leading_space) const {
   std::string text;
   // A run of byte pieces decodes as UTF-8, one U+FFFD per byte that does not
   // start a valid character (SentencePieceProcessor::Decode's
@@ -301,7 +341,12 @@ absl::StatusOr<std::string> SentencePieceModel::Decode(
     }
     bytes.clear();
   };
-  for (const int32_t id : ids) {
+  for (const auto& [text_of_piece, id] : pieces) {
+    if (id < 0) {  // not in the vocabulary: verbatim
+      flush_bytes();
+      text.append(text_of_piece.data(), text_of_piece.size());
+      continue;
+    }
     if (IsByte(id)) {
       bytes.push_back(static_cast<char>(PieceToByte(pieces_[id].piece)));
       continue;
@@ -315,7 +360,7 @@ absl::StatusOr<std::string> SentencePieceModel::Decode(
     absl::string_view piece = pieces_[id].piece;
     // The dummy prefix (or any leading space) goes when nothing has been
     // written yet.
-    if (text.empty() && strip_leading_space_) {
+    if (text.empty() && strip_leading_space_ && !keep_leading_space) {
       absl::ConsumePrefix(&piece, kSpaceSymbol);
     }
     text += absl::StrReplaceAll(piece, {{kSpaceSymbol, " "}});

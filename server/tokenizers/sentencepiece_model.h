@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -44,13 +45,28 @@ class SentencePieceModel {
   // U+FFFD). Thread-safe.
   std::vector<int32_t> Encode(absl::string_view text) const;
 
+  // The pieces of `text` as EncodeAsPieces (encode(out_type=str)) gives them:
+  // the vocabulary's piece, except that an unknown run is its normalised
+  // surface text ("\u2581" + "龘", not "<unk>"). Thread-safe.
+  std::vector<std::string> EncodeAsPieces(absl::string_view text) const;
+
   // The text of `ids` as SentencePieceProcessor::DecodeIds gives it: control
   // pieces vanish, <unk> becomes trainer_spec.unk_surface (" \u2047 " by
   // default), U+2581 becomes a space (and is dropped at the very start unless
   // the model has neither add_dummy_prefix nor remove_extra_whitespaces), runs
   // of byte pieces are reassembled into UTF-8 with U+FFFD for each invalid
   // byte. An id outside [0, piece_size()) is INVALID_ARGUMENT. Thread-safe.
-  absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids) const;
+  // `keep_leading_space`: the ids continue earlier text (a streamed piece), so
+  // a leading U+2581 is a space like any other.
+  absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
+                                     bool keep_leading_space = false) const;
+
+  // The text of `pieces` as SentencePieceProcessor::DecodePieces gives it
+  // (what Hugging Face's tokenizers call sp_model.decode on token strings):
+  // as Decode for the pieces of the vocabulary; a string that is not one of
+  // them comes out verbatim (U+2581 included). Thread-safe.
+  std::string DecodePieces(absl::Span<const std::string> pieces,
+                           bool keep_leading_space = false) const;
 
   // The normalised text Encode segments (for tests and diagnostics).
   std::string Normalize(absl::string_view text) const {
@@ -94,8 +110,15 @@ class SentencePieceModel {
   SentencePieceModel() = default;
   absl::Status Init(const sentencepiece::ModelProto& proto);
 
+  // Encode's (piece, id) pairs, in order, to `emit`.
+  void ForEachPiece(absl::string_view text,
+                    absl::FunctionRef<void(absl::string_view, int)> emit) const;
   Segments EncodeUnigram(
       absl::string_view normalized) const;  // sentencepiece_unigram.cc
+  // (piece text, id) with id -1 for text outside the vocabulary.
+  std::string DecodeSegments(
+      absl::Span<const std::pair<absl::string_view, int>> pieces,
+      bool keep_leading_space) const;
   Segments EncodeBpe(
       absl::string_view normalized) const;  // sentencepiece_bpe.cc
   // The id of a NORMAL, USER_DEFINED or UNUSED piece, or -1.

@@ -13,6 +13,8 @@
 #include "engine/format/small_file.h"
 #include "engine/quote_text.h"
 #include "nlohmann/json.hpp"
+#include "server/tokenizers/hf_tokenizer.h"
+#include "server/tokenizers/tokenizer_files.h"
 
 namespace attnserve::server {
 namespace {
@@ -166,7 +168,54 @@ class WhitespaceTokenizer : public VocabTokenizer {
   }
 };
 
+bool IsHfFamily(absl::string_view kind) {
+  for (const char* family : {"sentencepiece", "marian", "mbart", "mbart50",
+                             "nllb", "m2m100", "bart"}) {
+    if (kind == family) return true;
+  }
+  return false;
+}
+
+// Whether `model_dir` holds any of the files `family` reads (a checkpoint
+// saved without its tokenizer has none: it serves ids only).
+bool HasAnyFileOf(const std::string& model_dir, absl::string_view family) {
+  std::vector<const char*> files = {"tokenizer_config.json"};
+  if (family == "sentencepiece") files.push_back("spiece.model");
+  if (family == "marian") {
+    files.insert(files.end(), {"source.spm", "target.spm", "vocab.json"});
+  }
+  if (family == "mbart" || family == "mbart50" || family == "nllb" ||
+      family == "m2m100") {
+    files.push_back("sentencepiece.bpe.model");
+  }
+  if (family == "m2m100" || family == "bart") files.push_back("vocab.json");
+  if (family == "bart") files.push_back("merges.txt");
+  std::error_code error;
+  for (const char* file : files) {
+    if (std::filesystem::exists(std::filesystem::path(model_dir) / file,
+                                error)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<int32_t>> Tokenizer::EncodeFrom(
+    absl::string_view text, absl::string_view source_language) const {
+  if (!source_language.empty()) {
+    return absl::InvalidArgumentError(
+        "this model's tokenizer has no source languages");
+  }
+  return Encode(text);
+}
+
+absl::StatusOr<int32_t> Tokenizer::LanguageId(absl::string_view code) const {
+  return absl::NotFoundError(
+      absl::StrCat("this model's tokenizer has no language codes (asked for ",
+                   engine::QuoteText(code), ")"));
+}
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& model_dir) {
@@ -192,6 +241,39 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     }
     return it->get<std::string>();
   };
+  // A Hugging Face directory as downloaded names no "tokenizer": its
+  // tokenizer_config.json (or model_type) says which family it is.
+  auto explicit_kind = config.find("tokenizer");
+  auto model_type = config.find("model_type");
+  if (explicit_kind == config.end() && model_type != config.end()) {
+    if (!model_type->is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_path, ": \"model_type\" must be a string"));
+    }
+    absl::StatusOr<TokenizerConfig> tokenizer_config =
+        ReadTokenizerConfig(model_dir);
+    if (!tokenizer_config.ok()) return tokenizer_config.status();
+    absl::StatusOr<std::string> family =
+        HfTokenizerFamily(model_type->get<std::string>(), *tokenizer_config);
+    if (!family.ok()) return family.status();
+    if (!HasAnyFileOf(model_dir, *family)) {
+      return std::unique_ptr<Tokenizer>();  // weights only: ids only
+    }
+    return LoadHfTokenizer(model_dir, *family, "spiece.model");
+  }
+  absl::StatusOr<std::string> kind = string_key("tokenizer", "");
+  if (!kind.ok()) return kind.status();
+  if (IsHfFamily(*kind)) {
+    absl::StatusOr<std::string> spm_file =
+        string_key("vocab_file", "spiece.model");
+    if (!spm_file.ok()) return spm_file.status();
+    // Confined to the directory like every file a config names.
+    absl::StatusOr<std::string> resolved =
+        engine::ResolveModelFile(model_dir, "vocab_file", *spm_file);
+    if (!resolved.ok()) return resolved.status();
+    return LoadHfTokenizer(model_dir, *kind, *spm_file);
+  }
+
   absl::StatusOr<std::string> vocab_file =
       string_key("vocab_file", "vocab.txt");
   if (!vocab_file.ok()) return vocab_file.status();
@@ -199,20 +281,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
       engine::ResolveModelFile(model_dir, "vocab_file", *vocab_file);
   if (!resolved.ok()) return resolved.status();
   const std::string& vocab_path = *resolved;
-  absl::StatusOr<std::string> kind =
-      string_key("tokenizer", fs::exists(vocab_path) ? "whitespace" : "");
-  if (!kind.ok()) return kind.status();
-  if (kind->empty()) return std::unique_ptr<Tokenizer>();
-  if (*kind == "sentencepiece") {
-    return absl::UnimplementedError(absl::StrCat(
-        config_path,
-        ": tokenizer \"sentencepiece\" is not supported by this build"));
+  if (kind->empty()) {
+    if (!fs::exists(vocab_path)) return std::unique_ptr<Tokenizer>();
+    *kind = "whitespace";
   }
   if (*kind != "char" && *kind != "whitespace") {
     return absl::InvalidArgumentError(absl::StrCat(
         config_path,
-        ": \"tokenizer\" must be \"char\" or \"whitespace\", not \"", *kind,
-        "\""));
+        ": \"tokenizer\" must be \"char\", \"whitespace\", "
+        "\"sentencepiece\", \"marian\", \"mbart\", \"mbart50\", \"nllb\", "
+        "\"m2m100\" or \"bart\", not ",
+        engine::QuoteText(*kind)));
   }
 
   absl::StatusOr<std::string> vocab_text =

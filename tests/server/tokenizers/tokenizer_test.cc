@@ -110,10 +110,11 @@ TEST_F(TokenizerTest, BadVocabFilesAreErrorsNamingTheLine) {
       std::string(LoadError(R"({"vocab_size": 2, "tokenizer": "bpe"})", "a\n")
                       .message()),
       HasSubstr("\"tokenizer\" must be"));
-  EXPECT_EQ(
-      LoadError(R"({"vocab_size": 2, "tokenizer": "sentencepiece"})", "a\n")
-          .code(),
-      absl::StatusCode::kUnimplemented);
+  // A SentencePiece tokenizer without its model file names the file.
+  const absl::Status no_model =
+      LoadError(R"({"vocab_size": 2, "tokenizer": "sentencepiece"})", "a\n");
+  EXPECT_EQ(no_model.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(no_model.message()), HasSubstr("spiece.model"));
 }
 
 // Found while fuzzing the model loader (regression input
