@@ -223,6 +223,34 @@ def generate(root):
     write(os.path.join(d, "tokenizer_config.json"), dump({"tokenizer_class": "BartTokenizer"}))
 
 
+FUZZ_SEEDS = os.path.normpath(os.path.join(HERE, "..", "tests", "fuzz", "corpus",
+                                          "tokenizer_files"))
+FUZZ_FAMILIES = ["t5", "marian", "mbart50", "nllb", "m2m100"]  # tokenizer_files_fuzzer.cc's
+
+
+def write_fuzz_seeds(root):
+    """Seeds for tests/fuzz/tokenizer_files_fuzzer.cc (its header gives the framing)."""
+    if os.path.exists(FUZZ_SEEDS):
+        shutil.rmtree(FUZZ_SEEDS)
+    os.makedirs(FUZZ_SEEDS)
+
+    def seed(name, head, body):
+        write(os.path.join(FUZZ_SEEDS, name), bytes(head) + body)
+
+    def read(family, name):
+        with open(os.path.join(root, family, name), "rb") as f:
+            return f.read()
+
+    seed("vocab_marian", [0], read("marian", "vocab.json"))
+    seed("vocab_m2m100", [0], read("m2m100", "vocab.json"))
+    for f, family in enumerate(FUZZ_FAMILIES):
+        seed("config_" + family, [1], read(family, "tokenizer_config.json"))
+        seed("dir_config_" + family, [2 + 4 * f, 0], read(family, "tokenizer_config.json"))
+        seed("text_" + family, [3 + 4 * f], "Hello world, Größe für Mädchen 東京 😀".encode())
+    seed("dir_vocab_marian", [2 + 4 * 1, 1], read("marian", "vocab.json"))
+    seed("dir_vocab_m2m100", [2 + 4 * 4, 1], read("m2m100", "vocab.json"))
+
+
 def same_tree(a, b):
     cmp = filecmp.dircmp(a, b)
     if cmp.left_only or cmp.right_only or cmp.funny_files:
@@ -255,6 +283,7 @@ def main():
         shutil.rmtree(args.out)
     os.makedirs(args.out)
     generate(args.out)
+    write_fuzz_seeds(args.out)
     return 0
 
 
