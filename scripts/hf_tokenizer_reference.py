@@ -244,4 +244,157 @@ def load(directory, family):
         return Fairseq(directory, "nllb" if family == "nllb_legacy" else family)
     if family == "m2m100":
         return M2M100(directory)
+    if family == "bart":
+        return Bart(directory)
     raise ValueError(family)
+
+
+# ---------------------------------------------------------------- BART (GPT-2's byte-level BPE)
+
+def bytes_to_unicode():
+    """GPT-2's map of the 256 bytes onto printable characters."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) +
+          list(range(ord("\u00ae"), ord("\u00ff") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def _class(pred):
+    import unicodedata
+    parts, start = [], None
+    for cp in range(0x110000):
+        if pred(cp, unicodedata):
+            if start is None:
+                start = cp
+        elif start is not None:
+            parts.append((start, cp - 1))
+            start = None
+    return "".join(("\\U%08x" % a) if a == b else ("\\U%08x-\\U%08x" % (a, b)) for a, b in parts)
+
+
+_PATTERN = None
+
+
+def gpt2_pattern():
+    """GPT-2's pre-tokenizer regex, with \\p{L}, \\p{N} and \\s spelled out as classes for
+    Python's re (the `regex` module that transformers uses is not installed here)."""
+    global _PATTERN
+    if _PATTERN is None:
+        import re
+        letters = _class(lambda cp, u: u.category(chr(cp)).startswith("L"))
+        numbers = _class(lambda cp, u: u.category(chr(cp)).startswith("N"))
+        space = "\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+        _PATTERN = re.compile(
+            "'s|'t|'re|'ve|'m|'ll|'d| ?[%s]+| ?[%s]+| ?[^%s%s%s]+|[%s]+(?![^%s])|[%s]+" % (
+                letters, numbers, space, letters, numbers, space, space, space))
+    return _PATTERN
+
+
+def bpe_word(token, ranks):
+    word = tuple(token)
+    pairs = {(word[i], word[i + 1]) for i in range(len(word) - 1)}
+    if not pairs:
+        return [token]
+    while True:
+        bigram = min(pairs, key=lambda p: ranks.get(p, float("inf")))
+        if bigram not in ranks:
+            break
+        first, second = bigram
+        out, i = [], 0
+        while i < len(word):
+            try:
+                j = word.index(first, i)
+            except ValueError:
+                out.extend(word[i:])
+                break
+            out.extend(word[i:j])
+            i = j
+            if word[i] == first and i < len(word) - 1 and word[i + 1] == second:
+                out.append(first + second)
+                i += 2
+            else:
+                out.append(word[i])
+                i += 1
+        word = tuple(out)
+        if len(word) == 1:
+            break
+        pairs = {(word[i], word[i + 1]) for i in range(len(word) - 1)}
+    return list(word)
+
+
+class Bart(Base):
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.encoder = _json(os.path.join(directory, "vocab.json"))
+        self.decoder = {v: k for k, v in self.encoder.items()}
+        with open(os.path.join(directory, "merges.txt"), encoding="utf-8") as f:
+            merges = [tuple(m.split()) for m in f.read().split("\n")[1:-1]]
+        self.ranks = dict(zip(merges, range(len(merges))))
+        self.byte_encoder = bytes_to_unicode()
+        self.byte_decoder = {v: k for k, v in self.byte_encoder.items()}
+        self.unk = self.encoder["<unk>"]
+        self.special_ids = {self.encoder.get(t, self.unk)
+                            for t in ["<s>", "</s>", "<unk>", "<pad>", "<mask>"]}
+        self.add_prefix_space = bool(self.config.get("add_prefix_space", False))
+
+    def encode(self, text, src_lang=None):
+        if self.add_prefix_space:
+            text = " " + text
+        ids = []
+        for token in gpt2_pattern().findall(text):
+            token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
+            ids += [self.encoder.get(t, self.unk) for t in bpe_word(token, self.ranks)]
+        return [self.encoder["<s>"]] + ids + [self.encoder["</s>"]]
+
+    def id_to_token(self, i):
+        return self.decoder.get(i)
+
+    def tokens_to_string(self, tokens):
+        data = bytearray()
+        for t in tokens:
+            for c in t:
+                if c in self.byte_decoder:
+                    data.append(self.byte_decoder[c])
+                else:  # an added token's text: as UTF-8
+                    data += c.encode("utf-8")
+        return data.decode("utf-8", errors="replace")
+
+
+def train_byte_bpe(lines, merges_wanted):
+    """A tiny byte-level BPE trainer (most frequent pair, ties to the smaller pair), for test
+    data only: merges in order."""
+    byte_encoder = bytes_to_unicode()
+    words = {}
+    for line in lines:
+        for token in gpt2_pattern().findall(line):
+            w = tuple(byte_encoder[b] for b in token.encode("utf-8"))
+            words[w] = words.get(w, 0) + 1
+    merges = []
+    for _ in range(merges_wanted):
+        counts = {}
+        for w, n in words.items():
+            for i in range(len(w) - 1):
+                counts[(w[i], w[i + 1])] = counts.get((w[i], w[i + 1]), 0) + n
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(best)
+        new_words = {}
+        for w, n in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i < len(w) - 1 and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + n
+        words = new_words
+    return merges

@@ -52,25 +52,6 @@ size_t LeadingSpace(absl::string_view text) {
   return IsPythonSpace(CodePoint(text.substr(0, n))) ? n : 0;
 }
 
-// A model whose tokenizer files are known but not implemented (BART's
-// byte-level BPE): the server starts and serves ids; text fails, saying why.
-// Output has no text (Decode gives "").
-class UnsupportedTokenizer : public Tokenizer {
- public:
-  explicit UnsupportedTokenizer(std::string message)
-      : message_(std::move(message)) {}
-  absl::StatusOr<std::vector<int32_t>> Encode(
-      absl::string_view) const override {
-    return absl::UnimplementedError(message_);
-  }
-  std::string Decode(absl::Span<const int32_t>, bool) const override {
-    return "";
-  }
-
- private:
-  std::string message_;
-};
-
 }  // namespace
 
 std::string PythonRstrip(absl::string_view text) {
@@ -159,11 +140,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(
     return LoadFairseqTokenizer(model_dir, family, *config);
   }
   if (family == "m2m100") return LoadM2m100Tokenizer(model_dir, *config);
-  if (family == "bart") {
-    return std::unique_ptr<Tokenizer>(std::make_unique<UnsupportedTokenizer>(
-        "tokenizer \"bart\" (byte-level BPE: vocab.json + merges.txt) is not "
-        "implemented in this build; send input_ids instead of text"));
-  }
+  if (family == "bart") return LoadBartTokenizer(model_dir, *config);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown tokenizer family ", engine::QuoteText(family)));
 }

@@ -1,8 +1,9 @@
 #pragma once
 // The tokenizers of Hugging Face checkpoints, giving the ids and text that
 // transformers' Python ("slow") tokenizers give (docs/tokenizers.md): T5's
-// plain SentencePiece, Marian, mBART / mBART-50 / NLLB (fairseq ids) and
-// M2M100. One file per family; the decode pipeline they share is here.
+// plain SentencePiece, Marian, mBART / mBART-50 / NLLB (fairseq ids), M2M100
+// and BART (GPT-2's byte-level BPE). One file per family; the decode pipeline
+// they share is here.
 
 #include <cstdint>
 #include <memory>
@@ -72,14 +73,13 @@ absl::StatusOr<std::string> HfTokenizerFamily(absl::string_view model_type,
                                               const TokenizerConfig& config);
 
 // The families: "sentencepiece" (T5: `spm_file`, default spiece.model),
-// "marian", "mbart", "mbart50", "nllb", "m2m100"; "bart" is UNIMPLEMENTED
-// (byte-level BPE), with the message naming it.
+// "marian", "mbart", "mbart50", "nllb", "m2m100", "bart" (byte-level BPE).
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(
     const std::string& model_dir, absl::string_view family,
     const std::string& spm_file);
 
 // One per family (t5_tokenizer.cc, marian_tokenizer.cc,
-// fairseq_tokenizer.cc, m2m100_tokenizer.cc).
+// fairseq_tokenizer.cc, m2m100_tokenizer.cc, bart_tokenizer.cc).
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadT5Tokenizer(
     const std::string& model_dir, const std::string& spm_file,
     const TokenizerConfig& config);
@@ -90,6 +90,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFairseqTokenizer(
     const std::string& model_dir, absl::string_view family,
     const TokenizerConfig& config);
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadM2m100Tokenizer(
+    const std::string& model_dir, const TokenizerConfig& config);
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadBartTokenizer(
     const std::string& model_dir, const TokenizerConfig& config);
 
 }  // namespace attnserve::server

@@ -13,10 +13,9 @@
 // (0-based) = id, taken verbatim (only the '\n' ends a line, so a line holding
 // one space is the space token). Without the key, a directory with vocab.txt
 // gets the whitespace tokenizer; without either, ids only.
-//   "sentencepiece" (T5), "marian", "mbart", "mbart50", "nllb", "m2m100": the
-//                 ids Hugging Face's Python tokenizers give, special tokens
-//                 (</s>, language codes) included; "bart" is recognised and
-//                 refused (byte-level BPE is not implemented).
+//   "sentencepiece" (T5), "marian", "mbart", "mbart50", "nllb", "m2m100",
+//                 "bart": the ids Hugging Face's Python tokenizers give,
+//                 special tokens (</s>, language codes) included.
 //
 // A character or word missing from the vocabulary is an error naming it (the
 // server answers INVALID_ARGUMENT); nothing is silently dropped. Decoding skips

@@ -148,7 +148,8 @@ absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view text,
        {std::pair<const char*, bool*>{"legacy_behaviour",
                                       &config.legacy_behaviour},
         {"clean_up_tokenization_spaces", &config.clean_up_tokenization_spaces},
-        {"separate_vocabs", &config.separate_vocabs}}) {
+        {"separate_vocabs", &config.separate_vocabs},
+        {"add_prefix_space", &config.add_prefix_space}}) {
     if (const Json* v = find(key)) {
       if (!v->is_boolean()) return wrong_type(key, "true or false");
       *out = v->get<bool>();

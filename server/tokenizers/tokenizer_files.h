@@ -73,6 +73,7 @@ struct TokenizerConfig {
   bool clean_up_tokenization_spaces = false;  // " ." -> "." etc. on decode
   bool separate_vocabs = false;               // Marian: target_vocab.json
   std::string language_codes = "m2m100";      // M2M100: or "wmt21"
+  bool add_prefix_space = false;              // BART: a space before the text
   // Strings, or AddedToken objects' "content".
   std::vector<std::string> additional_special_tokens;
   bool has_additional_special_tokens = false;

@@ -149,15 +149,31 @@ TEST_F(HfTokenizerFilesTest, FamilyFromModelTypeAndNoFilesMeansIdsOnly) {
   EXPECT_THAT(LoadMessage(), HasSubstr("vocab.txt"));
 }
 
-TEST_F(HfTokenizerFilesTest, BartServesIdsAndRefusesTextNamingByteLevelBpe) {
+// BART's byte-level BPE: malformed merges.txt lines never match (as in
+// transformers), a missing merges.txt is named, and a pre-token over the
+// limit is refused rather than merged in quadratic time.
+TEST_F(HfTokenizerFilesTest, BartFilesAndWordLimit) {
+  CopyFamily("bart");
+  std::filesystem::remove(dir_.File("merges.txt"));
+  EXPECT_EQ(Load().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(LoadMessage(), HasSubstr("merges.txt"));
+  Write("merges.txt", "#version: 0.2\nnot three parts\n\n");
+  auto plain = LoadTokenizer(dir_.path());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto ids = (*plain)->Encode("ab");  // no merges: one id per byte
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->size(), 4u);
+  EXPECT_EQ((*plain)->Decode(*ids, false), "ab");
+
   auto tokenizer = LoadTokenizer(FamilyDir("bart"));
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  ASSERT_NE(*tokenizer, nullptr);
-  auto ids = (*tokenizer)->Encode("hi");
-  EXPECT_EQ(ids.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(ids.status().message()),
-              AllOf(HasSubstr("byte-level BPE"), HasSubstr("input_ids")));
-  EXPECT_EQ((*tokenizer)->Decode({4, 5}, false), "");
+  EXPECT_TRUE((*tokenizer)->Encode(std::string(1024, 'a')).ok());
+  auto long_word = (*tokenizer)->Encode("x " + std::string(1025, 'a'));
+  EXPECT_EQ(long_word.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(long_word.status().message()),
+              AllOf(HasSubstr("byte 1"), HasSubstr("1026 bytes")));
+  EXPECT_THAT(std::string((*tokenizer)->Encode("a\xffb").status().message()),
+              HasSubstr("not valid UTF-8 at byte 1"));
 }
 
 // The attnserve format names the family and (for sentencepiece) the model.

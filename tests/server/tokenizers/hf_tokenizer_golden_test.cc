@@ -6,6 +6,7 @@
 // from the directory as downloaded (config.json's model_type,
 // tokenizer_config.json's class).
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -130,6 +131,15 @@ TEST_P(HfGoldenTest, StreamedPiecesJoinIntoTheWholeText) {
   for (size_t step : {1, 2}) {
     int cases = 0, exact = 0;
     for (const auto& c : golden_["encode"]) {
+      // BART's tokens are bytes: a piece that ends inside a character
+      // decodes to U+FFFD (docs/tokenizers.md), so only ASCII text streams
+      // exactly there.
+      const std::string text = c["text"];
+      if (GetParam() == "bart" &&
+          std::any_of(text.begin(), text.end(),
+                      [](char ch) { return (ch & 0x80) != 0; })) {
+        continue;
+      }
       const std::vector<int32_t> ids = Ids(c["ids"]);
       const std::string whole = tokenizer_->Decode(ids, false);
       std::string joined;
@@ -159,7 +169,8 @@ TEST_P(HfGoldenTest, StreamedPiecesJoinIntoTheWholeText) {
 
 INSTANTIATE_TEST_SUITE_P(Families, HfGoldenTest,
                          ::testing::Values("t5", "marian", "mbart", "mbart50",
-                                           "nllb", "nllb_legacy", "m2m100"));
+                                           "nllb", "nllb_legacy", "m2m100",
+                                           "bart"));
 
 }  // namespace
 }  // namespace attnserve::server
