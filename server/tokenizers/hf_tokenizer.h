@@ -66,7 +66,7 @@ std::string CleanUpTokenization(std::string text);
 
 // The family of a Hugging Face directory as downloaded (config.json has
 // "model_type"): from tokenizer_config.json's tokenizer_class, else the
-// model_type. One of the family names LoadHfTokenizer takes, or "bart".
+// model_type. One of the family names LoadHfTokenizer takes.
 // INVALID_ARGUMENT naming the class or model_type when it has no tokenizer
 // here.
 absl::StatusOr<std::string> HfTokenizerFamily(absl::string_view model_type,
