@@ -243,7 +243,7 @@ def make_bart(root):
 
 FUZZ_SEEDS = os.path.normpath(os.path.join(HERE, "..", "tests", "fuzz", "corpus",
                                           "tokenizer_files"))
-FUZZ_FAMILIES = ["t5", "marian", "mbart50", "nllb", "m2m100"]  # tokenizer_files_fuzzer.cc's
+FUZZ_FAMILIES = ["t5", "marian", "mbart50", "nllb", "m2m100", "bart"]  # the fuzzer's order
 
 
 def write_fuzz_seeds(root):
@@ -267,6 +267,8 @@ def write_fuzz_seeds(root):
         seed("text_" + family, [3 + 4 * f], "Hello world, Größe für Mädchen 東京 😀".encode())
     seed("dir_vocab_marian", [2 + 4 * 1, 1], read("marian", "vocab.json"))
     seed("dir_vocab_m2m100", [2 + 4 * 4, 1], read("m2m100", "vocab.json"))
+    seed("dir_merges_bart", [2 + 4 * 5, 2], read("bart", "merges.txt"))
+    seed("vocab_bart", [0], read("bart", "vocab.json"))
 
 
 def same_tree(a, b):

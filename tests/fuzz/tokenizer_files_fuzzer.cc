@@ -3,12 +3,13 @@
 // bytes, whole tokenizer directories with one file replaced, and text through
 // the families' tokenizers.
 //
-// Input: byte 0 picks the mode (% 4) and the family (/ 4 % 5: t5, marian,
-// mbart50, nllb, m2m100); the rest is
+// Input: byte 0 picks the mode (% 4) and the family (/ 4 % 6: t5, marian,
+// mbart50, nllb, m2m100, bart); the rest is
 //   mode 0  vocab.json text, parsed;
 //   mode 1  tokenizer_config.json text, parsed;
 //   mode 2  byte 1 picks a file of the family's directory (tokenizer_config,
-//           vocab.json, the SentencePiece model) which the rest replaces; the
+//           vocab.json, the SentencePiece model or BART's merges.txt) which
+//           the rest replaces; the
 //           directory is loaded and, when it loads, used on a fixed text;
 //   mode 3  text, encoded (also with a source language taken from its first
 //           8 bytes) and decoded; and read as ids (two bytes each), decoded.
@@ -38,8 +39,9 @@
 namespace attnserve::fuzz {
 namespace {
 
-constexpr const char* kFamilies[] = {"t5", "marian", "mbart50", "nllb",
-                                     "m2m100"};
+constexpr const char* kFamilies[] = {"t5",   "marian", "mbart50",
+                                     "nllb", "m2m100", "bart"};
+constexpr int kFamilyCount = 6;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -55,7 +57,7 @@ std::string FamilyDir(int family) {
 const server::Tokenizer& FixedTokenizer(int family) {
   static const auto* tokenizers = [] {
     auto* list = new std::vector<std::unique_ptr<server::Tokenizer>>();
-    for (int f = 0; f < 5; ++f) {
+    for (int f = 0; f < kFamilyCount; ++f) {
       auto t = server::LoadTokenizer(FamilyDir(f));
       if (!t.ok() || *t == nullptr) {
         Fail("fixed tokenizer",
@@ -91,7 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace server = attnserve::server;
   if (size == 0) return 0;
   const int mode = data[0] % 4;
-  const int family = data[0] / 4 % 5;
+  const int family = data[0] / 4 % kFamilyCount;
   absl::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (mode == 0) {
     auto vocab = server::ParseVocabJson(rest, "vocab.json");
@@ -130,6 +132,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     const std::string spm_file = family == 0   ? "spiece.model"
                                  : family == 1 ? "source.spm"
+                                 : family == 5 ? "merges.txt"
                                                : "sentencepiece.bpe.model";
     const std::string replaced = which == 0   ? "tokenizer_config.json"
                                  : which == 1 ? "vocab.json"
