@@ -6,8 +6,8 @@ Uses Debian's python3-sentencepiece (the reference implementation, 0.1.97 on Deb
     /usr/bin/python3 scripts/make_spm_golden.py          # rewrites tests/data/spm/
 
 Everything is seeded, so a rerun gives the same corpus and the same strings; the trainer
-itself is deterministic with one thread. The C++ tests (tests/server/sentencepiece_*_test.cc)
-check that our own implementation (server/sentencepiece_*.cc) gives exactly these ids and
+itself is deterministic with one thread. The C++ tests (tests/server/tokenizers/sentencepiece_*_test.cc)
+check that our own implementation (server/tokenizers/sentencepiece_*.cc) gives exactly these ids and
 exactly these decoded strings.
 
 Golden file per model, <name>.golden.json:

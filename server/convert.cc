@@ -267,7 +267,7 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
           absl::StrCat("text: ", ids.status().message()));
     }
     item.source = *std::move(ids);
-    if (model.config.add_eos_to_source)
+    if (model.config.add_eos_to_source && !tokenizer->EncodesSpecialTokens())
       item.source.push_back(model.config.eos_id);
     if (item.source.empty()) {
       return absl::InvalidArgumentError(

@@ -12,7 +12,7 @@
 #include "engine/decode/generator.h"
 #include "server/batch_engine.h"
 #include "server/request.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 
 namespace attnserve::server {
 

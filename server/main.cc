@@ -31,7 +31,7 @@
 #include "server/server.h"
 #include "server/shutdown_signals.h"
 #include "server/tls.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 
 ABSL_FLAG(
     std::string, model_dir, "",

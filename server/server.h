@@ -15,7 +15,7 @@
 #include "server/convert.h"
 #include "server/metrics.h"
 #include "server/service.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 
 namespace attnserve::server {
 

@@ -14,7 +14,7 @@
 #include "server/clock.h"
 #include "server/convert.h"
 #include "server/metrics.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 
 namespace attnserve::server {
 

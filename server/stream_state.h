@@ -36,7 +36,7 @@
 #include "attnserve/v1/attnserve.pb.h"
 #include "grpcpp/support/status.h"
 #include "server/request.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 
 namespace attnserve::server {
 

@@ -48,7 +48,8 @@ constexpr const char* kKnownKeys[] = {
     "scale_attention", "embedding_norm", "position_offset",
     "relative_attention_num_buckets", "relative_attention_max_distance",
     "output_scale",
-    // Read by the server's tokenizer (server/tokenizer.h), not by the engine.
+    // Read by the server's tokenizer (server/tokenizers/tokenizer.h), not by
+    // the engine.
     "tokenizer", "vocab_file"};
 
 bool IsKnownKey(absl::string_view key) {

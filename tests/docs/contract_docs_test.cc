@@ -33,7 +33,7 @@
 #include "server/batch_engine.h"
 #include "server/prometheus_metrics.h"
 #include "server/status_mapping.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 #include "tests/engine/test_model_writer.h"
 
 namespace attnserve {

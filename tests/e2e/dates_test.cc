@@ -16,7 +16,7 @@
 #include "gtest/gtest.h"
 #include "server/generator_engine.h"
 #include "server/server.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 #include "tests/server/grpc_test_client.h"
 
 namespace attnserve::server {

@@ -43,13 +43,13 @@
 #include "absl/types/span.h"
 #include "attnserve/v1/attnserve.pb.h"
 #include "engine/decode/generator.h"
-#include "engine/memory/memory_estimate.h"
 #include "engine/format/model_config.h"
+#include "engine/memory/memory_estimate.h"
 #include "google/protobuf/stubs/logging.h"
 #include "server/batch_engine.h"
 #include "server/batching_policy.h"
 #include "server/convert.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace attnserve::fuzz {

@@ -24,7 +24,7 @@
 #include "engine/format/model_config.h"
 #include "engine/format/model_dir.h"
 #include "engine/format/model_weights.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace attnserve::fuzz {

@@ -1,6 +1,6 @@
-// Fuzzes our SentencePiece (server/sentencepiece_model.h): the model parser on
-// arbitrary bytes, and Encode / Decode of arbitrary input with fixed models
-// from tests/data/spm/.
+// Fuzzes our SentencePiece (server/tokenizers/sentencepiece_model.h): the model
+// parser on arbitrary bytes, and Encode / Decode of arbitrary input with fixed
+// models from tests/data/spm/.
 //
 // Input: byte 0 picks the mode (% 3) and, for modes 1 and 2, the fixed model
 // (/ 3 % 3: unigram_bytes, bpe_bytes_identity, unigram_rules); the rest is
@@ -33,7 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
-#include "server/sentencepiece_model.h"
+#include "server/tokenizers/sentencepiece_model.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace attnserve::fuzz {

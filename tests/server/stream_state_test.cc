@@ -10,7 +10,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/tokenizer.h"
+#include "server/tokenizers/tokenizer.h"
 #include "tests/engine/test_model_writer.h"
 
 namespace attnserve::server {
