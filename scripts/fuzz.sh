@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
 artifacts=${FUZZ_ARTIFACTS:-$PWD/build-fuzz/artifacts}
 targets=("$@")
-if [[ ${#targets[@]} -eq 0 ]]; then targets=(model_dir safetensors generate_request sentencepiece torch_checkpoint); fi
+if [[ ${#targets[@]} -eq 0 ]]; then targets=(model_dir safetensors generate_request sentencepiece torch_checkpoint tokenizer_files); fi
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz.sh: needs clang and libFuzzer: apt-get install clang libclang-rt-14-dev" >&2
