@@ -2,13 +2,9 @@
 // tests/data/hf/<family>/golden.json (scripts/make_hf_checkpoints.py, from a
 // float64 PyTorch reference; docs/hf-reference.md says what each field
 // holds) against the engine's greedy and beam search with the generation
-// settings the file records, on both backends, each source alone and all six
-// in one batch.
-//
-//  until the network loads these directories (engine/network/, the
-// integrator's part of issue 16): drop the prefix then. Until then
-// Model::Load refuses the Hugging Face config.json, and these tests would only
-// report that. The decoding rules they exercise are tested on their own in
+// settings the file records, on both backends, each source alone, all six in
+// one batch, and admitted one per step into a running batch of greedy and beam
+// sequences. The decoding rules they exercise are tested on their own in
 // logits_rules_test.cc, decoding_test.cc and generator_test.cc.
 
 #include <filesystem>
@@ -140,6 +136,53 @@ TEST_P(HfGoldenTest, DecodesLikeTransformers) {
         }
       }
     }
+  }
+}
+
+// Batch invariance under continuous batching: sources join a running batch
+// one per step, greedy and beam alternating, and each still decodes as
+// golden.json says (as it does alone, above).
+TEST_P(HfGoldenTest, AdmittedMidFlightAmongMixedOptions) {
+  const auto& [family, backend] = GetParam();
+  const nlohmann::json golden = ReadGolden(family);
+  const fs::path dir =
+      fs::path(ATTNSERVE_TEST_DATA_DIR) / "hf" / family / "safetensors";
+  auto model = Model::Load(dir.string(), {backend, 2});
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto generator = Generator::Create(model->get());
+  ASSERT_TRUE(generator.ok());
+  const auto sources =
+      golden.at("sources").get<std::vector<std::vector<int32_t>>>();
+  const DecodeOptions defaults =
+      DecodeOptionsFromGeneration(ParseGeneration(golden.at("generation")));
+  const int beam_size = golden.at("beam").at("num_beams").get<int>();
+  auto is_beam = [](size_t i) { return i % 2 == 1; };
+  std::vector<SequenceResult> results(sources.size());
+  size_t next = 0;
+  while (next < sources.size() || !(*generator)->empty()) {
+    if (next < sources.size()) {
+      SequenceInput in;
+      in.id = next;
+      in.source = sources[next];
+      in.options = defaults;
+      in.options.beam_size = is_beam(next) ? beam_size : 1;
+      ASSERT_TRUE((*generator)->Add({in}).ok());
+      ++next;
+    }
+    auto events = (*generator)->Step();
+    ASSERT_TRUE(events.ok()) << events.status();
+    for (StepEvent& e : *events) {
+      ASSERT_TRUE(e.status.ok()) << e.status;
+      if (e.finished) results[e.id] = std::move(e.result);
+    }
+  }
+  for (size_t i = 0; i < sources.size(); ++i) {
+    SCOPED_TRACE("source " + std::to_string(i));
+    const nlohmann::json& expected = is_beam(i)
+                                         ? golden.at("beam").at("results")[i]
+                                         : golden.at("greedy")[i];
+    ExpectLike(expected, results[i],
+               is_beam(i) ? "token_logprobs" : "logprobs");
   }
 }
 
