@@ -71,8 +71,12 @@ struct ModelConfig {
   int head_dim() const {
     return attention_head_dim > 0 ? attention_head_dim : d_model / num_heads;
   }
-  // Width of the projected queries, keys and values (and of the KV caches).
-  int attention_dim() const { return head_dim() * num_heads; }
+  // Width of the projected queries, keys and values (and of the KV caches):
+  // num_heads * head_dim(), which is d_model unless attention_head_dim says
+  // otherwise (the parser makes num_heads divide d_model then).
+  int attention_dim() const {
+    return attention_head_dim > 0 ? attention_head_dim * num_heads : d_model;
+  }
 };
 
 // Parses and validates config.json text. Errors name the offending key (missing
