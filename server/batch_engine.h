@@ -19,6 +19,9 @@ namespace attnserve::server {
 struct ModelInfo {
   std::string name;         // the model directory's base name
   std::string config_json;  // config.json as loaded
+  // The checkpoint layout the directory was read in (engine::Model::layout()):
+  // "attnserve", or a Hugging Face one ("hf-marian", "hf-t5", ...).
+  std::string layout;
   engine::ModelConfig config;
   // The model's decoding defaults (engine::Model::generation()): what
   // requests that leave a setting unset decode with.

@@ -22,6 +22,7 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
     : model_(std::move(model)), generator_(std::move(generator)) {
   info_.name = model_->name();
   info_.config_json = model_->config_json();
+  info_.layout = model_->layout();
   info_.config = model_->config();
   info_.generation = model_->generation();
   info_.warnings = model_->warnings();

@@ -60,6 +60,8 @@ prometheus::Labels ModelLabels(const ModelInfo& model) {
   const engine::ModelConfig& config = model.config;
   return {
       {"model", model.name},
+      // How the directory was read: "attnserve" or "hf-<family>".
+      {"layout", model.layout},
       {"d_model", absl::StrCat(config.d_model)},
       {"num_heads", absl::StrCat(config.num_heads)},
       // "encoder+decoder", as people write it ("6+6").
