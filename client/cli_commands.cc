@@ -185,6 +185,8 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(
     request.set_length_penalty(*options.length_penalty);
   }
   request.set_return_log_probs(options.log_probs);
+  request.set_source_language(options.source_language);
+  request.set_target_language(options.target_language);
   return request;
 }
 

@@ -23,6 +23,10 @@ struct GenerateOptions {
   int max_new_tokens = 0;           // 0 = the server's default
   int beam_size = 0;                // 0 or 1 = greedy
   std::optional<float> length_penalty;
+  // Language codes of a multilingual model ("fra_Latn"); "" = the model's
+  // defaults. The server checks them (source_language: text requests only).
+  std::string source_language;
+  std::string target_language;
   bool log_probs = false;
   bool stream = false;  // GenerateStream: print tokens as they arrive
   bool json = false;    // stream: one JSON object per message (JSON Lines)

@@ -46,6 +46,14 @@ ABSL_FLAG(int, beam_size, 0, "generate: beam width; 0 or 1 = greedy.");
 ABSL_FLAG(std::optional<float>, length_penalty, std::nullopt,
           "generate: beam score = sum(log p) / len^length_penalty; unset = "
           "the server's 1.0.");
+ABSL_FLAG(std::string, source_language, "",
+          "generate: language code of --text for a multilingual model "
+          "(mBART ro_RO, NLLB fra_Latn, M2M100 fr); \"\" = the model's "
+          "src_lang.");
+ABSL_FLAG(std::string, target_language, "",
+          "generate: language code of the output for a multilingual model "
+          "(e.g. fra_Latn), forced as its first token; \"\" = the model's "
+          "forced_bos_token_id.");
 ABSL_FLAG(bool, log_probs, false,
           "generate: ask for the log-prob of every generated token.");
 ABSL_FLAG(bool, stream, false,
@@ -65,7 +73,9 @@ constexpr char kUsage[] =
     "commands:\n"
     "  generate --ids=5,17,42 | --text=\"...\" [--max_new_tokens=N] "
     "[--beam_size=N]\n"
-    "           [--length_penalty=X] [--log_probs] [--stream] [--json]\n"
+    "           [--length_penalty=X] [--source_language=CODE] "
+    "[--target_language=CODE]\n"
+    "           [--log_probs] [--stream] [--json]\n"
     "  info     [--json]      the model, its limits and config\n"
     "  health   [--service=NAME]   exit 0 only when SERVING\n"
     "\n"
@@ -80,7 +90,7 @@ const std::vector<FlagGroup>& FlagGroups() {
         "tls_server_name"}},
       {"generate",
        {"ids", "text", "max_new_tokens", "beam_size", "length_penalty",
-        "log_probs", "stream"}},
+        "source_language", "target_language", "log_probs", "stream"}},
       {"health", {"service"}},
       {"Output", {"json"}},
   };
@@ -133,6 +143,8 @@ int Run(int argc, char** argv) {
     options.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
     options.beam_size = absl::GetFlag(FLAGS_beam_size);
     options.length_penalty = absl::GetFlag(FLAGS_length_penalty);
+    options.source_language = absl::GetFlag(FLAGS_source_language);
+    options.target_language = absl::GetFlag(FLAGS_target_language);
     options.log_probs = absl::GetFlag(FLAGS_log_probs);
     options.stream = absl::GetFlag(FLAGS_stream);
     options.json = absl::GetFlag(FLAGS_json);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/decode/decode_defaults.h"
 #include "engine/memory/memory_estimate.h"
+#include "engine/quote_text.h"
 #include "engine/status_macros.h"
 #include "server/batching_policy.h"
 #include "server/memory_budget.h"
@@ -21,6 +22,10 @@ namespace {
 // Long enough for any tracing id; bounded because request ids are echoed and
 // logged.
 constexpr int kMaxRequestIdBytes = 256;
+
+constexpr char kSourceLanguageScope[] =
+    "source_language applies only to text requests of a multilingual "
+    "tokenizer (mbart, mbart50, nllb, m2m100)";
 
 uint64_t ToMicros(absl::Duration d) {
   return static_cast<uint64_t>(
@@ -108,8 +113,49 @@ absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
   return absl::OkStatus();
 }
 
-// target_prefix or target_prefix_text onto `options` (max_new_tokens and
-// eos_ids already set).
+// Why a request's language field cannot apply to this model: the family has no
+// languages on both sides (none, T5, BART, Marian). Empty when it can.
+std::string NoLanguages(const ModelInfo& model, const Tokenizer* tokenizer) {
+  if (tokenizer == nullptr) {
+    return absl::StrCat("model ", model.name, " has no tokenizer");
+  }
+  if (!tokenizer->IsMultilingual()) {
+    return absl::StrCat("model ", model.name,
+                        "'s tokenizer is not one of them");
+  }
+  return "";
+}
+
+// The token id of request.target_language(), or -1 when it is empty.
+absl::StatusOr<int32_t> TargetLanguageId(const v1::GenerateRequest& request,
+                                         const ModelInfo& model,
+                                         const Tokenizer* tokenizer) {
+  const std::string& code = request.target_language();
+  if (code.empty()) return -1;
+  if (const std::string why = NoLanguages(model, tokenizer); !why.empty()) {
+    std::string hint;
+    // Marian knows ">>fr<<" but as a source token: say where it goes.
+    if (tokenizer != nullptr && tokenizer->LanguageId(code).ok()) {
+      hint = absl::StrCat(" (this model takes its language token at the start ",
+                          "of text, e.g. \">>fr<< ...\")");
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("target_language applies only to a model with a "
+                     "multilingual tokenizer (mbart, mbart50, nllb, m2m100); ",
+                     why, hint));
+  }
+  absl::StatusOr<int32_t> id = tokenizer->LanguageId(code);
+  if (!id.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target_language: ", id.status().message()));
+  }
+  return *id;
+}
+
+// target_language, then target_prefix or target_prefix_text, onto `options`
+// (max_new_tokens and eos_ids already set). A non-empty target_prefix takes
+// the place of the model's forced_bos_id (engine/decode/logits_rules.h), so
+// the language token, which is what forced_bos_token_id forces, goes first.
 absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
                              const ModelInfo& model, const Tokenizer* tokenizer,
                              engine::DecodeOptions* options) {
@@ -120,8 +166,11 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
         "at most one of target_prefix and target_prefix_text may be set; the "
         "request sets both");
   }
-  if (!has_ids && !has_text) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const int32_t language,
+                   TargetLanguageId(request, model, tokenizer));
+  if (!has_ids && !has_text && language < 0) return absl::OkStatus();
   const char* field = has_ids ? "target_prefix" : "target_prefix_text";
+  std::vector<int32_t> prefix;
   if (has_text) {
     if (tokenizer == nullptr) {
       return absl::InvalidArgumentError(
@@ -138,33 +187,59 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
       return absl::InvalidArgumentError(
           "target_prefix_text encodes to no tokens");
     }
-    options->target_prefix = *std::move(ids);
+    prefix = *std::move(ids);
   } else {
-    options->target_prefix.assign(request.target_prefix().begin(),
-                                  request.target_prefix().end());
+    prefix.assign(request.target_prefix().begin(),
+                  request.target_prefix().end());
   }
-  const std::vector<int32_t>& prefix = options->target_prefix;
-  if (static_cast<int>(prefix.size()) > options->max_new_tokens) {
+  const size_t total = prefix.size() + (language >= 0 ? 1 : 0);
+  if (static_cast<int>(total) > options->max_new_tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " has ", prefix.size(), " tokens; max_new_tokens is ",
-        options->max_new_tokens, " (the prefix is part of the output)"));
+        language >= 0 ? absl::StrCat("target_language and ", field, " make ",
+                                     total, " tokens")
+                      : absl::StrCat(field, " has ", total, " tokens"),
+        "; max_new_tokens is ", options->max_new_tokens,
+        " (the prefix is part of the output)"));
   }
   const std::vector<int32_t> eos =
       options->eos_ids.empty() ? std::vector<int32_t>{model.config.eos_id}
                                : options->eos_ids;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (prefix[i] < 0 || prefix[i] >= model.config.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, "[", i, "] = ", prefix[i], " is outside [0, ",
-                       model.config.vocab_size, ") (the model's vocab_size)"));
+  // Names the field and what is wrong with one of its tokens, or is empty.
+  const auto check = [&](const std::string& name, int32_t id) -> std::string {
+    if (id < 0 || id >= model.config.vocab_size) {
+      return absl::StrCat(name, " = ", id, " is outside [0, ",
+                          model.config.vocab_size,
+                          ") (the model's vocab_size)");
     }
-    if (std::find(eos.begin(), eos.end(), prefix[i]) != eos.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, "[", i, "] = ", prefix[i],
-                       " is an EOS id: the output would end inside its "
-                       "prefix"));
+    if (std::find(eos.begin(), eos.end(), id) != eos.end()) {
+      return absl::StrCat(name, " = ", id,
+                          " is an EOS id: the output would end inside its "
+                          "prefix");
+    }
+    return "";
+  };
+  if (language >= 0) {
+    // The tokenizer's id: a tokenizer bigger than the model is not the
+    // client's mistake, but still must not reach the engine.
+    if (std::string bad =
+            check(absl::StrCat("target_language ",
+                               engine::QuoteText(request.target_language()),
+                               "'s token id"),
+                  language);
+        !bad.empty()) {
+      return absl::InvalidArgumentError(bad);
     }
   }
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (std::string bad = check(absl::StrCat(field, "[", i, "]"), prefix[i]);
+        !bad.empty()) {
+      return absl::InvalidArgumentError(bad);
+    }
+  }
+  options->target_prefix.clear();
+  if (language >= 0) options->target_prefix.push_back(language);
+  options->target_prefix.insert(options->target_prefix.end(), prefix.begin(),
+                                prefix.end());
   return absl::OkStatus();
 }
 
@@ -255,13 +330,30 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
   }
 
   WorkItem item;
+  const std::string& source_language = request.source_language();
+  if (!source_language.empty() && !has_text) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kSourceLanguageScope, "; the request sends input_ids"));
+  }
   if (has_text) {
     if (tokenizer == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "text requires a tokenizer; model ", model.name, " has none"));
     }
+    if (!source_language.empty()) {
+      if (const std::string why = NoLanguages(model, tokenizer); !why.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(kSourceLanguageScope, "; ", why));
+      }
+      // Checked apart, so that an unknown code names this field, not text.
+      if (absl::StatusOr<int32_t> id = tokenizer->LanguageId(source_language);
+          !id.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("source_language: ", id.status().message()));
+      }
+    }
     absl::StatusOr<std::vector<int32_t>> ids =
-        tokenizer->Encode(request.text());
+        tokenizer->EncodeFrom(request.text(), source_language);
     if (!ids.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("text: ", ids.status().message()));

@@ -72,6 +72,8 @@ class FairseqTokenizer : public HfTokenizer {
     return ids;
   }
 
+  bool IsMultilingual() const override { return true; }
+
   absl::StatusOr<int32_t> LanguageId(absl::string_view code) const override {
     for (size_t i = 0; i < languages_.size(); ++i) {
       if (languages_[i] == code) {

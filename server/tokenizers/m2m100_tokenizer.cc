@@ -64,6 +64,8 @@ class M2m100Tokenizer : public HfTokenizer {
     return ids;
   }
 
+  bool IsMultilingual() const override { return true; }
+
   absl::StatusOr<int32_t> LanguageId(absl::string_view code) const override {
     auto it = language_ids_.find(LanguageToken(code));
     if (it == language_ids_.end()) {

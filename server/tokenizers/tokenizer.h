@@ -67,6 +67,12 @@ class Tokenizer {
   // m2m100 "fr" or "__fr__", marian ">>fr<<" or "fr". NOT_FOUND naming the
   // code when the vocabulary has no such language token.
   virtual absl::StatusOr<int32_t> LanguageId(absl::string_view code) const;
+
+  // Whether the family has languages on both sides (mbart, mbart50, nllb,
+  // m2m100): EncodeFrom takes a source language, and a LanguageId is what the
+  // decoder starts with (forced_bos_token_id). Marian says false: its ">>xx<<"
+  // tokens go at the start of the source text, not into the decoder.
+  virtual bool IsMultilingual() const { return false; }
 };
 
 // The tokenizer of a model directory, or nullptr when it has none. Errors name

@@ -29,6 +29,7 @@ TEST(BuildGenerateRequestTest, IdsOrText) {
   options.beam_size = 4;
   options.length_penalty = 0.6f;
   options.log_probs = true;
+  options.target_language = "fra_Latn";
   absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(options);
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_THAT(request->input_ids(), ElementsAre(5, 17, 42));
@@ -38,12 +39,17 @@ TEST(BuildGenerateRequestTest, IdsOrText) {
   ASSERT_TRUE(request->has_length_penalty());
   EXPECT_FLOAT_EQ(request->length_penalty(), 0.6f);
   EXPECT_TRUE(request->return_log_probs());
+  EXPECT_EQ(request->target_language(), "fra_Latn");
+  EXPECT_TRUE(request->source_language().empty());
 
   GenerateOptions text;
   text.text = "hello";
+  text.source_language = "deu_Latn";
   request = BuildGenerateRequest(text);
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_EQ(request->text(), "hello");
+  EXPECT_EQ(request->source_language(), "deu_Latn");
+  EXPECT_TRUE(request->target_language().empty());
   EXPECT_TRUE(request->input_ids().empty());
   // Unset stays unset: the server's default 1.0 applies.
   EXPECT_FALSE(request->has_length_penalty());

@@ -8,7 +8,10 @@
 //               max_positions 1048576 instead of 64 (limits derived from it
 //               must be capped by the budgets); / 12 % 4, the budgets of the
 //               running batch (none; 256 KiB and 2048 tokens; 4 MiB; 64 MiB
-//               and 65536 tokens). Inputs below 6 mean what they always did.
+//               and 65536 tokens); / 48 % 2, the tokenizer is instead
+//               NLLB's (tests/data/hf_tokenizers/nllb, a multilingual one for
+//               source_language and target_language) and the model's
+//               vocab_size its 604. Inputs below 6 mean what they always did.
 //   bytes 1..4  the server's limits, as int8: max_input_tokens,
 //               max_new_tokens_limit, default_max_new_tokens, max_beam_size
 //               (the small model has max_positions 64, so they reach past it)
@@ -25,6 +28,10 @@
 // - text round-trips: decoding the source gives the text back (char) or its
 //   words joined by single spaces (whitespace), and decoding it in two
 //   streamed pieces gives the same text as at once;
+// - source_language and target_language: accepted only by the NLLB
+//   tokenizer; then the source is the tokenizer's EncodeFrom of the text, and
+//   the decoder's prefix starts with the target language's id followed by
+//   the request's own prefix;
 // - the response built from the source serializes and parses back (its text
 //   is valid UTF-8, as proto3 strings must be).
 
@@ -60,6 +67,7 @@ using server::RequestLimits;
 constexpr size_t kSetupBytes = 5;
 constexpr int kMaxPositions = 64;
 constexpr int kHugeMaxPositions = 1 << 20;
+constexpr int kNllbVocabSize = 604;  // tests/data/hf_tokenizers/nllb
 
 struct Budgets {
   int64_t memory_bytes;
@@ -91,7 +99,9 @@ std::string ConfigJson(absl::string_view tokenizer,
 struct Setup {
   // [huge max_positions][add_eos_to_source]
   server::ModelInfo models[2][2];
+  server::ModelInfo nllb_models[2][2];  // the same with NLLB's vocab_size
   std::unique_ptr<server::Tokenizer> tokenizers[3];  // none, char, whitespace
+  std::unique_ptr<server::Tokenizer> nllb;
 };
 
 std::unique_ptr<server::Tokenizer> LoadVocab(absl::string_view kind,
@@ -121,6 +131,8 @@ const Setup& GetSetup() {
         model.name = "fuzz";
         model.config = *config;
         model.config.add_eos_to_source = eos == 1;
+        s->nllb_models[huge][eos] = model;
+        s->nllb_models[huge][eos].config.vocab_size = kNllbVocabSize;
       }
     }
     std::string chars(kSpecials);
@@ -129,6 +141,10 @@ const Setup& GetSetup() {
     for (absl::string_view c : kWideChars) absl::StrAppend(&chars, "\n", c);
     s->tokenizers[1] = LoadVocab("char", chars);
     s->tokenizers[2] = LoadVocab("whitespace", kWordVocab);
+    absl::StatusOr<std::unique_ptr<server::Tokenizer>> nllb =
+        server::LoadTokenizer(ATTNSERVE_HF_TOKENIZERS_DIR "/nllb");
+    FUZZ_CHECK(nllb.ok() && *nllb != nullptr, "fuzzer setup");
+    s->nllb = *std::move(nllb);
     return s;
   }();
   return *setup;
@@ -208,6 +224,41 @@ void CheckText(const v1::GenerateRequest& request, const server::WorkItem& item,
              "streamed pieces join to the whole text");
 }
 
+// What an accepted request made of its language fields.
+void CheckLanguages(const v1::GenerateRequest& request,
+                    const server::WorkItem& item,
+                    const server::Tokenizer* tokenizer) {
+  const bool multilingual = tokenizer != nullptr && tokenizer->IsMultilingual();
+  if (!request.source_language().empty()) {
+    FUZZ_CHECK(multilingual && !request.text().empty(),
+               "source_language accepted without a multilingual tokenizer "
+               "and text");
+    absl::StatusOr<std::vector<int32_t>> ids =
+        tokenizer->EncodeFrom(request.text(), request.source_language());
+    FUZZ_CHECK(ids.ok() && *ids == item.source,
+               "the source is not EncodeFrom(text, source_language)");
+  }
+  std::vector<int32_t> own(request.target_prefix().begin(),
+                           request.target_prefix().end());
+  if (!request.target_prefix_text().empty()) {
+    own = *tokenizer->Encode(request.target_prefix_text());
+  }
+  if (request.target_language().empty()) {
+    FUZZ_CHECK(item.decode.target_prefix == own, "the prefix changed");
+    return;
+  }
+  FUZZ_CHECK(multilingual,
+             "target_language accepted without a multilingual "
+             "tokenizer");
+  absl::StatusOr<int32_t> language =
+      tokenizer->LanguageId(request.target_language());
+  FUZZ_CHECK(language.ok(), "target_language accepted but unknown");
+  std::vector<int32_t> expected = {*language};
+  expected.insert(expected.end(), own.begin(), own.end());
+  FUZZ_CHECK(item.decode.target_prefix == expected,
+             "the prefix is not [target_language] + the request's prefix");
+}
+
 void CheckResponse(const v1::GenerateRequest& request,
                    const server::WorkItem& item,
                    const server::Tokenizer* tokenizer) {
@@ -229,10 +280,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < kSetupBytes) return 0;
   const Setup& setup = GetSetup();
   const int tokenizer_index = data[0] % 3;
+  const bool nllb = data[0] / 48 % 2 == 1;
   const attnserve::server::Tokenizer* tokenizer =
-      setup.tokenizers[tokenizer_index].get();
+      nllb ? setup.nllb.get() : setup.tokenizers[tokenizer_index].get();
   const attnserve::server::ModelInfo& model =
-      setup.models[data[0] / 6 % 2][data[0] / 3 % 2];
+      (nllb ? setup.nllb_models
+            : setup.models)[data[0] / 6 % 2][data[0] / 3 % 2];
   RequestLimits limits;
   const Budgets& budgets = kBudgets[data[0] / 12 % 4];
   limits.memory_budget_bytes = budgets.memory_bytes;
@@ -260,9 +313,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   CheckWorkItem(*item, *resolved, model.config);
   CheckFitsBudgets(*item, limits, *resolved, model.config);
-  if (!request.text().empty()) {
+  // NLLB's text does not round-trip in general (NFKC, unknown characters):
+  // its ids are the golden test's business.
+  if (!request.text().empty() && !nllb) {
     CheckText(request, *item, *tokenizer, /*words=*/tokenizer_index == 2);
   }
+  CheckLanguages(request, *item, tokenizer);
   CheckResponse(request, *item, tokenizer);
   return 0;
 }
