@@ -177,6 +177,15 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
           absl::StrCat("target_prefix_text requires a tokenizer; model ",
                        model.name, " has none"));
     }
+    // The Hugging Face families' Encode frames a source (EOS, language
+    // codes) and has no target-side form yet, so their prefix text would
+    // carry those tokens: refused rather than forced wrongly.
+    if (tokenizer->EncodesSpecialTokens()) {
+      return absl::InvalidArgumentError(
+          "target_prefix_text is not supported for this model's tokenizer "
+          "(it adds special tokens to what it encodes); send target_prefix "
+          "ids, or target_language for the language token");
+    }
     absl::StatusOr<std::vector<int32_t>> ids =
         tokenizer->Encode(request.target_prefix_text());
     if (!ids.ok()) {

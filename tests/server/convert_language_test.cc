@@ -161,6 +161,23 @@ TEST(TargetLanguageTest, GoesBeforeTheRequestsPrefix) {
   EXPECT_EQ(item->decode.target_prefix, (std::vector<int32_t>{457, 300, 301}));
 }
 
+// Their Encode frames a source (EOS, the source language), so a prefix text
+// would force those tokens: refused, naming the field and the alternative.
+TEST(TargetPrefixTextTest, IsRefusedForTheHuggingFaceTokenizers) {
+  for (const char* family : {"nllb", "t5", "marian", "bart"}) {
+    SCOPED_TRACE(family);
+    std::unique_ptr<Tokenizer> tokenizer = Load(family);
+    ASSERT_NE(tokenizer, nullptr);
+    v1::GenerateRequest request = Ids({5, 6, 2});
+    request.set_target_prefix_text("hello");
+    absl::StatusOr<WorkItem> item =
+        ToWorkItem(request, Limits(), Model(), tokenizer.get());
+    EXPECT_EQ(item.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(item.status().message()),
+                ::testing::HasSubstr("target_prefix_text is not supported"));
+  }
+}
+
 TEST(TargetLanguageTest, BothLanguagesTogether) {
   std::unique_ptr<Tokenizer> tokenizer = Load("nllb");
   ASSERT_NE(tokenizer, nullptr);
