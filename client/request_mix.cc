@@ -130,8 +130,8 @@ absl::StatusOr<std::vector<Source>> ParseSources(absl::string_view contents,
 
 absl::StatusOr<std::vector<Source>> ReadSourcesFile(const std::string& path,
                                                     bool text) {
-  // Regular files only, and bounded (see engine/format/small_file.h): a path naming
-  // a device or a FIFO fails at once instead of reading forever.
+  // Regular files only, and bounded (see engine/format/small_file.h): a path
+  // naming a device or a FIFO fails at once instead of reading forever.
   constexpr int64_t kMaxSourcesFileBytes = int64_t{256} << 20;
   absl::StatusOr<std::string> contents =
       engine::ReadSmallFile(path, kMaxSourcesFileBytes);

@@ -39,10 +39,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "dnnl.hpp"
-#include "engine/memory/allocation_policy.h"
 #include "engine/decode/generator.h"
-#include "engine/openmp_waiting.h"
+#include "engine/memory/allocation_policy.h"
 #include "engine/network/transformer.h"
+#include "engine/openmp_waiting.h"
 
 namespace attnserve::engine {
 namespace {

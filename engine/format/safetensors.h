@@ -1,7 +1,8 @@
 #pragma once
-// Bounds-checked reader of the safetensors format: an 8-byte little-endian header length N,
-// N bytes of JSON header, then raw little-endian tensor bytes. Tensors are read on demand
-// with pread, so loading never holds the whole file in memory.
+// Bounds-checked reader of the safetensors format: an 8-byte little-endian
+// header length N, N bytes of JSON header, then raw little-endian tensor bytes.
+// Tensors are read on demand with pread, so loading never holds the whole file
+// in memory.
 
 #include <cstdint>
 #include <memory>
@@ -19,11 +20,13 @@ namespace attnserve::engine {
 // Thread-compatible; Read* are const and may be called concurrently (pread).
 class SafetensorsFile : public TensorSource {
  public:
-  // Validates the whole header up front: header length within the file, valid JSON object,
-  // every entry with a known dtype, a shape of non-negative dims, data_offsets [begin, end]
-  // with begin <= end <= data section size and end - begin == elements * dtype size (no
-  // integer overflow). Errors name the file and the tensor.
-  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // Validates the whole header up front: header length within the file, valid
+  // JSON object, every entry with a known dtype, a shape of non-negative dims,
+  // data_offsets [begin, end] with begin <= end <= data section size and end -
+  // begin == elements * dtype size (no integer overflow). Errors name the file
+  // and the tensor.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
+      const std::string& path);
   ~SafetensorsFile() override;
 
   const TensorInfo* Find(absl::string_view name) const override;

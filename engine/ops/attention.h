@@ -1,12 +1,13 @@
 #pragma once
 // Scaled dot-product attention over all heads of a batch of sequences:
-//   out = softmax(Q K^T * scale + position_bias + mask) V  per sequence and head,
-// where head h uses columns [h*head_dim, (h+1)*head_dim) of Q, K and V, and the heads'
-// outputs are written side by side (concatenated) into `out`.
+//   out = softmax(Q K^T * scale + position_bias + mask) V  per sequence and
+//   head,
+// where head h uses columns [h*head_dim, (h+1)*head_dim) of Q, K and V, and the
+// heads' outputs are written side by side (concatenated) into `out`.
 //
-// Each sequence has its own K/V pointers so that one call serves the encoder (all keys of a
-// padded batch), cross-attention (encoder K/V of each source) and a decode step (each
-// sequence's KV cache, of its own length).
+// Each sequence has its own K/V pointers so that one call serves the encoder
+// (all keys of a padded batch), cross-attention (encoder K/V of each source)
+// and a decode step (each sequence's KV cache, of its own length).
 
 #include <cstdint>
 #include <optional>
@@ -55,8 +56,8 @@ struct AttentionArgs {
   int64_t position_bias_center = 0;
   absl::Span<const int32_t> q_positions;
 
-  // Output of query i of sequence b: out + b * out_seq_stride + i * out_row_stride,
-  // num_heads * head_dim floats. Must not overlap the inputs.
+  // Output of query i of sequence b: out + b * out_seq_stride + i *
+  // out_row_stride, num_heads * head_dim floats. Must not overlap the inputs.
   float* out = nullptr;
   int64_t out_seq_stride = 0;
   int64_t out_row_stride = 0;

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "engine/ops/linear.h"
 #include "engine/memory/tensor.h"
+#include "engine/ops/linear.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace attnserve::engine {

@@ -6,8 +6,8 @@
 
 #include "absl/status/statusor.h"
 #include "engine/format/model_config.h"
-#include "engine/ops/op_context.h"
 #include "engine/memory/tensor.h"
+#include "engine/ops/op_context.h"
 
 namespace attnserve::engine {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/memory/allocation_policy.h"
 #include "engine/decode/generator.h"
+#include "engine/memory/allocation_policy.h"
 #include "engine/model.h"
 #include "engine/network/transformer.h"
 #include "gmock/gmock.h"

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "engine/memory/allocation_policy.h"
 #include "engine/decode/generator.h"
+#include "engine/memory/allocation_policy.h"
 #include "engine/model.h"
 #include "gtest/gtest.h"
 #include "tests/engine/memory_test_models.h"

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/model.h"
 #include "engine/format/model_config.h"
+#include "engine/model.h"
 #include "tests/engine/test_model_writer.h"
 
 namespace attnserve::engine::testing {
