@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/format/half_float.h"
 #include "engine/format/json_util.h"
 #include "engine/status_macros.h"
 
@@ -197,37 +198,6 @@ absl::StatusOr<TensorInfo> ParseEntry(absl::string_view path,
                      ShapeString(info.shape), " needs ", *bytes));
   }
   return info;
-}
-
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu;
-  const uint32_t mantissa = h & 0x3ffu;
-  uint32_t bits;
-  if (exponent == 0) {
-    // Zero or subnormal: mantissa * 2^-24, exact in float (a 10-bit integer
-    // scaled by a power of two).
-    float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
-    std::memcpy(&bits, &magnitude, sizeof(bits));
-    bits |= sign;
-  } else if (exponent == 0x1f) {
-    // Inf or NaN; the payload is kept, so a NaN stays a NaN.
-    bits = sign | 0x7f800000u | (mantissa << 13);
-  } else {
-    // Rebias the exponent from 15 to 127.
-    bits = sign | ((exponent + (127 - 15)) << 23) | (mantissa << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-// bfloat16 is the top half of a float32.
-float BFloat16ToFloat(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
 }
 
 // No two tensors may share bytes (the format's rule; a file that maps two
