@@ -1,7 +1,8 @@
 #pragma once
-// Widening of the 16-bit float formats that checkpoints store (IEEE binary16
-// and bfloat16) to float32. Both are exact: every value of either format is a
-// float32 value.
+// The 16-bit float formats that checkpoints store (IEEE binary16 and
+// bfloat16): widening to float32, exact (every value of either format is a
+// float32 value), and rounding float32 to bfloat16, for the bfloat16 compute
+// type and the converter's bfloat16 files.
 
 #include <cstdint>
 #include <cstring>
@@ -37,6 +38,20 @@ inline float BFloat16ToFloat(uint16_t h) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));
   return f;
+}
+
+// The bfloat16 nearest to `f`, ties to even, as PyTorch's .to(torch.bfloat16)
+// (vcvtneps2bf16 agrees but for subnormals, which it flushes to zero). NaN
+// stays a NaN (quiet, sign kept); values beyond bfloat16's largest round to
+// infinity as IEEE rounding does.
+inline uint16_t FloatToBFloat16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    return static_cast<uint16_t>((bits >> 16) | 0x0040u);
+  }
+  const uint32_t lsb = (bits >> 16) & 1u;
+  return static_cast<uint16_t>((bits + 0x7fffu + lsb) >> 16);
 }
 
 }  // namespace attnserve::engine

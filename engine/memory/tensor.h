@@ -69,6 +69,26 @@ class Tensor {
     return static_cast<size_t>(capacity_) * sizeof(float);
   }
 
+  // The buffer viewed as another element type. Tensor holds floats, but the
+  // quantized weights of the int8 and bfloat16 compute types (int8_t,
+  // uint16_t, int32_t) live in one too, so that the byte accounting, the
+  // alignment and the huge pages apply to them: a tensor of
+  // FloatsFor<T>(count) floats holds `count` values of T, only ever read and
+  // written as T.
+  template <typename T>
+  T* as() {
+    return reinterpret_cast<T*>(data_.get());
+  }
+  template <typename T>
+  const T* as() const {
+    return reinterpret_cast<const T*>(data_.get());
+  }
+  template <typename T>
+  static int64_t FloatsFor(int64_t count) {
+    return (count * static_cast<int64_t>(sizeof(T)) + sizeof(float) - 1) /
+           static_cast<int64_t>(sizeof(float));
+  }
+
  private:
   // Frees with the call that matched the allocation. (Constructors rather
   // than member initialisers: a nested class's initialisers are not usable

@@ -29,6 +29,7 @@ const dnnl::engine& CpuEngine();
 // One cached matmul primitive: an exact row count (see linear_dnnl.cc for why
 // not a runtime one), the weight shape and layout and the fused epilogue.
 struct MatmulKey {
+  ComputeType type = ComputeType::kFloat32;  // the weights' (linear.h)
   int64_t m = 0;
   int64_t n = 0;
   int64_t k = 0;
@@ -38,13 +39,13 @@ struct MatmulKey {
   bool panels = false;  // weights on panels (BA16a64b), else plain
 
   friend bool operator==(const MatmulKey& a, const MatmulKey& b) {
-    return a.m == b.m && a.n == b.n && a.k == b.k && a.bias == b.bias &&
-           a.activation == b.activation && a.accumulate == b.accumulate &&
-           a.panels == b.panels;
+    return a.type == b.type && a.m == b.m && a.n == b.n && a.k == b.k &&
+           a.bias == b.bias && a.activation == b.activation &&
+           a.accumulate == b.accumulate && a.panels == b.panels;
   }
   template <typename H>
   friend H AbslHashValue(H h, const MatmulKey& key) {
-    return H::combine(std::move(h), key.m, key.n, key.k, key.bias,
+    return H::combine(std::move(h), key.type, key.m, key.n, key.k, key.bias,
                       key.activation, key.accumulate, key.panels);
   }
 };

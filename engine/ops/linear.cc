@@ -35,6 +35,10 @@ absl::StatusOr<internal::PlainLinear> DescribePlain(const Tensor& weight,
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackBody(
     const OpContext& ctx, internal::PlainLinear plain) {
+  if (ctx.backend() == Backend::kDnnl) {
+    const absl::Status runs = HostRunsComputeType(plain.type);
+    if (!runs.ok()) return runs;
+  }
   switch (ctx.backend()) {
     case Backend::kReference:
       return internal::PackLinearRef(std::move(plain));
@@ -49,14 +53,15 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackBody(
 absl::StatusOr<std::unique_ptr<PackedLinear>> Pack(
     const OpContext& ctx, internal::PlainLinear plain) {
   const int64_t n = plain.n, k = plain.k;
+  const ComputeType type = plain.type;
   try {
     return PackBody(ctx, std::move(plain));
   } catch (const std::bad_alloc&) {
     const int64_t bytes = n * k * static_cast<int64_t>(sizeof(float));
-    return absl::ResourceExhaustedError(
-        absl::StrCat("out of memory packing a [", n, ", ", k,
-                     "] linear weight (", bytes, " bytes, ", bytes >> 20,
-                     " MiB) for the ", BackendName(ctx.backend()), " backend"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "out of memory packing a [", n, ", ", k, "] linear weight (", bytes,
+        " bytes, ", bytes >> 20, " MiB) for the ", BackendName(ctx.backend()),
+        " backend in ", ComputeTypeName(type)));
   }
 }
 
@@ -64,9 +69,11 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> Pack(
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const OpContext& ctx,
                                                          Tensor weight,
-                                                         Tensor bias) {
+                                                         Tensor bias,
+                                                         ComputeType type) {
   absl::StatusOr<internal::PlainLinear> plain = DescribePlain(weight, &bias);
   if (!plain.ok()) return plain.status();
+  plain->type = type;
   plain->owned_weight = std::move(weight);
   plain->owned_bias = std::move(bias);
   return Pack(ctx, *std::move(plain));
@@ -74,9 +81,10 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const OpContext& ctx,
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearBorrowed(
     const OpContext& ctx, const Tensor& weight, const Tensor* bias,
-    int64_t begin, int64_t end) {
+    int64_t begin, int64_t end, ComputeType type) {
   absl::StatusOr<internal::PlainLinear> plain = DescribePlain(weight, bias);
   if (!plain.ok()) return plain.status();
+  plain->type = type;
   if (begin < 0 || end > plain->n || begin >= end) {
     return absl::InvalidArgumentError(
         absl::StrCat("linear rows [", begin, ", ", end,

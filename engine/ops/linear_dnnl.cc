@@ -64,7 +64,8 @@ constexpr Tag kPanelsTag = Tag::BA16a64b;
 class DnnlPackedLinear final : public PackedLinear {
  public:
   DnnlPackedLinear(PlainLinear plain, DnnlWeightLayout layout)
-      : PackedLinear(Backend::kDnnl, plain.n, plain.k, plain.bias != nullptr),
+      : PackedLinear(Backend::kDnnl, ComputeType::kFloat32, plain.n, plain.k,
+                     plain.bias != nullptr),
         plain_(std::move(plain)) {
     // oneDNN takes non-const handles; it never writes a matmul's weights/bias.
     if (layout == DnnlWeightLayout::kPanels) {
@@ -222,7 +223,14 @@ void ForceDnnlWeightLayoutForTesting(std::optional<DnnlWeightLayout> layout) {
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
     const OpContext& ctx, PlainLinear plain) {
-  (void)ctx;  // the weights memory lives on the process's one CPU engine
+  switch (plain.type) {
+    case ComputeType::kFloat32:
+      break;
+    case ComputeType::kInt8:
+      return PackLinearDnnlInt8(ctx, std::move(plain));
+    case ComputeType::kBFloat16:
+      return PackLinearDnnlBf16(ctx, std::move(plain));
+  }
   const int64_t n = plain.n, k = plain.k;
   try {
     return std::make_unique<DnnlPackedLinear>(std::move(plain),
@@ -236,6 +244,14 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
 absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                         const float* x, int64_t m, float* y,
                         LinearEpilogue epilogue) {
+  switch (w.compute_type()) {
+    case ComputeType::kFloat32:
+      break;
+    case ComputeType::kInt8:
+      return LinearDnnlInt8(ctx, w, x, m, y, epilogue);
+    case ComputeType::kBFloat16:
+      return LinearDnnlBf16(ctx, w, x, m, y, epilogue);
+  }
   const auto& packed = static_cast<const DnnlPackedLinear&>(w);
   const int64_t n = w.out_features();
   const int64_t k = w.in_features();
@@ -256,7 +272,8 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
   for (int64_t row = 0; row < m && status == dnnl_success;
        row += kMaxPrimitiveRows) {
     const int64_t rows = std::min(kMaxPrimitiveRows, m - row);
-    const MatmulKey key{rows,
+    const MatmulKey key{ComputeType::kFloat32,
+                        rows,
                         n,
                         k,
                         w.has_bias(),

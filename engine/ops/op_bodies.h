@@ -24,6 +24,7 @@ namespace attnserve::engine::internal {
 // PackLinear) or borrowed (PackLinearBorrowed, owned_* empty). `weight` and
 // `bias` always point at the data.
 struct PlainLinear {
+  ComputeType type = ComputeType::kFloat32;  // what the packed weights become
   int64_t n = 0;
   int64_t k = 0;
   const float* weight = nullptr;  // [n, k]
@@ -41,6 +42,11 @@ struct PlainLinear {
   }
 };
 
+// Float32 keeps the weights as they are; int8 quantizes them per output row
+// and bfloat16 rounds them (quantize.h). The reference of each type: x's rows
+// converted the same way (QuantizeRowInt8 / FloatToBFloat16), products and sums
+// in int64 (int8) or double (bfloat16), y = act(sum * x_scale * w_scale[j] +
+// b[j]) (+ y) in double.
 std::unique_ptr<PackedLinear> PackLinearRef(PlainLinear plain);
 // act(v) in double, the reference of every activation (the linear epilogue's
 // and the gated activation's).
@@ -88,6 +94,22 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnl(
 absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                         const float* x, int64_t m, float* y,
                         LinearEpilogue epilogue);
+
+// The oneDNN backend's int8 and bfloat16 linears (linear_dnnl_int8.cc,
+// linear_dnnl_bf16.cc), which PackLinearDnnl and LinearDnnl hand
+// plain.type / w.compute_type() other than float32 to. Their results follow
+// LinearRef's definition of the type (quantize.h) within the tolerances their
+// tests state.
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnlInt8(
+    const OpContext& ctx, PlainLinear plain);
+absl::Status LinearDnnlInt8(const OpContext& ctx, const PackedLinear& w,
+                            const float* x, int64_t m, float* y,
+                            LinearEpilogue epilogue);
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackLinearDnnlBf16(
+    const OpContext& ctx, PlainLinear plain);
+absl::Status LinearDnnlBf16(const OpContext& ctx, const PackedLinear& w,
+                            const float* x, int64_t m, float* y,
+                            LinearEpilogue epilogue);
 
 // ---- LayerNorm
 void LayerNormRef(const float* x, int64_t rows, int64_t cols,
