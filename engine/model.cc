@@ -32,6 +32,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(
 
 absl::StatusOr<std::unique_ptr<Model>> Model::LoadBody(
     const std::string& dir, const ModelOptions& options) {
+  // Before reading anything: a host that cannot run the type says so at once.
+  if (options.backend == Backend::kDnnl) {
+    RETURN_IF_ERROR(HostRunsComputeType(options.precision.compute_type));
+  }
   ASSIGN_OR_RETURN(LoadedModelDir loaded, LoadModelDir(dir));
   std::unique_ptr<Model> model(new Model());
   model->name_ = std::move(loaded.name);
@@ -46,7 +50,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::LoadBody(
   ASSIGN_OR_RETURN(
       model->network_,
       Transformer::Create(model->config_, std::move(loaded.weights),
-                          *model->context_));
+                          *model->context_, options.precision));
   return model;
 }
 

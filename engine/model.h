@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "engine/format/generation_config.h"
 #include "engine/format/model_config.h"
+#include "engine/network/precision.h"
 #include "engine/ops/op_context.h"
 
 namespace attnserve::engine {
@@ -19,6 +20,10 @@ class Transformer;
 struct ModelOptions {
   Backend backend = Backend::kDnnl;
   int threads = 1;  // intra-op (OpenMP) threads
+  // The linears' compute type and whether the token tables and the output
+  // projection stay float32 (precision.h). A type the host cannot run on the
+  // dnnl backend fails Load with FAILED_PRECONDITION (compute_type.h).
+  Precision precision;
 };
 
 // Immutable after Load. Inference (Generator, GenerateBatch) uses the model's

@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -31,8 +32,20 @@ class Tensor {
   Tensor(std::initializer_list<int64_t> shape)
       : Tensor(std::vector<int64_t>(shape)) {}
 
-  Tensor(Tensor&&) = default;
-  Tensor& operator=(Tensor&&) = default;
+  // A moved-from tensor is empty (not merely without data).
+  Tensor(Tensor&& other) noexcept { *this = std::move(other); }
+  Tensor& operator=(Tensor&& other) noexcept {
+    if (this != &other) {
+      shape_ = std::move(other.shape_);
+      size_ = other.size_;
+      capacity_ = other.capacity_;
+      data_ = std::move(other.data_);
+      huge_pages_ = other.huge_pages_;
+      other.shape_.clear();
+      other.size_ = other.capacity_ = 0;
+    }
+    return *this;
+  }
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;
 

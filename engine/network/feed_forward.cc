@@ -35,7 +35,7 @@ absl::StatusOr<Tensor> ConcatRows(const std::vector<Tensor*>& parts) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
-    const OpContext& ctx, std::vector<LinearWeights*> parts) {
+    const OpContext& ctx, std::vector<LinearWeights*> parts, ComputeType type) {
   std::vector<Tensor*> weights, biases;
   for (LinearWeights* p : parts) {
     weights.push_back(&p->weight);
@@ -49,23 +49,24 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
   if (!biases.empty()) {
     ASSIGN_OR_RETURN(bias, ConcatRows(biases));
   }
-  return PackLinear(ctx, std::move(weight), std::move(bias));
+  return PackLinear(ctx, std::move(weight), std::move(bias), type);
 }
 
 absl::StatusOr<FeedForward> FeedForward::Pack(const OpContext& ctx,
                                               FfnWeights& w, bool gated,
-                                              LinearActivation activation) {
+                                              LinearActivation activation,
+                                              ComputeType type) {
   FeedForward ffn;
   ffn.gated_ = gated;
   ffn.activation_ = activation;
   if (gated) {
-    ASSIGN_OR_RETURN(ffn.fc1_, PackFused(ctx, {&w.fc1, &w.fc1_linear}));
+    ASSIGN_OR_RETURN(ffn.fc1_, PackFused(ctx, {&w.fc1, &w.fc1_linear}, type));
   } else {
     ASSIGN_OR_RETURN(ffn.fc1_, PackLinear(ctx, std::move(w.fc1.weight),
-                                          std::move(w.fc1.bias)));
+                                          std::move(w.fc1.bias), type));
   }
   ASSIGN_OR_RETURN(ffn.fc2_, PackLinear(ctx, std::move(w.fc2.weight),
-                                        std::move(w.fc2.bias)));
+                                        std::move(w.fc2.bias), type));
   return ffn;
 }
 

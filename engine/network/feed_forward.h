@@ -16,10 +16,11 @@ namespace attnserve::engine {
 
 class FeedForward {
  public:
-  // Packs `w` for ctx's backend, releasing its plain tensors.
+  // Packs `w` for ctx's backend in `type`, releasing its plain tensors.
   static absl::StatusOr<FeedForward> Pack(const OpContext& ctx, FfnWeights& w,
                                           bool gated,
-                                          LinearActivation activation);
+                                          LinearActivation activation,
+                                          ComputeType type);
 
   size_t bytes() const;
   // out[rows, d_model] += FFN(in[rows, d_model]); `hidden` and `gated` are
@@ -36,8 +37,9 @@ class FeedForward {
 
 // Stacks the weights (and the biases, when they have any) of `parts`
 // row-wise into one linear and packs it: q|k|v, a gated FFN's fc1|fc1_linear,
-// every decoder layer's cross-attention k|v. The parts are released.
+// every decoder layer's cross-attention k|v, in `type`. The parts are
+// released.
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
-    const OpContext& ctx, std::vector<LinearWeights*> parts);
+    const OpContext& ctx, std::vector<LinearWeights*> parts, ComputeType type);
 
 }  // namespace attnserve::engine

@@ -18,8 +18,9 @@ namespace {
 constexpr int64_t kVocabSliceTokens = 4096;
 
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackPlain(const OpContext& ctx,
-                                                        LinearWeights& w) {
-  return PackLinear(ctx, std::move(w.weight), std::move(w.bias));
+                                                        LinearWeights& w,
+                                                        ComputeType type) {
+  return PackLinear(ctx, std::move(w.weight), std::move(w.bias), type);
 }
 
 }  // namespace
@@ -27,7 +28,9 @@ absl::StatusOr<std::unique_ptr<PackedLinear>> PackPlain(const OpContext& ctx,
 Transformer::~Transformer() = default;
 
 absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
-    const ModelConfig& config, ModelWeights w, const OpContext& ctx) {
+    const ModelConfig& config, ModelWeights w, const OpContext& ctx,
+    const Precision& precision) {
+  const ComputeType type = precision.compute_type;
   std::unique_ptr<Transformer> t(new Transformer());
   t->config_ = config;
   t->activation_ = ToLinearActivation(config.activation);
@@ -37,11 +40,11 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   auto norm = [&](NormWeights& n) {
     return Norm(config.norm_kind, config.layer_norm_eps, std::move(n));
   };
-  auto stack = [&](Stack& s, Tensor& embed, Tensor& positions,
-                   NormWeights& embed_norm, Tensor& relative_bias,
-                   NormWeights& final_norm,
+  // The token tables are converted last (below), once the output projection
+  // has taken what it copies of them.
+  auto stack = [&](Stack& s, Tensor& positions, NormWeights& embed_norm,
+                   Tensor& relative_bias, NormWeights& final_norm,
                    bool bidirectional) -> absl::Status {
-    s.embed = std::move(embed);
     ASSIGN_OR_RETURN(s.positions,
                      Positions::Create(config, std::move(positions)));
     s.embed_norm = norm(embed_norm);
@@ -54,10 +57,10 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
     return absl::OkStatus();
   };
   t->shared_embedding_ = w.shared_embedding;
-  RETURN_IF_ERROR(stack(t->encoder_stack_, w.encoder_embed, w.encoder_positions,
+  RETURN_IF_ERROR(stack(t->encoder_stack_, w.encoder_positions,
                         w.encoder_embed_norm, w.encoder_relative_bias,
                         w.encoder_final_norm, /*bidirectional=*/true));
-  RETURN_IF_ERROR(stack(t->decoder_stack_, w.decoder_embed, w.decoder_positions,
+  RETURN_IF_ERROR(stack(t->decoder_stack_, w.decoder_positions,
                         w.decoder_embed_norm, w.decoder_relative_bias,
                         w.decoder_final_norm, /*bidirectional=*/false));
 
@@ -66,11 +69,12 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   auto pack_common = [&](auto& lw, EncoderLayer& layer) -> absl::Status {
     ASSIGN_OR_RETURN(
         layer.qkv,
-        PackFused(ctx, {&lw.self_attn.q, &lw.self_attn.k, &lw.self_attn.v}));
-    ASSIGN_OR_RETURN(layer.o, PackPlain(ctx, lw.self_attn.o));
+        PackFused(ctx, {&lw.self_attn.q, &lw.self_attn.k, &lw.self_attn.v},
+                  type));
+    ASSIGN_OR_RETURN(layer.o, PackPlain(ctx, lw.self_attn.o, type));
     layer.self_attn_norm = norm(lw.self_attn_norm);
     ASSIGN_OR_RETURN(layer.ffn, FeedForward::Pack(ctx, lw.ffn, config.gated_ffn,
-                                                  t->activation_));
+                                                  t->activation_, type));
     layer.ffn_norm = norm(lw.ffn_norm);
     return absl::OkStatus();
   };
@@ -83,22 +87,23 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   for (DecoderLayerWeights& lw : w.decoder_layers) {
     DecoderLayer layer;
     RETURN_IF_ERROR(pack_common(lw, layer));
-    ASSIGN_OR_RETURN(layer.cross_q, PackPlain(ctx, lw.cross_attn.q));
-    ASSIGN_OR_RETURN(layer.cross_o, PackPlain(ctx, lw.cross_attn.o));
+    ASSIGN_OR_RETURN(layer.cross_q, PackPlain(ctx, lw.cross_attn.q, type));
+    ASSIGN_OR_RETURN(layer.cross_o, PackPlain(ctx, lw.cross_attn.o, type));
     layer.cross_attn_norm = norm(lw.cross_attn_norm);
     cross_kv.push_back(&lw.cross_attn.k);
     cross_kv.push_back(&lw.cross_attn.v);
     t->decoder_.push_back(std::move(layer));
   }
-  ASSIGN_OR_RETURN(t->cross_kv_, PackFused(ctx, cross_kv));
+  ASSIGN_OR_RETURN(t->cross_kv_, PackFused(ctx, cross_kv, type));
 
-  // Tied: the decoder's embedding table, which also serves embedding lookups.
-  if (!config.tie_output_embedding)
-    t->lm_head_weight_ = std::move(w.lm_head_weight);
-  Tensor& table = config.tie_output_embedding
-                      ? (t->shared_embedding_ ? t->encoder_stack_.embed
-                                              : t->decoder_stack_.embed)
-                      : t->lm_head_weight_;
+  // Tied: the decoder's embedding table, which then also serves embedding
+  // lookups through the projection (Embed), so the stack keeps none.
+  Tensor& table = t->lm_head_weight_;
+  if (!config.tie_output_embedding) {
+    table = std::move(w.lm_head_weight);
+  } else {
+    table = std::move(t->shared_embedding_ ? w.encoder_embed : w.decoder_embed);
+  }
   t->lm_head_bias_ = std::move(w.lm_head_bias);
   const Tensor* bias = t->lm_head_bias_.empty() ? nullptr : &t->lm_head_bias_;
   for (int64_t begin = 0; begin < config.vocab_size;
@@ -106,7 +111,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
     const int64_t end =
         std::min<int64_t>(begin + kVocabSliceTokens, config.vocab_size);
     ASSIGN_OR_RETURN(std::unique_ptr<PackedLinear> slice,
-                     PackLinearBorrowed(ctx, table, bias, begin, end));
+                     PackLinearBorrowed(ctx, table, bias, begin, end,
+                                        precision.embeddings()));
     // A backend that copied the slice (oneDNN's panels) no longer reads
     // these rows: the table goes below, and meanwhile is not held twice.
     if (!slice->borrows_weights()) {
@@ -114,9 +120,16 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
     }
     t->lm_head_.push_back(std::move(slice));
   }
-  // Where the table also serves embedding lookups, they read the slices
-  // instead (Embed), so the model holds it once.
+  // Slices that copied their rows leave no reader of the table: the model
+  // holds it once, in the slices.
   if (!t->lm_head_.front()->borrows_weights()) table.Release();
+  // The tables that serve lookups only (untied, or the encoder's own).
+  ASSIGN_OR_RETURN(t->encoder_stack_.embed,
+                   EmbeddingTable::Create(std::move(w.encoder_embed),
+                                          precision.embeddings()));
+  ASSIGN_OR_RETURN(t->decoder_stack_.embed,
+                   EmbeddingTable::Create(std::move(w.decoder_embed),
+                                          precision.embeddings()));
   return t;
 }
 
@@ -155,7 +168,7 @@ int64_t Transformer::self_cache_size(int64_t capacity) const {
 }
 
 absl::Status Transformer::Embed(const OpContext& ctx, const Stack& stack,
-                                const Tensor& table,
+                                const EmbeddingTable& table,
                                 absl::Span<const int32_t> tokens,
                                 absl::Span<const int32_t> indices,
                                 float* x) const {
@@ -166,7 +179,7 @@ absl::Status Transformer::Embed(const OpContext& ctx, const Stack& stack,
       lm_head_[tokens[r] / kVocabSliceTokens]->CopyWeightRow(
           tokens[r] % kVocabSliceTokens, out);
     } else {
-      std::memcpy(out, table.data() + tokens[r] * d, d * sizeof(float));
+      table.CopyRow(tokens[r], out);
     }
     if (embed_scale_ != 1.0f) {
       for (int64_t i = 0; i < d; ++i) out[i] *= embed_scale_;

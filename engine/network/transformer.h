@@ -16,9 +16,11 @@
 #include "engine/format/model_config.h"
 #include "engine/format/model_weights.h"
 #include "engine/memory/tensor.h"
+#include "engine/network/embedding_table.h"
 #include "engine/network/feed_forward.h"
 #include "engine/network/norm.h"
 #include "engine/network/positions.h"
+#include "engine/network/precision.h"
 #include "engine/network/relative_position.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/linear.h"
@@ -63,10 +65,11 @@ struct DecoderRow {
 
 class Transformer {
  public:
-  // Packs `weights` for ctx's backend, releasing each plain tensor once it is
-  // packed.
+  // Packs `weights` for ctx's backend in `precision`, releasing each plain
+  // tensor once it is packed.
   static absl::StatusOr<std::unique_ptr<Transformer>> Create(
-      const ModelConfig& config, ModelWeights weights, const OpContext& ctx);
+      const ModelConfig& config, ModelWeights weights, const OpContext& ctx,
+      const Precision& precision = {});
   ~Transformer();
 
   const ModelConfig& config() const { return config_; }
@@ -126,7 +129,8 @@ class Transformer {
   // One stack's input side: its token table, positions, embedding norm and
   // relative position bias.
   struct Stack {
-    Tensor embed;  // empty when shared (the encoder's) or held by lm_head_
+    EmbeddingTable embed;  // empty when shared (the encoder's) or held by
+                           // lm_head_
     std::unique_ptr<Positions> positions;
     Norm embed_norm;
     RelativePositionBias relative_bias;
@@ -144,7 +148,8 @@ class Transformer {
                               TransformerScratch* scratch) const;
   // x [rows, d] = embed_norm(embedding(token) * scale + PE(index)).
   absl::Status Embed(const OpContext& ctx, const Stack& stack,
-                     const Tensor& table, absl::Span<const int32_t> tokens,
+                     const EmbeddingTable& table,
+                     absl::Span<const int32_t> tokens,
                      absl::Span<const int32_t> indices, float* x) const;
   // The residual sub-layer wrapper for both norm placements: `sublayer(in)`
   // reads the sub-layer input and accumulates its result into the residual
