@@ -4,7 +4,8 @@ M2M100Tokenizer), written from reading transformers' tokenization_*.py (none of 
 the golden files of make_hf_tokenizer_golden.py. transformers itself is not installable here;
 SentencePiece is Debian's python3-sentencepiece, the library those tokenizers call.
 
-What is modelled: the text -> pieces -> ids path of encode (text with add_special_tokens=True)
+What is modelled: the text -> pieces -> ids path of encode (text with add_special_tokens=True),
+encode_target (text_target with add_special_tokens=False: the target side, no special token)
 and decode(ids, skip_special_tokens=True). What is not (docs/tokenizers.md, "Choices"): the
 split of the text on added/special token strings before SentencePiece sees it, Marian's optional
 Moses punctuation normaliser, T5's non-legacy mode.
@@ -101,6 +102,9 @@ class T5(Base):
     def encode(self, text, src_lang=None):
         return self.sp.encode(text) + [self.eos]  # legacy: sp ids, then eos
 
+    def encode_target(self, text):
+        return self.sp.encode(text)
+
     def id_to_token(self, i):
         if i < 0:
             return None
@@ -117,9 +121,10 @@ class Marian(Base):
         super().__init__(directory)
         self.encoder = _json(os.path.join(directory, "vocab.json"))
         self.decoder = {v: k for k, v in self.encoder.items()}
+        self.target_encoder = self.encoder
         if self.config.get("separate_vocabs"):
-            target = _json(os.path.join(directory, "target_vocab.json"))
-            self.decoder = {v: k for k, v in target.items()}
+            self.target_encoder = _json(os.path.join(directory, "target_vocab.json"))
+            self.decoder = {v: k for k, v in self.target_encoder.items()}
         self.source = _spm(os.path.join(directory, "source.spm"))
         self.target = _spm(os.path.join(directory, "target.spm"))
         self.unk = self.encoder["<unk>"]
@@ -128,13 +133,20 @@ class Marian(Base):
             self.config.get("additional_special_tokens") or [])
         self.special_ids = {self.encoder.get(t, self.unk) for t in self.special_tokens}
 
-    def encode(self, text, src_lang=None):
+    def _tokenize(self, text, sp, encoder):
         code = []
         if text.startswith(">>") and text.find("<<") != -1:
             end = text.find("<<")
             code, text = [text[:end + 2]], text[end + 2:]
-        pieces = code + self.source.encode(text, out_type=str)
-        return [self.encoder.get(p, self.unk) for p in pieces] + [self.eos]
+        pieces = code + sp.encode(text, out_type=str)
+        return [encoder.get(p, encoder["<unk>"]) for p in pieces]
+
+    def encode(self, text, src_lang=None):
+        return self._tokenize(text, self.source, self.encoder) + [self.eos]
+
+    def encode_target(self, text):
+        # Target mode: target.spm, and target_vocab.json with separate_vocabs.
+        return self._tokenize(text, self.target, self.target_encoder)
 
     def id_to_token(self, i):
         return self.decoder.get(i, "<unk>")
@@ -174,8 +186,7 @@ class Fairseq(Base):
         self.language_first = family == "mbart50" or (
             family == "nllb" and not self.config.get("legacy_behaviour", False))
 
-    def encode(self, text, src_lang=None):
-        lang = self.lang_to_id[src_lang or self.src_lang]
+    def encode_target(self, text):
         ids = []
         for p in self.sp.encode(text, out_type=str):
             if p in self.tokens_to_ids:
@@ -183,6 +194,11 @@ class Fairseq(Base):
             else:
                 spm_id = self.sp.piece_to_id(p)
                 ids.append(spm_id + 1 if spm_id else 3)
+        return ids
+
+    def encode(self, text, src_lang=None):
+        lang = self.lang_to_id[src_lang or self.src_lang]
+        ids = self.encode_target(text)
         return [lang] + ids + [2] if self.language_first else ids + [2, lang]
 
     def id_to_token(self, i):
@@ -217,11 +233,13 @@ class M2M100(Base):
         self.special_ids |= set(self.id_to_lang_token)
         self.src_lang = self.config.get("src_lang") or "en"
 
+    def encode_target(self, text):
+        return [self.lang_token_to_id.get(p, self.encoder.get(p, self.unk))
+                for p in self.sp.encode(text, out_type=str)]
+
     def encode(self, text, src_lang=None):
         lang = self.lang_token_to_id["__%s__" % (src_lang or self.src_lang)]
-        ids = [self.lang_token_to_id.get(p, self.encoder.get(p, self.unk))
-               for p in self.sp.encode(text, out_type=str)]
-        return [lang] + ids + [self.encoder["</s>"]]
+        return [lang] + self.encode_target(text) + [self.encoder["</s>"]]
 
     def id_to_token(self, i):
         if i in self.id_to_lang_token:
@@ -238,7 +256,7 @@ class M2M100(Base):
 def load(directory, family):
     if family == "t5":
         return T5(directory)
-    if family == "marian":
+    if family in ("marian", "marian_separate"):
         return Marian(directory)
     if family in ("mbart", "mbart50", "nllb", "nllb_legacy"):
         return Fairseq(directory, "nllb" if family == "nllb_legacy" else family)
@@ -343,14 +361,17 @@ class Bart(Base):
                             for t in ["<s>", "</s>", "<unk>", "<pad>", "<mask>"]}
         self.add_prefix_space = bool(self.config.get("add_prefix_space", False))
 
-    def encode(self, text, src_lang=None):
+    def encode_target(self, text):
         if self.add_prefix_space:
             text = " " + text
         ids = []
         for token in gpt2_pattern().findall(text):
             token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
             ids += [self.encoder.get(t, self.unk) for t in bpe_word(token, self.ranks)]
-        return [self.encoder["<s>"]] + ids + [self.encoder["</s>"]]
+        return ids
+
+    def encode(self, text, src_lang=None):
+        return [self.encoder["<s>"]] + self.encode_target(text) + [self.encoder["</s>"]]
 
     def id_to_token(self, i):
         return self.decoder.get(i)

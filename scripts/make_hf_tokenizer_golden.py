@@ -17,6 +17,7 @@ Per directory, golden.json:
   {"family": str,
    "encode": [{"text": str, "ids": [int], "decoded": str}],   # encode, then decode of those ids
    "encode_from": [{"text": str, "src_lang": str, "ids": [int]}],  # per-request source language
+   "target_prefix": [{"text": str, "ids": [int]}],            # text_target, no special tokens
    "decode": [{"ids": [int], "text": str}],                   # random ids, specials included
    "language_ids": {code: id}}                                # codes the family knows
 Texts that contain one of the family's special-token strings are left out: Hugging Face splits
@@ -116,6 +117,30 @@ def make_dirs(root, tmp):
         "tokenizer_class": "MarianTokenizer", "source_lang": "en", "target_lang": "mul",
         "separate_vocabs": False, "clean_up_tokenization_spaces": True}))
 
+    # Marian with separate_vocabs: vocab.json of the source pieces only, target_vocab.json of
+    # the target pieces in another order, so that a target prefix's ids come from the target
+    # side alone (text target.spm does not know becomes target_vocab.json's <unk>).
+    src_tokens = ["</s>", "<unk>", ">>fr<<", ">>de<<"]
+    for p in pieces(src)[2:]:
+        if vrng.random() >= 0.05 and p not in src_tokens:
+            src_tokens.append(p)
+    src_tokens.append("<pad>")
+    tgt_rest = pieces(tgt)[2:]
+    vrng.shuffle(tgt_rest)
+    tgt_tokens = ["</s>", "<unk>"] + tgt_rest + ["<pad>"]
+    d = os.path.join(root, "marian_separate")
+    os.makedirs(d)
+    write(os.path.join(d, "source.spm"), src)
+    write(os.path.join(d, "target.spm"), tgt)
+    write(os.path.join(d, "vocab.json"), dump({t: i for i, t in enumerate(src_tokens)}))
+    write(os.path.join(d, "target_vocab.json"),
+          dump({t: i for i, t in enumerate(tgt_tokens)}))
+    write(os.path.join(d, "config.json"), dump({
+        "model_type": "marian", "vocab_size": max(len(src_tokens), len(tgt_tokens))}))
+    write(os.path.join(d, "tokenizer_config.json"), dump({
+        "tokenizer_class": "MarianTokenizer", "source_lang": "en", "target_lang": "fr",
+        "separate_vocabs": True}))
+
     # fairseq: BPE, <unk>=0 <s>=1 </s>=2 and no pad, as sentencepiece.bpe.model.
     bpe = train("corpus.txt", "bpe", model_type="bpe", vocab_size=400,
                 normalization_rule_name="nmt_nfkc", unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
@@ -169,7 +194,7 @@ def make_golden(root, family):
     d = os.path.join(root, family)
     tok = ref.load(d, family)
     texts = [t for t in strings() if not any(s in t for s in SPECIAL_STRINGS)]
-    if family == "marian":  # the target-language token at the start is kept whole
+    if family.startswith("marian"):  # the target-language token at the start is kept whole
         texts += [">>fr<< hello world", ">>de<<Straße", ">>xx<< unknown code", ">>fr<<"]
     encode = []
     for text in texts:
@@ -177,17 +202,21 @@ def make_golden(root, family):
         encode.append({"text": text, "ids": ids, "decoded": tok.decode(ids)})
     codes = {"mbart": ["ro_RO", "en_XX", "zh_CN"], "mbart50": ["sl_SI", "de_DE"],
              "nllb": ["fra_Latn", "zul_Latn"], "nllb_legacy": ["ace_Arab", "eng_Latn"],
-             "m2m100": ["zu", "de", "__en__"], "marian": ["fr", ">>de<<"], "t5": [],
-             "bart": []}[family]
+             "m2m100": ["zu", "de", "__en__"], "marian": ["fr", ">>de<<"],
+             "marian_separate": [], "t5": [], "bart": []}[family]
     encode_from = [{"text": t, "src_lang": c, "ids": tok.encode(t, c)}
                    for c in codes if not c.startswith((">>", "__")) and family != "marian"
                    for t in ["hello world", "Größe für Mädchen"]]
     language_ids = {c: tok.language_id(c) for c in codes}
+    # The decoder prefix of a request's target_prefix_text; for Marian, its target side.
+    target_prefix = [{"text": t, "ids": tok.encode_target(t)}
+                     for t in texts + ["hello world", "Größe für Mädchen"]]
     drng = random.Random(family)
     # Ids past the tokenizer's vocabulary too where Hugging Face decodes them (T5 names them
     # <extra_id_-N>, Marian and M2M100 give <unk>); the fairseq families would raise there.
     top = {"t5": lambda: tok.vocab_size + 3,
-           "marian": lambda: len(tok.encoder) + 3,
+           "marian": lambda: len(tok.decoder) + 3,
+           "marian_separate": lambda: len(tok.decoder) + 3,
            "m2m100": lambda: len(tok.encoder) + len(tok.lang_token_to_id) + 10,
            "bart": lambda: len(tok.encoder)}.get(
                family, lambda: max(tok.ids_to_tokens) + 1)()
@@ -196,12 +225,14 @@ def make_golden(root, family):
         ids = [drng.randrange(top) for _ in range(drng.randint(0, 14))]
         decode.append({"ids": ids, "text": tok.decode(ids)})
     golden = {"family": family, "sentencepiece_version": spm.__version__, "encode": encode,
-              "encode_from": encode_from, "decode": decode, "language_ids": language_ids}
+              "encode_from": encode_from, "target_prefix": target_prefix, "decode": decode,
+              "language_ids": language_ids}
     write(os.path.join(d, "golden.json"), dump(golden))
     return len(encode), len(decode)
 
 
-FAMILIES = ["t5", "marian", "mbart", "mbart50", "nllb", "nllb_legacy", "m2m100", "bart"]
+FAMILIES = ["t5", "marian", "marian_separate", "mbart", "mbart50", "nllb", "nllb_legacy",
+            "m2m100", "bart"]
 
 
 def generate(root):

@@ -153,9 +153,13 @@ absl::StatusOr<int32_t> TargetLanguageId(const v1::GenerateRequest& request,
 }
 
 // target_language, then target_prefix or target_prefix_text, onto `options`
-// (max_new_tokens and eos_ids already set). A non-empty target_prefix takes
-// the place of the model's forced_bos_id (engine/decode/logits_rules.h), so
-// the language token, which is what forced_bos_token_id forces, goes first.
+// (max_new_tokens, eos_ids and forced_bos_id already set). A non-empty
+// target_prefix takes the place of the model's forced_bos_id
+// (engine/decode/logits_rules.h), so the language token, which is what
+// forced_bos_token_id forces, goes first. A text prefix cannot name that
+// token (it is encoded without special tokens), so the forced BOS stays
+// before it: decoder_start, forced BOS, text, as a transformers user forces
+// it with decoder_input_ids.
 absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
                              const ModelInfo& model, const Tokenizer* tokenizer,
                              engine::DecodeOptions* options) {
@@ -166,9 +170,12 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
         "at most one of target_prefix and target_prefix_text may be set; the "
         "request sets both");
   }
-  ASSIGN_OR_RETURN(const int32_t language,
-                   TargetLanguageId(request, model, tokenizer));
-  if (!has_ids && !has_text && language < 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(int32_t first, TargetLanguageId(request, model, tokenizer));
+  if (!has_ids && !has_text && first < 0) return absl::OkStatus();
+  // What the first forced token is, for the messages.
+  std::string first_name =
+      absl::StrCat("target_language ",
+                   engine::QuoteText(request.target_language()), "'s token id");
   const char* field = has_ids ? "target_prefix" : "target_prefix_text";
   std::vector<int32_t> prefix;
   if (has_text) {
@@ -177,17 +184,8 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
           absl::StrCat("target_prefix_text requires a tokenizer; model ",
                        model.name, " has none"));
     }
-    // The Hugging Face families' Encode frames a source (EOS, language
-    // codes) and has no target-side form yet, so their prefix text would
-    // carry those tokens: refused rather than forced wrongly.
-    if (tokenizer->EncodesSpecialTokens()) {
-      return absl::InvalidArgumentError(
-          "target_prefix_text is not supported for this model's tokenizer "
-          "(it adds special tokens to what it encodes); send target_prefix "
-          "ids, or target_language for the language token");
-    }
     absl::StatusOr<std::vector<int32_t>> ids =
-        tokenizer->Encode(request.target_prefix_text());
+        tokenizer->EncodeTargetPrefix(request.target_prefix_text());
     if (!ids.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("target_prefix_text: ", ids.status().message()));
@@ -197,16 +195,23 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
           "target_prefix_text encodes to no tokens");
     }
     prefix = *std::move(ids);
+    if (first < 0 && options->forced_bos_id >= 0) {
+      first = options->forced_bos_id;
+      first_name = "the generation config's forced_bos_token_id";
+    }
   } else {
     prefix.assign(request.target_prefix().begin(),
                   request.target_prefix().end());
   }
-  const size_t total = prefix.size() + (language >= 0 ? 1 : 0);
+  const size_t total = prefix.size() + (first >= 0 ? 1 : 0);
   if (static_cast<int>(total) > options->max_new_tokens) {
+    const char* first_field = request.target_language().empty()
+                                  ? "the forced BOS (forced_bos_token_id)"
+                                  : "target_language";
     return absl::InvalidArgumentError(absl::StrCat(
-        language >= 0 ? absl::StrCat("target_language and ", field, " make ",
-                                     total, " tokens")
-                      : absl::StrCat(field, " has ", total, " tokens"),
+        first >= 0 ? absl::StrCat(first_field, " and ", field, " make ", total,
+                                  " tokens")
+                   : absl::StrCat(field, " has ", total, " tokens"),
         "; max_new_tokens is ", options->max_new_tokens,
         " (the prefix is part of the output)"));
   }
@@ -227,15 +232,11 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
     }
     return "";
   };
-  if (language >= 0) {
-    // The tokenizer's id: a tokenizer bigger than the model is not the
-    // client's mistake, but still must not reach the engine.
-    if (std::string bad =
-            check(absl::StrCat("target_language ",
-                               engine::QuoteText(request.target_language()),
-                               "'s token id"),
-                  language);
-        !bad.empty()) {
+  if (first >= 0) {
+    // The tokenizer's or the generation config's id: a tokenizer bigger than
+    // the model is not the client's mistake, but still must not reach the
+    // engine.
+    if (std::string bad = check(first_name, first); !bad.empty()) {
       return absl::InvalidArgumentError(bad);
     }
   }
@@ -246,7 +247,7 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
     }
   }
   options->target_prefix.clear();
-  if (language >= 0) options->target_prefix.push_back(language);
+  if (first >= 0) options->target_prefix.push_back(first);
   options->target_prefix.insert(options->target_prefix.end(), prefix.begin(),
                                 prefix.end());
   return absl::OkStatus();

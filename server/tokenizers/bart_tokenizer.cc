@@ -3,15 +3,17 @@
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 // each piece's UTF-8 bytes are mapped to printable characters (GPT-2's
 // bytes_to_unicode), merged by merges.txt's ranks, and looked up in vocab.json
-// (<unk>'s id when missing); the source is <s> tokens </s>. Decoding maps the
-// characters back to bytes and reads them as UTF-8 with U+FFFD for each
-// maximal invalid subsequence (Python's errors="replace").
+// (<unk>'s id when missing); the source is <s> tokens </s>, a target prefix
+// the tokens alone. Decoding maps the characters back to bytes and reads them
+// as UTF-8 with U+FFFD for each maximal invalid subsequence (Python's
+// errors="replace").
 
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/status_macros.h"
 #include "server/tokenizers/hf_tokenizer.h"
 #include "server/tokenizers/unicode_categories.h"
 
@@ -145,11 +147,22 @@ class BartTokenizer : public HfTokenizer {
   }
 
   absl::StatusOr<std::vector<int32_t>> EncodeFrom(
-      absl::string_view raw, absl::string_view source_language) const override {
+      absl::string_view text,
+      absl::string_view source_language) const override {
     if (!source_language.empty()) {
       return absl::InvalidArgumentError(
           "this model's tokenizer (BART) has no source languages");
     }
+    ASSIGN_OR_RETURN(std::vector<int32_t> tokens, EncodeTargetPrefix(text));
+    std::vector<int32_t> ids = {bos_id_};
+    ids.insert(ids.end(), tokens.begin(), tokens.end());
+    ids.push_back(eos_id_);
+    return ids;
+  }
+
+  // One vocabulary for both sides: the source's tokens without <s> and </s>.
+  absl::StatusOr<std::vector<int32_t>> EncodeTargetPrefix(
+      absl::string_view raw) const override {
     const std::string text =
         add_prefix_space_ ? absl::StrCat(" ", raw) : std::string(raw);
     std::vector<CodePoint> cps;
@@ -163,7 +176,7 @@ class BartTokenizer : public HfTokenizer {
       cps.push_back({cp, i});
       i += length;
     }
-    std::vector<int32_t> ids = {bos_id_};
+    std::vector<int32_t> ids;
     for (size_t i = 0; i < cps.size();) {
       const size_t end = MatchAt(cps, i);
       const size_t begin_byte = cps[i].begin;
@@ -181,7 +194,6 @@ class BartTokenizer : public HfTokenizer {
       }
       i = end;
     }
-    ids.push_back(eos_id_);
     return ids;
   }
 

@@ -4,7 +4,8 @@
 // + 1; the language codes follow the pieces, then <mask>. Sources are
 //   mbart:  tokens </s> src_lang
 //   mbart50 and nllb: src_lang tokens </s>  (nllb with legacy_behaviour: as
-//   mbart).
+//   mbart);
+// a target prefix is the tokens alone.
 
 #include <utility>
 
@@ -22,16 +23,15 @@ namespace {
 constexpr int32_t kBos = 0, kPad = 1, kEos = 2, kUnk = 3;
 constexpr int32_t kOffset = 1;  // fairseq id = SentencePiece id + 1
 
-class FairseqTokenizer : public HfTokenizer {
+class FairseqTokenizer : public MultilingualHfTokenizer {
  public:
   FairseqTokenizer(std::unique_ptr<SentencePieceModel> spm,
                    std::vector<std::string> languages, int32_t default_source,
                    bool language_first, bool spm_decode,
                    absl::flat_hash_set<int32_t> special, bool clean)
-      : HfTokenizer(std::move(special), clean),
+      : MultilingualHfTokenizer(std::move(special), clean, /*strip=*/true,
+                                default_source, kEos, language_first),
         spm_(std::move(spm)),
-        default_source_(default_source),
-        language_first_(language_first),
         spm_decode_(spm_decode) {
     tokens_ = {{"<s>", kBos}, {"<pad>", kPad}, {"</s>", kEos}, {"<unk>", kUnk}};
     const int32_t first_language = spm_->piece_size() + kOffset;
@@ -44,20 +44,11 @@ class FairseqTokenizer : public HfTokenizer {
     languages_ = std::move(languages);
   }
 
-  absl::StatusOr<std::vector<int32_t>> EncodeFrom(
-      absl::string_view text,
-      absl::string_view source_language) const override {
-    int32_t language = default_source_;
-    if (!source_language.empty()) {
-      absl::StatusOr<int32_t> id = LanguageId(source_language);
-      if (!id.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("source language: ", id.status().message()));
-      }
-      language = *id;
-    }
+  // The source's tokens: the target side (set_tgt_lang_special_tokens)
+  // differs only in its language code, and a prefix has no special token.
+  absl::StatusOr<std::vector<int32_t>> EncodeTargetPrefix(
+      absl::string_view text) const override {
     std::vector<int32_t> ids;
-    if (language_first_) ids.push_back(language);
     for (const std::string& piece : spm_->EncodeAsPieces(text)) {
       if (auto it = tokens_.find(piece); it != tokens_.end()) {
         ids.push_back(it->second);
@@ -67,12 +58,8 @@ class FairseqTokenizer : public HfTokenizer {
       const int32_t spm_id = spm_->PieceToId(piece);
       ids.push_back(spm_id != 0 ? spm_id + kOffset : kUnk);
     }
-    ids.push_back(kEos);
-    if (!language_first_) ids.push_back(language);
     return ids;
   }
-
-  bool IsMultilingual() const override { return true; }
 
   absl::StatusOr<int32_t> LanguageId(absl::string_view code) const override {
     for (size_t i = 0; i < languages_.size(); ++i) {
@@ -109,8 +96,6 @@ class FairseqTokenizer : public HfTokenizer {
   std::vector<std::string> languages_;
   absl::flat_hash_map<std::string, int32_t> tokens_;  // fairseq's own
   absl::flat_hash_map<int32_t, std::string> ids_;
-  int32_t default_source_;
-  bool language_first_;
   bool spm_decode_;
 };
 

@@ -97,6 +97,28 @@ std::string HfTokenizer::Decode(absl::Span<const int32_t> ids,
   return text;
 }
 
+absl::StatusOr<std::vector<int32_t>> MultilingualHfTokenizer::EncodeFrom(
+    absl::string_view text, absl::string_view source_language) const {
+  int32_t language = default_source_;
+  if (!source_language.empty()) {
+    absl::StatusOr<int32_t> id = LanguageId(source_language);
+    if (!id.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("source language: ", id.status().message()));
+    }
+    language = *id;
+  }
+  absl::StatusOr<std::vector<int32_t>> tokens = EncodeTargetPrefix(text);
+  if (!tokens.ok()) return tokens.status();
+  std::vector<int32_t> ids;
+  ids.reserve(tokens->size() + 2);
+  if (language_first_) ids.push_back(language);
+  ids.insert(ids.end(), tokens->begin(), tokens->end());
+  ids.push_back(eos_id_);
+  if (!language_first_) ids.push_back(language);
+  return ids;
+}
+
 absl::StatusOr<std::string> HfTokenizerFamily(absl::string_view model_type,
                                               const TokenizerConfig& config) {
   absl::string_view name = config.tokenizer_class;

@@ -3,11 +3,12 @@
 // transformers' Python ("slow") tokenizers give (docs/tokenizers.md): T5's
 // plain SentencePiece, Marian, mBART / mBART-50 / NLLB (fairseq ids), M2M100
 // and BART (GPT-2's byte-level BPE). One file per family; the decode pipeline
-// they share is here.
+// they share, and the multilingual families' source framing, are here.
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -24,7 +25,8 @@ namespace attnserve::server {
 // join them the family's way (TokensToText), strip the ends (Python's
 // str.strip, except M2M100, which does not strip), and, when
 // tokenizer_config.json asks, clean up tokenization spaces. Encode gives the
-// whole source: special tokens (</s>, language codes) included.
+// whole source: special tokens (</s>, language codes) included;
+// EncodeTargetPrefix the target side without any.
 class HfTokenizer : public Tokenizer {
  public:
   absl::StatusOr<std::vector<int32_t>> Encode(
@@ -37,6 +39,10 @@ class HfTokenizer : public Tokenizer {
   // rules that span two pieces (docs/tokenizers.md).
   std::string Decode(absl::Span<const int32_t> ids, bool continues) const final;
   bool EncodesSpecialTokens() const final { return true; }
+  // Every family says what its target side is (Tokenizer's default, Encode,
+  // would carry the source's special tokens).
+  absl::StatusOr<std::vector<int32_t>> EncodeTargetPrefix(
+      absl::string_view text) const override = 0;
 
  protected:
   // `strip`: the family strips the text's ends (all but M2M100).
@@ -54,6 +60,32 @@ class HfTokenizer : public Tokenizer {
   absl::flat_hash_set<int32_t> special_ids_;
   bool clean_up_;
   bool strip_;
+};
+
+// mbart, mbart50, nllb and m2m100: a source is its tokens (EncodeTargetPrefix)
+// framed by a source-language token and </s>: `language_first` (mbart50,
+// nllb, m2m100) src_lang tokens </s>, else (mbart, nllb's legacy_behaviour)
+// tokens </s> src_lang. The language is EncodeFrom's, else `default_source`
+// (tokenizer_config.json's src_lang).
+class MultilingualHfTokenizer : public HfTokenizer {
+ public:
+  absl::StatusOr<std::vector<int32_t>> EncodeFrom(
+      absl::string_view text, absl::string_view source_language) const final;
+  bool IsMultilingual() const final { return true; }
+
+ protected:
+  MultilingualHfTokenizer(absl::flat_hash_set<int32_t> special_ids,
+                          bool clean_up, bool strip, int32_t default_source,
+                          int32_t eos_id, bool language_first)
+      : HfTokenizer(std::move(special_ids), clean_up, strip),
+        default_source_(default_source),
+        eos_id_(eos_id),
+        language_first_(language_first) {}
+
+ private:
+  int32_t default_source_;
+  int32_t eos_id_;
+  bool language_first_;
 };
 
 // Python's str.strip() / rstrip(): Unicode whitespace as str.isspace() has it.

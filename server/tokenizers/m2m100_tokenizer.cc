@@ -1,7 +1,8 @@
 // M2M100, as transformers' M2M100Tokenizer: sentencepiece.bpe.model segments,
 // vocab.json gives each piece its id (<unk>'s when missing), and the language
 // tokens "__xx__" follow vocab.json (id = its number of entries + the code's
-// index). Sources are __src__ tokens </s>.
+// index). Sources are __src__ tokens </s>; a target prefix is the tokens
+// alone.
 
 #include <utility>
 
@@ -19,18 +20,19 @@ std::string LanguageToken(absl::string_view code) {
                                       : absl::StrCat("__", code, "__");
 }
 
-class M2m100Tokenizer : public HfTokenizer {
+class M2m100Tokenizer : public MultilingualHfTokenizer {
  public:
   M2m100Tokenizer(std::unique_ptr<SentencePieceModel> spm, JsonVocab vocab,
                   const std::vector<std::string>& languages,
                   int32_t default_source, absl::flat_hash_set<int32_t> special,
                   bool clean)
-      : HfTokenizer(std::move(special), clean, /*strip=*/false),
+      // The base is initialised before vocab_ takes `vocab`.
+      : MultilingualHfTokenizer(std::move(special), clean, /*strip=*/false,
+                                default_source, vocab.Find("</s>"),
+                                /*language_first=*/true),
         spm_(std::move(spm)),
         vocab_(std::move(vocab)),
-        default_source_(default_source),
-        unk_id_(vocab_.Find("<unk>")),
-        eos_id_(vocab_.Find("</s>")) {
+        unk_id_(vocab_.Find("<unk>")) {
     const int32_t first = static_cast<int32_t>(vocab_.ids.size());
     for (size_t i = 0; i < languages.size(); ++i) {
       const int32_t id = first + static_cast<int32_t>(i);
@@ -39,19 +41,11 @@ class M2m100Tokenizer : public HfTokenizer {
     }
   }
 
-  absl::StatusOr<std::vector<int32_t>> EncodeFrom(
-      absl::string_view text,
-      absl::string_view source_language) const override {
-    int32_t language = default_source_;
-    if (!source_language.empty()) {
-      absl::StatusOr<int32_t> id = LanguageId(source_language);
-      if (!id.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("source language: ", id.status().message()));
-      }
-      language = *id;
-    }
-    std::vector<int32_t> ids = {language};
+  // The source's tokens: the target side is __tgt__ tokens </s>, and a prefix
+  // has no special token.
+  absl::StatusOr<std::vector<int32_t>> EncodeTargetPrefix(
+      absl::string_view text) const override {
+    std::vector<int32_t> ids;
     for (const std::string& piece : spm_->EncodeAsPieces(text)) {
       if (auto it = language_ids_.find(piece); it != language_ids_.end()) {
         ids.push_back(it->second);
@@ -60,11 +54,8 @@ class M2m100Tokenizer : public HfTokenizer {
       const int32_t id = vocab_.Find(piece);
       ids.push_back(id < 0 ? unk_id_ : id);
     }
-    ids.push_back(eos_id_);
     return ids;
   }
-
-  bool IsMultilingual() const override { return true; }
 
   absl::StatusOr<int32_t> LanguageId(absl::string_view code) const override {
     auto it = language_ids_.find(LanguageToken(code));
@@ -97,9 +88,7 @@ class M2m100Tokenizer : public HfTokenizer {
   JsonVocab vocab_;
   absl::flat_hash_map<std::string, int32_t> language_ids_;
   absl::flat_hash_map<int32_t, std::string> language_tokens_;
-  int32_t default_source_;
   int32_t unk_id_;
-  int32_t eos_id_;
 };
 
 }  // namespace

@@ -1,8 +1,9 @@
 // Marian (OPUS-MT), as transformers' MarianTokenizer: source.spm segments the
 // source, each piece is looked up in vocab.json (<unk>'s id when missing), and
 // </s> follows. A target-language token such as ">>fr<<" at the very start of
-// the text is kept whole. Output ids go back through vocab.json (or
-// target_vocab.json with separate_vocabs) to pieces that target.spm joins.
+// the text is kept whole. A target prefix is segmented by target.spm and looked
+// up in vocab.json (target_vocab.json with separate_vocabs), without </s>.
+// Output ids go back through that vocabulary to pieces that target.spm joins.
 
 #include <optional>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "engine/quote_text.h"
+#include "engine/status_macros.h"
 #include "server/tokenizers/hf_tokenizer.h"
 
 namespace attnserve::server {
@@ -30,6 +32,7 @@ class MarianTokenizer : public HfTokenizer {
         target_vocab_(std::move(target_vocab)),
         special_tokens_(std::move(special_tokens)),
         unk_id_(vocab_.Find("<unk>")),
+        target_unk_id_(target_vocab_ ? target_vocab_->Find("<unk>") : unk_id_),
         eos_id_(vocab_.Find("</s>")) {}
 
   absl::StatusOr<std::vector<int32_t>> EncodeFrom(
@@ -41,19 +44,18 @@ class MarianTokenizer : public HfTokenizer {
           "it (a multilingual target takes \">>xx<<\" at the start of the "
           "text)");
     }
-    std::vector<int32_t> ids;
-    // remove_language_code: ">>" at the start, up to the first "<<".
-    if (absl::StartsWith(text, ">>")) {
-      if (size_t end = text.find("<<"); end != absl::string_view::npos) {
-        ids.push_back(Lookup(text.substr(0, end + 2)));
-        text.remove_prefix(end + 2);
-      }
-    }
-    for (const std::string& piece : source_spm_->EncodeAsPieces(text)) {
-      ids.push_back(Lookup(piece));
-    }
+    ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                     Segment(text, *source_spm_, vocab_, unk_id_));
     ids.push_back(eos_id_);
     return ids;
+  }
+
+  // transformers' target mode: target.spm, and target_vocab.json's ids with
+  // separate_vocabs.
+  absl::StatusOr<std::vector<int32_t>> EncodeTargetPrefix(
+      absl::string_view text) const override {
+    return Segment(text, *target_spm_, target_vocab_ ? *target_vocab_ : vocab_,
+                   target_unk_id_);
   }
 
   absl::StatusOr<int32_t> LanguageId(absl::string_view code) const override {
@@ -98,9 +100,36 @@ class MarianTokenizer : public HfTokenizer {
   }
 
  private:
-  int32_t Lookup(absl::string_view piece) const {
-    const int32_t id = vocab_.Find(piece);
-    return id < 0 ? unk_id_ : id;
+  // _tokenize and _convert_token_to_id of either side: a ">>xx<<" at the
+  // start (remove_language_code: ">>" up to the first "<<") kept whole, the
+  // rest segmented by `spm`, each token looked up in `vocab` (`unk_id` when
+  // missing; -1: the vocabulary has no <unk>, where Python would raise).
+  absl::StatusOr<std::vector<int32_t>> Segment(absl::string_view text,
+                                               const SentencePieceModel& spm,
+                                               const JsonVocab& vocab,
+                                               int32_t unk_id) const {
+    std::vector<std::string> tokens;
+    if (absl::StartsWith(text, ">>")) {
+      if (size_t end = text.find("<<"); end != absl::string_view::npos) {
+        tokens.emplace_back(text.substr(0, end + 2));
+        text.remove_prefix(end + 2);
+      }
+    }
+    for (std::string& piece : spm.EncodeAsPieces(text)) {
+      tokens.push_back(std::move(piece));
+    }
+    std::vector<int32_t> ids;
+    ids.reserve(tokens.size());
+    for (const std::string& token : tokens) {
+      const int32_t id = vocab.Find(token);
+      if (id < 0 && unk_id < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the token ", engine::QuoteText(token),
+            " is not in target_vocab.json, which has no \"<unk>\""));
+      }
+      ids.push_back(id < 0 ? unk_id : id);
+    }
+    return ids;
   }
 
   std::unique_ptr<SentencePieceModel> source_spm_;
@@ -109,6 +138,7 @@ class MarianTokenizer : public HfTokenizer {
   std::optional<JsonVocab> target_vocab_;
   absl::flat_hash_set<std::string> special_tokens_;
   int32_t unk_id_;
+  int32_t target_unk_id_;  // -1 when target_vocab.json has no <unk>
   int32_t eos_id_;
 };
 

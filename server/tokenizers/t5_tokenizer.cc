@@ -1,11 +1,12 @@
 // T5's tokenizer (transformers' T5Tokenizer, legacy mode), also the plain
-// "sentencepiece" family: the SentencePiece ids, then </s>; the sentinels
-// <extra_id_0> ... <extra_id_{N-1}> are the N ids after the model's pieces, in
-// reverse (<extra_id_0> is the last id).
+// "sentencepiece" family: the SentencePiece ids, then </s> (a target prefix:
+// the ids alone); the sentinels <extra_id_0> ... <extra_id_{N-1}> are the N
+// ids after the model's pieces, in reverse (<extra_id_0> is the last id).
 
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/status_macros.h"
 #include "server/tokenizers/hf_tokenizer.h"
 
 namespace attnserve::server {
@@ -28,9 +29,15 @@ class T5Tokenizer : public HfTokenizer {
           "this model's tokenizer (T5 / SentencePiece) has no source "
           "languages");
     }
-    std::vector<int32_t> ids = spm_->Encode(text);
+    ASSIGN_OR_RETURN(std::vector<int32_t> ids, EncodeTargetPrefix(text));
     ids.push_back(eos_id_);
     return ids;
+  }
+
+  // One SentencePiece for both sides; only </s> is special.
+  absl::StatusOr<std::vector<int32_t>> EncodeTargetPrefix(
+      absl::string_view text) const override {
+    return spm_->Encode(text);
   }
 
  protected:

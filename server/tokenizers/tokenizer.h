@@ -15,7 +15,8 @@
 // gets the whitespace tokenizer; without either, ids only.
 //   "sentencepiece" (T5), "marian", "mbart", "mbart50", "nllb", "m2m100",
 //                 "bart": the ids Hugging Face's Python tokenizers give,
-//                 special tokens (</s>, language codes) included.
+//                 special tokens (</s>, language codes) included (and,
+//                 without any, the target side: EncodeTargetPrefix).
 //
 // A character or word missing from the vocabulary is an error naming it (the
 // server answers INVALID_ARGUMENT); nothing is silently dropped. Decoding skips
@@ -49,6 +50,19 @@ class Tokenizer {
   // tokenizer would otherwise start the text with a space.)
   virtual std::string Decode(absl::Span<const int32_t> ids,
                              bool continues = false) const = 0;
+
+  // Target-side ids for `text`, with no special token at all (no EOS, BOS or
+  // language code): the tokens a decoder prefix is forced through, as Hugging
+  // Face encodes it with tokenizer(text_target=text, add_special_tokens=False).
+  // Marian segments with target.spm and, with separate_vocabs, looks the
+  // pieces up in target_vocab.json; the other Hugging Face families segment
+  // as their Encode does and leave out its special tokens. The default is
+  // Encode, which for the char and whitespace tokenizers adds nothing.
+  // INVALID_ARGUMENT as Encode's errors; an empty result is not an error.
+  virtual absl::StatusOr<std::vector<int32_t>> EncodeTargetPrefix(
+      absl::string_view text) const {
+    return Encode(text);
+  }
 
   // Whether Encode gives the whole source, its special tokens included (the
   // Hugging Face families append </s> and language codes themselves); then

@@ -241,7 +241,7 @@ void CheckLanguages(const v1::GenerateRequest& request,
   std::vector<int32_t> own(request.target_prefix().begin(),
                            request.target_prefix().end());
   if (!request.target_prefix_text().empty()) {
-    own = *tokenizer->Encode(request.target_prefix_text());
+    own = *tokenizer->EncodeTargetPrefix(request.target_prefix_text());
   }
   if (request.target_language().empty()) {
     FUZZ_CHECK(item.decode.target_prefix == own, "the prefix changed");

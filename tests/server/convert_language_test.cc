@@ -1,14 +1,18 @@
-// GenerateRequest's source_language and target_language (server/convert.h)
-// with the Hugging Face tokenizer directories of tests/data/hf_tokenizers/,
-// whose ids golden.json holds (scripts/make_hf_tokenizer_golden.py).
+// GenerateRequest's source_language, target_language and target_prefix_text
+// (server/convert.h) with the Hugging Face tokenizer directories of
+// tests/data/hf_tokenizers/, whose ids golden.json holds
+// (scripts/make_hf_tokenizer_golden.py).
 
 #include <cstdint>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "server/convert.h"
 #include "server/tokenizers/tokenizer.h"
 
@@ -161,21 +165,79 @@ TEST(TargetLanguageTest, GoesBeforeTheRequestsPrefix) {
   EXPECT_EQ(item->decode.target_prefix, (std::vector<int32_t>{457, 300, 301}));
 }
 
-// Their Encode frames a source (EOS, the source language), so a prefix text
-// would force those tokens: refused, naming the field and the alternative.
-TEST(TargetPrefixTextTest, IsRefusedForTheHuggingFaceTokenizers) {
-  for (const char* family : {"nllb", "t5", "marian", "bart"}) {
-    SCOPED_TRACE(family);
-    std::unique_ptr<Tokenizer> tokenizer = Load(family);
-    ASSERT_NE(tokenizer, nullptr);
-    v1::GenerateRequest request = Ids({5, 6, 2});
-    request.set_target_prefix_text("hello");
+// golden.json's target-side ids of `text` (no special tokens; Marian's
+// target.spm), which scripts/make_hf_tokenizer_golden.py writes.
+std::vector<int32_t> GoldenTargetPrefix(const std::string& family,
+                                        const std::string& text) {
+  std::ifstream in(std::string(ATTNSERVE_SOURCE_DIR) +
+                       "/tests/data/hf_tokenizers/" + family + "/golden.json",
+                   std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const nlohmann::json golden =
+      nlohmann::json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  if (golden.is_object() && golden.contains("target_prefix")) {
+    for (const nlohmann::json& c : golden["target_prefix"]) {
+      if (c["text"] == text) return c["ids"].get<std::vector<int32_t>>();
+    }
+  }
+  ADD_FAILURE() << family << "/golden.json has no target_prefix for " << text;
+  return {};
+}
+
+class TargetPrefixTextTest : public ::testing::TestWithParam<std::string> {};
+
+// The text's target side, no special token, after the model's forced BOS (a
+// text cannot name it): exactly what the same request with those ids forces.
+TEST_P(TargetPrefixTextTest, IsTheTargetSideAfterTheForcedBos) {
+  std::unique_ptr<Tokenizer> tokenizer = Load(GetParam());
+  ASSERT_NE(tokenizer, nullptr);
+  for (const std::string text : {"hello world", "Größe für Mädchen"}) {
+    SCOPED_TRACE(text);
+    const std::vector<int32_t> golden = GoldenTargetPrefix(GetParam(), text);
+    ASSERT_FALSE(golden.empty());
+    v1::GenerateRequest request = Ids({5, 6, 7});
+    request.set_target_prefix_text(text);
     absl::StatusOr<WorkItem> item =
         ToWorkItem(request, Limits(), Model(), tokenizer.get());
-    EXPECT_EQ(item.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(item.status().message()),
-                ::testing::HasSubstr("target_prefix_text is not supported"));
+    ASSERT_TRUE(item.ok()) << item.status();
+    std::vector<int32_t> expected = {404};  // Model()'s forced_bos_id
+    expected.insert(expected.end(), golden.begin(), golden.end());
+    EXPECT_EQ(item->decode.target_prefix, expected);
+
+    v1::GenerateRequest by_ids = Ids({5, 6, 7});
+    by_ids.mutable_target_prefix()->Add(expected.begin(), expected.end());
+    absl::StatusOr<WorkItem> ids_item =
+        ToWorkItem(by_ids, Limits(), Model(), tokenizer.get());
+    ASSERT_TRUE(ids_item.ok()) << ids_item.status();
+    EXPECT_EQ(ids_item->decode.target_prefix, item->decode.target_prefix);
+
+    // A model that forces no BOS: the text's tokens alone.
+    ModelInfo plain = Model();
+    plain.generation.forced_bos_id = -1;
+    item = ToWorkItem(request, Limits(), plain, tokenizer.get());
+    ASSERT_TRUE(item.ok()) << item.status();
+    EXPECT_EQ(item->decode.target_prefix, golden);
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, TargetPrefixTextTest,
+                         ::testing::Values("t5", "marian", "marian_separate",
+                                           "mbart", "mbart50", "nllb",
+                                           "nllb_legacy", "m2m100", "bart"));
+
+// target_language's token comes first, in place of the forced BOS, for text
+// as for ids.
+TEST(TargetPrefixTextTest, FollowsTheTargetLanguage) {
+  std::unique_ptr<Tokenizer> tokenizer = Load("nllb");
+  ASSERT_NE(tokenizer, nullptr);
+  v1::GenerateRequest request = Text("hello world");
+  request.set_target_language("zul_Latn");
+  request.set_target_prefix_text("hello world");
+  absl::StatusOr<WorkItem> item =
+      ToWorkItem(request, Limits(), Model(), tokenizer.get());
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.target_prefix, (std::vector<int32_t>{602, 256, 237}));
 }
 
 TEST(TargetLanguageTest, BothLanguagesTogether) {
@@ -241,6 +303,20 @@ std::vector<BadCase> BadCases() {
   add("TargetLanguageAndPrefixTooLong", "nllb", r,
       {"target_language and target_prefix make 11 tokens",
        "max_new_tokens is 10"});
+
+  // Five times "hello world" is 10 tokens, and the forced BOS one more.
+  r = Ids({5, 6});
+  r.set_target_prefix_text(
+      "hello world hello world hello world hello world hello world");
+  add("ForcedBosAndPrefixTextTooLong", "nllb", r,
+      {"the forced BOS (forced_bos_token_id) and target_prefix_text make 11 "
+       "tokens",
+       "max_new_tokens is 10"});
+  r.set_target_prefix_text(" \t ");
+  add("PrefixTextOfNoTokens", "nllb", r,
+      {"target_prefix_text encodes to no tokens"});
+  add("PrefixTextOfNoTokensT5", "t5", r,
+      {"target_prefix_text encodes to no tokens"});
   return cases;
 }
 

@@ -433,11 +433,18 @@ TEST(ConvertGenerationTest, TargetPrefixTextGoesThroughTheTokenizer) {
   CharTokenizer tokenizer;
   v1::GenerateRequest request = Ids({3});
   request.set_target_prefix_text("ab");
-  // No EOS appended, even when the model appends one to sources.
+  // No EOS appended, even when the model appends one to sources; the model's
+  // forced BOS (7) stays first, which a text cannot name.
   ModelInfo model = ModelWithGeneration();
   model.config.add_eos_to_source = true;
   absl::StatusOr<WorkItem> item =
       ToWorkItem(request, Limits(), model, &tokenizer);
+  ASSERT_TRUE(item.ok()) << item.status();
+  EXPECT_EQ(item->decode.target_prefix,
+            (std::vector<int32_t>{7, 'a' % 40 + 3, 'b' % 40 + 3}));
+  // Without a forced BOS, the text's tokens alone.
+  model.generation.forced_bos_id = -1;
+  item = ToWorkItem(request, Limits(), model, &tokenizer);
   ASSERT_TRUE(item.ok()) << item.status();
   EXPECT_EQ(item->decode.target_prefix,
             (std::vector<int32_t>{'a' % 40 + 3, 'b' % 40 + 3}));
@@ -475,7 +482,9 @@ TEST(ConvertGenerationTest, BadTargetPrefixesNameTheField) {
       {[](v1::GenerateRequest& r) {
          r.set_target_prefix_text(std::string(11, 'a'));
        },
-       true, "target_prefix_text has 11 tokens; max_new_tokens is 10"},
+       true,
+       "the forced BOS (forced_bos_token_id) and target_prefix_text make 12 "
+       "tokens; max_new_tokens is 10"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.message);

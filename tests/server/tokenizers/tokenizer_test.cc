@@ -90,6 +90,25 @@ TEST_F(TokenizerTest, WhitespaceByDefaultWhenVocabPresent) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("word \"there\""));
 }
 
+// Their Encode adds no special token, so a target prefix (a request's
+// target_prefix_text) is encoded the same way, errors included.
+TEST_F(TokenizerTest, TargetPrefixIsTheEncodingForCharAndWhitespace) {
+  auto chars = Load(kCharConfig, kCharVocab);
+  ASSERT_TRUE(chars);
+  EXPECT_FALSE(chars->EncodesSpecialTokens());
+  auto ids = chars->EncodeTargetPrefix("ab \xC3\xA9");
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_THAT(*ids, ElementsAre(4, 5, 3, 6));
+  EXPECT_THAT(std::string(chars->EncodeTargetPrefix("az").status().message()),
+              HasSubstr("'z' (U+007A) at position 1"));
+  auto words = Load(R"({"vocab_size": 6})", "<pad>\n<s>\n</s>\nhello\nworld\n");
+  ASSERT_TRUE(words);
+  EXPECT_FALSE(words->EncodesSpecialTokens());
+  ids = words->EncodeTargetPrefix(" world hello");
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_THAT(*ids, ElementsAre(4, 3));
+}
+
 TEST_F(TokenizerTest, NoVocabMeansNoTokenizer) {
   Write("config.json", R"({"vocab_size": 6})");
   auto t = LoadTokenizer(dir_.path());
