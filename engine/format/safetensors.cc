@@ -6,7 +6,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/format/half_float.h"
 #include "engine/format/json_util.h"
 #include "engine/status_macros.h"
 
@@ -289,24 +288,12 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
   if (tensor.empty()) return tensor;
   const uint64_t offset = data_start_ + info.begin;
   const std::string what = absl::StrCat("tensor \"", info.name, "\"");
-  if (info.dtype == DType::kF32) {
-    RETURN_IF_ERROR(file_->ReadAt(offset, *bytes, tensor.data(), what));
-    return tensor;
-  }
-
-  // Widen through a bounded buffer rather than a second full-size copy.
-  float (*widen)(uint16_t) =
-      info.dtype == DType::kF16 ? HalfToFloat : BFloat16ToFloat;
-  const uint64_t elements = static_cast<uint64_t>(tensor.size());
-  std::vector<uint16_t> buffer(std::min<uint64_t>(elements, 1 << 16));
-  float* out = tensor.data();
-  for (uint64_t done = 0; done < elements;) {
-    const uint64_t n = std::min<uint64_t>(elements - done, buffer.size());
-    RETURN_IF_ERROR(file_->ReadAt(offset + done * sizeof(uint16_t),
-                                  n * sizeof(uint16_t), buffer.data(), what));
-    for (uint64_t i = 0; i < n; ++i) out[done + i] = widen(buffer[i]);
-    done += n;
-  }
+  RETURN_IF_ERROR(ReadStoredFloats(
+      info.dtype,
+      [&](uint64_t at, uint64_t size, void* out) {
+        return file_->ReadAt(offset + at, size, out, what);
+      },
+      &tensor));
   return tensor;
 }
 

@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/format/file_reader.h"
-#include "engine/format/half_float.h"
 #include "engine/format/pickle_reader.h"
 #include "engine/format/zip_archive.h"
 #include "engine/quote_text.h"
@@ -417,24 +416,12 @@ absl::StatusOr<Tensor> TorchCheckpoint::ReadF32(const TensorInfo& info) const {
         bytes / ElementSize(info.dtype) * sizeof(float), " bytes"));
   }
   if (tensor.empty()) return tensor;
-  if (info.dtype == DType::kF32) {
-    RETURN_IF_ERROR(
-        zip_->Read(storage, info.begin, bytes, tensor.data(), named));
-    return tensor;
-  }
-  // Widen through a bounded buffer rather than a second full-size copy.
-  float (*widen)(uint16_t) =
-      info.dtype == DType::kF16 ? HalfToFloat : BFloat16ToFloat;
-  const uint64_t elements = static_cast<uint64_t>(tensor.size());
-  std::vector<uint16_t> buffer(std::min<uint64_t>(elements, 1 << 16));
-  float* out = tensor.data();
-  for (uint64_t done = 0; done < elements;) {
-    const uint64_t n = std::min<uint64_t>(elements - done, buffer.size());
-    RETURN_IF_ERROR(zip_->Read(storage, info.begin + done * sizeof(uint16_t),
-                               n * sizeof(uint16_t), buffer.data(), named));
-    for (uint64_t i = 0; i < n; ++i) out[done + i] = widen(buffer[i]);
-    done += n;
-  }
+  RETURN_IF_ERROR(ReadStoredFloats(
+      info.dtype,
+      [&](uint64_t at, uint64_t size, void* out) {
+        return zip_->Read(storage, info.begin + at, size, out, named);
+      },
+      &tensor));
   return tensor;
 }
 
