@@ -125,7 +125,7 @@ absl::StatusOr<HfModelConfig> ParseHfBartConfig(ConfigReader& r,
     }
   }
 
-  // Ids: range-checked against vocab_size by CheckModelConfig below.
+  // Ids: range-checked against vocab_size by FinishHfConfig below.
   c.pad_id = family->pad_id;
   c.eos_id = family->eos_id;
   int decoder_start = family->decoder_start_id;

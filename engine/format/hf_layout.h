@@ -69,8 +69,9 @@ absl::StatusOr<ModelWeights> LoadHfT5Weights(const TensorSource& source,
 // What the families share.
 
 // pad_token_id, eos_token_id and decoder_start_token_id, each an integer in
-// [0, kMaxVocab] or a list whose first is taken; each out-parameter holds
-// the family's default and is left so when its key is absent or null.
+// [0, kMaxVocab] (config_reader.h) or a list whose first is taken; each
+// out-parameter holds the family's default and is left so when its key is
+// absent or null.
 absl::Status ReadHfTokenIds(ConfigReader& r, int* pad_id, int* eos_id,
                             int* decoder_start_id);
 

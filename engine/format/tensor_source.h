@@ -56,10 +56,11 @@ using StoredBytesReader =
 
 // The part of ReadF32 that every container shares, once the container has
 // checked the tensor and allocated `tensor` to its stored shape: fills
-// `tensor` from its elements stored as `dtype` through `read`. F32 is read
-// straight into the tensor; F16 and BF16 are widened through a bounded buffer
-// rather than a second full-size copy. Returns `read`'s first error, or
-// INTERNAL for any other dtype (the container refuses those first).
+// `tensor` from its elements stored as `dtype` through `read`, little-endian
+// bytes taken without swapping (each container asserts a little-endian
+// host). F32 is read straight into the tensor; F16 and BF16 are widened through
+// a bounded buffer rather than a second full-size copy. Returns `read`'s first
+// error, or INTERNAL for any other dtype (the container refuses those first).
 absl::Status ReadStoredFloats(DType dtype, StoredBytesReader read,
                               Tensor* tensor);
 
