@@ -119,6 +119,30 @@ BeamSettings MakeBeamSettings(const DecodeOptions& options,
 
 namespace {
 
+// `c` ending its parent's path: by EOS (the EOS token is kept apart from the
+// ids) or by length (the token is the path's last). `generated` tokens count
+// for the length penalty, the EOS included.
+FinishedHypothesis FinishCandidate(const BeamSettings& settings,
+                                   const BeamPath& parent,
+                                   const BeamCandidate& c, bool eos,
+                                   int generated) {
+  FinishedHypothesis f;
+  f.ids = parent.ids;
+  f.log_probs = parent.log_probs;
+  if (eos) {
+    f.finish_reason = FinishReason::kEos;
+    f.eos_id = c.token;
+    f.eos_log_prob = c.log_prob;
+  } else {
+    f.finish_reason = FinishReason::kLength;
+    f.ids.push_back(c.token);
+    f.log_probs.push_back(c.log_prob);
+  }
+  f.score =
+      LengthPenalisedScore(c.cum_log_prob, generated, settings.length_penalty);
+  return f;
+}
+
 // Every live path finished by length, best first: the answer when no candidate
 // was ever finite.
 void FinishByLength(const BeamSettings& settings,
@@ -148,22 +172,8 @@ BeamStepOutcome LegacyBeamSearchStep(
   const size_t beam = static_cast<size_t>(settings.beam_size);
   const int generated = step + 1;
   auto finish = [&](const BeamCandidate& c, bool eos) {
-    const BeamPath& parent = live[c.hypothesis];
-    FinishedHypothesis f;
-    f.ids = parent.ids;
-    f.log_probs = parent.log_probs;
-    if (eos) {
-      f.finish_reason = FinishReason::kEos;
-      f.eos_id = c.token;
-      f.eos_log_prob = c.log_prob;
-    } else {
-      f.finish_reason = FinishReason::kLength;
-      f.ids.push_back(c.token);
-      f.log_probs.push_back(c.log_prob);
-    }
-    f.score = LengthPenalisedScore(c.cum_log_prob, generated,
-                                   settings.length_penalty);
-    finished->push_back(std::move(f));
+    finished->push_back(
+        FinishCandidate(settings, live[c.hypothesis], c, eos, generated));
   };
   BeamStepOutcome out;
   for (const BeamCandidate& c : candidates) {
@@ -222,22 +232,8 @@ BeamStepOutcome BeamSearchStep(
                                         settings.eos_ids.end(), c.token);
     if (eos || last) {
       if (rank >= beam) continue;  // only the top B of the K may finish
-      const BeamPath& parent = live[c.hypothesis];
-      FinishedHypothesis f;
-      f.ids = parent.ids;
-      f.log_probs = parent.log_probs;
-      if (eos) {
-        f.finish_reason = FinishReason::kEos;
-        f.eos_id = c.token;
-        f.eos_log_prob = c.log_prob;
-      } else {
-        f.finish_reason = FinishReason::kLength;
-        f.ids.push_back(c.token);
-        f.log_probs.push_back(c.log_prob);
-      }
-      f.score = LengthPenalisedScore(c.cum_log_prob, generated,
-                                     settings.length_penalty);
-      hits.push_back(std::move(f));
+      hits.push_back(
+          FinishCandidate(settings, live[c.hypothesis], c, eos, generated));
     } else if (out.children.size() < beam) {
       out.children.push_back(c);
     }

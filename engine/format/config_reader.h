@@ -19,6 +19,23 @@
 
 namespace attnserve::engine {
 
+// Upper bounds on a model config's sizes, the same for every layout
+// (model_config.cc and the Hugging Face layouts). The formats set none, but
+// every size ends up in an allocation (weights, KV caches, position tables), so
+// a hostile or mistyped config must fail here with a message naming the key
+// rather than as an out-of-memory later. They sit far above anything this CPU
+// server can usefully run:
+//   d_model, ffn_dim, num_heads    <= 65536
+//   vocab_size, token ids          <= 4M (1 << 22)
+//   encoder_layers, decoder_layers in [1, 256]
+//   max_positions                  in [2, 1 << 20]
+//   relative_attention_num_buckets <= 4096 (T5 uses 32)
+inline constexpr int64_t kMaxWidth = 65536;
+inline constexpr int64_t kMaxVocab = int64_t{1} << 22;
+inline constexpr int64_t kMaxLayers = 256;
+inline constexpr int64_t kMaxPositions = int64_t{1} << 20;
+inline constexpr int64_t kMaxBuckets = 4096;
+
 template <typename E>
 struct EnumName {
   E value;

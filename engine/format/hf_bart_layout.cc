@@ -9,20 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "engine/format/config_reader.h"
 #include "engine/format/hf_layout.h"
-#include "engine/format/json_util.h"
 #include "engine/format/weight_plan.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {
 namespace {
-
-using Json = nlohmann::json;
-
-// The same guards as the attnserve format's (model_config.cc).
-constexpr int64_t kMaxWidth = 65536;
-constexpr int64_t kMaxVocab = int64_t{1} << 22;
-constexpr int64_t kMaxLayers = 256;
-constexpr int64_t kMaxPositions = int64_t{1} << 20;
 
 // What HF's config class assumes when a key is absent (BartConfig,
 // MBartConfig, MarianConfig, M2M100Config), and what HF fixes per model_type
@@ -76,7 +67,7 @@ absl::Status RequireEqual(ConfigReader& reader, const char* key, int value,
 
 }  // namespace
 
-absl::StatusOr<HfModelConfig> ParseHfBartConfig(absl::string_view config_json,
+absl::StatusOr<HfModelConfig> ParseHfBartConfig(ConfigReader& r,
                                                 absl::string_view model_type) {
   const Family* family = FindFamily(model_type);
   if (family == nullptr) {
@@ -84,13 +75,6 @@ absl::StatusOr<HfModelConfig> ParseHfBartConfig(absl::string_view config_json,
         absl::StrCat("config.json: \"model_type\" = \"", model_type,
                      "\" is not a BART-family model"));
   }
-  ASSIGN_OR_RETURN(const Json root, ParseJson(config_json, "config.json"));
-  if (!root.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.json: top level must be a JSON object, got ",
-                     JsonSnippet(root)));
-  }
-  ConfigReader r(root, "config.json");
   HfModelConfig hf;
   hf.model_type = family->model_type;
   hf.layout = absl::StrCat("hf-", family->model_type);
@@ -141,16 +125,11 @@ absl::StatusOr<HfModelConfig> ParseHfBartConfig(absl::string_view config_json,
     }
   }
 
-  // Ids: range-checked against vocab_size by CheckModelConfig below.
+  // Ids: range-checked against vocab_size by FinishHfConfig below.
   c.pad_id = family->pad_id;
-  RETURN_IF_ERROR(
-      r.OptionalIntOrFirst("pad_token_id", 0, kMaxVocab, &c.pad_id));
   c.eos_id = family->eos_id;
-  RETURN_IF_ERROR(
-      r.OptionalIntOrFirst("eos_token_id", 0, kMaxVocab, &c.eos_id));
   int decoder_start = family->decoder_start_id;
-  RETURN_IF_ERROR(r.OptionalIntOrFirst("decoder_start_token_id", 0, kMaxVocab,
-                                       &decoder_start));
+  RETURN_IF_ERROR(ReadHfTokenIds(r, &c.pad_id, &c.eos_id, &decoder_start));
   c.bos_id = family->bos_id;
   RETURN_IF_ERROR(
       r.OptionalIntOrFirst("bos_token_id", 0, kMaxVocab, &c.bos_id));
@@ -176,23 +155,14 @@ absl::StatusOr<HfModelConfig> ParseHfBartConfig(absl::string_view config_json,
     c.position_offset = c.pad_id + 1;
   }
 
-  ConfigKeyNames keys;
+  ConfigKeyNames keys = HfKeyNames();
   keys.num_heads = "encoder_attention_heads";
-  keys.pad_id = "pad_token_id";
   keys.bos_id = "bos_token_id";
-  keys.eos_id = "eos_token_id";
-  keys.decoder_start_id = "decoder_start_token_id";
   keys.position_offset = "pad_token_id";
-  RETURN_IF_ERROR(CheckModelConfig(c, keys));
-
-  GenerationConfig& g = hf.generation_defaults;
-  g.decoder_start_id = c.decoder_start_id;
-  g.eos_ids = {c.eos_id};
-  g.pad_id = c.pad_id;
+  RETURN_IF_ERROR(FinishHfConfig(keys, &hf));
   if (family->forced_eos_id >= 0 && family->forced_eos_id < c.vocab_size) {
-    g.forced_eos_ids = {family->forced_eos_id};
+    hf.generation_defaults.forced_eos_ids = {family->forced_eos_id};
   }
-  g.max_length = 20;  // transformers' GenerationConfig default
   return hf;
 }
 

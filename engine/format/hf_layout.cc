@@ -23,9 +23,9 @@ absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view config_json) {
   RETURN_IF_ERROR(reader.RequiredString("model_type", &model_type));
   if (model_type == "bart" || model_type == "mbart" || model_type == "marian" ||
       model_type == "m2m100") {
-    return ParseHfBartConfig(config_json, model_type);
+    return ParseHfBartConfig(reader, model_type);
   }
-  if (model_type == "t5") return ParseHfT5Config(config_json);
+  if (model_type == "t5") return ParseHfT5Config(reader);
   return reader.KeyError(
       "model_type",
       absl::StrCat("= \"", model_type,
@@ -45,6 +45,33 @@ absl::StatusOr<Activation> HfActivation(absl::string_view key,
       "config.json: \"", key, "\" = \"", name,
       "\" is not supported (supported: \"relu\", \"gelu\", \"gelu_new\", "
       "\"gelu_pytorch_tanh\", \"swish\", \"silu\")"));
+}
+
+absl::Status ReadHfTokenIds(ConfigReader& r, int* pad_id, int* eos_id,
+                            int* decoder_start_id) {
+  RETURN_IF_ERROR(r.OptionalIntOrFirst("pad_token_id", 0, kMaxVocab, pad_id));
+  RETURN_IF_ERROR(r.OptionalIntOrFirst("eos_token_id", 0, kMaxVocab, eos_id));
+  return r.OptionalIntOrFirst("decoder_start_token_id", 0, kMaxVocab,
+                              decoder_start_id);
+}
+
+ConfigKeyNames HfKeyNames() {
+  ConfigKeyNames keys;
+  keys.pad_id = "pad_token_id";
+  keys.eos_id = "eos_token_id";
+  keys.decoder_start_id = "decoder_start_token_id";
+  return keys;
+}
+
+absl::Status FinishHfConfig(const ConfigKeyNames& keys, HfModelConfig* hf) {
+  const ModelConfig& c = hf->config;
+  RETURN_IF_ERROR(CheckModelConfig(c, keys));
+  GenerationConfig& g = hf->generation_defaults;
+  g.decoder_start_id = c.decoder_start_id;
+  g.eos_ids = {c.eos_id};
+  g.pad_id = c.pad_id;
+  g.max_length = 20;  // transformers' GenerationConfig default
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ModelWeights> LoadHfWeights(const TensorSource& source,

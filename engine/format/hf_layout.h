@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/format/generation_config.h"
@@ -17,6 +18,8 @@
 #include "engine/format/tensor_source.h"
 
 namespace attnserve::engine {
+
+class ConfigReader;  // config_reader.h (engine-internal: includes nlohmann)
 
 struct HfModelConfig {
   std::string model_type;  // "bart", "mbart", "marian", "m2m100", "t5"
@@ -53,13 +56,34 @@ absl::StatusOr<Activation> HfActivation(absl::string_view key,
                                         absl::string_view name);
 
 // The two families (hf_bart_layout.cc, hf_t5_layout.cc); ParseHfConfig and
-// LoadHfWeights dispatch on model_type.
-absl::StatusOr<HfModelConfig> ParseHfBartConfig(absl::string_view config_json,
+// LoadHfWeights dispatch on model_type. `r` reads config.json's top-level
+// object (ParseHfConfig has parsed it and read "model_type").
+absl::StatusOr<HfModelConfig> ParseHfBartConfig(ConfigReader& r,
                                                 absl::string_view model_type);
 absl::StatusOr<ModelWeights> LoadHfBartWeights(const TensorSource& source,
                                                HfModelConfig* hf);
-absl::StatusOr<HfModelConfig> ParseHfT5Config(absl::string_view config_json);
+absl::StatusOr<HfModelConfig> ParseHfT5Config(ConfigReader& r);
 absl::StatusOr<ModelWeights> LoadHfT5Weights(const TensorSource& source,
                                              HfModelConfig* hf);
+
+// What the families share.
+
+// pad_token_id, eos_token_id and decoder_start_token_id, each an integer in
+// [0, kMaxVocab] (config_reader.h) or a list whose first is taken; each
+// out-parameter holds the family's default and is left so when its key is
+// absent or null.
+absl::Status ReadHfTokenIds(ConfigReader& r, int* pad_id, int* eos_id,
+                            int* decoder_start_id);
+
+// ConfigKeyNames with the names every family gives the token ids
+// (pad_token_id, eos_token_id, decoder_start_token_id); a family sets the
+// rest.
+ConfigKeyNames HfKeyNames();
+
+// The last step of every family's parse, once hf->config is filled in:
+// CheckModelConfig (its errors name the keys as `keys` does), then
+// hf->generation_defaults from the config's ids (decoder start, EOS, pad)
+// and transformers' max_length of 20.
+absl::Status FinishHfConfig(const ConfigKeyNames& keys, HfModelConfig* hf);
 
 }  // namespace attnserve::engine

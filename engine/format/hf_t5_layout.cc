@@ -12,20 +12,11 @@
 #include "absl/strings/str_split.h"
 #include "engine/format/config_reader.h"
 #include "engine/format/hf_layout.h"
-#include "engine/format/json_util.h"
 #include "engine/format/weight_plan.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {
 namespace {
-
-using Json = nlohmann::json;
-
-constexpr int64_t kMaxWidth = 65536;
-constexpr int64_t kMaxVocab = int64_t{1} << 22;
-constexpr int64_t kMaxLayers = 256;
-constexpr int64_t kMaxPositions = int64_t{1} << 20;
-constexpr int64_t kMaxBuckets = 4096;
 
 // feed_forward_proj: "ACT" or "gated-ACT" (T5Config's parsing); "gated-gelu"
 // means gelu_new, HF's special case for T5 v1.1.
@@ -58,14 +49,7 @@ absl::Status ParseFeedForward(ConfigReader& r, const std::string& value,
 
 }  // namespace
 
-absl::StatusOr<HfModelConfig> ParseHfT5Config(absl::string_view config_json) {
-  ASSIGN_OR_RETURN(const Json root, ParseJson(config_json, "config.json"));
-  if (!root.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config.json: top level must be a JSON object, got ",
-                     JsonSnippet(root)));
-  }
-  ConfigReader r(root, "config.json");
+absl::StatusOr<HfModelConfig> ParseHfT5Config(ConfigReader& r) {
   HfModelConfig hf;
   hf.model_type = "t5";
   hf.layout = "hf-t5";
@@ -107,14 +91,9 @@ absl::StatusOr<HfModelConfig> ParseHfT5Config(absl::string_view config_json) {
       r.OptionalInt("n_positions", 2, kMaxPositions, &c.max_positions));
 
   c.pad_id = 0;
-  RETURN_IF_ERROR(
-      r.OptionalIntOrFirst("pad_token_id", 0, kMaxVocab, &c.pad_id));
   c.eos_id = 1;
-  RETURN_IF_ERROR(
-      r.OptionalIntOrFirst("eos_token_id", 0, kMaxVocab, &c.eos_id));
   c.decoder_start_id = 0;
-  RETURN_IF_ERROR(r.OptionalIntOrFirst("decoder_start_token_id", 0, kMaxVocab,
-                                       &c.decoder_start_id));
+  RETURN_IF_ERROR(ReadHfTokenIds(r, &c.pad_id, &c.eos_id, &c.decoder_start_id));
   c.bos_id = c.decoder_start_id;  // T5 has no BOS token
 
   // Fixed by the architecture, whatever the file says.
@@ -131,19 +110,10 @@ absl::StatusOr<HfModelConfig> ParseHfT5Config(absl::string_view config_json) {
                        ? static_cast<float>(1.0 / std::sqrt(c.d_model))
                        : 1.0f;
 
-  ConfigKeyNames keys;
+  ConfigKeyNames keys = HfKeyNames();
   keys.attention_head_dim = "d_kv";
-  keys.pad_id = "pad_token_id";
   keys.bos_id = "decoder_start_token_id";
-  keys.eos_id = "eos_token_id";
-  keys.decoder_start_id = "decoder_start_token_id";
-  RETURN_IF_ERROR(CheckModelConfig(c, keys));
-
-  GenerationConfig& g = hf.generation_defaults;
-  g.decoder_start_id = c.decoder_start_id;
-  g.eos_ids = {c.eos_id};
-  g.pad_id = c.pad_id;
-  g.max_length = 20;  // transformers' GenerationConfig default
+  RETURN_IF_ERROR(FinishHfConfig(keys, &hf));
   return hf;
 }
 

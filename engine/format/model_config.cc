@@ -17,22 +17,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Upper bounds. The format sets none, but every size below ends up in an
-// allocation (weights, KV caches, position tables), so a hostile or mistyped
-// config must fail here with a message naming the key rather than as an
-// out-of-memory later. They sit far above anything this CPU server can usefully
-// run:
-//   d_model, ffn_dim, num_heads <= 65536
-//   vocab_size                  <= 4M (1 << 22)
-//   encoder_layers, decoder_layers in [1, 256]
-//   max_positions               in [2, 1 << 20]
-constexpr int64_t kMaxWidth = 65536;
-constexpr int64_t kMaxVocab = int64_t{1} << 22;
-constexpr int64_t kMaxLayers = 256;
-constexpr int64_t kMaxPositions = int64_t{1} << 20;
-//   relative_attention_num_buckets <= 4096 (T5 uses 32)
-constexpr int64_t kMaxBuckets = 4096;
-
 constexpr char kFile[] = "config.json";
 constexpr char kArchitecture[] = "transformer-encoder-decoder";
 

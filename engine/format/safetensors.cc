@@ -1,18 +1,11 @@
 #include "engine/format/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/format/half_float.h"
 #include "engine/format/json_util.h"
 #include "engine/status_macros.h"
 
@@ -86,33 +79,6 @@ absl::StatusOr<uint64_t> ByteSize(const std::vector<int64_t>& shape,
         absl::StrCat("byte size of shape ", ShapeString(shape), " overflows"));
   }
   return bytes;
-}
-
-// Reads exactly `size` bytes at `offset`. A file that ends early (for instance
-// truncated after Open) is DataLoss.
-absl::Status PreadFully(int fd, void* buffer, uint64_t size, uint64_t offset,
-                        absl::string_view path, absl::string_view what) {
-  char* out = static_cast<char*>(buffer);
-  uint64_t done = 0;
-  while (done < size) {
-    // pread transfers at most about 2 GB per call on Linux.
-    const size_t chunk =
-        static_cast<size_t>(std::min<uint64_t>(size - done, 1u << 30));
-    const ssize_t n =
-        pread(fd, out + done, chunk, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, absl::StrCat(path, ": reading ", what));
-    }
-    if (n == 0) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": unexpected end of file reading ", what,
-                       " (got ", done, " of ", size, " bytes at offset ",
-                       offset, "; was the file truncated?)"));
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<TensorInfo> ParseEntry(absl::string_view path,
@@ -231,26 +197,10 @@ absl::Status CheckNoOverlap(
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     const std::string& path) {
-  // O_NONBLOCK so that a FIFO is refused below instead of waited on here; it
-  // changes nothing for the regular file that passes (pread, mmap).
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    // ENOENT maps to NotFound.
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
-  }
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
-  file->fd_ = fd;  // closed by the destructor on every return below
+  ASSIGN_OR_RETURN(file->file_, FileReader::Open(path));
   file->path_ = path;
-
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot stat"));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a regular file"));
-  }
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  const uint64_t file_size = file->file_->size();
   if (file_size < 8) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": file is ", file_size,
@@ -258,8 +208,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
   }
 
   unsigned char length_bytes[8];
-  RETURN_IF_ERROR(
-      PreadFully(fd, length_bytes, 8, 0, path, "the header length"));
+  RETURN_IF_ERROR(file->file_->ReadAt(0, 8, length_bytes, "the header length"));
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i)
     header_size = (header_size << 8) | length_bytes[i];
@@ -276,7 +225,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
 
   std::string header(header_size, '\0');
   RETURN_IF_ERROR(
-      PreadFully(fd, header.data(), header_size, 8, path, "the header"));
+      file->file_->ReadAt(8, header_size, header.data(), "the header"));
   ASSIGN_OR_RETURN(const Json root,
                    ParseJson(header, absl::StrCat(path, ": header")));
   if (!root.is_object()) {
@@ -295,10 +244,6 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
   }
   RETURN_IF_ERROR(CheckNoOverlap(path, file->tensors_));
   return file;
-}
-
-SafetensorsFile::~SafetensorsFile() {
-  if (fd_ >= 0) close(fd_);
 }
 
 const TensorInfo* SafetensorsFile::Find(absl::string_view name) const {
@@ -343,25 +288,12 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
   if (tensor.empty()) return tensor;
   const uint64_t offset = data_start_ + info.begin;
   const std::string what = absl::StrCat("tensor \"", info.name, "\"");
-  if (info.dtype == DType::kF32) {
-    RETURN_IF_ERROR(
-        PreadFully(fd_, tensor.data(), *bytes, offset, path_, what));
-    return tensor;
-  }
-
-  // Widen through a bounded buffer rather than a second full-size copy.
-  float (*widen)(uint16_t) =
-      info.dtype == DType::kF16 ? HalfToFloat : BFloat16ToFloat;
-  const uint64_t elements = static_cast<uint64_t>(tensor.size());
-  std::vector<uint16_t> buffer(std::min<uint64_t>(elements, 1 << 16));
-  float* out = tensor.data();
-  for (uint64_t done = 0; done < elements;) {
-    const uint64_t n = std::min<uint64_t>(elements - done, buffer.size());
-    RETURN_IF_ERROR(PreadFully(fd_, buffer.data(), n * sizeof(uint16_t),
-                               offset + done * sizeof(uint16_t), path_, what));
-    for (uint64_t i = 0; i < n; ++i) out[done + i] = widen(buffer[i]);
-    done += n;
-  }
+  RETURN_IF_ERROR(ReadStoredFloats(
+      info.dtype,
+      [&](uint64_t at, uint64_t size, void* out) {
+        return file_->ReadAt(offset + at, size, out, what);
+      },
+      &tensor));
   return tensor;
 }
 

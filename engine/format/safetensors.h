@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/format/file_reader.h"
 #include "engine/format/tensor_source.h"
 #include "engine/memory/tensor.h"
 
@@ -27,7 +28,6 @@ class SafetensorsFile : public TensorSource {
   // and the tensor.
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
       const std::string& path);
-  ~SafetensorsFile() override;
 
   const TensorInfo* Find(absl::string_view name) const override;
   std::vector<std::string> Names() const override;
@@ -39,7 +39,7 @@ class SafetensorsFile : public TensorSource {
  private:
   SafetensorsFile() = default;
   std::string path_;
-  int fd_ = -1;
+  std::unique_ptr<FileReader> file_;
   uint64_t data_start_ = 0;  // 8 + N
   uint64_t data_size_ = 0;   // file size - data_start_
   absl::flat_hash_map<std::string, TensorInfo> tensors_;

@@ -1,7 +1,12 @@
 #include "engine/format/tensor_source.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/format/half_float.h"
+#include "engine/status_macros.h"
 
 namespace attnserve::engine {
 
@@ -18,6 +23,28 @@ absl::StatusOr<Tensor> TensorSource::ReadF32(
         ", expected ", ShapeString(expected_shape)));
   }
   return ReadF32(*info);
+}
+
+absl::Status ReadStoredFloats(DType dtype, StoredBytesReader read,
+                              Tensor* tensor) {
+  const uint64_t elements = static_cast<uint64_t>(tensor->size());
+  float* out = tensor->data();
+  if (dtype == DType::kF32) return read(0, elements * sizeof(float), out);
+  if (dtype != DType::kF16 && dtype != DType::kBF16) {
+    return absl::InternalError(
+        "ReadStoredFloats: the stored dtype is not F32, F16 or BF16");
+  }
+  float (*widen)(uint16_t) =
+      dtype == DType::kF16 ? HalfToFloat : BFloat16ToFloat;
+  std::vector<uint16_t> buffer(std::min<uint64_t>(elements, 1 << 16));
+  for (uint64_t done = 0; done < elements;) {
+    const uint64_t n = std::min<uint64_t>(elements - done, buffer.size());
+    RETURN_IF_ERROR(
+        read(done * sizeof(uint16_t), n * sizeof(uint16_t), buffer.data()));
+    for (uint64_t i = 0; i < n; ++i) out[done + i] = widen(buffer[i]);
+    done += n;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace attnserve::engine

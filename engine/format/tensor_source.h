@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/memory/tensor.h"
@@ -46,5 +48,20 @@ class TensorSource {
   absl::StatusOr<Tensor> ReadF32(
       absl::string_view name, const std::vector<int64_t>& expected_shape) const;
 };
+
+// Reads `size` bytes at `offset`, counted from a tensor's first stored byte,
+// into `out`; its errors name the file and the tensor.
+using StoredBytesReader =
+    absl::FunctionRef<absl::Status(uint64_t offset, uint64_t size, void* out)>;
+
+// The part of ReadF32 that every container shares, once the container has
+// checked the tensor and allocated `tensor` to its stored shape: fills
+// `tensor` from its elements stored as `dtype` through `read`, little-endian
+// bytes taken without swapping (each container asserts a little-endian
+// host). F32 is read straight into the tensor; F16 and BF16 are widened through
+// a bounded buffer rather than a second full-size copy. Returns `read`'s first
+// error, or INTERNAL for any other dtype (the container refuses those first).
+absl::Status ReadStoredFloats(DType dtype, StoredBytesReader read,
+                              Tensor* tensor);
 
 }  // namespace attnserve::engine

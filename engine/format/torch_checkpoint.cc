@@ -1,10 +1,6 @@
 #include "engine/format/torch_checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <utility>
 #include <vector>
 
@@ -13,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/format/half_float.h"
+#include "engine/format/file_reader.h"
 #include "engine/format/pickle_reader.h"
 #include "engine/format/zip_archive.h"
 #include "engine/quote_text.h"
@@ -129,13 +125,13 @@ class TorchCheckpoint : public TensorSource {
 // torch.save before 1.6 (and with _use_new_zipfile_serialization=False)
 // wrote a bare pickle stream starting with PROTO 2 and a LONG1 magic number.
 bool LooksLikeLegacyTorchFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return false;
+  const absl::StatusOr<std::unique_ptr<FileReader>> file =
+      FileReader::Open(path);
   unsigned char head[4] = {0, 0, 0, 0};
-  const ssize_t n = pread(fd, head, sizeof(head), 0);
-  close(fd);
-  return n == static_cast<ssize_t>(sizeof(head)) && head[0] == 0x80 &&
-         head[1] == 0x02 && head[2] == 0x8a && head[3] == 0x0a;
+  return file.ok() &&
+         (*file)->ReadAt(0, sizeof(head), head, "the magic number").ok() &&
+         head[0] == 0x80 && head[1] == 0x02 && head[2] == 0x8a &&
+         head[3] == 0x0a;
 }
 
 // Finds the single "<top>/data.pkl" entry; <top> is the saved file's stem
@@ -420,24 +416,12 @@ absl::StatusOr<Tensor> TorchCheckpoint::ReadF32(const TensorInfo& info) const {
         bytes / ElementSize(info.dtype) * sizeof(float), " bytes"));
   }
   if (tensor.empty()) return tensor;
-  if (info.dtype == DType::kF32) {
-    RETURN_IF_ERROR(
-        zip_->Read(storage, info.begin, bytes, tensor.data(), named));
-    return tensor;
-  }
-  // Widen through a bounded buffer rather than a second full-size copy.
-  float (*widen)(uint16_t) =
-      info.dtype == DType::kF16 ? HalfToFloat : BFloat16ToFloat;
-  const uint64_t elements = static_cast<uint64_t>(tensor.size());
-  std::vector<uint16_t> buffer(std::min<uint64_t>(elements, 1 << 16));
-  float* out = tensor.data();
-  for (uint64_t done = 0; done < elements;) {
-    const uint64_t n = std::min<uint64_t>(elements - done, buffer.size());
-    RETURN_IF_ERROR(zip_->Read(storage, info.begin + done * sizeof(uint16_t),
-                               n * sizeof(uint16_t), buffer.data(), named));
-    for (uint64_t i = 0; i < n; ++i) out[done + i] = widen(buffer[i]);
-    done += n;
-  }
+  RETURN_IF_ERROR(ReadStoredFloats(
+      info.dtype,
+      [&](uint64_t at, uint64_t size, void* out) {
+        return zip_->Read(storage, info.begin + at, size, out, named);
+      },
+      &tensor));
   return tensor;
 }
 

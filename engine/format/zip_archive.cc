@@ -1,11 +1,6 @@
 #include "engine/format/zip_archive.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -45,11 +40,6 @@ uint32_t U32(const unsigned char* p) {
 uint64_t U64(const unsigned char* p) {
   return static_cast<uint64_t>(U32(p)) |
          (static_cast<uint64_t>(U32(p + 4)) << 32);
-}
-
-// a + b <= limit, without overflow.
-bool FitsWithin(uint64_t a, uint64_t b, uint64_t limit) {
-  return a <= limit && b <= limit - a;
 }
 
 struct CentralEntry {
@@ -122,68 +112,20 @@ absl::Status ApplyZip64Extra(const unsigned char* extra, uint64_t extra_size,
 
 absl::StatusOr<std::unique_ptr<ZipArchive>> ZipArchive::Open(
     const std::string& path) {
-  // O_NONBLOCK so that a FIFO is refused below instead of waited on here.
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
-  }
   std::unique_ptr<ZipArchive> archive(new ZipArchive());
-  archive->fd_ = fd;  // closed by the destructor on every return below
+  ASSIGN_OR_RETURN(archive->file_, FileReader::Open(path));
   archive->path_ = path;
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot stat"));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a regular file"));
-  }
-  archive->file_size_ = static_cast<uint64_t>(st.st_size);
   RETURN_IF_ERROR(archive->Parse());
   return archive;
 }
 
-ZipArchive::~ZipArchive() {
-  if (fd_ >= 0) close(fd_);
-}
-
-absl::Status ZipArchive::ReadAt(uint64_t offset, uint64_t size, void* out,
-                                absl::string_view what) const {
-  if (!FitsWithin(offset, size, file_size_)) {
-    return absl::DataLossError(absl::StrCat(
-        path_, ": ", what, " (", size, " bytes at offset ", offset,
-        ") lies past the end of the file (", file_size_, " bytes)"));
-  }
-  char* bytes = static_cast<char*>(out);
-  uint64_t done = 0;
-  while (done < size) {
-    // pread transfers at most about 2 GB per call on Linux.
-    const size_t chunk =
-        static_cast<size_t>(std::min<uint64_t>(size - done, 1u << 30));
-    const ssize_t n =
-        pread(fd_, bytes + done, chunk, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno,
-                                 absl::StrCat(path_, ": reading ", what));
-    }
-    if (n == 0) {
-      return absl::DataLossError(
-          absl::StrCat(path_, ": unexpected end of file reading ", what,
-                       " (got ", done, " of ", size, " bytes at offset ",
-                       offset, "; was the file truncated?)"));
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ZipArchive::Parse() {
+  const uint64_t file_size = file_->size();
   auto error = [this](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": ", parts...));
   };
-  if (file_size_ < kEocdBytes) {
-    return error("not a zip archive: ", file_size_,
+  if (file_size < kEocdBytes) {
+    return error("not a zip archive: ", file_size,
                  " bytes, shorter than an end of central directory record");
   }
 
@@ -192,10 +134,10 @@ absl::Status ZipArchive::Parse() {
   // length reaches exactly the end of the file is the record; a signature
   // inside a comment would not reach it.
   const uint64_t tail_size =
-      std::min<uint64_t>(file_size_, kEocdBytes + kMaxCommentBytes);
+      std::min<uint64_t>(file_size, kEocdBytes + kMaxCommentBytes);
   std::string tail(tail_size, '\0');
-  RETURN_IF_ERROR(ReadAt(file_size_ - tail_size, tail_size, tail.data(),
-                         "the end of central directory record"));
+  RETURN_IF_ERROR(file_->ReadAt(file_size - tail_size, tail_size, tail.data(),
+                                "the end of central directory record"));
   const auto* t = reinterpret_cast<const unsigned char*>(tail.data());
   uint64_t eocd_in_tail = tail_size;  // not found
   for (uint64_t pos = tail_size - kEocdBytes + 1; pos-- > 0;) {
@@ -211,7 +153,7 @@ absl::Status ZipArchive::Parse() {
         "or not a torch.save file of torch >= 1.6)");
   }
   const unsigned char* eocd = t + eocd_in_tail;
-  const uint64_t eocd_offset = file_size_ - tail_size + eocd_in_tail;
+  const uint64_t eocd_offset = file_size - tail_size + eocd_in_tail;
   uint32_t disk = U16(eocd + 4);
   uint32_t cd_disk = U16(eocd + 6);
   uint64_t disk_entries = U16(eocd + 8);
@@ -227,8 +169,9 @@ absl::Status ZipArchive::Parse() {
   unsigned char locator[kZip64LocatorBytes];
   const bool has_locator =
       eocd_offset >= kZip64LocatorBytes &&
-      ReadAt(eocd_offset - kZip64LocatorBytes, kZip64LocatorBytes, locator,
-             "the ZIP64 locator")
+      file_
+          ->ReadAt(eocd_offset - kZip64LocatorBytes, kZip64LocatorBytes,
+                   locator, "the ZIP64 locator")
           .ok() &&
       U32(locator) == kZip64LocatorSignature;
   if (has_locator) {
@@ -248,8 +191,8 @@ absl::Status ZipArchive::Parse() {
                    locator_offset);
     }
     unsigned char record[kZip64EocdBytes];
-    RETURN_IF_ERROR(ReadAt(record_offset, kZip64EocdBytes, record,
-                           "the ZIP64 end of central directory record"));
+    RETURN_IF_ERROR(file_->ReadAt(record_offset, kZip64EocdBytes, record,
+                                  "the ZIP64 end of central directory record"));
     if (U32(record) != kZip64EocdSignature) {
       return error("no ZIP64 end of central directory record at offset ",
                    record_offset, " (where the locator points)");
@@ -298,8 +241,8 @@ absl::Status ZipArchive::Parse() {
   }
 
   std::string directory(cd_size, '\0');
-  RETURN_IF_ERROR(
-      ReadAt(cd_offset, cd_size, directory.data(), "the central directory"));
+  RETURN_IF_ERROR(file_->ReadAt(cd_offset, cd_size, directory.data(),
+                                "the central directory"));
   const auto* d = reinterpret_cast<const unsigned char*>(directory.data());
   uint64_t pos = 0;
   entries_.reserve(total_entries);
@@ -366,8 +309,8 @@ absl::Status ZipArchive::Parse() {
           absl::StrCat(named, ": local header offset ", entry.local_offset,
                        " is not before the central directory at ", cd_offset));
     }
-    RETURN_IF_ERROR(ReadAt(entry.local_offset, kLocalBytes, local,
-                           absl::StrCat("the local header of ", named)));
+    RETURN_IF_ERROR(file_->ReadAt(entry.local_offset, kLocalBytes, local,
+                                  absl::StrCat("the local header of ", named)));
     if (U32(local) != kLocalSignature) {
       return absl::InvalidArgumentError(absl::StrCat(
           named, ": no local header at offset ", entry.local_offset));
@@ -386,8 +329,8 @@ absl::Status ZipArchive::Parse() {
           named, ": local header's name differs from the central directory's"));
     }
     std::string local_name(name_size, '\0');
-    RETURN_IF_ERROR(ReadAt(name_offset, name_size, local_name.data(),
-                           absl::StrCat("the local name of ", named)));
+    RETURN_IF_ERROR(file_->ReadAt(name_offset, name_size, local_name.data(),
+                                  absl::StrCat("the local name of ", named)));
     if (local_name != entry.name) {
       return absl::InvalidArgumentError(
           absl::StrCat(named, ": local header's name ", QuoteText(local_name),
@@ -428,7 +371,7 @@ absl::Status ZipArchive::Read(const ZipEntry& entry, uint64_t offset,
                      entry.size, " bytes)"));
   }
   // entry.data_offset + entry.size <= file size was checked at Open.
-  return ReadAt(entry.data_offset + offset, size, out, what);
+  return file_->ReadAt(entry.data_offset + offset, size, out, what);
 }
 
 absl::StatusOr<std::string> ZipArchive::ReadAll(const ZipEntry& entry,

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/format/file_reader.h"
 
 namespace attnserve::engine {
 
@@ -36,7 +37,6 @@ class ZipArchive {
   // refused. Errors name the file and the entry.
   static absl::StatusOr<std::unique_ptr<ZipArchive>> Open(
       const std::string& path);
-  ~ZipArchive();
 
   const std::string& path() const { return path_; }
   const std::vector<ZipEntry>& entries() const { return entries_; }
@@ -53,13 +53,10 @@ class ZipArchive {
 
  private:
   ZipArchive() = default;
-  absl::Status ReadAt(uint64_t offset, uint64_t size, void* out,
-                      absl::string_view what) const;
   absl::Status Parse();
 
   std::string path_;
-  int fd_ = -1;
-  uint64_t file_size_ = 0;
+  std::unique_ptr<FileReader> file_;
   std::vector<ZipEntry> entries_;
   absl::flat_hash_map<std::string, size_t> index_;  // name -> entries_ index
 };
