@@ -22,6 +22,10 @@ struct ModelInfo {
   // The checkpoint layout the directory was read in (engine::Model::layout()):
   // "attnserve", or a Hugging Face one ("hf-marian", "hf-t5", ...).
   std::string layout;
+  // The linears' number format (engine::ComputeTypeName): "float32", "int8",
+  // "bfloat16"; with " (float32 embeddings)" when the token tables and the
+  // output projection were kept in float32.
+  std::string compute_type = "float32";
   engine::ModelConfig config;
   // The model's decoding defaults (engine::Model::generation()): what
   // requests that leave a setting unset decode with.

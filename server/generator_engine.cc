@@ -23,6 +23,11 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
   info_.name = model_->name();
   info_.config_json = model_->config_json();
   info_.layout = model_->layout();
+  const engine::Precision& precision = model_->options().precision;
+  info_.compute_type = engine::ComputeTypeName(precision.compute_type);
+  if (precision.embeddings() != precision.compute_type) {
+    info_.compute_type += " (float32 embeddings)";
+  }
   info_.config = model_->config();
   info_.generation = model_->generation();
   info_.warnings = model_->warnings();

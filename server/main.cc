@@ -62,6 +62,14 @@ ABSL_FLAG(int, threads, 0,
           "OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000 (docs/server.md).");
 ABSL_FLAG(std::string, backend, "dnnl",
           "Engine backend: dnnl (fast) or ref (reference loops).");
+ABSL_FLAG(std::string, compute_type, "float32",
+          "Number format of the model's linear layers: float32, int8 (int8 "
+          "weights with per-row scales, inputs quantized per row, int32 sums; "
+          "needs AVX-512 VNNI) or bfloat16 (needs AVX-512 BF16). Weights are "
+          "converted at load (docs/engine.md, \"Compute types\").");
+ABSL_FLAG(bool, float32_embeddings, false,
+          "With --compute_type int8 or bfloat16: keep the token embeddings and "
+          "the output projection in float32.");
 ABSL_FLAG(std::string, batching, "continuous",
           "continuous: requests join and leave the running batch at every "
           "decode step; "
@@ -140,7 +148,9 @@ std::string NormalizeFilename(absl::string_view path) {
 // add new flags to the group they belong to.
 const std::vector<client::FlagGroup>& FlagGroups() {
   static const auto* groups = new std::vector<client::FlagGroup>{
-      {"Model and engine", {"model_dir", "backend", "threads"}},
+      {"Model and engine",
+       {"model_dir", "backend", "threads", "compute_type",
+        "float32_embeddings"}},
       {"gRPC endpoint",
        {"host", "port", "tls_cert", "tls_key", "tls_client_ca",
         "max_message_bytes"}},
@@ -253,8 +263,17 @@ int Run() {
     LogLine(absl::StrCat("--backend: ", backend.status().message()));
     return 2;
   }
+  absl::StatusOr<engine::ComputeType> compute_type =
+      engine::ParseComputeType(absl::GetFlag(FLAGS_compute_type));
+  if (!compute_type.ok()) {
+    LogLine(absl::StrCat("--compute_type: ", compute_type.status().message()));
+    return 2;
+  }
   engine::ModelOptions model_options;
   model_options.backend = *backend;
+  model_options.precision.compute_type = *compute_type;
+  model_options.precision.float32_embeddings =
+      absl::GetFlag(FLAGS_float32_embeddings);
   model_options.threads = absl::GetFlag(FLAGS_threads);
   if (model_options.threads <= 0) {
     model_options.threads =
@@ -338,14 +357,15 @@ int Run() {
   const ServerOptions& resolved = (*server)->options();
   const BatchingOptions& batching = resolved.batcher.batching;
   std::printf(
-      "attnserve: serving model %s (layout %s; attnserve.v1.Seq2Seq, health, "
-      "reflection) on %s:%d; "
+      "attnserve: serving model %s (layout %s, compute_type %s; "
+      "attnserve.v1.Seq2Seq, health, reflection) on %s:%d; "
       "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
       "threads=%d (%s)%s%s, %s, %s\n",
       (*server)->model_info().name.c_str(),
-      (*server)->model_info().layout.c_str(), absl::GetFlag(FLAGS_host).c_str(),
-      (*server)->port(), BatchingModeName(batching.mode),
-      batching.max_batch_size,
+      (*server)->model_info().layout.c_str(),
+      (*server)->model_info().compute_type.c_str(),
+      absl::GetFlag(FLAGS_host).c_str(), (*server)->port(),
+      BatchingModeName(batching.mode), batching.max_batch_size,
       absl::FormatDuration(batching.max_queue_delay).c_str(),
       engine::BackendName(model_options.backend), model_options.threads,
       engine::OpenMpWaitingDescription().c_str(),

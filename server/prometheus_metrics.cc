@@ -62,6 +62,8 @@ prometheus::Labels ModelLabels(const ModelInfo& model) {
       {"model", model.name},
       // How the directory was read: "attnserve" or "hf-<family>".
       {"layout", model.layout},
+      // "float32", "int8", "bfloat16" (+ " (float32 embeddings)").
+      {"compute_type", model.compute_type},
       {"d_model", absl::StrCat(config.d_model)},
       {"num_heads", absl::StrCat(config.num_heads)},
       // "encoder+decoder", as people write it ("6+6").

@@ -13,8 +13,10 @@
 // Each thread count runs in a process of its own (forked before any model is
 // loaded), so that each peak is its own and not the previous count's model.
 // Usage: generator_benchmark --model_dir=DIR [--threads=1,2] [--json=FILE]
-// (plus any --benchmark_* flag). scripts/benchmark_engine.sh adds PyTorch's
-// figures.
+//   [--compute_type=float32|int8|bfloat16] [--float32_embeddings]
+// (plus any --benchmark_* flag). The JSON's keys are the same for every compute
+// type, which its top-level "compute_type" names. scripts/benchmark_engine.sh
+// adds PyTorch's figures.
 //
 // Benchmarks are not engine code: this one includes dnnl.hpp itself because its
 // baseline is oneDNN's own matmul, deliberately not the engine's wrapper of it.
@@ -183,6 +185,19 @@ struct Figures {
   double step_weight_bytes = 0;
 };
 
+// Bytes a stored weight takes in the model's compute type.
+double WeightBytes(ComputeType type) {
+  switch (type) {
+    case ComputeType::kFloat32:
+      return 4;
+    case ComputeType::kInt8:
+      return 1;
+    case ComputeType::kBFloat16:
+      return 2;
+  }
+  return 4;
+}
+
 void RegisterAll(const Model& model, int threads, Figures* f,
                  std::vector<std::unique_ptr<MatmulBaseline>>* baselines) {
   const ModelConfig& c = model.config();
@@ -283,10 +298,13 @@ void RegisterAll(const Model& model, int threads, Figures* f,
 
   // What a batch-1 step must read: the decoder's weights without the
   // cross-attention K/V projections (they run once per source), plus the output
-  // projection.
+  // projection, in the bytes of their compute types.
   const double d = c.d_model, ffn = c.ffn_dim;
-  f->step_weight_bytes = 4.0 * (c.decoder_layers * (6 * d * d + 2 * d * ffn) +
-                                double(c.vocab_size) * d);
+  const Precision& precision = model.options().precision;
+  f->step_weight_bytes =
+      WeightBytes(precision.compute_type) * c.decoder_layers *
+          (6 * d * d + 2 * d * ffn) +
+      WeightBytes(precision.embeddings()) * double(c.vocab_size) * d;
   benchmark::RegisterBenchmark(
       ("ReadStepWeightsOnce" + t).c_str(),
       [f, threads](benchmark::State& state) {
@@ -334,8 +352,11 @@ std::vector<int> ParseThreads(const std::string& list) {
 // One thread count's benchmarks and figures; returns its JSON entries (empty
 // on error).
 std::string RunThreadCount(const std::string& model_dir, int threads,
-                           double file_bytes) {
-  auto loaded = Model::Load(model_dir, {Backend::kDnnl, threads});
+                           const Precision& precision, double file_bytes) {
+  ModelOptions options;
+  options.threads = threads;
+  options.precision = precision;
+  auto loaded = Model::Load(model_dir, options);
   if (!loaded.ok()) {
     std::fprintf(stderr, "cannot load %s: %s\n", model_dir.c_str(),
                  loaded.status().ToString().c_str());
@@ -429,21 +450,36 @@ int Main(int argc, char** argv) {
   UseServingOpenMpWaiting(argv);
   UseServingAllocationPolicy();
   std::string model_dir, json_path, threads_list = "1,2";
+  Precision precision;
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a.rfind("--model_dir=", 0) == 0)
+    if (a.rfind("--model_dir=", 0) == 0) {
       model_dir = a.substr(12);
-    else if (a.rfind("--threads=", 0) == 0)
+    } else if (a.rfind("--compute_type=", 0) == 0) {
+      absl::StatusOr<ComputeType> type = ParseComputeType(a.substr(15));
+      if (!type.ok()) {
+        std::fprintf(stderr, "--compute_type: %s\n",
+                     std::string(type.status().message()).c_str());
+        return 2;
+      }
+      precision.compute_type = *type;
+    } else if (a == "--float32_embeddings") {
+      precision.float32_embeddings = true;
+    } else if (a.rfind("--threads=", 0) == 0)
       threads_list = a.substr(10);
     else if (a.rfind("--json=", 0) == 0)
       json_path = a.substr(7);
     else
       rest.push_back(argv[i]);
   }
+  std::printf("compute type %s%s\n", ComputeTypeName(precision.compute_type),
+              precision.float32_embeddings ? " (float32 embeddings)" : "");
   if (model_dir.empty()) {
     std::fprintf(stderr,
-                 "usage: %s --model_dir=DIR [--threads=1,2] [--json=FILE]\n",
+                 "usage: %s --model_dir=DIR [--threads=1,2] [--json=FILE] "
+                 "[--compute_type=float32|int8|bfloat16] "
+                 "[--float32_embeddings]\n",
                  argv[0]);
     return 2;
   }
@@ -461,7 +497,10 @@ int Main(int argc, char** argv) {
   const double file_bytes =
       stat(weights_file.c_str(), &st) == 0 ? st.st_size : 0;
 
-  std::string json = "{";
+  std::string json = std::string("{\"compute_type\":\"") +
+                     ComputeTypeName(precision.compute_type) +
+                     "\",\"float32_embeddings\":" +
+                     (precision.float32_embeddings ? "true" : "false");
   for (int threads : ParseThreads(threads_list)) {
     // A child process per thread count: its peak resident memory is its own.
     int pipe_fds[2];
@@ -473,7 +512,7 @@ int Main(int argc, char** argv) {
       close(pipe_fds[0]);
       ResetPeakRss();
       const std::string entries =
-          RunThreadCount(model_dir, threads, file_bytes);
+          RunThreadCount(model_dir, threads, precision, file_bytes);
       const bool ok = !entries.empty() &&
                       write(pipe_fds[1], entries.data(), entries.size()) ==
                           static_cast<ssize_t>(entries.size());
@@ -489,8 +528,7 @@ int Main(int argc, char** argv) {
     int status = 0;
     waitpid(child, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 1;
-    json += std::string(json.size() > 1 ? "," : "") + "\"threads_" +
-            std::to_string(threads) + "\":{" + entries + "}";
+    json += ",\"threads_" + std::to_string(threads) + "\":{" + entries + "}";
   }
   json += "}";
   if (!json_path.empty()) std::ofstream(json_path) << json << "\n";
