@@ -52,39 +52,44 @@ constexpr int64_t kBf16DepthAlign = 32;
 using U32x16 = uint32_t __attribute__((vector_size(64)));
 using U16x16 = uint16_t __attribute__((vector_size(32)));
 
-// t[r * kPanelCols + j] = x_r . w_j over `pairs` pairs of the depth, for kRows
-// bf16 input rows (`stride` elements apart) and the 64 outputs of `panel`.
-// Not inlined (it cannot be: its callers are not compiled for AVX-512 BF16);
-// one call per tile costs nothing beside its depth loop.
-template <int kRows>
-ATTNSERVE_BF16_TARGET void Dpbf16Tile(const uint16_t* x, int64_t stride,
-                                      int64_t pairs, const uint16_t* panel,
-                                      float* t) {
-  __m512 acc[kRows][kVectorsPerPanel];
-  for (int r = 0; r < kRows; ++r) {
-    for (int v = 0; v < kVectorsPerPanel; ++v) acc[r][v] = _mm512_setzero_ps();
-  }
-  for (int64_t i = 0; i < pairs; ++i) {
-    const uint16_t* w = panel + i * kPairElements;
-    __m512bh wv[kVectorsPerPanel];
-    for (int v = 0; v < kVectorsPerPanel; ++v) {
-      wv[v] = reinterpret_cast<__m512bh>(_mm512_load_si512(w + 32 * v));
+// Tile<kRows>: t[r * kPanelCols + j] = x_r . w_j over `pairs` pairs of the
+// depth, for kRows bf16 input rows (`stride` elements apart) and the 64
+// outputs of `panel`, by either kernel.
+//
+// vdpbf16ps. Not inlined (it cannot be: its callers are not compiled for
+// AVX-512 BF16); one call per tile costs nothing beside its depth loop.
+struct Dpbf16Tiles {
+  template <int kRows>
+  ATTNSERVE_BF16_TARGET static void Tile(const uint16_t* x, int64_t stride,
+                                         int64_t pairs, const uint16_t* panel,
+                                         float* t) {
+    __m512 acc[kRows][kVectorsPerPanel];
+    for (int r = 0; r < kRows; ++r) {
+      for (int v = 0; v < kVectorsPerPanel; ++v)
+        acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < pairs; ++i) {
+      const uint16_t* w = panel + i * kPairElements;
+      __m512bh wv[kVectorsPerPanel];
+      for (int v = 0; v < kVectorsPerPanel; ++v) {
+        wv[v] = reinterpret_cast<__m512bh>(_mm512_load_si512(w + 32 * v));
+      }
+      for (int r = 0; r < kRows; ++r) {
+        int32_t pair;
+        std::memcpy(&pair, x + r * stride + 2 * i, sizeof(pair));
+        const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+        for (int v = 0; v < kVectorsPerPanel; ++v) {
+          acc[r][v] = _mm512_dpbf16_ps(acc[r][v], xv, wv[v]);
+        }
+      }
     }
     for (int r = 0; r < kRows; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, x + r * stride + 2 * i, sizeof(pair));
-      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
       for (int v = 0; v < kVectorsPerPanel; ++v) {
-        acc[r][v] = _mm512_dpbf16_ps(acc[r][v], xv, wv[v]);
+        _mm512_storeu_ps(t + r * kPanelCols + 16 * v, acc[r][v]);
       }
     }
   }
-  for (int r = 0; r < kRows; ++r) {
-    for (int v = 0; v < kVectorsPerPanel; ++v) {
-      _mm512_storeu_ps(t + r * kPanelCols + 16 * v, acc[r][v]);
-    }
-  }
-}
+};
 
 // The floats of the low and high bf16 of each 32-bit lane.
 ATTNSERVE_ALWAYS_INLINE V16 LowHalves(U32x16 pairs) {
@@ -94,55 +99,39 @@ ATTNSERVE_ALWAYS_INLINE V16 HighHalves(U32x16 pairs) {
   return reinterpret_cast<V16>(pairs & 0xffff0000u);
 }
 
-// Dpbf16Tile's result in portable code: the same products, added in the same
+// Dpbf16Tiles's result in portable code: the same products, added in the same
 // order (the high element of each pair first).
-template <int kRows>
-ATTNSERVE_ALWAYS_INLINE void PortableTile(const uint16_t* x, int64_t stride,
-                                          int64_t pairs, const uint16_t* panel,
-                                          float* t) {
-  V16 acc[kRows][kVectorsPerPanel] = {};
-  for (int64_t i = 0; i < pairs; ++i) {
-    const uint16_t* w = panel + i * kPairElements;
-    V16 low[kVectorsPerPanel], high[kVectorsPerPanel];
-    for (int v = 0; v < kVectorsPerPanel; ++v) {
-      U32x16 wv;
-      std::memcpy(&wv, w + 32 * v, sizeof(wv));
-      low[v] = LowHalves(wv);
-      high[v] = HighHalves(wv);
-    }
-    for (int r = 0; r < kRows; ++r) {
-      uint32_t pair;
-      std::memcpy(&pair, x + r * stride + 2 * i, sizeof(pair));
-      const float x_low = BFloat16ToFloat(static_cast<uint16_t>(pair));
-      const float x_high = BFloat16ToFloat(static_cast<uint16_t>(pair >> 16));
-      for (int v = 0; v < kVectorsPerPanel; ++v) {
-        acc[r][v] += x_high * high[v];
-        acc[r][v] += x_low * low[v];
-      }
-    }
-  }
-  for (int r = 0; r < kRows; ++r) {
-    for (int v = 0; v < kVectorsPerPanel; ++v) {
-      Store16(t + r * kPanelCols + 16 * v, acc[r][v]);
-    }
-  }
-}
-
-// The tile of `rows` (1 to kMaxTileRows) rows, from either kernel.
-struct Dpbf16Tiles {
-  template <int kRows>
-  ATTNSERVE_ALWAYS_INLINE static void Tile(const uint16_t* x, int64_t stride,
-                                           int64_t pairs, const uint16_t* panel,
-                                           float* t) {
-    Dpbf16Tile<kRows>(x, stride, pairs, panel, t);
-  }
-};
 struct PortableTiles {
   template <int kRows>
   ATTNSERVE_ALWAYS_INLINE static void Tile(const uint16_t* x, int64_t stride,
                                            int64_t pairs, const uint16_t* panel,
                                            float* t) {
-    PortableTile<kRows>(x, stride, pairs, panel, t);
+    V16 acc[kRows][kVectorsPerPanel] = {};
+    for (int64_t i = 0; i < pairs; ++i) {
+      const uint16_t* w = panel + i * kPairElements;
+      V16 low[kVectorsPerPanel], high[kVectorsPerPanel];
+      for (int v = 0; v < kVectorsPerPanel; ++v) {
+        U32x16 wv;
+        std::memcpy(&wv, w + 32 * v, sizeof(wv));
+        low[v] = LowHalves(wv);
+        high[v] = HighHalves(wv);
+      }
+      for (int r = 0; r < kRows; ++r) {
+        uint32_t pair;
+        std::memcpy(&pair, x + r * stride + 2 * i, sizeof(pair));
+        const float x_low = BFloat16ToFloat(static_cast<uint16_t>(pair));
+        const float x_high = BFloat16ToFloat(static_cast<uint16_t>(pair >> 16));
+        for (int v = 0; v < kVectorsPerPanel; ++v) {
+          acc[r][v] += x_high * high[v];
+          acc[r][v] += x_low * low[v];
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      for (int v = 0; v < kVectorsPerPanel; ++v) {
+        Store16(t + r * kPanelCols + 16 * v, acc[r][v]);
+      }
+    }
   }
 };
 
