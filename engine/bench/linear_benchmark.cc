@@ -207,7 +207,13 @@ BENCHMARK(BM_SmallBatchKernel)->Apply(Shapes);
 //   Kernel   BM_Bf16Kernel / BM_F32Kernel (the two decode-step kernels)
 //   Matmul   BM_Bf16Matmul / BM_F32Linear (oneDNN bf16 vs what f32 runs)
 // and KernelVsMatmul, BM_Bf16Kernel / BM_Bf16Matmul, for the hand-over row
-// count (< 1: the kernel is faster).
+// count (< 1: the kernel is faster). On a shared machine, interleave and run
+// the team as the server does (docs/server.md), or 2-thread calls of a few
+// hundred microseconds measure the scheduler:
+//   OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000 linear_benchmark
+//     --benchmark_filter='BM_(F32|Bf16)' --benchmark_repetitions=9
+//     --benchmark_enable_random_interleaving=true
+//     --benchmark_report_aggregates_only=true
 
 OpContext& ContextWithThreads(int threads) {
   static OpContext* contexts[3] = {};
