@@ -16,11 +16,13 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "engine/ops/linear.h"
+#include "engine/ops/linear_dnnl_bf16.h"
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/op_context.h"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -196,6 +198,141 @@ BENCHMARK(BM_LinearGeluTanh)->Apply([](benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_PanelKernel)->Apply(Shapes);
 BENCHMARK(BM_SmallBatchKernel)->Apply(Shapes);
 
+// ---- bfloat16 (compute_type.h) beside float32, at 1 and 2 threads: the
+// engine's Linear in each type (bf16: our vdpbf16ps kernel up to 64 rows,
+// oneDNN's bf16 brgemm beyond), each bf16 route forced at every row count,
+// and the float32 panel kernel called directly. The table at the end gives
+// bf16 / float32 times (medians with --benchmark_repetitions):
+//   Linear   BM_Bf16Linear / BM_F32Linear (what a server's products become)
+//   Kernel   BM_Bf16Kernel / BM_F32Kernel (the two decode-step kernels)
+//   Matmul   BM_Bf16Matmul / BM_F32Linear (oneDNN bf16 vs what f32 runs)
+// and KernelVsMatmul, BM_Bf16Kernel / BM_Bf16Matmul, for the hand-over row
+// count (< 1: the kernel is faster). On a shared machine, interleave and run
+// the team as the server does (docs/server.md), or 2-thread calls of a few
+// hundred microseconds measure the scheduler:
+//   OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000 linear_benchmark
+//     --benchmark_filter='BM_(F32|Bf16)' --benchmark_repetitions=9
+//     --benchmark_enable_random_interleaving=true
+//     --benchmark_report_aggregates_only=true
+
+OpContext& ContextWithThreads(int threads) {
+  static OpContext* contexts[3] = {};
+  if (contexts[threads] == nullptr) {
+    contexts[threads] = OpContext::Create(Backend::kDnnl, threads)->release();
+  }
+  contexts[threads]->Enter();
+  return *contexts[threads];
+}
+
+// Linear on `type` weights at range(3) threads, bf16 on `route` (nullopt: the
+// default one).
+void RunTypedLinear(benchmark::State& state, ComputeType type,
+                    std::optional<internal::Bf16Route> route) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  OpContext& ctx = ContextWithThreads(static_cast<int>(state.range(3)));
+  Tensor w({n, k});
+  Tensor b({n});
+  const std::vector<float> wv = Filled(n * k, 0.05f), bv = Filled(n, 1.0f);
+  std::copy(wv.begin(), wv.end(), w.data());
+  std::copy(bv.begin(), bv.end(), b.data());
+  auto packed = PackLinear(ctx, std::move(w), std::move(b), type);
+  if (!packed.ok())
+    return state.SkipWithError(packed.status().ToString().c_str());
+  const std::vector<float> x = Filled(m * k, 1.0f);
+  std::vector<float> y(m * n);
+  internal::ForceBf16RouteForTesting(route);
+  for (auto _ : state) {
+    if (absl::Status s = Linear(ctx, **packed, x.data(), m, y.data());
+        !s.ok()) {
+      internal::ForceBf16RouteForTesting(std::nullopt);
+      return state.SkipWithError(s.ToString().c_str());
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  internal::ForceBf16RouteForTesting(std::nullopt);
+  SetFlops(state, m, n, k);
+}
+
+void BM_F32Linear(benchmark::State& state) {
+  RunTypedLinear(state, ComputeType::kFloat32, std::nullopt);
+}
+void BM_Bf16Linear(benchmark::State& state) {
+  RunTypedLinear(state, ComputeType::kBFloat16, std::nullopt);
+}
+void BM_Bf16Kernel(benchmark::State& state) {
+  RunTypedLinear(state, ComputeType::kBFloat16, internal::Bf16Route::kKernel);
+}
+void BM_Bf16Matmul(benchmark::State& state) {
+  RunTypedLinear(state, ComputeType::kBFloat16, internal::Bf16Route::kMatmul);
+}
+
+// The float32 panel kernel at every row count (BM_PanelKernel at range(3)
+// threads).
+void BM_F32Kernel(benchmark::State& state) {
+  const int64_t n = state.range(1), k = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  Tensor panels({internal::PanelFloats(n, k)}, Tensor::kWeights);
+  internal::PackPanels(Filled(n * k, 0.05f).data(), n, k, panels.data());
+  ContextWithThreads(threads);
+  const int64_t m = state.range(0);
+  const std::vector<float> b = Filled(n, 1.0f), x = Filled(m * k, 1.0f);
+  std::vector<float> y(m * n);
+  for (auto _ : state) {
+    internal::LinearPanels(threads, x.data(), m, panels.data(), b.data(), n, k,
+                           {}, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetFlops(state, m, n, k);
+}
+
+void Bf16Shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "n", "k", "threads"});
+  for (int64_t threads : {1, 2}) {
+    for (auto [n, k] :
+         {std::pair<int64_t, int64_t>{2048, 512}, {512, 2048}, {32000, 512}}) {
+      for (int64_t m : {1, 8, 32, 64, 128, 512}) b->Args({m, n, k, threads});
+    }
+  }
+  b->UseRealTime();
+}
+
+BENCHMARK(BM_F32Linear)->Apply(Bf16Shapes);
+BENCHMARK(BM_F32Kernel)->Apply(Bf16Shapes);
+BENCHMARK(BM_Bf16Linear)->Apply(Bf16Shapes);
+BENCHMARK(BM_Bf16Kernel)->Apply(Bf16Shapes);
+BENCHMARK(BM_Bf16Matmul)->Apply(Bf16Shapes);
+
+// times: shape -> benchmark name -> time, as RatioReporter collects them.
+void PrintBf16Ratios(
+    const std::map<std::string, std::map<std::string, double>>& times) {
+  struct Ratio {
+    const char* label;
+    const char* numerator;
+    const char* denominator;
+  };
+  const Ratio ratios[] = {{"Linear", "BM_Bf16Linear", "BM_F32Linear"},
+                          {"Kernel", "BM_Bf16Kernel", "BM_F32Kernel"},
+                          {"Matmul", "BM_Bf16Matmul", "BM_F32Linear"},
+                          {"KernelVsMatmul", "BM_Bf16Kernel", "BM_Bf16Matmul"}};
+  std::printf("\nbfloat16 time relative to float32 (< 1 is faster)\n");
+  std::printf("%-36s", "shape");
+  for (const Ratio& r : ratios) std::printf(" %14s", r.label);
+  std::printf("\n");
+  for (const auto& [shape, by_name] : times) {
+    if (by_name.find("BM_F32Linear") == by_name.end()) continue;
+    std::printf("%-36s", shape.c_str());
+    for (const Ratio& r : ratios) {
+      auto num = by_name.find(r.numerator), den = by_name.find(r.denominator);
+      if (num == by_name.end() || den == by_name.end()) {
+        std::printf(" %14s", "-");
+      } else {
+        std::printf(" %14.2f", num->second / den->second);
+      }
+    }
+    std::printf("\n");
+  }
+}
+
 // Console output plus, at the end, each shape's times relative to the exact-M
 // primitive.
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -239,6 +376,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
       }
       std::printf("\n");
     }
+    PrintBf16Ratios(times_);
   }
 
  private:

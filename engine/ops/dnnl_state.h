@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "engine/memory/tensor.h"
 #include "engine/ops/linear.h"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -92,8 +94,11 @@ struct DnnlState {
 
   // Row-major [rows, cols] memory objects for activations, re-pointed at each
   // call's buffer: creating them costs more than a small matmul's arithmetic.
-  // Bounded, since encoder shapes vary with the source lengths.
-  absl::flat_hash_map<std::tuple<ArgRole, int64_t, int64_t>, dnnl::memory>
+  // Bounded, since encoder shapes vary with the source lengths. Keyed by data
+  // type too: the bfloat16 linear's sources are bf16.
+  absl::flat_hash_map<
+      std::tuple<ArgRole, int64_t, int64_t, dnnl::memory::data_type>,
+      dnnl::memory>
       activations;
   static constexpr size_t kMaxActivations = 256;
 
@@ -111,6 +116,17 @@ struct DnnlState {
     return scratch.data();
   }
 
+  // The rows of x converted to a compute type's input format for one call
+  // (the bfloat16 linear's bf16 rows), apart from `scratch`, which the same
+  // call may use for a split epilogue. Grows, never shrinks; throws
+  // std::bad_alloc as Scratch does.
+  Tensor src_scratch;
+  void* SrcScratch(size_t bytes) {
+    const int64_t floats = static_cast<int64_t>((bytes + 3) / 4);
+    if (src_scratch.size() < floats) src_scratch.Reset({floats});
+    return src_scratch.data();
+  }
+
   // Call before a call's Activation() lookups: drops the cache when full, so
   // that no lookup within the call invalidates an object an earlier one
   // returned.
@@ -118,21 +134,50 @@ struct DnnlState {
     if (activations.size() + 2 > kMaxActivations) activations.clear();
   }
 
-  // A memory object for [rows, cols] pointing at `data`, as the C handle (the
-  // C++ wrapper moves when the map grows). Throws dnnl::error.
-  dnnl_memory_t Activation(ArgRole role, int64_t rows, int64_t cols,
-                           const float* data) {
-    const auto key = std::make_tuple(role, rows, cols);
+  // A memory object for [rows, cols] of `type` pointing at `data`, as the C
+  // handle (the C++ wrapper moves when the map grows). Throws dnnl::error.
+  dnnl_memory_t Activation(
+      ArgRole role, int64_t rows, int64_t cols, const void* data,
+      dnnl::memory::data_type type = dnnl::memory::data_type::f32) {
+    const auto key = std::make_tuple(role, rows, cols, type);
     auto it = activations.find(key);
     if (it == activations.end()) {
-      const dnnl::memory::desc desc({rows, cols}, dnnl::memory::data_type::f32,
+      const dnnl::memory::desc desc({rows, cols}, type,
                                     dnnl::memory::format_tag::ab);
       it = activations.emplace(key, dnnl::memory(desc, engine, nullptr)).first;
     }
     // oneDNN takes non-const handles; sources are only read.
-    it->second.set_data_handle(const_cast<float*>(data));
+    it->second.set_data_handle(const_cast<void*>(data));
     return it->second.get();
   }
 };
+
+namespace internal {
+
+// The weights side of a linear's oneDNN matmul, made at pack time: the K x N
+// weights and [1, N] f32 bias (null without) as memory objects, what the
+// matmul's source rows are, and the key fields they fix.
+struct LinearMatmulWeights {
+  ComputeType type = ComputeType::kFloat32;  // MatmulKey.type
+  dnnl::memory::data_type src_type = dnnl::memory::data_type::f32;
+  const dnnl::memory* weights = nullptr;
+  const dnnl::memory* bias = nullptr;
+  bool panels = false;  // MatmulKey.panels
+  int64_t n = 0;
+  int64_t k = 0;
+};
+
+// y = act(x W^T + b) [+ y] for m >= 1 rows on oneDNN's matmul (linear_dnnl.cc
+// says how: exact-M primitives cached in `state`, chunks of at most 256 rows,
+// fused post-ops). src(row, rows) gives rows [row, row + rows) of x as
+// w.src_type, row-major [rows, k], valid until the next call of src: x itself
+// for float32, rows converted into scratch for other types. Shared by the
+// oneDNN linears of every compute type.
+absl::Status RunLinearMatmul(
+    DnnlState& state, const LinearMatmulWeights& w, int64_t m,
+    absl::FunctionRef<const void*(int64_t row, int64_t rows)> src, float* y,
+    LinearEpilogue epilogue);
+
+}  // namespace internal
 
 }  // namespace attnserve::engine

@@ -106,9 +106,17 @@ class DnnlPackedLinear final : public PackedLinear {
     return panels_.empty() ? nullptr : panels_.data();
   }
   const float* bias_data() const { return plain_.bias; }
-  // Read-only once constructed, so calls from several contexts may share them.
-  const memory& weights() const { return weights_; }
-  const memory& bias() const { return bias_; }
+  // Points at memory objects that are read-only once constructed, so calls
+  // from several contexts may share them.
+  LinearMatmulWeights matmul() const {
+    return {ComputeType::kFloat32,
+            Type::f32,
+            &weights_,
+            plain_.bias != nullptr ? &bias_ : nullptr,
+            !panels_.empty(),
+            plain_.n,
+            plain_.k};
+  }
 
  private:
   PlainLinear plain_;
@@ -139,7 +147,7 @@ dnnl::algorithm EltwiseAlgorithm(LinearActivation activation) {
 }
 
 CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
-                          const memory::desc& weights_md) {
+                          const memory::desc& weights_md, Type src_type) {
   dnnl::post_ops post_ops;
   // The sum post-op adds the previous y. After an eltwise, oneDNN 2.6 falls
   // back to ref:any, so LinearDnnl never asks for both (see SplitEpilogue).
@@ -155,7 +163,7 @@ CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   dnnl::primitive_attr attr;
   attr.set_post_ops(post_ops);
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // see CachedMatmul
-  const memory::desc src = RowsDesc(key.m, key.k);
+  const memory::desc src({key.m, key.k}, src_type, Tag::ab);
   const memory::desc dst = RowsDesc(key.m, key.n);
   const dnnl::matmul::desc desc =
       key.bias ? dnnl::matmul::desc(src, weights_md, RowsDesc(1, key.n), dst)
@@ -169,14 +177,17 @@ CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   return cached;
 }
 
+// src_type is a function of key.type (the type's input format).
 CachedMatmul& GetMatmul(DnnlState& state, const MatmulKey& key,
-                        const memory::desc& weights_md) {
+                        const memory::desc& weights_md, Type src_type) {
   auto it = state.matmuls.find(key);
   if (it == state.matmuls.end()) {
     // Bounded: every row count up to kMaxPrimitiveRows is a key, for each of a
     // model's handful of shape classes.
     if (state.matmuls.size() >= DnnlState::kMaxMatmuls) state.matmuls.clear();
-    it = state.matmuls.emplace(key, CreateMatmul(state, key, weights_md)).first;
+    it = state.matmuls
+             .emplace(key, CreateMatmul(state, key, weights_md, src_type))
+             .first;
   }
   return it->second;
 }
@@ -265,32 +276,45 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                      packed.bias_data(), n, k, epilogue, y);
     return absl::OkStatus();
   }
-  DnnlState& state = *ctx.dnnl();
+  return RunLinearMatmul(
+      *ctx.dnnl(), packed.matmul(), m,
+      [x, k](int64_t row, int64_t) -> const void* { return x + row * k; }, y,
+      epilogue);
+}
+
+absl::Status RunLinearMatmul(
+    DnnlState& state, const LinearMatmulWeights& w, int64_t m,
+    absl::FunctionRef<const void*(int64_t row, int64_t rows)> src, float* y,
+    LinearEpilogue epilogue) {
+  const int64_t n = w.n, k = w.k;
   const bool split = SplitEpilogue(epilogue);
   float* dst = split ? state.Scratch(static_cast<size_t>(m * n)) : y;
   dnnl_status_t status = dnnl_success;
   for (int64_t row = 0; row < m && status == dnnl_success;
        row += kMaxPrimitiveRows) {
     const int64_t rows = std::min(kMaxPrimitiveRows, m - row);
-    const MatmulKey key{ComputeType::kFloat32,
+    const MatmulKey key{w.type,
                         rows,
                         n,
                         k,
-                        w.has_bias(),
+                        w.bias != nullptr,
                         epilogue.activation,
                         epilogue.accumulate && !split,
-                        packed.panels() != nullptr};
+                        w.panels};
     try {
-      CachedMatmul& matmul = GetMatmul(state, key, packed.weights().get_desc());
+      CachedMatmul& matmul =
+          GetMatmul(state, key, w.weights->get_desc(), w.src_type);
+      const void* src_rows = src(row, rows);
       state.TrimActivations();
       dnnl_exec_arg_t args[5] = {
-          {DNNL_ARG_SRC, state.Activation(ArgRole::kSrc, rows, k, x + row * k)},
-          {DNNL_ARG_WEIGHTS, packed.weights().get()},
+          {DNNL_ARG_SRC,
+           state.Activation(ArgRole::kSrc, rows, k, src_rows, w.src_type)},
+          {DNNL_ARG_WEIGHTS, w.weights->get()},
           {DNNL_ARG_DST,
            state.Activation(ArgRole::kDst, rows, n, dst + row * n)},
       };
       int count = 3;
-      if (w.has_bias()) args[count++] = {DNNL_ARG_BIAS, packed.bias().get()};
+      if (w.bias != nullptr) args[count++] = {DNNL_ARG_BIAS, w.bias->get()};
       if (matmul.scratchpad) {
         matmul.scratchpad.set_data_handle(
             state.MatmulScratchpad(matmul.scratchpad.get_desc().get_size()));
