@@ -116,6 +116,9 @@ struct DnnlState {
   // returned.
   void TrimActivations() {
     if (activations.size() + 2 > kMaxActivations) activations.clear();
+    if (typed_activations.size() + 2 > kMaxActivations) {
+      typed_activations.clear();
+    }
   }
 
   // A memory object for [rows, cols] pointing at `data`, as the C handle (the
@@ -131,6 +134,26 @@ struct DnnlState {
     }
     // oneDNN takes non-const handles; sources are only read.
     it->second.set_data_handle(const_cast<float*>(data));
+    return it->second.get();
+  }
+
+  // As Activation for [rows, cols] of another data type (the int8 linear's
+  // u8 inputs and s32 sums), kept in a cache of their own.
+  absl::flat_hash_map<
+      std::tuple<ArgRole, dnnl::memory::data_type, int64_t, int64_t>,
+      dnnl::memory>
+      typed_activations;
+  dnnl_memory_t TypedActivation(ArgRole role, dnnl::memory::data_type type,
+                                int64_t rows, int64_t cols, const void* data) {
+    const auto key = std::make_tuple(role, type, rows, cols);
+    auto it = typed_activations.find(key);
+    if (it == typed_activations.end()) {
+      const dnnl::memory::desc desc({rows, cols}, type,
+                                    dnnl::memory::format_tag::ab);
+      it = typed_activations.emplace(key, dnnl::memory(desc, engine, nullptr))
+               .first;
+    }
+    it->second.set_data_handle(const_cast<void*>(data));
     return it->second.get();
   }
 };
