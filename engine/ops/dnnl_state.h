@@ -61,6 +61,18 @@ struct CachedMatmul {
   dnnl::memory scratchpad;
 };
 
+// A CachedMatmul for `pd` (made with a user scratchpad), with the scratchpad
+// memory object it needs.
+inline CachedMatmul MakeCachedMatmul(const dnnl::matmul::primitive_desc& pd,
+                                     const dnnl::engine& engine) {
+  CachedMatmul cached{dnnl::matmul(pd), dnnl::memory()};
+  const dnnl::memory::desc scratchpad = pd.scratchpad_desc();
+  if (scratchpad.get_size() > 0) {
+    cached.scratchpad = dnnl::memory(scratchpad, engine, nullptr);
+  }
+  return cached;
+}
+
 // Which argument of a call an activation memory object serves: a call's source
 // and destination may have the same shape but need distinct objects.
 enum class ArgRole { kSrc, kDst };
@@ -78,6 +90,34 @@ struct DnnlState {
   // capacity).
   absl::flat_hash_map<MatmulKey, CachedMatmul> matmuls;
   static constexpr size_t kMaxMatmuls = 512;
+
+  // The matmul cached for `key`, made by create() (a CachedMatmul) on first
+  // use. Bounded: every row count up to a body's largest chunk is a key, for
+  // each of a model's handful of shape classes.
+  template <typename Create>
+  CachedMatmul& Matmul(const MatmulKey& key, Create create) {
+    auto it = matmuls.find(key);
+    if (it == matmuls.end()) {
+      if (matmuls.size() >= kMaxMatmuls) matmuls.clear();
+      it = matmuls.emplace(key, create()).first;
+    }
+    return it->second;
+  }
+
+  // Runs `matmul` on args [0, count), which has room for one more (its
+  // scratchpad, pointed at MatmulScratchpad), and waits for it.
+  dnnl_status_t RunMatmul(CachedMatmul& matmul, dnnl_exec_arg_t* args,
+                          int count) {
+    if (matmul.scratchpad) {
+      matmul.scratchpad.set_data_handle(
+          MatmulScratchpad(matmul.scratchpad.get_desc().get_size()));
+      args[count++] = {DNNL_ARG_SCRATCHPAD, matmul.scratchpad.get()};
+    }
+    dnnl_status_t status = dnnl_primitive_execute(matmul.primitive.get(),
+                                                  stream.get(), count, args);
+    if (status == dnnl_success) status = dnnl_stream_wait(stream.get());
+    return status;
+  }
 
   // The scratchpad all of this context's matmuls share (one call runs at a
   // time): as large as the largest any of them asked for.

@@ -160,25 +160,8 @@ CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   const dnnl::matmul::desc desc =
       key.bias ? dnnl::matmul::desc(src, weights_md, RowsDesc(1, key.n), dst)
                : dnnl::matmul::desc(src, weights_md, dst);
-  const dnnl::matmul::primitive_desc pd(desc, attr, state.engine);
-  CachedMatmul cached{dnnl::matmul(pd), memory()};
-  const memory::desc scratchpad = pd.scratchpad_desc();
-  if (scratchpad.get_size() > 0) {
-    cached.scratchpad = memory(scratchpad, state.engine, nullptr);
-  }
-  return cached;
-}
-
-CachedMatmul& GetMatmul(DnnlState& state, const MatmulKey& key,
-                        const memory::desc& weights_md) {
-  auto it = state.matmuls.find(key);
-  if (it == state.matmuls.end()) {
-    // Bounded: every row count up to kMaxPrimitiveRows is a key, for each of a
-    // model's handful of shape classes.
-    if (state.matmuls.size() >= DnnlState::kMaxMatmuls) state.matmuls.clear();
-    it = state.matmuls.emplace(key, CreateMatmul(state, key, weights_md)).first;
-  }
-  return it->second;
+  return MakeCachedMatmul(
+      dnnl::matmul::primitive_desc(desc, attr, state.engine), state.engine);
 }
 
 // y = y + act(x W^T + b) cannot be one fast primitive (see CreateMatmul):
@@ -281,7 +264,9 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
                         epilogue.accumulate && !split,
                         packed.panels() != nullptr};
     try {
-      CachedMatmul& matmul = GetMatmul(state, key, packed.weights().get_desc());
+      CachedMatmul& matmul = state.Matmul(key, [&] {
+        return CreateMatmul(state, key, packed.weights().get_desc());
+      });
       state.TrimActivations();
       dnnl_exec_arg_t args[5] = {
           {DNNL_ARG_SRC, state.Activation(ArgRole::kSrc, rows, k, x + row * k)},
@@ -291,14 +276,7 @@ absl::Status LinearDnnl(const OpContext& ctx, const PackedLinear& w,
       };
       int count = 3;
       if (w.has_bias()) args[count++] = {DNNL_ARG_BIAS, packed.bias().get()};
-      if (matmul.scratchpad) {
-        matmul.scratchpad.set_data_handle(
-            state.MatmulScratchpad(matmul.scratchpad.get_desc().get_size()));
-        args[count++] = {DNNL_ARG_SCRATCHPAD, matmul.scratchpad.get()};
-      }
-      status = dnnl_primitive_execute(matmul.primitive.get(),
-                                      state.stream.get(), count, args);
-      if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
+      status = state.RunMatmul(matmul, args, count);
     } catch (const dnnl::error& e) {
       status = e.status;
     }

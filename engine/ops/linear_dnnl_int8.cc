@@ -105,24 +105,10 @@ CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // see CachedMatmul
   const memory::desc src({key.m, key.k}, Type::u8, Tag::ab);
   const memory::desc dst({key.m, key.n}, Type::s32, Tag::ab);
-  const dnnl::matmul::primitive_desc pd(
-      dnnl::matmul::desc(src, weights_md, dst), attr, state.engine);
-  CachedMatmul cached{dnnl::matmul(pd), memory()};
-  const memory::desc scratchpad = pd.scratchpad_desc();
-  if (scratchpad.get_size() > 0) {
-    cached.scratchpad = memory(scratchpad, state.engine, nullptr);
-  }
-  return cached;
-}
-
-CachedMatmul& GetMatmul(DnnlState& state, const MatmulKey& key,
-                        const memory::desc& weights_md) {
-  auto it = state.matmuls.find(key);
-  if (it == state.matmuls.end()) {
-    if (state.matmuls.size() >= DnnlState::kMaxMatmuls) state.matmuls.clear();
-    it = state.matmuls.emplace(key, CreateMatmul(state, key, weights_md)).first;
-  }
-  return it->second;
+  return MakeCachedMatmul(
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights_md, dst),
+                                   attr, state.engine),
+      state.engine);
 }
 
 // Sums [rows, n] of u [rows, k] (u8) and the panels, on oneDNN.
@@ -131,10 +117,15 @@ dnnl_status_t RunMatmul(DnnlState& state, const DnnlInt8PackedLinear& w,
   const int64_t n = w.out_features(), k = w.in_features();
   // The sums are all the primitive computes: bias and activation are ours,
   // so one primitive per row count serves every epilogue.
-  const MatmulKey key{ComputeType::kInt8,      rows,  n,   k, false,
-                      LinearActivation::kNone, false, true};
+  MatmulKey key;
+  key.type = ComputeType::kInt8;
+  key.m = rows;
+  key.n = n;
+  key.k = k;
+  key.panels = true;
   try {
-    CachedMatmul& matmul = GetMatmul(state, key, w.weights().get_desc());
+    CachedMatmul& matmul = state.Matmul(
+        key, [&] { return CreateMatmul(state, key, w.weights().get_desc()); });
     state.TrimActivations();
     dnnl_exec_arg_t args[4] = {
         {DNNL_ARG_SRC,
@@ -143,16 +134,7 @@ dnnl_status_t RunMatmul(DnnlState& state, const DnnlInt8PackedLinear& w,
         {DNNL_ARG_DST,
          state.TypedActivation(ArgRole::kDst, Type::s32, rows, n, sums)},
     };
-    int count = 3;
-    if (matmul.scratchpad) {
-      matmul.scratchpad.set_data_handle(
-          state.MatmulScratchpad(matmul.scratchpad.get_desc().get_size()));
-      args[count++] = {DNNL_ARG_SCRATCHPAD, matmul.scratchpad.get()};
-    }
-    dnnl_status_t status = dnnl_primitive_execute(
-        matmul.primitive.get(), state.stream.get(), count, args);
-    if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
-    return status;
+    return state.RunMatmul(matmul, args, 3);
   } catch (const dnnl::error& e) {
     return e.status;
   }
