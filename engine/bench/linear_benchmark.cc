@@ -9,11 +9,19 @@
 // DnnlWeightLayoutInUse), BM_LinearGeluTanh the same with the gelu_tanh
 // epilogue on the FFN's first shape.
 //
-//   linear_benchmark [--benchmark_filter=...]   (kThreads OpenMP threads)
+// Int8 (compute_type.h) beside them: BM_LinearInt8 is what the engine runs,
+// BM_Int8Kernel and BM_Int8Matmul its two paths (linear_dnnl_int8.h) at every
+// M, each with the quantization of x it does; a second table gives their
+// speedups over float32's BM_Linear, BM_PanelKernel and BM_RawMatmulAny.
+//
+//   linear_benchmark [--threads=N] [--benchmark_filter=...]
+//   (N OpenMP threads, 2 unless given)
 //   --benchmark_repetitions=5 makes the ratios use medians: on a shared
 //   2-core machine single runs of 2-thread calls have large outliers.
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -23,6 +31,7 @@
 #include "benchmark/benchmark.h"
 #include "engine/ops/linear.h"
 #include "engine/ops/linear_dnnl_bf16.h"
+#include "engine/ops/linear_dnnl_int8.h"
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/op_context.h"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -30,8 +39,9 @@
 namespace attnserve::engine {
 namespace {
 
-// The cores of the machines we serve on; both sides run on the same team size.
-constexpr int kThreads = 2;
+// The cores of the machines we serve on (--threads); both sides run on the
+// same team size.
+int team_threads = 2;  // set once by main, before any benchmark runs
 
 std::vector<float> Filled(size_t n, float scale) {
   std::vector<float> v(n);
@@ -49,11 +59,17 @@ void SetFlops(benchmark::State& state, int64_t m, int64_t n, int64_t k) {
 
 OpContext& Context() {
   static OpContext* ctx =
-      OpContext::Create(Backend::kDnnl, kThreads)->release();
+      OpContext::Create(Backend::kDnnl, team_threads)->release();
   return *ctx;
 }
 
-void RunLinear(benchmark::State& state, LinearEpilogue epilogue) {
+// Linear() or another function of its signature on weights packed in `type`.
+using LinearFn = absl::Status (*)(const OpContext&, const PackedLinear&,
+                                  const float*, int64_t, float*,
+                                  LinearEpilogue);
+void RunLinear(benchmark::State& state, LinearEpilogue epilogue,
+               ComputeType type = ComputeType::kFloat32,
+               LinearFn linear = Linear) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
   OpContext& ctx = Context();
   ctx.Enter();
@@ -62,13 +78,13 @@ void RunLinear(benchmark::State& state, LinearEpilogue epilogue) {
   const std::vector<float> wv = Filled(n * k, 0.05f), bv = Filled(n, 1.0f);
   std::copy(wv.begin(), wv.end(), w.data());
   std::copy(bv.begin(), bv.end(), b.data());
-  auto packed = PackLinear(ctx, std::move(w), std::move(b));
+  auto packed = PackLinear(ctx, std::move(w), std::move(b), type);
   if (!packed.ok())
     return state.SkipWithError(packed.status().ToString().c_str());
   const std::vector<float> x = Filled(m * k, 1.0f);
   std::vector<float> y(m * n);
   for (auto _ : state) {
-    if (absl::Status s = Linear(ctx, **packed, x.data(), m, y.data(), epilogue);
+    if (absl::Status s = linear(ctx, **packed, x.data(), m, y.data(), epilogue);
         !s.ok()) {
       return state.SkipWithError(s.ToString().c_str());
     }
@@ -78,6 +94,16 @@ void RunLinear(benchmark::State& state, LinearEpilogue epilogue) {
 }
 
 void BM_Linear(benchmark::State& state) { RunLinear(state, {}); }
+
+void BM_LinearInt8(benchmark::State& state) {
+  RunLinear(state, {}, ComputeType::kInt8);
+}
+void BM_Int8Kernel(benchmark::State& state) {
+  RunLinear(state, {}, ComputeType::kInt8, internal::LinearDnnlInt8Kernel);
+}
+void BM_Int8Matmul(benchmark::State& state) {
+  RunLinear(state, {}, ComputeType::kInt8, internal::LinearDnnlInt8Matmul);
+}
 
 // The first FFN linear of a gelu_new model (T5 v1.1 without the gate): what
 // the tanh-form gelu epilogue costs over BM_Linear's none.
@@ -107,7 +133,7 @@ void BM_PanelKernel(benchmark::State& state) {
   RunKernel(state, panels,
             [](const float* x, int64_t m, const float* w, const float* b,
                int64_t n, int64_t k, float* y) {
-              internal::LinearPanels(kThreads, x, m, w, b, n, k, {}, y);
+              internal::LinearPanels(team_threads, x, m, w, b, n, k, {}, y);
             });
 }
 
@@ -122,7 +148,7 @@ void BM_SmallBatchKernel(benchmark::State& state) {
   RunKernel(state, w,
             [](const float* x, int64_t m, const float* w, const float* b,
                int64_t n, int64_t k, float* y) {
-              internal::LinearSmallBatch(kThreads, x, m, w, b, n, k, {}, y);
+              internal::LinearSmallBatch(team_threads, x, m, w, b, n, k, {}, y);
             });
 }
 
@@ -174,7 +200,7 @@ void BM_RawMatmulPlain(benchmark::State& state) {
 
 void Shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"m", "n", "k"});
-  for (int64_t m : {1, 8, 16, 32, 64, 2048}) {
+  for (int64_t m : {1, 8, 16, 32, 64, 128, 512, 2048}) {
     for (auto [n, k] : {std::pair<int64_t, int64_t>{512, 512},
                         {1536, 512},
                         {2048, 512},
@@ -333,6 +359,22 @@ void PrintBf16Ratios(
   }
 }
 
+// The base model's FFN shapes and its vocabulary projection.
+void Int8Shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "n", "k"});
+  for (int64_t m : {1, 8, 32, 64, 128, 512}) {
+    for (auto [n, k] :
+         {std::pair<int64_t, int64_t>{2048, 512}, {512, 2048}, {32000, 512}}) {
+      b->Args({m, n, k});
+    }
+  }
+  b->UseRealTime();
+}
+
+BENCHMARK(BM_LinearInt8)->Apply(Int8Shapes);
+BENCHMARK(BM_Int8Kernel)->Apply(Int8Shapes);
+BENCHMARK(BM_Int8Matmul)->Apply(Int8Shapes);
+
 // Console output plus, at the end, each shape's times relative to the exact-M
 // primitive.
 class RatioReporter : public benchmark::ConsoleReporter {
@@ -377,6 +419,31 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::printf("\n");
     }
     PrintBf16Ratios(times_);
+    std::printf(
+        "\nint8 speedup over float32 (float32 time / int8 time, > 1 is "
+        "faster)\n");
+    std::printf("%-32s %9s %9s %9s\n", "shape", "Linear", "Kernel", "Matmul");
+    const std::pair<const char*, const char*> pairs[] = {
+        {"BM_Linear", "BM_LinearInt8"},
+        {"BM_PanelKernel", "BM_Int8Kernel"},
+        {"BM_RawMatmulAny", "BM_Int8Matmul"}};
+    for (const auto& [shape, by_name] : times_) {
+      if (by_name.find("BM_LinearInt8") == by_name.end() &&
+          by_name.find("BM_Int8Kernel") == by_name.end() &&
+          by_name.find("BM_Int8Matmul") == by_name.end()) {
+        continue;
+      }
+      std::printf("%-32s", shape.c_str());
+      for (const auto& [fp32, int8] : pairs) {
+        auto f = by_name.find(fp32), q = by_name.find(int8);
+        if (f == by_name.end() || q == by_name.end()) {
+          std::printf(" %9s", "-");
+        } else {
+          std::printf(" %9.2f", f->second / q->second);
+        }
+      }
+      std::printf("\n");
+    }
   }
 
  private:
@@ -388,6 +455,18 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace attnserve::engine
 
 int main(int argc, char** argv) {
+  // --threads=N is ours; the rest are Google Benchmark's.
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--threads=", 0) == 0) {
+      attnserve::engine::team_threads =
+          std::max(1, std::atoi(arg.c_str() + 10));
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   attnserve::engine::RatioReporter reporter;

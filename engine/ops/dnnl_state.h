@@ -63,6 +63,18 @@ struct CachedMatmul {
   dnnl::memory scratchpad;
 };
 
+// A CachedMatmul for `pd` (made with a user scratchpad), with the scratchpad
+// memory object it needs.
+inline CachedMatmul MakeCachedMatmul(const dnnl::matmul::primitive_desc& pd,
+                                     const dnnl::engine& engine) {
+  CachedMatmul cached{dnnl::matmul(pd), dnnl::memory()};
+  const dnnl::memory::desc scratchpad = pd.scratchpad_desc();
+  if (scratchpad.get_size() > 0) {
+    cached.scratchpad = dnnl::memory(scratchpad, engine, nullptr);
+  }
+  return cached;
+}
+
 // Which argument of a call an activation memory object serves: a call's source
 // and destination may have the same shape but need distinct objects.
 enum class ArgRole { kSrc, kDst };
@@ -81,6 +93,34 @@ struct DnnlState {
   absl::flat_hash_map<MatmulKey, CachedMatmul> matmuls;
   static constexpr size_t kMaxMatmuls = 512;
 
+  // The matmul cached for `key`, made by create() (a CachedMatmul) on first
+  // use. Bounded: every row count up to a body's largest chunk is a key, for
+  // each of a model's handful of shape classes.
+  template <typename Create>
+  CachedMatmul& Matmul(const MatmulKey& key, Create create) {
+    auto it = matmuls.find(key);
+    if (it == matmuls.end()) {
+      if (matmuls.size() >= kMaxMatmuls) matmuls.clear();
+      it = matmuls.emplace(key, create()).first;
+    }
+    return it->second;
+  }
+
+  // Runs `matmul` on args [0, count), which has room for one more (its
+  // scratchpad, pointed at MatmulScratchpad), and waits for it.
+  dnnl_status_t RunMatmul(CachedMatmul& matmul, dnnl_exec_arg_t* args,
+                          int count) {
+    if (matmul.scratchpad) {
+      matmul.scratchpad.set_data_handle(
+          MatmulScratchpad(matmul.scratchpad.get_desc().get_size()));
+      args[count++] = {DNNL_ARG_SCRATCHPAD, matmul.scratchpad.get()};
+    }
+    dnnl_status_t status = dnnl_primitive_execute(matmul.primitive.get(),
+                                                  stream.get(), count, args);
+    if (status == dnnl_success) status = dnnl_stream_wait(stream.get());
+    return status;
+  }
+
   // The scratchpad all of this context's matmuls share (one call runs at a
   // time): as large as the largest any of them asked for.
   Tensor matmul_scratchpad;
@@ -95,7 +135,8 @@ struct DnnlState {
   // Row-major [rows, cols] memory objects for activations, re-pointed at each
   // call's buffer: creating them costs more than a small matmul's arithmetic.
   // Bounded, since encoder shapes vary with the source lengths. Keyed by data
-  // type too: the bfloat16 linear's sources are bf16.
+  // type too: the bfloat16 linear's sources are bf16, the int8 one's u8 with
+  // s32 sums.
   absl::flat_hash_map<
       std::tuple<ArgRole, int64_t, int64_t, dnnl::memory::data_type>,
       dnnl::memory>

@@ -168,28 +168,8 @@ CachedMatmul CreateMatmul(const DnnlState& state, const MatmulKey& key,
   const dnnl::matmul::desc desc =
       key.bias ? dnnl::matmul::desc(src, weights_md, RowsDesc(1, key.n), dst)
                : dnnl::matmul::desc(src, weights_md, dst);
-  const dnnl::matmul::primitive_desc pd(desc, attr, state.engine);
-  CachedMatmul cached{dnnl::matmul(pd), memory()};
-  const memory::desc scratchpad = pd.scratchpad_desc();
-  if (scratchpad.get_size() > 0) {
-    cached.scratchpad = memory(scratchpad, state.engine, nullptr);
-  }
-  return cached;
-}
-
-// src_type is a function of key.type (the type's input format).
-CachedMatmul& GetMatmul(DnnlState& state, const MatmulKey& key,
-                        const memory::desc& weights_md, Type src_type) {
-  auto it = state.matmuls.find(key);
-  if (it == state.matmuls.end()) {
-    // Bounded: every row count up to kMaxPrimitiveRows is a key, for each of a
-    // model's handful of shape classes.
-    if (state.matmuls.size() >= DnnlState::kMaxMatmuls) state.matmuls.clear();
-    it = state.matmuls
-             .emplace(key, CreateMatmul(state, key, weights_md, src_type))
-             .first;
-  }
-  return it->second;
+  return MakeCachedMatmul(
+      dnnl::matmul::primitive_desc(desc, attr, state.engine), state.engine);
 }
 
 // y = y + act(x W^T + b) cannot be one fast primitive (see CreateMatmul):
@@ -302,8 +282,9 @@ absl::Status RunLinearMatmul(
                         epilogue.accumulate && !split,
                         w.panels};
     try {
-      CachedMatmul& matmul =
-          GetMatmul(state, key, w.weights->get_desc(), w.src_type);
+      CachedMatmul& matmul = state.Matmul(key, [&] {
+        return CreateMatmul(state, key, w.weights->get_desc(), w.src_type);
+      });
       const void* src_rows = src(row, rows);
       state.TrimActivations();
       dnnl_exec_arg_t args[5] = {
@@ -315,14 +296,7 @@ absl::Status RunLinearMatmul(
       };
       int count = 3;
       if (w.bias != nullptr) args[count++] = {DNNL_ARG_BIAS, w.bias->get()};
-      if (matmul.scratchpad) {
-        matmul.scratchpad.set_data_handle(
-            state.MatmulScratchpad(matmul.scratchpad.get_desc().get_size()));
-        args[count++] = {DNNL_ARG_SCRATCHPAD, matmul.scratchpad.get()};
-      }
-      status = dnnl_primitive_execute(matmul.primitive.get(),
-                                      state.stream.get(), count, args);
-      if (status == dnnl_success) status = dnnl_stream_wait(state.stream.get());
+      status = state.RunMatmul(matmul, args, count);
     } catch (const dnnl::error& e) {
       status = e.status;
     }
