@@ -48,9 +48,11 @@ if [[ -n ${SANITIZE_BINARIES:-} ]]; then
   read -r -a binaries <<<"$SANITIZE_BINARIES"
 fi
 
-# -O1: the sanitizers' own advice (readable stacks, still fast enough).
+# -O1: the sanitizers' own advice (readable stacks, still fast enough). -g1: line tables,
+# which give every frame of a report its file:line and its inlined calls; the variables'
+# debug info, which no report reads, would cost about a third more compile time.
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g $flags" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" \
+  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 $flags" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1" \
   -DATTNSERVE_SANITIZE="$sanitizers" -DATTNSERVE_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$dir" -j "$(nproc)" --target "${binaries[@]}"
 
