@@ -86,6 +86,11 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated: encoder,greedy")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON line at the end")
+    ap.add_argument("--quantize_dynamic", action="store_true",
+                    help="torch.quantization.quantize_dynamic on every nn.Linear (int8 weights, "
+                         "activations quantized per call): PyTorch's own int8, the peer of "
+                         "attnserve's --compute_type=int8. nn.MultiheadAttention's fused q/k/v "
+                         "projection is not an nn.Linear and stays float32")
     ap.add_argument("--omp_wait_policy", default="passive", choices=["passive", "active", "keep"],
                     help="OMP_WAIT_POLICY to run with (re-executes itself); keep = as inherited")
     ap.add_argument("--gomp_spincount", default="1000",
@@ -102,6 +107,18 @@ def main():
     for p in model.parameters():
         p.requires_grad_(False)
     cfg = model.cfg
+    if args.quantize_dynamic:
+        engines = torch.backends.quantized.supported_engines
+        torch.backends.quantized.engine = "onednn" if "onednn" in engines else engines[0]
+        model = torch.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model.cfg = cfg
+        # torch 1.13's encoder-layer fast path reads linear.weight as a tensor, which a
+        # dynamically quantized Linear has as a method: keep those layers on the plain path
+        # ("training", which with dropout 0 computes the same).
+        for m in model.modules():
+            if isinstance(m, torch.nn.TransformerEncoderLayer):
+                m.train()
+        print(f"quantize_dynamic: int8 nn.Linear on the {torch.backends.quantized.engine} engine")
     print(f"model {args.model_dir}: d_model {cfg['d_model']}, heads {cfg['num_heads']}, layers "
           f"{cfg['encoder_layers']}+{cfg['decoder_layers']}, ffn {cfg['ffn_dim']}, vocab "
           f"{cfg['vocab_size']}, {cfg['norm_placement']}-norm, {cfg['activation']}")
@@ -142,6 +159,7 @@ def main():
                       f"{med:.3f} s of {args.repeats})", flush=True)
     if args.json:
         print(json.dumps({"tool": "torch_benchmark", "model_dir": args.model_dir,
+                          "quantize_dynamic": args.quantize_dynamic,
                           "torch": torch.__version__, "sgemm_shim": bool(shim),
                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                           "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""),
