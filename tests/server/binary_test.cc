@@ -169,6 +169,48 @@ TEST(BinaryTest, ExplainsBadStartup) {
                                "--model_dir=/nonexistent/model",
                                "--metrics_port=-1"});
   EXPECT_EQ(bad_metrics_port.Wait(absl::Seconds(30)), std::optional<int>(2));
+  const testing::RunResult bad_type = testing::RunAttnserve(
+      {"--model_dir=/nonexistent/model", "--compute_type=fp16"});
+  EXPECT_EQ(bad_type.exit_code, std::optional<int>(2));
+  EXPECT_THAT(bad_type.output, HasSubstr("--compute_type: unknown compute "
+                                         "type \"fp16\""));
+}
+
+// --compute_type reaches the engine: the startup line names it, and the
+// server answers.
+TEST(BinaryTest, ServesAtTheComputeTypeAsked) {
+  model_testing::TempDir dir("binary_compute_type");
+  ASSERT_NO_FATAL_FAILURE(WriteTinyModel(dir.path()));
+  for (const char* type : {"int8", "bfloat16"}) {
+    SCOPED_TRACE(type);
+    absl::StatusOr<engine::ComputeType> parsed = engine::ParseComputeType(type);
+    ASSERT_TRUE(parsed.ok());
+    const std::vector<std::string> flags = {
+        absl::StrCat("--model_dir=", dir.path()),
+        "--host=127.0.0.1",
+        "--port=0",
+        "--metrics_port=0",
+        "--threads=1",
+        absl::StrCat("--compute_type=", type)};
+    if (absl::Status runs = engine::HostRunsComputeType(*parsed); !runs.ok()) {
+      // Refused at start, naming the missing instructions: exit 1, no crash.
+      const testing::RunResult refused = testing::RunAttnserve(flags);
+      EXPECT_EQ(refused.exit_code, std::optional<int>(1));
+      EXPECT_THAT(refused.output, HasSubstr("needs a CPU with"));
+      continue;
+    }
+    absl::StatusOr<StartedServer> server = StartAttnserve(flags);
+    ASSERT_TRUE(server.ok()) << server.status();
+    EXPECT_THAT(server->startup_line,
+                HasSubstr(absl::StrCat("compute_type ", type, ";")));
+    auto stub = v1::Seq2Seq::NewStub(testing::Connect(server->port));
+    v1::GenerateRequest request;
+    for (int id : {3, 4, 5}) request.add_input_ids(id);
+    request.set_max_new_tokens(4);
+    v1::GenerateResponse response;
+    EXPECT_TRUE(testing::Generate(*stub, request, &response).ok());
+    EXPECT_FALSE(response.output_ids().empty());
+  }
 }
 
 TEST(BinaryTest, HelpExitsZeroWithGroupedFlagsAndNoBuildPaths) {
