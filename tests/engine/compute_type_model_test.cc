@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <random>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -14,6 +13,7 @@
 #include "engine/decode/generator.h"
 #include "engine/model.h"
 #include "gtest/gtest.h"
+#include "tests/engine/decode_test_util.h"
 #include "tests/engine/golden_models.h"
 
 namespace attnserve::engine {
@@ -32,29 +32,9 @@ std::unique_ptr<Model> LoadAt(const std::string& dir, Backend backend,
   return model.ok() ? std::move(model).value() : nullptr;
 }
 
-std::vector<std::vector<int32_t>> Sources(int count, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> len(1, 20), id(3, vocab - 1);
-  std::vector<std::vector<int32_t>> out(count);
-  for (auto& s : out) {
-    s.resize(len(rng));
-    for (auto& t : s) t = id(rng);
-  }
-  return out;
-}
-
-void ExpectSame(const std::vector<SequenceResult>& a,
-                const std::vector<SequenceResult>& b, float tolerance) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    SCOPED_TRACE(i);
-    EXPECT_EQ(a[i].output_ids, b[i].output_ids);
-    ASSERT_EQ(a[i].log_probs.size(), b[i].log_probs.size());
-    for (size_t t = 0; t < a[i].log_probs.size(); ++t) {
-      EXPECT_NEAR(a[i].log_probs[t], b[i].log_probs[t], tolerance);
-    }
-  }
-}
+using testing::DecodeEach;
+using testing::ExpectSameResults;
+using testing::RandomSources;
 
 using Param = std::tuple<std::string, ComputeType>;
 class ComputeTypeModelTest : public ::testing::TestWithParam<Param> {
@@ -68,7 +48,7 @@ class ComputeTypeModelTest : public ::testing::TestWithParam<Param> {
 TEST_P(ComputeTypeModelTest, ReferenceBatchedEqualsAlone) {
   auto model = LoadAt(dir(), Backend::kReference, type());
   ASSERT_TRUE(model);
-  const auto sources = Sources(6, model->config().vocab_size, 3);
+  const auto sources = RandomSources(6, model->config().vocab_size, 3);
   for (int beam : {1, 3}) {
     SCOPED_TRACE(beam);
     DecodeOptions o;
@@ -76,13 +56,7 @@ TEST_P(ComputeTypeModelTest, ReferenceBatchedEqualsAlone) {
     o.beam_size = beam;
     auto batched = GenerateBatch(*model, sources, o);
     ASSERT_TRUE(batched.ok()) << batched.status();
-    std::vector<SequenceResult> alone;
-    for (const auto& s : sources) {
-      auto r = GenerateBatch(*model, {s}, o);
-      ASSERT_TRUE(r.ok()) << r.status();
-      alone.push_back((*r)[0]);
-    }
-    ExpectSame(alone, *batched, 1e-5f);
+    ExpectSameResults(DecodeEach(*model, sources, o), *batched, 1e-5f);
   }
 }
 
@@ -93,7 +67,7 @@ TEST_P(ComputeTypeModelTest, ReferenceStaysNearFloat32) {
   auto f32 = LoadAt(dir(), Backend::kReference, ComputeType::kFloat32);
   auto other = LoadAt(dir(), Backend::kReference, type());
   ASSERT_TRUE(f32 && other);
-  const auto sources = Sources(10, f32->config().vocab_size, 4);
+  const auto sources = RandomSources(10, f32->config().vocab_size, 4);
   DecodeOptions o;
   o.max_new_tokens = 8;
   auto a = GenerateBatch(*f32, sources, o);
@@ -134,7 +108,7 @@ TEST_P(ComputeTypeModelTest, DnnlDecodesLikeReference) {
   auto ref = LoadAt(dir(), Backend::kReference, type());
   auto fast = LoadAt(dir(), Backend::kDnnl, type(), false, 2);
   ASSERT_TRUE(ref && fast);
-  const auto sources = Sources(10, ref->config().vocab_size, 1);
+  const auto sources = RandomSources(10, ref->config().vocab_size, 1);
   int identical = 0, decodes = 0;
   for (int beam : {1, 4}) {
     SCOPED_TRACE(beam);
@@ -168,7 +142,7 @@ TEST_P(ComputeTypeModelTest, DnnlBatchedEqualsAlone) {
   if (!HostRunsComputeType(type()).ok()) GTEST_SKIP() << "see above";
   auto model = LoadAt(dir(), Backend::kDnnl, type(), false, 2);
   ASSERT_TRUE(model);
-  const auto sources = Sources(9, model->config().vocab_size, 3);
+  const auto sources = RandomSources(9, model->config().vocab_size, 3);
   for (int beam : {1, 3}) {
     SCOPED_TRACE(beam);
     DecodeOptions o;
@@ -182,7 +156,7 @@ TEST_P(ComputeTypeModelTest, DnnlBatchedEqualsAlone) {
       // The decoder's products are the same bits alone or batched (our
       // kernels, row by row); the encoder's padded batch takes other float32
       // paths in attention, as at float32, hence float32's tolerance.
-      ExpectSame({(*alone)[0]}, {(*batched)[i]}, 1e-4f);
+      ExpectSameResults({(*alone)[0]}, {(*batched)[i]}, 1e-4f);
     }
   }
 }
@@ -205,7 +179,7 @@ TEST_P(ComputeTypeModelTest, Float32EmbeddingsChangeTheResult) {
   auto plain = LoadAt(dir(), Backend::kReference, type());
   auto kept = LoadAt(dir(), Backend::kReference, type(), true);
   ASSERT_TRUE(plain && kept);
-  const auto sources = Sources(4, plain->config().vocab_size, 5);
+  const auto sources = RandomSources(4, plain->config().vocab_size, 5);
   DecodeOptions o;
   o.max_new_tokens = 4;
   auto a = GenerateBatch(*plain, sources, o);

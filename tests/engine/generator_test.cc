@@ -18,6 +18,7 @@
 #include "engine/network/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/engine/decode_test_util.h"
 #include "tests/engine/dnnl_layouts.h"
 #include "tests/engine/golden_models.h"
 #include "tests/engine/test_model_writer.h"
@@ -25,7 +26,10 @@
 namespace attnserve::engine {
 namespace {
 
+using testing::DecodeEach;
+using testing::ExpectSameResults;
 using ::testing::HasSubstr;
+using testing::RandomSources;
 
 std::unique_ptr<Model> LoadModel(const std::string& dir, Backend backend,
                                  int threads = 1) {
@@ -46,46 +50,6 @@ const std::string& TinyModelDir() {
   }();
   EXPECT_TRUE(written);
   return dir.path();
-}
-
-std::vector<std::vector<int32_t>> RandomSources(int count, int vocab,
-                                                uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> len(1, 20), id(3, vocab - 1);
-  std::vector<std::vector<int32_t>> out(count);
-  for (auto& s : out) {
-    s.resize(len(rng));
-    for (auto& t : s) t = id(rng);
-  }
-  return out;
-}
-
-std::vector<SequenceResult> DecodeEach(
-    const Model& model, const std::vector<std::vector<int32_t>>& sources,
-    const DecodeOptions& options) {
-  std::vector<SequenceResult> out;
-  for (const auto& s : sources) {
-    auto r = GenerateBatch(model, {s}, options);
-    EXPECT_TRUE(r.ok()) << r.status();
-    out.push_back(r.ok() ? (*r)[0] : SequenceResult{});
-  }
-  return out;
-}
-
-void ExpectSameResults(const std::vector<SequenceResult>& a,
-                       const std::vector<SequenceResult>& b, float tolerance) {
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    SCOPED_TRACE(i);
-    EXPECT_EQ(a[i].output_ids, b[i].output_ids);
-    EXPECT_EQ(a[i].finish_reason, b[i].finish_reason);
-    ASSERT_EQ(a[i].log_probs.size(), b[i].log_probs.size());
-    for (size_t t = 0; t < a[i].log_probs.size(); ++t) {
-      EXPECT_NEAR(a[i].log_probs[t], b[i].log_probs[t], tolerance);
-    }
-    EXPECT_NEAR(a[i].score, b[i].score,
-                tolerance * (1 + a[i].log_probs.size()));
-  }
 }
 
 // Over the PyTorch-built golden models, whose outputs depend on the source.

@@ -43,13 +43,8 @@ namespace {
 using internal::Bf16Kernel;
 using internal::Bf16Route;
 using op_test::MakeContext;
+using op_test::MakeTensor;
 using op_test::RandomFloats;
-
-Tensor MakeTensor(std::vector<int64_t> shape, const std::vector<float>& v) {
-  Tensor t(std::move(shape));
-  std::copy(v.begin(), v.end(), t.data());
-  return t;
-}
 
 // The reference's bf16 linear through the front.
 std::unique_ptr<PackedLinear> PackRef(const OpContext& ctx,

@@ -39,13 +39,8 @@ namespace {
 
 using internal::Int8Kernel;
 using op_test::MakeContext;
+using op_test::MakeTensor;
 using op_test::RandomFloats;
-
-Tensor MakeTensor(std::vector<int64_t> shape, const std::vector<float>& v) {
-  Tensor t(std::move(shape));
-  std::copy(v.begin(), v.end(), t.data());
-  return t;
-}
 
 // int8 weights [n, k] (bias [n] or empty) for ctx's backend. On a host
 // without VNNI the front refuses int8 for oneDNN (HostRunsComputeType), so

@@ -21,13 +21,8 @@ namespace attnserve::engine {
 namespace {
 
 using op_test::MakeContext;
+using op_test::MakeTensor;
 using op_test::RandomFloats;
-
-Tensor MakeTensor(std::vector<int64_t> shape, const std::vector<float>& v) {
-  Tensor t(std::move(shape));
-  std::copy(v.begin(), v.end(), t.data());
-  return t;
-}
 
 std::vector<float> RunRef(ComputeType type, const std::vector<float>& w,
                           const std::vector<float>& b, int64_t n, int64_t k,

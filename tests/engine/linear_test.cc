@@ -21,15 +21,9 @@ namespace {
 
 using op_test::AllClose;
 using op_test::MakeContext;
+using op_test::MakeTensor;
 using op_test::RandomFloats;
 using ::testing::HasSubstr;
-
-Tensor MakeTensor(std::vector<int64_t> shape,
-                  const std::vector<float>& values) {
-  Tensor t(std::move(shape));
-  std::copy(values.begin(), values.end(), t.data());
-  return t;
-}
 
 // y = act(x W^T + b) [+ y0] on `backend`.
 std::vector<float> RunLinear(const OpContext& ctx, const std::vector<float>& w,

@@ -2,15 +2,18 @@
 // Helpers shared by the op tests: contexts per backend, seeded random data and
 // an element-wise closeness check that reports the worst offenders.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "engine/memory/tensor.h"
 #include "engine/ops/op_context.h"
 #include "gtest/gtest.h"
 
@@ -26,6 +29,14 @@ inline std::unique_ptr<OpContext> MakeContext(Backend backend,
   if (!ctx.ok()) return nullptr;
   (*ctx)->Enter();
   return *std::move(ctx);
+}
+
+// A tensor of `shape` holding `values` (row-major, product(shape) of them).
+inline Tensor MakeTensor(std::vector<int64_t> shape,
+                         const std::vector<float>& values) {
+  Tensor t(std::move(shape));
+  std::copy(values.begin(), values.end(), t.data());
+  return t;
 }
 
 // n floats uniform in [lo, hi), the same for the same seed on every run.
