@@ -10,6 +10,8 @@
 # Greedy32 shape. The model's EOS is made unreachable (make_random_model.py --eos_embed_scale 0)
 # so that every request really generates max_new_tokens, as the engine's ignore_eos does.
 #   scripts/benchmark_serving.sh            (THREADS=2 DURATION=30s REPEATS=3 by default)
+#   COMPUTE_TYPE=int8 scripts/benchmark_serving.sh   the servers and the engine benchmark at
+#                                           that compute type (default float32; docs/engine.md)
 # Each round runs the engine offline, then c1, c32 and the mix against two servers that stay
 # up (continuous and dynamic batching); every ratio is taken within a round and the median
 # over rounds is printed, with each round's value.
@@ -24,6 +26,7 @@ OUT=${OUT:-/tmp/attnserve-serving-bench}
 THREADS=${THREADS:-2}
 DURATION=${DURATION:-30s}  # of each loaded run, after a 5 s warmup
 REPEATS=${REPEATS:-3}      # each figure is the median of this many runs
+COMPUTE_TYPE=${COMPUTE_TYPE:-float32}  # of both servers and the offline engine
 # Open-loop rates, as fractions of dynamic batching's closed-loop capacity on the mix.
 OPEN_LOOP_FRACTIONS=${OPEN_LOOP_FRACTIONS:-0.2 0.4 0.6 0.75 0.9 1.0}
 mkdir -p "$OUT"
@@ -57,7 +60,8 @@ stop_servers() {
 }
 trap stop_servers EXIT  # set first: the second server's failure to start stops the first
 for mode in continuous dynamic; do
-  SERVER_LOG=server-$mode start_server --batching="$mode" --max_batch_size=32
+  SERVER_LOG=server-$mode start_server --batching="$mode" --max_batch_size=32 \
+    --compute_type="$COMPUTE_TYPE"
   PORT[$mode]=$SERVER_PORT
   PID[$mode]=$SERVER_PID
 done
@@ -78,7 +82,8 @@ for r in $(seq "$REPEATS"); do
   # 5 repetitions of 6 s: as long as a served run, so that both span the same phases of the
   # machine (its default 0.3 s repetitions can all fall in a fast phase of a few seconds).
   build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
-    --benchmark_filter='Greedy32' --benchmark_min_time=6 --json="$OUT/engine-$r.json" |
+    --compute_type="$COMPUTE_TYPE" --benchmark_filter='Greedy32' --benchmark_min_time=6 \
+    --json="$OUT/engine-$r.json" |
     grep -E '^batch.*greedy'
   served c1 continuous "$r" --concurrency=1 --max_new_tokens=32 --seed="$r"
   served c32 continuous "$r" --concurrency=32 --max_new_tokens=32 --seed="$r"
