@@ -36,7 +36,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::LoadBody(
   if (options.backend == Backend::kDnnl) {
     RETURN_IF_ERROR(HostRunsComputeType(options.precision.compute_type));
   }
-  ASSIGN_OR_RETURN(LoadedModelDir loaded, LoadModelDir(dir));
+  ASSIGN_OR_RETURN(LoadedModelDir loaded,
+                   LoadModelDir(dir, ReadLinears::kWhenPacked));
   std::unique_ptr<Model> model(new Model());
   model->name_ = std::move(loaded.name);
   model->config_json_ = std::move(loaded.config_json);

@@ -1,7 +1,9 @@
 // The attnserve format's tensor names (docs/model-format.md "Tensors") onto
 // the weight plan.
 
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -96,8 +98,9 @@ void PlanStackExtras(const std::string& stack, WeightPlan* plan,
 
 }  // namespace
 
-absl::StatusOr<ModelWeights> LoadAttnserveWeights(const TensorSource& source,
-                                                  const ModelConfig& config) {
+absl::StatusOr<ModelWeights> LoadAttnserveWeights(
+    const TensorSource& source, const ModelConfig& config,
+    std::shared_ptr<const TensorSource> keep_open) {
   const ModelConfig& c = config;
   WeightPlan plan(source, c);
   ModelWeights w;
@@ -142,7 +145,7 @@ absl::StatusOr<ModelWeights> LoadAttnserveWeights(const TensorSource& source,
 
   // Tensors the config does not use are ignored (docs/model-format.md).
   RETURN_IF_ERROR(plan.Validate());
-  RETURN_IF_ERROR(plan.Read());
+  RETURN_IF_ERROR(plan.Read(std::move(keep_open)));
   return w;
 }
 

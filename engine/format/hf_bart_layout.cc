@@ -2,7 +2,9 @@
 // config.json mapping and the tensor names (docs/hf-reference.md), onto
 // ModelConfig and the weight plan.
 
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -166,8 +168,9 @@ absl::StatusOr<HfModelConfig> ParseHfBartConfig(ConfigReader& r,
   return hf;
 }
 
-absl::StatusOr<ModelWeights> LoadHfBartWeights(const TensorSource& source,
-                                               HfModelConfig* hf) {
+absl::StatusOr<ModelWeights> LoadHfBartWeights(
+    const TensorSource& source, HfModelConfig* hf,
+    std::shared_ptr<const TensorSource> keep_open) {
   const Family* family = FindFamily(hf->model_type);
   if (family == nullptr) {
     return absl::InvalidArgumentError(
@@ -286,7 +289,7 @@ absl::StatusOr<ModelWeights> LoadHfBartWeights(const TensorSource& source,
 
   RETURN_IF_ERROR(plan.Validate());
   RETURN_IF_ERROR(plan.CheckNoUnknownTensors());
-  RETURN_IF_ERROR(plan.Read());
+  RETURN_IF_ERROR(plan.Read(std::move(keep_open)));
   return w;
 }
 

@@ -1,6 +1,8 @@
 #include "engine/format/hf_layout.h"
 
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -74,10 +76,13 @@ absl::Status FinishHfConfig(const ConfigKeyNames& keys, HfModelConfig* hf) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ModelWeights> LoadHfWeights(const TensorSource& source,
-                                           HfModelConfig* hf) {
-  if (hf->model_type == "t5") return LoadHfT5Weights(source, hf);
-  return LoadHfBartWeights(source, hf);
+absl::StatusOr<ModelWeights> LoadHfWeights(
+    const TensorSource& source, HfModelConfig* hf,
+    std::shared_ptr<const TensorSource> keep_open) {
+  if (hf->model_type == "t5") {
+    return LoadHfT5Weights(source, hf, std::move(keep_open));
+  }
+  return LoadHfBartWeights(source, hf, std::move(keep_open));
 }
 
 }  // namespace attnserve::engine

@@ -7,6 +7,7 @@
 // The mapping is FORMAT_SPEC's "Mapping HF -> attnserve", the same one
 // scripts/attnserve-convert writes out.
 
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -46,8 +47,11 @@ absl::StatusOr<HfModelConfig> ParseHfConfig(absl::string_view config_json);
 // stored under any non-empty subset of its names, equal when several. May
 // refine hf->config from what is stored (marian: a stored sinusoid table
 // makes positional_encoding "learned", its absence "sinusoidal_concat").
-absl::StatusOr<ModelWeights> LoadHfWeights(const TensorSource& source,
-                                           HfModelConfig* hf);
+// `keep_open` as LoadAttnserveWeights' (model_weights.h): linear weights
+// deferred.
+absl::StatusOr<ModelWeights> LoadHfWeights(
+    const TensorSource& source, HfModelConfig* hf,
+    std::shared_ptr<const TensorSource> keep_open = nullptr);
 
 // An HF activation name (ACT2FN) as attnserve's: relu, gelu (exact),
 // gelu_new / gelu_pytorch_tanh (tanh form), swish / silu. INVALID_ARGUMENT
@@ -60,11 +64,13 @@ absl::StatusOr<Activation> HfActivation(absl::string_view key,
 // object (ParseHfConfig has parsed it and read "model_type").
 absl::StatusOr<HfModelConfig> ParseHfBartConfig(ConfigReader& r,
                                                 absl::string_view model_type);
-absl::StatusOr<ModelWeights> LoadHfBartWeights(const TensorSource& source,
-                                               HfModelConfig* hf);
+absl::StatusOr<ModelWeights> LoadHfBartWeights(
+    const TensorSource& source, HfModelConfig* hf,
+    std::shared_ptr<const TensorSource> keep_open = nullptr);
 absl::StatusOr<HfModelConfig> ParseHfT5Config(ConfigReader& r);
-absl::StatusOr<ModelWeights> LoadHfT5Weights(const TensorSource& source,
-                                             HfModelConfig* hf);
+absl::StatusOr<ModelWeights> LoadHfT5Weights(
+    const TensorSource& source, HfModelConfig* hf,
+    std::shared_ptr<const TensorSource> keep_open = nullptr);
 
 // What the families share.
 

@@ -3,7 +3,9 @@
 // the weight plan.
 
 #include <cmath>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -117,8 +119,9 @@ absl::StatusOr<HfModelConfig> ParseHfT5Config(ConfigReader& r) {
   return hf;
 }
 
-absl::StatusOr<ModelWeights> LoadHfT5Weights(const TensorSource& source,
-                                             HfModelConfig* hf) {
+absl::StatusOr<ModelWeights> LoadHfT5Weights(
+    const TensorSource& source, HfModelConfig* hf,
+    std::shared_ptr<const TensorSource> keep_open) {
   const ModelConfig& c = hf->config;
   const int64_t d = c.d_model;
   const int64_t a = c.attention_dim();
@@ -195,7 +198,7 @@ absl::StatusOr<ModelWeights> LoadHfT5Weights(const TensorSource& source,
 
   RETURN_IF_ERROR(plan.Validate());
   RETURN_IF_ERROR(plan.CheckNoUnknownTensors());
-  RETURN_IF_ERROR(plan.Read());
+  RETURN_IF_ERROR(plan.Read(std::move(keep_open)));
   return w;
 }
 

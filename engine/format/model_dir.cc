@@ -47,7 +47,7 @@ absl::StatusOr<std::string> ReadGenerationJson(const std::string& prefix) {
   return ReadSmallFile(path, kMaxConfigBytes);
 }
 
-absl::Status LoadAttnserveDir(const std::string& prefix,
+absl::Status LoadAttnserveDir(const std::string& prefix, ReadLinears read,
                               LoadedModelDir* loaded) {
   absl::StatusOr<ModelConfig> config =
       ParseModelConfig(loaded->config_json, &loaded->warnings);
@@ -56,7 +56,7 @@ absl::Status LoadAttnserveDir(const std::string& prefix,
   loaded->layout = "attnserve";
   ASSIGN_OR_RETURN(
       loaded->weights,
-      LoadModelWeights(prefix + "model.safetensors", loaded->config));
+      LoadModelWeights(prefix + "model.safetensors", loaded->config, read));
 
   ASSIGN_OR_RETURN(const std::string generation_json,
                    ReadGenerationJson(prefix));
@@ -98,7 +98,8 @@ absl::StatusOr<std::unique_ptr<TensorSource>> OpenHfCheckpoint(
       prefix, "model.safetensors: not found (nor pytorch_model.bin)"));
 }
 
-absl::Status LoadHfDir(const std::string& prefix, LoadedModelDir* loaded) {
+absl::Status LoadHfDir(const std::string& prefix, ReadLinears read,
+                       LoadedModelDir* loaded) {
   absl::StatusOr<HfModelConfig> hf = ParseHfConfig(loaded->config_json);
   if (!hf.ok()) return InDir(prefix, hf.status());
   loaded->layout = hf->layout;
@@ -109,9 +110,12 @@ absl::Status LoadHfDir(const std::string& prefix, LoadedModelDir* loaded) {
                             hf->generation_defaults, hf->config.vocab_size);
   if (!generation.ok()) return InDir(prefix, generation.status());
 
-  ASSIGN_OR_RETURN(std::unique_ptr<TensorSource> source,
+  ASSIGN_OR_RETURN(std::shared_ptr<const TensorSource> source,
                    OpenHfCheckpoint(prefix));
-  ASSIGN_OR_RETURN(loaded->weights, LoadHfWeights(*source, &*hf));
+  ASSIGN_OR_RETURN(
+      loaded->weights,
+      LoadHfWeights(*source, &*hf,
+                    read == ReadLinears::kWhenPacked ? source : nullptr));
   loaded->config = hf->config;
   loaded->generation = *std::move(generation);
   return absl::OkStatus();
@@ -174,7 +178,8 @@ absl::StatusOr<std::string> ResolveModelFile(const std::string& dir,
   return resolved.string();
 }
 
-absl::StatusOr<LoadedModelDir> LoadModelDir(const std::string& dir) {
+absl::StatusOr<LoadedModelDir> LoadModelDir(const std::string& dir,
+                                            ReadLinears read) {
   LoadedModelDir loaded;
   loaded.name = BaseName(dir);
   const std::string prefix = dir.empty() || dir.back() == '/' ? dir : dir + "/";
@@ -192,9 +197,9 @@ absl::StatusOr<LoadedModelDir> LoadModelDir(const std::string& dir) {
                   !root->contains("architecture") &&
                   root->contains("model_type");
   if (hf) {
-    RETURN_IF_ERROR(LoadHfDir(prefix, &loaded));
+    RETURN_IF_ERROR(LoadHfDir(prefix, read, &loaded));
   } else {
-    RETURN_IF_ERROR(LoadAttnserveDir(prefix, &loaded));
+    RETURN_IF_ERROR(LoadAttnserveDir(prefix, read, &loaded));
   }
   RETURN_IF_ERROR(AgreeOnIds(prefix, &loaded));
   return loaded;

@@ -35,7 +35,10 @@ struct LoadedModelDir {
 // model.safetensors) or else "model_type" (Hugging Face's: model.safetensors,
 // else pytorch_model.bin, as HF prefers; a sharded checkpoint's *.index.json
 // is refused). Errors name the file and the key or tensor at fault.
-absl::StatusOr<LoadedModelDir> LoadModelDir(const std::string& dir);
+// With ReadLinears::kWhenPacked the linear weights are checked but left
+// deferred (LinearWeights::Materialize), the checkpoint kept open for them.
+absl::StatusOr<LoadedModelDir> LoadModelDir(
+    const std::string& dir, ReadLinears read = ReadLinears::kNow);
 
 // The path of a file that a model directory's config names (e.g. "vocab_file"
 // under `key`), confined to the directory: `name` must be relative and, with

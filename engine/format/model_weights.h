@@ -4,9 +4,12 @@
 // backend-ready weights and may release each plain tensor once it is packed, so
 // the process never holds more than about one copy of the model.
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/format/model_config.h"
 #include "engine/format/tensor_source.h"
@@ -14,9 +17,29 @@
 
 namespace attnserve::engine {
 
+// A weight the plan (weight_plan.h) has checked (presence, shape, dtype) but
+// not read yet: reading every matrix before the network packs them would hold
+// the whole float32 model at once, where packing them as read holds about one.
+struct DeferredTensor {
+  std::vector<int64_t> shape;  // what `read` returns
+  // Reads it from the still-open checkpoint; its errors name the file and
+  // the tensor. Empty when nothing is deferred.
+  std::function<absl::StatusOr<Tensor>()> read;
+};
+
 struct LinearWeights {
   Tensor weight;  // [out_features, in_features]; y = x W^T + b
   Tensor bias;    // [out_features]
+  // Pending (read set) while `weight` is still in the file; see Materialize.
+  DeferredTensor deferred_weight;
+
+  // Reads a deferred `weight` (no-op when it is already read); the reader is
+  // dropped, and with it its hold on the checkpoint.
+  absl::Status Materialize();
+  // `weight`'s shape, read or not.
+  const std::vector<int64_t>& weight_shape() const {
+    return deferred_weight.read ? deferred_weight.shape : weight.shape();
+  }
 };
 
 // Biases are empty when the config has linear_bias false.
@@ -86,13 +109,23 @@ struct ModelWeights {
 // a dtype that is not F32/F16/BF16, pre-norm without final_norm tensors,
 // untied output without lm_head.weight, a learned/embedding-norm/relative-bias
 // table the config asks for and the file lacks. Tensors in the file that the
-// config does not use are ignored.
-absl::StatusOr<ModelWeights> LoadAttnserveWeights(const TensorSource& source,
-                                                  const ModelConfig& config);
+// config does not use are ignored. With `keep_open` (the same source, shared)
+// the linear weights are checked but left deferred (LinearWeights::
+// Materialize reads them from it); else everything is read.
+absl::StatusOr<ModelWeights> LoadAttnserveWeights(
+    const TensorSource& source, const ModelConfig& config,
+    std::shared_ptr<const TensorSource> keep_open = nullptr);
+
+// When a loader reads the linear weights.
+enum class ReadLinears {
+  kNow,        // all tensors are read before the loader returns
+  kWhenPacked  // deferred (LinearWeights::deferred_weight)
+};
 
 // LoadAttnserveWeights of the safetensors file at `path` (and anything
 // SafetensorsFile::Open rejects).
-absl::StatusOr<ModelWeights> LoadModelWeights(const std::string& path,
-                                              const ModelConfig& config);
+absl::StatusOr<ModelWeights> LoadModelWeights(
+    const std::string& path, const ModelConfig& config,
+    ReadLinears read = ReadLinears::kNow);
 
 }  // namespace attnserve::engine

@@ -50,6 +50,7 @@ void WeightPlan::RequireReshaped(std::string name,
 void WeightPlan::Linear(const std::string& prefix, int64_t out, int64_t in,
                         LinearWeights* w) {
   Require(prefix + ".weight", {out, in}, &w->weight);
+  slots_.back().linear = w;
   if (config_.linear_bias) Require(prefix + ".bias", {out}, &w->bias);
 }
 
@@ -121,24 +122,27 @@ absl::Status WeightPlan::CheckNoUnknownTensors() const {
   return absl::OkStatus();
 }
 
-absl::Status WeightPlan::ReadSlot(const Slot& slot) const {
+absl::StatusOr<Tensor> WeightPlan::ReadSlot(const TensorSource& source,
+                                            const Slot& slot) {
+  const std::string& path = source.path();
+  Tensor dst;
   const TensorInfo* first = nullptr;
   for (const std::string& name : slot.aliases) {
-    const TensorInfo* info = source_.Find(name);
+    const TensorInfo* info = source.Find(name);
     if (info == nullptr) continue;
     if (first == nullptr) {
       first = info;
-      ASSIGN_OR_RETURN(*slot.dst, source_.ReadF32(*info));
+      ASSIGN_OR_RETURN(dst, source.ReadF32(*info));
       continue;
     }
     // Another alias of the group: it must hold the same values.
-    ASSIGN_OR_RETURN(Tensor other, source_.ReadF32(*info));
-    const float* a = slot.dst->data();
+    ASSIGN_OR_RETURN(Tensor other, source.ReadF32(*info));
+    const float* a = dst.data();
     const float* b = other.data();
     for (int64_t i = 0; i < other.size(); ++i) {
       if (a[i] != b[i] && !(a[i] != a[i] && b[i] != b[i])) {
         return absl::InvalidArgumentError(absl::StrCat(
-            path(), ": tensors \"", first->name, "\" and \"", name,
+            path, ": tensors \"", first->name, "\" and \"", name,
             "\" are tied (one weight) but differ at element ", i, " (", a[i],
             " vs ", b[i], "); which one would the model use?"));
       }
@@ -149,18 +153,30 @@ absl::Status WeightPlan::ReadSlot(const Slot& slot) const {
     for (size_t i = 1; i < slot.shape.size(); ++i) row *= slot.shape[i];
     Tensor kept;
     RETURN_IF_ERROR(kept.TryReset(slot.shape));
-    std::memcpy(kept.data(), slot.dst->data() + slot.skip_rows * row,
+    std::memcpy(kept.data(), dst.data() + slot.skip_rows * row,
                 static_cast<size_t>(kept.size()) * sizeof(float));
-    *slot.dst = std::move(kept);
-  } else if (slot.stored_shape != slot.shape) {
-    // Same element count: only the shape changes, the data stays.
-    RETURN_IF_ERROR(slot.dst->TryReset(slot.shape));
+    return kept;
   }
-  return absl::OkStatus();
+  if (slot.stored_shape != slot.shape) {
+    // Same element count: only the shape changes, the data stays.
+    RETURN_IF_ERROR(dst.TryReset(slot.shape));
+  }
+  return dst;
 }
 
-absl::Status WeightPlan::Read() const {
-  for (const Slot& slot : slots_) RETURN_IF_ERROR(ReadSlot(slot));
+absl::Status WeightPlan::Read(std::shared_ptr<const TensorSource> keep_open) {
+  for (const Slot& slot : slots_) {
+    if (keep_open != nullptr && slot.linear != nullptr) {
+      // The reader owns what it needs: the plan and its source reference are
+      // gone by the time the network packs the weight.
+      slot.linear->deferred_weight.shape = slot.shape;
+      slot.linear->deferred_weight.read = [keep_open, slot] {
+        return ReadSlot(*keep_open, slot);
+      };
+      continue;
+    }
+    ASSIGN_OR_RETURN(*slot.dst, ReadSlot(source_, slot));
+  }
   return absl::OkStatus();
 }
 

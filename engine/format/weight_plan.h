@@ -8,6 +8,7 @@
 // milliseconds instead of after reading most of a large model.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -73,8 +74,10 @@ class WeightPlan {
   // unknown one. Hugging Face layouts call it: a tensor nobody reads would be a
   // weight silently dropped, i.e. a different model.
   absl::Status CheckNoUnknownTensors() const;
-  // Reads every tensor into its destination (after Validate).
-  absl::Status Read() const;
+  // Reads every tensor into its destination (after Validate). With
+  // `keep_open` (this plan's source, shared) the weights of Linear() are not
+  // read but deferred: each LinearWeights gets a reader holding `keep_open`.
+  absl::Status Read(std::shared_ptr<const TensorSource> keep_open = nullptr);
 
  private:
   struct Slot {
@@ -84,8 +87,12 @@ class WeightPlan {
     int64_t skip_rows = 0;
     Tensor* dst = nullptr;
     std::string why;
+    // Linear(): the weight's owner, whose reading may be deferred.
+    LinearWeights* linear = nullptr;
   };
-  absl::Status ReadSlot(const Slot& slot) const;
+  // The slot's tensor, checked against the other aliases of a tied group.
+  static absl::StatusOr<Tensor> ReadSlot(const TensorSource& source,
+                                         const Slot& slot);
 
   const TensorSource& source_;
   const ModelConfig& config_;

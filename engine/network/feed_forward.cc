@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/ops/gated_activation.h"
 #include "engine/status_macros.h"
@@ -11,20 +13,24 @@
 namespace attnserve::engine {
 namespace {
 
-// [a, k] + [b, k] -> [a + b, k], releasing the parts, so that a fused product
-// is one matrix without a second copy of the model lingering.
-absl::StatusOr<Tensor> ConcatRows(const std::vector<Tensor*>& parts) {
-  int64_t rows = 0;
-  for (const Tensor* t : parts) rows += t->dim(0);
-  std::vector<int64_t> shape = parts[0]->shape();
-  shape[0] = rows;
+// [a, k] + [b, k] -> [a + b, k] of `count` parts, part i of `shapes(i)` and
+// fetched by `fetch(i)` (reading it when deferred) only once the output is
+// allocated, and released once copied: a fused product is one matrix without a
+// second copy of the model lingering.
+absl::StatusOr<Tensor> ConcatRows(
+    size_t count, absl::FunctionRef<const std::vector<int64_t>&(size_t)> shapes,
+    absl::FunctionRef<absl::StatusOr<Tensor*>(size_t)> fetch) {
+  std::vector<int64_t> shape = shapes(0);
+  shape[0] = 0;
+  for (size_t i = 0; i < count; ++i) shape[0] += shapes(i)[0];
   Tensor out;
   if (absl::Status s = out.TryReset(shape); !s.ok()) {
     return absl::ResourceExhaustedError(
         absl::StrCat("fusing weights: ", s.message()));
   }
   float* dst = out.data();
-  for (Tensor* t : parts) {
+  for (size_t i = 0; i < count; ++i) {
+    ASSIGN_OR_RETURN(Tensor * t, fetch(i));
     std::memcpy(dst, t->data(), t->size() * sizeof(float));
     dst += t->size();
     t->Release();
@@ -34,20 +40,40 @@ absl::StatusOr<Tensor> ConcatRows(const std::vector<Tensor*>& parts) {
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackWeights(const OpContext& ctx,
+                                                          LinearWeights& w,
+                                                          ComputeType type) {
+  RETURN_IF_ERROR(w.Materialize());
+  return PackLinear(ctx, std::move(w.weight), std::move(w.bias), type);
+}
+
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
     const OpContext& ctx, std::vector<LinearWeights*> parts, ComputeType type) {
-  std::vector<Tensor*> weights, biases;
-  for (LinearWeights* p : parts) {
-    weights.push_back(&p->weight);
-    if (!p->bias.empty()) biases.push_back(&p->bias);
-  }
-  if (!biases.empty() && biases.size() != parts.size()) {
+  size_t with_bias = 0;
+  for (const LinearWeights* p : parts) with_bias += p->bias.empty() ? 0 : 1;
+  if (with_bias != 0 && with_bias != parts.size()) {
     return absl::InternalError("fusing linears of which only some have biases");
   }
-  ASSIGN_OR_RETURN(Tensor weight, ConcatRows(weights));
+  ASSIGN_OR_RETURN(Tensor weight,
+                   ConcatRows(
+                       parts.size(),
+                       [&](size_t i) -> const std::vector<int64_t>& {
+                         return parts[i]->weight_shape();
+                       },
+                       [&](size_t i) -> absl::StatusOr<Tensor*> {
+                         RETURN_IF_ERROR(parts[i]->Materialize());
+                         return &parts[i]->weight;
+                       }));
   Tensor bias;
-  if (!biases.empty()) {
-    ASSIGN_OR_RETURN(bias, ConcatRows(biases));
+  if (with_bias != 0) {
+    ASSIGN_OR_RETURN(bias, ConcatRows(
+                               parts.size(),
+                               [&](size_t i) -> const std::vector<int64_t>& {
+                                 return parts[i]->bias.shape();
+                               },
+                               [&](size_t i) -> absl::StatusOr<Tensor*> {
+                                 return &parts[i]->bias;
+                               }));
   }
   return PackLinear(ctx, std::move(weight), std::move(bias), type);
 }
@@ -62,11 +88,9 @@ absl::StatusOr<FeedForward> FeedForward::Pack(const OpContext& ctx,
   if (gated) {
     ASSIGN_OR_RETURN(ffn.fc1_, PackFused(ctx, {&w.fc1, &w.fc1_linear}, type));
   } else {
-    ASSIGN_OR_RETURN(ffn.fc1_, PackLinear(ctx, std::move(w.fc1.weight),
-                                          std::move(w.fc1.bias), type));
+    ASSIGN_OR_RETURN(ffn.fc1_, PackWeights(ctx, w.fc1, type));
   }
-  ASSIGN_OR_RETURN(ffn.fc2_, PackLinear(ctx, std::move(w.fc2.weight),
-                                        std::move(w.fc2.bias), type));
+  ASSIGN_OR_RETURN(ffn.fc2_, PackWeights(ctx, w.fc2, type));
   return ffn;
 }
 

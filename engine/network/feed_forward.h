@@ -35,10 +35,16 @@ class FeedForward {
   std::unique_ptr<PackedLinear> fc2_;  // [d, ffn]
 };
 
+// Packs one linear in `type`, reading its weight first when it is deferred
+// (LinearWeights::Materialize); the plain tensors are released.
+absl::StatusOr<std::unique_ptr<PackedLinear>> PackWeights(const OpContext& ctx,
+                                                          LinearWeights& w,
+                                                          ComputeType type);
+
 // Stacks the weights (and the biases, when they have any) of `parts`
 // row-wise into one linear and packs it: q|k|v, a gated FFN's fc1|fc1_linear,
-// every decoder layer's cross-attention k|v, in `type`. The parts are
-// released.
+// every decoder layer's cross-attention k|v, in `type`. A deferred part is
+// read just before it is copied in; the parts are released.
 absl::StatusOr<std::unique_ptr<PackedLinear>> PackFused(
     const OpContext& ctx, std::vector<LinearWeights*> parts, ComputeType type);
 

@@ -17,12 +17,6 @@ namespace {
 // vocabulary, 32 MB for 32 sources with beam 8) would go through memory.
 constexpr int64_t kVocabSliceTokens = 4096;
 
-absl::StatusOr<std::unique_ptr<PackedLinear>> PackPlain(const OpContext& ctx,
-                                                        LinearWeights& w,
-                                                        ComputeType type) {
-  return PackLinear(ctx, std::move(w.weight), std::move(w.bias), type);
-}
-
 }  // namespace
 
 Transformer::~Transformer() = default;
@@ -71,7 +65,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
         layer.qkv,
         PackFused(ctx, {&lw.self_attn.q, &lw.self_attn.k, &lw.self_attn.v},
                   type));
-    ASSIGN_OR_RETURN(layer.o, PackPlain(ctx, lw.self_attn.o, type));
+    ASSIGN_OR_RETURN(layer.o, PackWeights(ctx, lw.self_attn.o, type));
     layer.self_attn_norm = norm(lw.self_attn_norm);
     ASSIGN_OR_RETURN(layer.ffn, FeedForward::Pack(ctx, lw.ffn, config.gated_ffn,
                                                   t->activation_, type));
@@ -87,8 +81,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   for (DecoderLayerWeights& lw : w.decoder_layers) {
     DecoderLayer layer;
     RETURN_IF_ERROR(pack_common(lw, layer));
-    ASSIGN_OR_RETURN(layer.cross_q, PackPlain(ctx, lw.cross_attn.q, type));
-    ASSIGN_OR_RETURN(layer.cross_o, PackPlain(ctx, lw.cross_attn.o, type));
+    ASSIGN_OR_RETURN(layer.cross_q, PackWeights(ctx, lw.cross_attn.q, type));
+    ASSIGN_OR_RETURN(layer.cross_o, PackWeights(ctx, lw.cross_attn.o, type));
     layer.cross_attn_norm = norm(lw.cross_attn_norm);
     cross_kv.push_back(&lw.cross_attn.k);
     cross_kv.push_back(&lw.cross_attn.v);
