@@ -47,7 +47,9 @@ ATTNSERVE_ALWAYS_INLINE V8 LoadWide8(const uint16_t* p) {
   U16x8 h;
   std::memcpy(&h, p, sizeof(h));
   const U32x8 bits = __builtin_convertvector(h, U32x8) << 16;
-  return reinterpret_cast<const V8&>(bits);
+  V8 v;
+  std::memcpy(&v, &bits, sizeof(v));  // the same bits as floats
+  return v;
 }
 
 // From this many queries per sequence on, sgemm beats the per-query loops.
