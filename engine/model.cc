@@ -33,6 +33,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(
 absl::StatusOr<std::unique_ptr<Model>> Model::LoadBody(
     const std::string& dir, const ModelOptions& options) {
   // Before reading anything: a host that cannot run the type says so at once.
+  // bfloat16 caches need no special instructions (they widen by a shift).
+  const ComputeType kv_cache = options.precision.kv_cache;
+  if (kv_cache != ComputeType::kFloat32 && kv_cache != ComputeType::kBFloat16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_cache_dtype must be float32 or bfloat16, got ",
+                     ComputeTypeName(kv_cache)));
+  }
   if (options.backend == Backend::kDnnl) {
     RETURN_IF_ERROR(HostRunsComputeType(options.precision.compute_type));
   }

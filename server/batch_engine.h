@@ -26,6 +26,8 @@ struct ModelInfo {
   // "bfloat16"; with " (float32 embeddings)" when the token tables and the
   // output projection were kept in float32.
   std::string compute_type = "float32";
+  // The KV caches' element type (--kv_cache_dtype): "float32" or "bfloat16".
+  std::string kv_cache_dtype = "float32";
   engine::ModelConfig config;
   // The model's decoding defaults (engine::Model::generation()): what
   // requests that leave a setting unset decode with.

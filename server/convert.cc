@@ -508,6 +508,7 @@ v1::GetModelInfoResponse MakeModelInfoResponse(const ModelInfo& model,
   response.set_config_json(model.config_json);
   response.set_layout(model.layout);
   response.set_compute_type(model.compute_type);
+  response.set_kv_cache_dtype(model.kv_cache_dtype);
   response.set_max_batch_size(static_cast<uint32_t>(max_batch_size));
   response.set_max_input_tokens(static_cast<uint32_t>(limits.max_input_tokens));
   response.set_max_new_tokens_limit(

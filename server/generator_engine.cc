@@ -28,6 +28,7 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
   if (precision.embeddings() != precision.compute_type) {
     info_.compute_type += " (float32 embeddings)";
   }
+  info_.kv_cache_dtype = engine::ComputeTypeName(precision.kv_cache);
   info_.config = model_->config();
   info_.generation = model_->generation();
   info_.warnings = model_->warnings();

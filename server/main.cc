@@ -70,6 +70,11 @@ ABSL_FLAG(std::string, compute_type, "float32",
 ABSL_FLAG(bool, float32_embeddings, false,
           "With --compute_type int8 or bfloat16: keep the token embeddings and "
           "the output projection in float32.");
+ABSL_FLAG(std::string, kv_cache_dtype, "float32",
+          "Element type of the decoder's self-attention KV caches and the "
+          "cross-attention keys/values: float32, or bfloat16 for half their "
+          "memory (each key and value rounded once; attention still sums in "
+          "float32; runs on any CPU).");
 ABSL_FLAG(std::string, batching, "continuous",
           "continuous: requests join and leave the running batch at every "
           "decode step; "
@@ -149,8 +154,8 @@ std::string NormalizeFilename(absl::string_view path) {
 const std::vector<client::FlagGroup>& FlagGroups() {
   static const auto* groups = new std::vector<client::FlagGroup>{
       {"Model and engine",
-       {"model_dir", "backend", "threads", "compute_type",
-        "float32_embeddings"}},
+       {"model_dir", "backend", "threads", "compute_type", "float32_embeddings",
+        "kv_cache_dtype"}},
       {"gRPC endpoint",
        {"host", "port", "tls_cert", "tls_key", "tls_client_ca",
         "max_message_bytes"}},
@@ -269,8 +274,20 @@ int Run() {
     LogLine(absl::StrCat("--compute_type: ", compute_type.status().message()));
     return 2;
   }
+  absl::StatusOr<engine::ComputeType> kv_cache_dtype =
+      engine::ParseComputeType(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (kv_cache_dtype.ok() && *kv_cache_dtype == engine::ComputeType::kInt8) {
+    kv_cache_dtype =
+        absl::InvalidArgumentError("must be float32 or bfloat16, got int8");
+  }
+  if (!kv_cache_dtype.ok()) {
+    LogLine(
+        absl::StrCat("--kv_cache_dtype: ", kv_cache_dtype.status().message()));
+    return 2;
+  }
   engine::ModelOptions model_options;
   model_options.backend = *backend;
+  model_options.precision.kv_cache = *kv_cache_dtype;
   model_options.precision.compute_type = *compute_type;
   model_options.precision.float32_embeddings =
       absl::GetFlag(FLAGS_float32_embeddings);

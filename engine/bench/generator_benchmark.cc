@@ -14,8 +14,10 @@
 // loaded), so that each peak is its own and not the previous count's model.
 // Usage: generator_benchmark --model_dir=DIR [--threads=1,2] [--json=FILE]
 //   [--compute_type=float32|int8|bfloat16] [--float32_embeddings]
+//   [--kv_cache_dtype=float32|bfloat16]
 // (plus any --benchmark_* flag). The JSON's keys are the same for every compute
-// type, which its top-level "compute_type" names. scripts/benchmark_engine.sh
+// type, which its top-level "compute_type" names (and "kv_cache_dtype" the
+// caches' element type). scripts/benchmark_engine.sh
 // adds PyTorch's figures.
 //
 // Benchmarks are not engine code: this one includes dnnl.hpp itself because its
@@ -466,6 +468,18 @@ int Main(int argc, char** argv) {
       precision.compute_type = *type;
     } else if (a == "--float32_embeddings") {
       precision.float32_embeddings = true;
+    } else if (a.rfind("--kv_cache_dtype=", 0) == 0) {
+      absl::StatusOr<ComputeType> type = ParseComputeType(a.substr(17));
+      if (type.ok() && *type == ComputeType::kInt8) {
+        type =
+            absl::InvalidArgumentError("must be float32 or bfloat16, got int8");
+      }
+      if (!type.ok()) {
+        std::fprintf(stderr, "--kv_cache_dtype: %s\n",
+                     std::string(type.status().message()).c_str());
+        return 2;
+      }
+      precision.kv_cache = *type;
     } else if (a.rfind("--threads=", 0) == 0)
       threads_list = a.substr(10);
     else if (a.rfind("--json=", 0) == 0)
@@ -473,13 +487,16 @@ int Main(int argc, char** argv) {
     else
       rest.push_back(argv[i]);
   }
-  std::printf("compute type %s%s\n", ComputeTypeName(precision.compute_type),
-              precision.float32_embeddings ? " (float32 embeddings)" : "");
+  std::printf("compute type %s%s, kv cache %s\n",
+              ComputeTypeName(precision.compute_type),
+              precision.float32_embeddings ? " (float32 embeddings)" : "",
+              ComputeTypeName(precision.kv_cache));
   if (model_dir.empty()) {
     std::fprintf(stderr,
                  "usage: %s --model_dir=DIR [--threads=1,2] [--json=FILE] "
                  "[--compute_type=float32|int8|bfloat16] "
-                 "[--float32_embeddings]\n",
+                 "[--float32_embeddings] "
+                 "[--kv_cache_dtype=float32|bfloat16]\n",
                  argv[0]);
     return 2;
   }
@@ -497,10 +514,11 @@ int Main(int argc, char** argv) {
   const double file_bytes =
       stat(weights_file.c_str(), &st) == 0 ? st.st_size : 0;
 
-  std::string json = std::string("{\"compute_type\":\"") +
-                     ComputeTypeName(precision.compute_type) +
-                     "\",\"float32_embeddings\":" +
-                     (precision.float32_embeddings ? "true" : "false");
+  std::string json =
+      std::string("{\"compute_type\":\"") +
+      ComputeTypeName(precision.compute_type) + "\",\"float32_embeddings\":" +
+      (precision.float32_embeddings ? "true" : "false") +
+      ",\"kv_cache_dtype\":\"" + ComputeTypeName(precision.kv_cache) + "\"";
   for (int threads : ParseThreads(threads_list)) {
     // A child process per thread count: its peak resident memory is its own.
     int pipe_fds[2];

@@ -133,6 +133,10 @@ class Generator::Impl {
   absl::Status PrepareCaches(ActiveSequence& seq);
   // A cache tensor with room for `capacity` positions.
   absl::Status NewCache(int64_t capacity, Tensor* cache) const;
+  // Copies positions [0, positions) of every layer's keys and values from a
+  // cache with room for from_capacity positions to one with to_capacity.
+  void CopyCache(const Tensor& from, int64_t from_capacity, int64_t positions,
+                 int64_t to_capacity, Tensor* to) const;
   // Applies one step's best tokens (rows [first, first + live.size()) of
   // BestTokens) to a sequence; fills `event` and returns true when the
   // sequence has finished.
@@ -261,6 +265,22 @@ absl::Status Generator::Impl::NewCache(int64_t capacity, Tensor* cache) const {
   return cache->TryReset({net_.self_cache_size(capacity)});
 }
 
+void Generator::Impl::CopyCache(const Tensor& from, int64_t from_capacity,
+                                int64_t positions, int64_t to_capacity,
+                                Tensor* to) const {
+  // Bytes of a cache row: A elements of the network's cache type.
+  const int64_t row =
+      config_.attention_dim() * (net_.kv_cache_type() == ComputeType::kBFloat16
+                                     ? int64_t{sizeof(uint16_t)}
+                                     : int64_t{sizeof(float)});
+  const char* src = reinterpret_cast<const char*>(from.data());
+  char* dst = reinterpret_cast<char*>(to->data());
+  for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
+    std::memcpy(dst + block * to_capacity * row,
+                src + block * from_capacity * row, positions * row);
+  }
+}
+
 absl::Status Generator::Impl::Add(std::vector<SequenceInput> inputs) {
   if (inputs.empty()) return absl::OkStatus();
   int64_t longest = 0;
@@ -302,7 +322,6 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
 
   const OpContext& ctx = model_->context();
   const int64_t d = config_.d_model;
-  const int64_t width = net_.cross_kv_width();
   std::vector<std::unique_ptr<ActiveSequence>> added(count);
   TransformerScratch encoder_scratch;
   for (auto [begin, end] :
@@ -336,7 +355,8 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
       seq->src_len = lengths[i];
       // Straight into the sequence's own tensor (a source's rows are
       // contiguous), so no second copy of the chunk's K/V ever exists.
-      if (absl::Status status = seq->cross_kv.TryReset({lengths[i], width});
+      if (absl::Status status =
+              seq->cross_kv.TryReset({net_.cross_kv_size(lengths[i])});
           !status.ok()) {
         return Annotate(status,
                         absl::StrCat("encoding ", count, " sources of up to ",
@@ -392,18 +412,12 @@ absl::Status Generator::Impl::PrepareCaches(ActiveSequence& seq) {
   // One hypothesis at a time, so the old and the new cache coexist for one
   // only. Each records its own capacity, so a growth that fails halfway
   // leaves every cache consistent (and the next Step retries the rest).
-  const int64_t d = config_.attention_dim();  // a cache row's width
-  const int64_t filled = static_cast<int64_t>(seq.step) * d;
   for (Hypothesis& h : seq.live) {
     if (h.capacity >= capacity) continue;
     Tensor grown;
     if (absl::Status status = NewCache(capacity, &grown); !status.ok())
       return failed(status);
-    for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
-      std::memcpy(grown.data() + block * capacity * d,
-                  h.cache.data() + block * h.capacity * d,
-                  filled * sizeof(float));
-    }
+    CopyCache(h.cache, h.capacity, seq.step, capacity, &grown);
     h.cache = std::move(grown);
     h.capacity = capacity;
   }
@@ -641,10 +655,7 @@ bool Generator::Impl::AdvanceBeam(ActiveSequence& seq,
 
 void Generator::Impl::ReorderBeams(ActiveSequence& seq,
                                    const std::vector<BeamCandidate>& children) {
-  const int64_t d = config_.attention_dim();  // a cache row's width
   const int64_t capacity = seq.cache_capacity;
-  // Positions [0, step) of every layer's keys and values are filled.
-  const int64_t filled = static_cast<int64_t>(seq.step) * d;
   std::vector<Hypothesis> next(children.size());
   // Child that took the parent's cache.
   std::vector<int> owner(seq.live.size(), -1);
@@ -672,12 +683,8 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
         child.cache.Reset({net_.self_cache_size(capacity)});
       }
       child.capacity = capacity;
-      const Tensor& source = next[owner[p]].cache;
-      for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {
-        std::memcpy(child.cache.data() + block * capacity * d,
-                    source.data() + block * capacity * d,
-                    filled * sizeof(float));
-      }
+      CopyCache(next[owner[p]].cache, capacity, seq.step, capacity,
+                &child.cache);
     }
     child.path.ids = parent.path.ids;
     child.path.ids.push_back(children[c].token);

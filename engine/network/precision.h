@@ -14,6 +14,11 @@ struct Precision {
   // float32 when compute_type is another: the layers nearest the tokens, which
   // some models are most sensitive in, for 2 x vocab x d_model more bytes.
   bool float32_embeddings = false;
+  // The element type of the decoder's self-attention KV caches and of the
+  // cross-attention keys/values: float32, or bfloat16 for half their memory
+  // (each key and value rounded once to nearest even as it is written;
+  // attention still computes in float32). No other type is allowed.
+  ComputeType kv_cache = ComputeType::kFloat32;
 
   // The type of the token tables and the output projection.
   ComputeType embeddings() const {

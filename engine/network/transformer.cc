@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/format/half_float.h"
 #include "engine/no_throw.h"
 #include "engine/status_macros.h"
 
@@ -16,6 +17,11 @@ namespace {
 // (512 KB) stays in L2 while it is reduced, where whole rows (4 MB at a 32000
 // vocabulary, 32 MB for 32 sources with beam 8) would go through memory.
 constexpr int64_t kVocabSliceTokens = 4096;
+// Encoder rows per product when the cross-attention K/V are stored as
+// bfloat16: each chunk's float32 K/V (768 KB at the base model's 6144-float
+// rows) is rounded into the caller's buffer, so the whole float32 product is
+// never held.
+constexpr int64_t kCrossKvChunkRows = 32;
 
 }  // namespace
 
@@ -27,6 +33,7 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   const ComputeType type = precision.compute_type;
   std::unique_ptr<Transformer> t(new Transformer());
   t->config_ = config;
+  t->kv_cache_ = precision.kv_cache;
   t->activation_ = ToLinearActivation(config.activation);
   t->embed_scale_ = config.scale_embedding
                         ? std::sqrt(static_cast<float>(config.d_model))
@@ -156,9 +163,18 @@ int64_t Transformer::cross_kv_width() const {
          config_.attention_dim();
 }
 
+int64_t Transformer::cross_kv_size(int64_t rows) const {
+  return kv_cache_ == ComputeType::kBFloat16
+             ? Tensor::FloatsFor<uint16_t>(rows * cross_kv_width())
+             : rows * cross_kv_width();
+}
+
 int64_t Transformer::self_cache_size(int64_t capacity) const {
-  return static_cast<int64_t>(config_.decoder_layers) * 2 * capacity *
-         config_.attention_dim();
+  const int64_t elements = static_cast<int64_t>(config_.decoder_layers) * 2 *
+                           capacity * config_.attention_dim();
+  return kv_cache_ == ComputeType::kBFloat16
+             ? Tensor::FloatsFor<uint16_t>(elements)
+             : elements;
 }
 
 absl::Status Transformer::Embed(const OpContext& ctx, const Stack& stack,
@@ -308,8 +324,22 @@ absl::Status Transformer::CrossKeyValues(const OpContext& ctx,
                                          const float* memory, int64_t rows,
                                          float* out) const {
   ctx.Enter();
-  return NoThrow("in the cross-attention keys and values",
-                 [&] { return Linear(ctx, *cross_kv_, memory, rows, out); });
+  return NoThrow("in the cross-attention keys and values", [&] {
+    if (kv_cache_ != ComputeType::kBFloat16)
+      return Linear(ctx, *cross_kv_, memory, rows, out);
+    const int64_t width = cross_kv_width();
+    std::vector<float> chunk(std::min(rows, kCrossKvChunkRows) * width);
+    uint16_t* out_bf16 = reinterpret_cast<uint16_t*>(out);
+    for (int64_t first = 0; first < rows; first += kCrossKvChunkRows) {
+      const int64_t count = std::min(kCrossKvChunkRows, rows - first);
+      RETURN_IF_ERROR(Linear(ctx, *cross_kv_, memory + first * config_.d_model,
+                             count, chunk.data()));
+      uint16_t* dst = out_bf16 + first * width;
+      for (int64_t i = 0; i < count * width; ++i)
+        dst[i] = FloatToBFloat16(chunk[i]);
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::Status Transformer::DecodeStep(const OpContext& ctx,
@@ -357,8 +387,11 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
   if (relative) {
     decoder_stack_.relative_bias.Fill(-last_position, 0, &s->position_bias);
   }
-  s->k_ptrs.resize(n);
-  s->v_ptrs.resize(n);
+  const bool bf16 = kv_cache_ == ComputeType::kBFloat16;
+  s->k_ptrs.resize(bf16 ? 0 : n);
+  s->v_ptrs.resize(bf16 ? 0 : n);
+  s->k_bf16_ptrs.resize(bf16 ? n : 0);
+  s->v_bf16_ptrs.resize(bf16 ? n : 0);
   s->lengths.resize(n);
   s->attn.Reset({n, a_dim});
 
@@ -371,8 +404,11 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
     a.q = q;
     a.q_seq_stride = q_stride;
     a.q_row_stride = q_stride;
+    a.kv_type = kv_cache_;
     a.k = s->k_ptrs;
     a.v = s->v_ptrs;
+    a.k_bf16 = s->k_bf16_ptrs;
+    a.v_bf16 = s->v_bf16_ptrs;
     a.kv_row_stride = kv_row_stride;
     a.kv_lengths = s->lengths;
     a.out = s->attn.data();
@@ -396,16 +432,28 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
           RETURN_IF_ERROR(Linear(ctx, *layer.qkv, in, n, s->qkv.data()));
           for (int64_t r = 0; r < n; ++r) {
             const DecoderRow& row = rows[r];
-            float* k_cache =
-                row.self_cache + l * 2 * row.cache_capacity * a_dim;
-            float* v_cache = k_cache + row.cache_capacity * a_dim;
+            // Element offsets of this layer's keys and of the new position.
+            const int64_t k_at = l * 2 * row.cache_capacity * a_dim;
+            const int64_t v_at = k_at + row.cache_capacity * a_dim;
+            const int64_t new_row = row.position * a_dim;
             const float* qkv = s->qkv.data() + r * 3 * a_dim;
-            std::memcpy(k_cache + row.position * a_dim, qkv + a_dim,
-                        a_dim * sizeof(float));
-            std::memcpy(v_cache + row.position * a_dim, qkv + 2 * a_dim,
-                        a_dim * sizeof(float));
-            s->k_ptrs[r] = k_cache;
-            s->v_ptrs[r] = v_cache;
+            if (bf16) {
+              uint16_t* cache = static_cast<uint16_t*>(row.self_cache);
+              for (int64_t i = 0; i < a_dim; ++i) {
+                cache[k_at + new_row + i] = FloatToBFloat16(qkv[a_dim + i]);
+                cache[v_at + new_row + i] = FloatToBFloat16(qkv[2 * a_dim + i]);
+              }
+              s->k_bf16_ptrs[r] = cache + k_at;
+              s->v_bf16_ptrs[r] = cache + v_at;
+            } else {
+              float* cache = static_cast<float*>(row.self_cache);
+              std::memcpy(cache + k_at + new_row, qkv + a_dim,
+                          a_dim * sizeof(float));
+              std::memcpy(cache + v_at + new_row, qkv + 2 * a_dim,
+                          a_dim * sizeof(float));
+              s->k_ptrs[r] = cache + k_at;
+              s->v_ptrs[r] = cache + v_at;
+            }
             s->lengths[r] = row.position + 1;
           }
           RETURN_IF_ERROR(attend(s->qkv.data(), 3 * a_dim, a_dim, relative));
@@ -417,8 +465,16 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
           s->q.Reset({n, a_dim});
           RETURN_IF_ERROR(Linear(ctx, *layer.cross_q, in, n, s->q.data()));
           for (int64_t r = 0; r < n; ++r) {
-            s->k_ptrs[r] = rows[r].cross_kv + l * 2 * a_dim;
-            s->v_ptrs[r] = rows[r].cross_kv + l * 2 * a_dim + a_dim;
+            const int64_t k_at = l * 2 * a_dim;  // this layer's keys in a row
+            if (bf16) {
+              const auto* kv = static_cast<const uint16_t*>(rows[r].cross_kv);
+              s->k_bf16_ptrs[r] = kv + k_at;
+              s->v_bf16_ptrs[r] = kv + k_at + a_dim;
+            } else {
+              const auto* kv = static_cast<const float*>(rows[r].cross_kv);
+              s->k_ptrs[r] = kv + k_at;
+              s->v_ptrs[r] = kv + k_at + a_dim;
+            }
             s->lengths[r] = rows[r].src_len;
           }
           RETURN_IF_ERROR(attend(s->q.data(), a_dim, cross_width, false));

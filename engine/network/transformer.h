@@ -41,6 +41,7 @@ struct TransformerScratch {
   Tensor gated;   // [rows, ffn_dim] (gated FFN only)
   Tensor memory;  // [rows, d_model] encoder output
   std::vector<const float*> k_ptrs, v_ptrs;
+  std::vector<const uint16_t*> k_bf16_ptrs, v_bf16_ptrs;  // bfloat16 caches
   std::vector<int32_t> lengths;
   std::vector<int32_t> positions;
   std::vector<float> position_bias;  // relative position bias, per head
@@ -51,15 +52,16 @@ struct DecoderRow {
   int32_t token = 0;  // the input token of this step
   int32_t position =
       0;  // its position (0 for the start token); also the cache length
-  // This row's self-attention cache, [decoder_layers, 2, capacity, A]:
-  // layer l's keys at l * 2 * capacity * A, its values capacity * A further.
-  // The step writes the keys and values of `position` and attends over [0,
-  // position].
-  float* self_cache = nullptr;
+  // This row's self-attention cache, [decoder_layers, 2, capacity, A]
+  // elements of the network's kv_cache_type() (float, or uint16_t bfloat16
+  // bit patterns): layer l's keys at element l * 2 * capacity * A, its values
+  // capacity * A further. The step writes the keys and values of `position`
+  // and attends over [0, position].
+  void* self_cache = nullptr;
   int64_t cache_capacity = 0;
   // Cross-attention keys/values of the row's source, [src_len, decoder_layers *
-  // 2 * A] as produced by CrossKeyValues.
-  const float* cross_kv = nullptr;
+  // 2 * A] elements of kv_cache_type() as produced by CrossKeyValues.
+  const void* cross_kv = nullptr;
   int32_t src_len = 0;
 };
 
@@ -74,10 +76,16 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   size_t weight_bytes() const;
-  // Floats per row of CrossKeyValues' output: decoder_layers * 2 * A.
+  // The element type of the KV caches and the cross-attention K/V
+  // (Precision::kv_cache): float32 or bfloat16.
+  ComputeType kv_cache_type() const { return kv_cache_; }
+  // Elements per row of CrossKeyValues' output: decoder_layers * 2 * A.
   int64_t cross_kv_width() const;
-  // Floats of one row's self-attention cache with room for `capacity`
-  // positions.
+  // Floats of the Tensor that holds CrossKeyValues' output for `rows` rows
+  // (half as many elements' worth at bfloat16).
+  int64_t cross_kv_size(int64_t rows) const;
+  // Floats of the Tensor that holds one row's self-attention cache with room
+  // for `capacity` positions.
   int64_t self_cache_size(int64_t capacity) const;
 
   // Runs the encoder over `batch` sources padded to `src_len`: tokens [batch,
@@ -90,7 +98,8 @@ class Transformer {
                       TransformerScratch* scratch) const;
 
   // Projects encoder output rows [rows, d_model] to every decoder layer's
-  // cross-attention keys and values at once: out [rows, cross_kv_width()].
+  // cross-attention keys and values at once: out [rows, cross_kv_width()]
+  // elements of kv_cache_type(), in a buffer of cross_kv_size(rows) floats.
   absl::Status CrossKeyValues(const OpContext& ctx, const float* memory,
                               int64_t rows, float* out) const;
 
@@ -162,6 +171,7 @@ class Transformer {
   AttentionArgs BaseAttention() const;
 
   ModelConfig config_;
+  ComputeType kv_cache_ = ComputeType::kFloat32;
   LinearActivation activation_ = LinearActivation::kRelu;
   float embed_scale_ = 1.0f;
   // With a shared table the decoder's embed is empty and lookups read the

@@ -18,12 +18,29 @@ absl::Status CheckAttentionArgs(const AttentionArgs& a) {
     return absl::InvalidArgumentError(absl::StrCat(
         "attention: negative batch ", a.batch, " or q_len ", a.q_len));
   }
-  if (static_cast<int64_t>(a.k.size()) != a.batch ||
-      static_cast<int64_t>(a.v.size()) != a.batch ||
+  if (a.kv_type != ComputeType::kFloat32 &&
+      a.kv_type != ComputeType::kBFloat16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention: keys and values must be float32 or bfloat16, "
+                     "got ",
+                     ComputeTypeName(a.kv_type)));
+  }
+  const bool bf16 = a.kv_type == ComputeType::kBFloat16;
+  if (!(bf16 ? a.k.empty() && a.v.empty()
+             : a.k_bf16.empty() && a.v_bf16.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention: kv_type is ", ComputeTypeName(a.kv_type), " but the ",
+        bf16 ? "float32 k and v" : "bfloat16 k_bf16 and v_bf16",
+        " spans are set"));
+  }
+  const size_t k_size = bf16 ? a.k_bf16.size() : a.k.size();
+  const size_t v_size = bf16 ? a.v_bf16.size() : a.v.size();
+  if (static_cast<int64_t>(k_size) != a.batch ||
+      static_cast<int64_t>(v_size) != a.batch ||
       static_cast<int64_t>(a.kv_lengths.size()) != a.batch) {
     return absl::InvalidArgumentError(absl::StrCat(
         "attention: k, v and kv_lengths need one entry per sequence (batch ",
-        a.batch, "), got ", a.k.size(), ", ", a.v.size(), " and ",
+        a.batch, "), got ", k_size, ", ", v_size, " and ",
         a.kv_lengths.size()));
   }
   const int64_t width = int64_t{a.num_heads} * a.head_dim;
@@ -33,7 +50,8 @@ absl::Status CheckAttentionArgs(const AttentionArgs& a) {
                                                      b, "] = ", a.kv_lengths[b],
                                                      ", must be >= 1"));
     }
-    if (a.k[b] == nullptr || a.v[b] == nullptr) {
+    if (bf16 ? a.k_bf16[b] == nullptr || a.v_bf16[b] == nullptr
+             : a.k[b] == nullptr || a.v[b] == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("attention: null k or v pointer for sequence ", b));
     }

@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "engine/ops/compute_type.h"
 #include "engine/ops/op_context.h"
 
 namespace attnserve::engine {
@@ -29,9 +30,17 @@ struct AttentionArgs {
   int64_t q_seq_stride = 0;
   int64_t q_row_stride = 0;
 
-  // Key/value j of sequence b start at k[b] + j * kv_row_stride (same for v).
+  // The element type of keys and values: kFloat32 reads k and v; kBFloat16
+  // reads k_bf16 and v_bf16 (bfloat16 bit patterns, the decoder's KV caches
+  // at --kv_cache_dtype=bfloat16), widened to float as they are read, and the
+  // other pair must be empty. kInt8 is refused.
+  ComputeType kv_type = ComputeType::kFloat32;
+  // Key/value j of sequence b start at k[b] + j * kv_row_stride (same for v);
+  // kv_row_stride counts elements of kv_type.
   absl::Span<const float* const> k;
   absl::Span<const float* const> v;
+  absl::Span<const uint16_t* const> k_bf16;
+  absl::Span<const uint16_t* const> v_bf16;
   int64_t kv_row_stride = 0;
   // Keys j >= kv_lengths[b] are masked (padding); every length must be >= 1.
   absl::Span<const int32_t> kv_lengths;
@@ -63,11 +72,12 @@ struct AttentionArgs {
   int64_t out_row_stride = 0;
 };
 
-// Errors: non-positive heads/head_dim, span sizes != batch (q_positions: empty
-// or batch), a length < 1, a negative q_positions entry, with position_bias a
-// negative position_bias_head_stride or a position_bias_center below some
-// query's position (key 0's index would fall before the buffer), null
-// pointers, a non-finite scale.
+// Errors: a kv_type other than float32 or bfloat16, or keys/values given in
+// the other type's spans; non-positive heads/head_dim, span sizes != batch
+// (q_positions: empty or batch), a length < 1, a negative q_positions entry,
+// with position_bias a negative position_bias_head_stride or a
+// position_bias_center below some query's position (key 0's index would fall
+// before the buffer), null pointers, a non-finite scale.
 absl::Status Attention(const OpContext& ctx, const AttentionArgs& args);
 
 }  // namespace attnserve::engine

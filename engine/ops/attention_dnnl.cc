@@ -8,6 +8,12 @@
 // Keys beyond a sequence's length are never read, so padding may hold anything.
 // The position bias (T5) is added to the scaled scores of the visible keys,
 // between the scores and the softmax, on every path.
+//
+// bfloat16 keys and values (the decoder's caches at --kv_cache_dtype=bfloat16)
+// go through the per-query loops whatever the number of queries: those loops
+// are templates on the element type and widen bf16 to float (a 16-bit shift)
+// as they load, so float32 and bf16 share one source. Only decode steps, with
+// one query per sequence, read bf16 caches.
 
 // See simd.h: lets GCC vectorise the loops that use FastExp.
 #pragma GCC optimize("no-trapping-math")
@@ -28,6 +34,24 @@
 namespace attnserve::engine::internal {
 namespace {
 
+ATTNSERVE_ALWAYS_INLINE float Widen(float x) { return x; }
+ATTNSERVE_ALWAYS_INLINE float Widen(uint16_t x) {
+  return __builtin_bit_cast(float, static_cast<uint32_t>(x) << 16);
+}
+
+// Eight keys or values from p, as floats.
+ATTNSERVE_ALWAYS_INLINE V8 LoadWide8(const float* p) { return Load8(p); }
+ATTNSERVE_ALWAYS_INLINE V8 LoadWide8(const uint16_t* p) {
+  using U16x8 = uint16_t __attribute__((vector_size(16)));
+  using U32x8 = uint32_t __attribute__((vector_size(32)));
+  U16x8 h;
+  std::memcpy(&h, p, sizeof(h));
+  const U32x8 bits = __builtin_convertvector(h, U32x8) << 16;
+  V8 v;
+  std::memcpy(&v, &bits, sizeof(v));  // the same bits as floats
+  return v;
+}
+
 // From this many queries per sequence on, sgemm beats the per-query loops.
 constexpr int64_t kMinGemmQueries = 4;
 // Below this many flops, waking the OpenMP team costs more than it saves.
@@ -43,44 +67,47 @@ constexpr int64_t kQueryChunk = 128;
 // s[j] = scale * q . k_j for keys j in [0, n), rows `stride` floats apart; d is
 // a multiple of 8. Four keys per pass keep four independent accumulators in
 // flight.
-ATTNSERVE_ALWAYS_INLINE void QueryKeyScores8(const float* q, const float* k,
+// T is float or uint16_t (bfloat16), here and in the loops below.
+template <typename T>
+ATTNSERVE_ALWAYS_INLINE void QueryKeyScores8(const float* q, const T* k,
                                              int64_t stride, int64_t n, int d,
                                              float scale, float* s) {
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float* k0 = k + j * stride;
-    const float* k1 = k0 + stride;
-    const float* k2 = k1 + stride;
-    const float* k3 = k2 + stride;
+    const T* k0 = k + j * stride;
+    const T* k1 = k0 + stride;
+    const T* k2 = k1 + stride;
+    const T* k3 = k2 + stride;
     V8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
     for (int i = 0; i < d; i += 8) {
       const V8 qi = Load8(q + i);
-      a0 += qi * Load8(k0 + i);
-      a1 += qi * Load8(k1 + i);
-      a2 += qi * Load8(k2 + i);
-      a3 += qi * Load8(k3 + i);
+      a0 += qi * LoadWide8(k0 + i);
+      a1 += qi * LoadWide8(k1 + i);
+      a2 += qi * LoadWide8(k2 + i);
+      a3 += qi * LoadWide8(k3 + i);
     }
     const V4 sums = HorizontalSums(a0, a1, a2, a3) * scale;
     std::memcpy(s + j, &sums, sizeof(sums));
   }
   for (; j < n; ++j) {
-    const float* kj = k + j * stride;
+    const T* kj = k + j * stride;
     V8 a = {};
-    for (int i = 0; i < d; i += 8) a += Load8(q + i) * Load8(kj + i);
+    for (int i = 0; i < d; i += 8) a += Load8(q + i) * LoadWide8(kj + i);
     s[j] = HorizontalSum(a) * scale;
   }
 }
 
 // As QueryKeyScores8 for any d.
-ATTNSERVE_ALWAYS_INLINE void QueryKeyScores(const float* q, const float* k,
+template <typename T>
+ATTNSERVE_ALWAYS_INLINE void QueryKeyScores(const float* q, const T* k,
                                             int64_t stride, int64_t n, int d,
                                             float scale, float* s) {
   if (d % 8 == 0) return QueryKeyScores8(q, k, stride, n, d, scale, s);
   for (int64_t j = 0; j < n; ++j) {
-    const float* kj = k + j * stride;
+    const T* kj = k + j * stride;
     float a = 0.0f;
 #pragma omp simd reduction(+ : a)
-    for (int i = 0; i < d; ++i) a += q[i] * kj[i];
+    for (int i = 0; i < d; ++i) a += q[i] * Widen(kj[i]);
     s[j] = a * scale;
   }
 }
@@ -103,26 +130,28 @@ ATTNSERVE_ALWAYS_INLINE float ExpInPlace(float* s, int64_t n) {
 
 // out[i] += sum_j p[j] * v_j[i] over keys j in [0, n). Four keys per pass cut
 // the loads and stores of `out` four-fold.
-ATTNSERVE_ALWAYS_INLINE void AddWeightedValues(const float* p, const float* v,
+template <typename T>
+ATTNSERVE_ALWAYS_INLINE void AddWeightedValues(const float* p, const T* v,
                                                int64_t stride, int64_t n, int d,
                                                float* out) {
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float* v0 = v + j * stride;
-    const float* v1 = v0 + stride;
-    const float* v2 = v1 + stride;
-    const float* v3 = v2 + stride;
+    const T* v0 = v + j * stride;
+    const T* v1 = v0 + stride;
+    const T* v2 = v1 + stride;
+    const T* v3 = v2 + stride;
     const float p0 = p[j], p1 = p[j + 1], p2 = p[j + 2], p3 = p[j + 3];
 #pragma omp simd
     for (int i = 0; i < d; ++i) {
-      out[i] += p0 * v0[i] + p1 * v1[i] + p2 * v2[i] + p3 * v3[i];
+      out[i] += p0 * Widen(v0[i]) + p1 * Widen(v1[i]) + p2 * Widen(v2[i]) +
+                p3 * Widen(v3[i]);
     }
   }
   for (; j < n; ++j) {
-    const float* vj = v + j * stride;
+    const T* vj = v + j * stride;
     const float pj = p[j];
 #pragma omp simd
-    for (int i = 0; i < d; ++i) out[i] += pj * vj[i];
+    for (int i = 0; i < d; ++i) out[i] += pj * Widen(vj[i]);
   }
 }
 
@@ -145,10 +174,12 @@ ATTNSERVE_ALWAYS_INLINE void Zero(float* x, int64_t n) {
 
 // One query of one head against keys [0, n); bias: that query's bias of key
 // j at bias[j], or null. `scores` holds n floats.
-ATTNSERVE_SIMD_CLONES
-void AttendOneQuery(const float* q, const float* k, const float* v,
-                    int64_t stride, int64_t n, int d, float scale,
-                    const float* bias, float* scores, float* out) {
+template <typename T>
+ATTNSERVE_ALWAYS_INLINE void AttendOneQueryOf(const float* q, const T* k,
+                                              const T* v, int64_t stride,
+                                              int64_t n, int d, float scale,
+                                              const float* bias, float* scores,
+                                              float* out) {
   QueryKeyScores(q, k, stride, n, d, scale, scores);
   AddBias(scores, bias, n);
   const float inv_sum = ExpInPlace(scores, n);
@@ -157,16 +188,33 @@ void AttendOneQuery(const float* q, const float* k, const float* v,
   Scale(out, d, inv_sum);
 }
 
+// The cloned entry points, one per element type (target_clones does not take
+// templates).
+ATTNSERVE_SIMD_CLONES
+void AttendOneQuery(const float* q, const float* k, const float* v,
+                    int64_t stride, int64_t n, int d, float scale,
+                    const float* bias, float* scores, float* out) {
+  AttendOneQueryOf(q, k, v, stride, n, d, scale, bias, scores, out);
+}
+ATTNSERVE_SIMD_CLONES
+void AttendOneQuery(const float* q, const uint16_t* k, const uint16_t* v,
+                    int64_t stride, int64_t n, int d, float scale,
+                    const float* bias, float* scores, float* out) {
+  AttendOneQueryOf(q, k, v, stride, n, d, scale, bias, scores, out);
+}
+
 // One query of every head against keys [0, n): a decode step's row. Key and
 // value rows are read four at a time, each from front to back across the
 // heads, so memory streams; a head at a time (AttendOneQuery) reads
 // head_dim-float pieces of rows far apart. bias: head h's bias of key j at
 // bias[h * bias_head_stride + j], or null. `scores` holds heads * n floats.
-ATTNSERVE_SIMD_CLONES
-void AttendOneRow(const float* q, const float* k, const float* v,
-                  int64_t stride, int64_t n, int heads, int d, float scale,
-                  const float* bias, int64_t bias_head_stride, float* scores,
-                  float* out) {
+template <typename T>
+ATTNSERVE_ALWAYS_INLINE void AttendOneRowOf(const float* q, const T* k,
+                                            const T* v, int64_t stride,
+                                            int64_t n, int heads, int d,
+                                            float scale, const float* bias,
+                                            int64_t bias_head_stride,
+                                            float* scores, float* out) {
   for (int64_t j = 0; j < n; j += 4) {
     const int64_t keys = n - j < 4 ? n - j : 4;
     for (int h = 0; h < heads; ++h) {
@@ -187,6 +235,23 @@ void AttendOneRow(const float* q, const float* k, const float* v,
                         keys, d, out + h * d);
     }
   }
+}
+
+ATTNSERVE_SIMD_CLONES
+void AttendOneRow(const float* q, const float* k, const float* v,
+                  int64_t stride, int64_t n, int heads, int d, float scale,
+                  const float* bias, int64_t bias_head_stride, float* scores,
+                  float* out) {
+  AttendOneRowOf(q, k, v, stride, n, heads, d, scale, bias, bias_head_stride,
+                 scores, out);
+}
+ATTNSERVE_SIMD_CLONES
+void AttendOneRow(const float* q, const uint16_t* k, const uint16_t* v,
+                  int64_t stride, int64_t n, int heads, int d, float scale,
+                  const float* bias, int64_t bias_head_stride, float* scores,
+                  float* out) {
+  AttendOneRowOf(q, k, v, stride, n, heads, d, scale, bias, bias_head_stride,
+                 scores, out);
 }
 
 // Turns rows of scores [rows, cols] into probabilities: row i (the query at
@@ -230,8 +295,11 @@ const float* BiasRow(const AttentionArgs& a, int64_t h, int64_t position) {
          a.position_bias_center - position;
 }
 
-// Queries one at a time (a decode step, or too few queries for sgemm to pay).
-void AttendByQuery(const AttentionArgs& a, int threads, float* scratch,
+// Queries one at a time (a decode step, too few queries for sgemm to pay, or
+// bfloat16 keys and values); ks and vs: a.k and a.v or their bf16 twins.
+template <typename T>
+void AttendByQuery(const AttentionArgs& a, absl::Span<const T* const> ks,
+                   absl::Span<const T* const> vs, int threads, float* scratch,
                    int64_t max_length, bool parallel, float scale) {
   const int64_t pairs = a.batch * a.num_heads;
   // schedule(static, 1) deals (sequence, head) pairs round-robin, which
@@ -245,7 +313,7 @@ void AttendByQuery(const AttentionArgs& a, int threads, float* scratch,
     for (int64_t i = 0; i < a.q_len; ++i) {
       const int64_t position = QueryPosition(a, b, i);
       AttendOneQuery(a.q + b * a.q_seq_stride + i * a.q_row_stride + col,
-                     a.k[b] + col, a.v[b] + col, a.kv_row_stride,
+                     ks[b] + col, vs[b] + col, a.kv_row_stride,
                      Visible(a, b, position), a.head_dim, scale,
                      BiasRow(a, h, position), scores,
                      a.out + b * a.out_seq_stride + i * a.out_row_stride + col);
@@ -255,12 +323,14 @@ void AttendByQuery(const AttentionArgs& a, int threads, float* scratch,
 
 // A decode step with rows enough to share out whole: one row (all heads) at
 // a time.
-void AttendByRow(const AttentionArgs& a, int threads, float* scratch,
+template <typename T>
+void AttendByRow(const AttentionArgs& a, absl::Span<const T* const> ks,
+                 absl::Span<const T* const> vs, int threads, float* scratch,
                  int64_t max_length, bool parallel, float scale) {
 #pragma omp parallel for num_threads(threads) schedule(static, 1) if (parallel)
   for (int64_t b = 0; b < a.batch; ++b) {
     const int64_t position = QueryPosition(a, b, 0);
-    AttendOneRow(a.q + b * a.q_seq_stride, a.k[b], a.v[b], a.kv_row_stride,
+    AttendOneRow(a.q + b * a.q_seq_stride, ks[b], vs[b], a.kv_row_stride,
                  Visible(a, b, position), a.num_heads, a.head_dim, scale,
                  BiasRow(a, 0, position), a.position_bias_head_stride,
                  scratch + omp_get_thread_num() * a.num_heads * max_length,
@@ -306,20 +376,31 @@ absl::Status AttentionDnnl(const OpContext& ctx, const AttentionArgs& a) {
   }
   DnnlState& state = *ctx.dnnl();
 
-  if (a.q_len < kMinGemmQueries) {
+  const bool bf16 = a.kv_type == ComputeType::kBFloat16;
+  if (a.q_len < kMinGemmQueries || bf16) {
     // Q K^T and P V: 2 flops per multiply-add, each over head_dim per key.
     const int64_t flops = 4 * a.q_len * total_length * a.num_heads * a.head_dim;
     if (a.q_len == 1 && a.batch >= kMinRowsPerThread * threads) {
       const bool parallel = threads > 1 && flops >= kMinParallelFlops;
       float* scratch = state.Scratch(
           static_cast<size_t>(threads * a.num_heads * max_length));
-      AttendByRow(a, threads, scratch, max_length, parallel, scale);
+      if (bf16) {
+        AttendByRow(a, a.k_bf16, a.v_bf16, threads, scratch, max_length,
+                    parallel, scale);
+      } else {
+        AttendByRow(a, a.k, a.v, threads, scratch, max_length, parallel, scale);
+      }
       return absl::OkStatus();
     }
     const bool parallel =
         threads > 1 && pairs > 1 && flops >= kMinParallelFlops;
     float* scratch = state.Scratch(static_cast<size_t>(threads * max_length));
-    AttendByQuery(a, threads, scratch, max_length, parallel, scale);
+    if (bf16) {
+      AttendByQuery(a, a.k_bf16, a.v_bf16, threads, scratch, max_length,
+                    parallel, scale);
+    } else {
+      AttendByQuery(a, a.k, a.v, threads, scratch, max_length, parallel, scale);
+    }
     return absl::OkStatus();
   }
 

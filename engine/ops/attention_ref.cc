@@ -2,16 +2,27 @@
 // visible keys (scaled, plus the position bias when there is one),
 // max-subtracted softmax and the weighted sum of values, all in double. Keys
 // that are not visible are never read, so padding may hold anything.
+// bfloat16 keys and values are widened exactly, so the reference of bf16 K/V
+// is the float32 reference on the same (rounded) values.
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "engine/format/half_float.h"
 #include "engine/ops/op_bodies.h"
 
 namespace attnserve::engine::internal {
+namespace {
 
-void AttentionRef(const AttentionArgs& a) {
+double Widen(float x) { return x; }
+double Widen(uint16_t x) { return BFloat16ToFloat(x); }
+
+// The body for keys and values of type T: `k` and `v` are a.k and a.v, or
+// a.k_bf16 and a.v_bf16.
+template <typename T>
+void AttentionRefOf(const AttentionArgs& a, absl::Span<const T* const> ks,
+                    absl::Span<const T* const> vs) {
   const double scale = a.scale.has_value()
                            ? double{*a.scale}
                            : 1.0 / std::sqrt(static_cast<double>(a.head_dim));
@@ -36,10 +47,10 @@ void AttentionRef(const AttentionArgs& a) {
         p.assign(visible, 0.0);
         double max = -INFINITY;
         for (int64_t j = 0; j < visible; ++j) {
-          const float* k = a.k[b] + j * a.kv_row_stride + col;
+          const T* k = ks[b] + j * a.kv_row_stride + col;
           double dot = 0.0;
           for (int d = 0; d < a.head_dim; ++d)
-            dot += static_cast<double>(q[d]) * k[d];
+            dot += static_cast<double>(q[d]) * Widen(k[d]);
           p[j] = dot * scale + (bias != nullptr ? double{bias[j]} : 0.0);
           max = std::max(max, p[j]);
         }
@@ -50,14 +61,24 @@ void AttentionRef(const AttentionArgs& a) {
         }
         std::fill(acc.begin(), acc.end(), 0.0);
         for (int64_t j = 0; j < visible; ++j) {
-          const float* v = a.v[b] + j * a.kv_row_stride + col;
-          for (int d = 0; d < a.head_dim; ++d) acc[d] += p[j] * v[d];
+          const T* v = vs[b] + j * a.kv_row_stride + col;
+          for (int d = 0; d < a.head_dim; ++d) acc[d] += p[j] * Widen(v[d]);
         }
         float* out = a.out + b * a.out_seq_stride + i * a.out_row_stride + col;
         for (int d = 0; d < a.head_dim; ++d)
           out[d] = static_cast<float>(acc[d] / sum);
       }
     }
+  }
+}
+
+}  // namespace
+
+void AttentionRef(const AttentionArgs& a) {
+  if (a.kv_type == ComputeType::kBFloat16) {
+    AttentionRefOf(a, a.k_bf16, a.v_bf16);
+  } else {
+    AttentionRefOf(a, a.k, a.v);
   }
 }
 

@@ -176,6 +176,37 @@ TEST(BinaryTest, ExplainsBadStartup) {
                                          "type \"fp16\""));
 }
 
+// --kv_cache_dtype: int8 or an unknown name exits 2 naming the flag;
+// bfloat16 (any CPU) serves, and GetModelInfo says so.
+TEST(BinaryTest, KvCacheDtypeIsCheckedAndReported) {
+  for (const char* bad : {"int8", "fp16"}) {
+    const testing::RunResult refused =
+        testing::RunAttnserve({"--model_dir=/nonexistent/model",
+                               absl::StrCat("--kv_cache_dtype=", bad)});
+    EXPECT_EQ(refused.exit_code, std::optional<int>(2)) << bad;
+    EXPECT_THAT(refused.output, HasSubstr("--kv_cache_dtype: ")) << bad;
+  }
+  model_testing::TempDir dir("binary_kv_cache_dtype");
+  ASSERT_NO_FATAL_FAILURE(WriteTinyModel(dir.path()));
+  absl::StatusOr<StartedServer> server = StartAttnserve(
+      {absl::StrCat("--model_dir=", dir.path()), "--host=127.0.0.1", "--port=0",
+       "--metrics_port=0", "--threads=1", "--kv_cache_dtype=bfloat16"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = v1::Seq2Seq::NewStub(testing::Connect(server->port));
+  grpc::ClientContext context;
+  v1::GetModelInfoResponse info;
+  ASSERT_TRUE(
+      stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.kv_cache_dtype(), "bfloat16");
+  EXPECT_EQ(info.compute_type(), "float32");
+  v1::GenerateRequest request;
+  for (int id : {3, 4, 5}) request.add_input_ids(id);
+  request.set_max_new_tokens(4);
+  v1::GenerateResponse response;
+  EXPECT_TRUE(testing::Generate(*stub, request, &response).ok());
+  EXPECT_FALSE(response.output_ids().empty());
+}
+
 // --compute_type reaches the engine: the startup line names it, and the
 // server answers.
 TEST(BinaryTest, ServesAtTheComputeTypeAsked) {
