@@ -15,6 +15,7 @@
 # float32's, their ratios to it (medians of the per-round ratios) and the issue's targets.
 # With int8 among them, PyTorch's own int8 (torch_benchmark.py --quantize_dynamic, sgemm
 # shim loaded) runs each round too and its ratio to PyTorch float32 is printed beside.
+# BEFORE_REV (below) measures float32 only.
 #
 # Before and after a change, in one run: BEFORE_REV=<commit> builds that commit's engine
 # with this tree's engine/bench/generator_benchmark.cc (so both have the same cases; from
