@@ -9,6 +9,14 @@
 # Needs a built tree (scripts/build.sh). Takes about 5 minutes a round at THREADS=2, twice
 # that with the default THREADS=1,2.
 #
+# Compute types: COMPUTE_TYPES=float32,int8,bfloat16 (default float32: the run above alone)
+# runs the engine once per type in each round, the types in turn, and ends with a table of
+# each type's greedy and beam tokens/s, step_vs_read and peak resident memory beside
+# float32's, their ratios to it (medians of the per-round ratios) and the issue's targets.
+# With int8 among them, PyTorch's own int8 (torch_benchmark.py --quantize_dynamic, sgemm
+# shim loaded) runs each round too and its ratio to PyTorch float32 is printed beside.
+# BEFORE_REV (below) measures float32 only.
+#
 # Before and after a change, in one run: BEFORE_REV=<commit> builds that commit's engine
 # with this tree's engine/bench/generator_benchmark.cc (so both have the same cases; from
 # `git archive`, under $OUT, with ccache) and runs the two binaries in turn ROUNDS times on
@@ -84,10 +92,24 @@ fi
 
 scripts/build_sgemm_shim.sh build/sgemm_shim.so >/dev/null
 
+COMPUTE_TYPES=${COMPUTE_TYPES:-float32}
+IFS=, read -r -a compute_types <<< "$COMPUTE_TYPES"
+if [[ ! ",$COMPUTE_TYPES," =~ ,float32, ]]; then
+  echo "COMPUTE_TYPES=$COMPUTE_TYPES: float32 must be among them (the others are compared with it)" >&2
+  exit 2
+fi
+
 for round in $(seq "$ROUNDS"); do
-  echo "== round $round of $ROUNDS: attnserve engine =="
-  build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
-    --json="$OUT/engine.$round.json" | tee "$OUT/engine.$round.txt"
+  for type in "${compute_types[@]}"; do
+    # float32's files keep their names of before COMPUTE_TYPES (engine.ROUND.json).
+    suffix=$round
+    [[ $type == float32 ]] || suffix=$type.$round
+    label=attnserve\ engine
+    [[ $COMPUTE_TYPES == float32 ]] || label="attnserve engine, $type"
+    echo "== round $round of $ROUNDS: $label =="
+    build/engine/generator_benchmark --model_dir="$MODEL_DIR" --threads="$THREADS" \
+      --compute_type="$type" --json="$OUT/engine.$suffix.json" | tee "$OUT/engine.$suffix.txt"
+  done
 
   echo "== round $round of $ROUNDS: PyTorch, sgemm on oneDNN =="
   LD_PRELOAD="$PWD/build/sgemm_shim.so" /usr/bin/python3 scripts/torch_benchmark.py \
@@ -95,6 +117,15 @@ for round in $(seq "$ROUNDS"); do
     --omp_wait_policy keep --gomp_spincount keep \
     | tee "$OUT/torch.$round.txt"
   tail -n 1 "$OUT/torch.$round.txt" > "$OUT/torch.$round.json"
+
+  if [[ ",$COMPUTE_TYPES," =~ ,int8, ]]; then
+    echo "== round $round of $ROUNDS: PyTorch int8 (quantize_dynamic), sgemm on oneDNN =="
+    LD_PRELOAD="$PWD/build/sgemm_shim.so" /usr/bin/python3 scripts/torch_benchmark.py \
+      --model_dir "$MODEL_DIR" --threads "$THREADS" --batch_sizes 1,32 --repeats 3 --json \
+      --omp_wait_policy keep --gomp_spincount keep --skip encoder --quantize_dynamic \
+      | tee "$OUT/torch_int8.$round.txt"
+    tail -n 1 "$OUT/torch_int8.$round.txt" > "$OUT/torch_int8.$round.json"
+  fi
 done
 
 # Stock torch is 40-60x slower than either: one run is plenty for its ratio.
@@ -144,4 +175,60 @@ for threads in (1, 2):
           f"{fig('encoder_vs_matmul_b32'):.2f} (target >= 0.85); decode step vs weight read "
           f"{fig('step_vs_read'):.2f} (target <= 1.5); peak RSS vs weights "
           f"{fig('peak_rss_vs_weights'):.2f} (target <= 1.3)")
+PY
+
+[[ $COMPUTE_TYPES == float32 ]] && exit 0
+/usr/bin/python3 - "$OUT" "$ROUNDS" "$COMPUTE_TYPES" <<'PY'
+import json, os, statistics, sys
+out, rounds, types = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+median = statistics.median
+def engine(t, i):
+    return json.load(open(f"{out}/engine.{i}.json" if t == "float32" else
+                          f"{out}/engine.{t}.{i}.json"))
+runs = {t: [engine(t, i) for i in range(1, rounds + 1)] for t in types}
+def torch_greedy(path):
+    if not os.path.exists(path):
+        return {}
+    return {(r["threads"], r["batch"]): r["tokens_per_s"]
+            for r in json.load(open(path))["results"] if r["bench"] == "greedy"}
+torch_fp32 = [torch_greedy(f"{out}/torch.{i}.json") for i in range(1, rounds + 1)]
+torch_int8 = [torch_greedy(f"{out}/torch_int8.{i}.json") for i in range(1, rounds + 1)]
+# The issue's targets for int8: (ratio to float32, absolute); peak RSS lower is better.
+int8_targets = {"greedy_tokens_per_s_b1": (">=2.5", ">=300"),
+                "greedy_tokens_per_s_b32": (">=2", ">=3000"),
+                "beam4_tokens_per_s_b32": (">=2", ""), "peak_rss_mb": ("<=0.45", "")}
+figures = ("greedy_tokens_per_s_b1", "greedy_tokens_per_s_b32", "beam4_tokens_per_s_b32",
+           "step_vs_read", "peak_rss_mb")
+others = [t for t in types if t != "float32"]
+print(f"\n== compute types (medians over {rounds} rounds; ratio = median of per-round "
+      f"type/float32) ==")
+head = f"{'figure':<26}{'thr':>4}{'float32':>10}"
+for t in others:
+    head += f"{t:>10}{'ratio':>7}"
+head += f"{'int8 target':>18}" if "int8" in others else ""
+print(head)
+for threads in (1, 2):
+    key = f"threads_{threads}"
+    if key not in runs["float32"][0]:
+        continue
+    for name in figures:
+        ref = [r[key].get(name, 0) for r in runs["float32"]]
+        digits = 2 if name == "step_vs_read" else 1
+        line = f"{name:<26}{threads:>4}{median(ref):>10.{digits}f}"
+        for t in others:
+            vals = [r[key].get(name, 0) for r in runs[t]]
+            ratios = [v / f if f else 0 for v, f in zip(vals, ref)]
+            line += f"{median(vals):>10.{digits}f}{median(ratios):>7.2f}"
+        if "int8" in others:
+            ratio, absolute = int8_targets.get(name, ("", ""))
+            line += f"{ratio + ('x' if ratio else ''):>10}{absolute:>8}"
+        print(line)
+    for batch in (1, 32):
+        fp = [r.get((threads, batch), 0) for r in torch_fp32]
+        q = [r.get((threads, batch), 0) for r in torch_int8]
+        if any(q):
+            ratios = [a / b if b else 0 for a, b in zip(q, fp)]
+            print(f"{'torch greedy_b' + str(batch) + ' (peer)':<26}{threads:>4}{median(fp):>10.1f}"
+                  f"{median(q):>10.1f}{median(ratios):>7.2f}"
+                  f"  (PyTorch float32 and its quantize_dynamic int8, sgemm shim)")
 PY
