@@ -23,7 +23,7 @@ struct ModelOptions {
   // The linears' compute type and whether the token tables and the output
   // projection stay float32 (precision.h). A type the host cannot run on the
   // dnnl backend fails Load with FAILED_PRECONDITION (compute_type.h).
-  Precision precision;
+  Precision precision = {};
 };
 
 // Immutable after Load. Inference (Generator, GenerateBatch) uses the model's
