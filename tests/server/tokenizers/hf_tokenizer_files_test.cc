@@ -172,7 +172,11 @@ TEST_F(HfTokenizerFilesTest, BartFilesAndWordLimit) {
   EXPECT_EQ(long_word.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(long_word.status().message()),
               AllOf(HasSubstr("byte 1"), HasSubstr("1026 bytes")));
-  EXPECT_THAT(std::string((*tokenizer)->Encode("a\xff" "b").status().message()),
+  EXPECT_THAT(std::string((*tokenizer)
+                              ->Encode("a\xff"
+                                       "b")
+                              .status()
+                              .message()),
               HasSubstr("not valid UTF-8 at byte 1"));
 }
 
