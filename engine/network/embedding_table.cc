@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/format/half_float.h"
 #include "engine/ops/quantize.h"
 #include "engine/status_macros.h"
 
@@ -54,11 +53,9 @@ void EmbeddingTable::CopyRow(int64_t row, float* out) const {
     case ComputeType::kInt8:
       return DequantizeRowInt8(values_.as<int8_t>() + row * cols_, cols_,
                                scales_.data()[row], out);
-    case ComputeType::kBFloat16: {
-      const uint16_t* in = values_.as<uint16_t>() + row * cols_;
-      for (int64_t i = 0; i < cols_; ++i) out[i] = BFloat16ToFloat(in[i]);
-      return;
-    }
+    case ComputeType::kBFloat16:
+      return WidenRowFromBFloat16(values_.as<uint16_t>() + row * cols_, cols_,
+                                  out);
   }
 }
 

@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/format/half_float.h"
 #include "engine/no_throw.h"
+#include "engine/ops/quantize.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {
@@ -334,9 +334,7 @@ absl::Status Transformer::CrossKeyValues(const OpContext& ctx,
       const int64_t count = std::min(kCrossKvChunkRows, rows - first);
       RETURN_IF_ERROR(Linear(ctx, *cross_kv_, memory + first * config_.d_model,
                              count, chunk.data()));
-      uint16_t* dst = out_bf16 + first * width;
-      for (int64_t i = 0; i < count * width; ++i)
-        dst[i] = FloatToBFloat16(chunk[i]);
+      RoundRowToBFloat16(chunk.data(), count * width, out_bf16 + first * width);
     }
     return absl::OkStatus();
   });
@@ -439,10 +437,9 @@ absl::Status Transformer::DecodeStepBody(const OpContext& ctx,
             const float* qkv = s->qkv.data() + r * 3 * a_dim;
             if (bf16) {
               uint16_t* cache = static_cast<uint16_t*>(row.self_cache);
-              for (int64_t i = 0; i < a_dim; ++i) {
-                cache[k_at + new_row + i] = FloatToBFloat16(qkv[a_dim + i]);
-                cache[v_at + new_row + i] = FloatToBFloat16(qkv[2 * a_dim + i]);
-              }
+              RoundRowToBFloat16(qkv + a_dim, a_dim, cache + k_at + new_row);
+              RoundRowToBFloat16(qkv + 2 * a_dim, a_dim,
+                                 cache + v_at + new_row);
               s->k_bf16_ptrs[r] = cache + k_at;
               s->v_bf16_ptrs[r] = cache + v_at;
             } else {

@@ -219,6 +219,12 @@ absl::Status RunLinearMatmul(
     absl::FunctionRef<const void*(int64_t row, int64_t rows)> src, float* y,
     LinearEpilogue epilogue);
 
+// The status of a linear's oneDNN matmul [m, k] x [n, k]^T: OK,
+// RESOURCE_EXHAUSTED when oneDNN ran out of memory, INTERNAL with oneDNN's
+// status otherwise. `what` names the linear ("linear", "int8 linear").
+absl::Status LinearMatmulStatus(dnnl_status_t status, const char* what,
+                                int64_t m, int64_t n, int64_t k);
+
 }  // namespace internal
 
 }  // namespace attnserve::engine

@@ -32,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/ops/dnnl_state.h"
 #include "engine/ops/op_bodies.h"
+#include "engine/status_macros.h"
 
 namespace attnserve::engine::internal {
 namespace {
@@ -301,21 +302,25 @@ absl::Status RunLinearMatmul(
       status = e.status;
     }
   }
-  if (status == dnnl_out_of_memory) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("out of memory in oneDNN's linear [", m, ", ", k, "] x [",
-                     n, ", ", k, "]^T"));
-  }
-  if (status != dnnl_success) {
-    return absl::InternalError(
-        absl::StrCat("oneDNN linear [", m, ", ", k, "] x [", n, ", ", k,
-                     "]^T failed with status ", static_cast<int>(status)));
-  }
+  RETURN_IF_ERROR(LinearMatmulStatus(status, "linear", m, n, k));
   if (split) {
     const float* activated = state.Scratch(0);
     for (int64_t i = 0; i < m * n; ++i) y[i] += activated[i];
   }
   return absl::OkStatus();
+}
+
+absl::Status LinearMatmulStatus(dnnl_status_t status, const char* what,
+                                int64_t m, int64_t n, int64_t k) {
+  if (status == dnnl_success) return absl::OkStatus();
+  if (status == dnnl_out_of_memory) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory in oneDNN's ", what, " [", m, ", ", k,
+                     "] x [", n, ", ", k, "]^T"));
+  }
+  return absl::InternalError(
+      absl::StrCat("oneDNN ", what, " [", m, ", ", k, "] x [", n, ", ", k,
+                   "]^T failed with status ", static_cast<int>(status)));
 }
 
 }  // namespace attnserve::engine::internal

@@ -19,6 +19,7 @@
 #include "engine/ops/dnnl_state.h"
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/quantize.h"
+#include "engine/status_macros.h"
 
 namespace attnserve::engine::internal {
 namespace {
@@ -49,9 +50,8 @@ class DnnlInt8PackedLinear final : public PackedLinear {
     {
       // [n, k], only while packing.
       Tensor quantized({Tensor::FloatsFor<int8_t>(n * k)});
-      const int8_t* q = quantized.as<int8_t>();
-      QuantizeRowsInt8(plain_.weight, n, k, quantized.as<int8_t>(),
-                       scales_.data());
+      int8_t* q = quantized.as<int8_t>();
+      QuantizeRowsInt8(plain_.weight, n, k, q, scales_.data());
       PackInt8Panels(q, n, k, panels_.as<int8_t>());
       int32_t* compensation = compensation_.as<int32_t>();
       for (int64_t j = 0; j < n; ++j) {
@@ -211,16 +211,7 @@ absl::Status LinearDnnlInt8Matmul(const OpContext& ctx, const PackedLinear& w,
         state, x + row * k, rows, k, k, Tensor::FloatsFor<int32_t>(rows * n));
     int32_t* sums = reinterpret_cast<int32_t*>(q.extra);
     const dnnl_status_t status = RunMatmul(state, packed, q.u, rows, sums);
-    if (status == dnnl_out_of_memory) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("out of memory in oneDNN's int8 linear [", m, ", ", k,
-                       "] x [", n, ", ", k, "]^T"));
-    }
-    if (status != dnnl_success) {
-      return absl::InternalError(
-          absl::StrCat("oneDNN int8 linear [", m, ", ", k, "] x [", n, ", ", k,
-                       "]^T failed with status ", static_cast<int>(status)));
-    }
+    RETURN_IF_ERROR(LinearMatmulStatus(status, "int8 linear", m, n, k));
     Int8EpilogueRows(ctx.threads(), sums, q.scales, rows, views, epilogue,
                      y + row * n);
   }

@@ -6,7 +6,6 @@
 #include <utility>
 #include <vector>
 
-#include "engine/format/half_float.h"
 #include "engine/ops/op_bodies.h"
 #include "engine/ops/quantize.h"
 
@@ -37,9 +36,7 @@ class RefPackedLinear final : public PackedLinear {
         std::vector<uint16_t> row(k);
         for (int64_t j = 0; j < n; ++j) {
           RoundRowToBFloat16(plain_.weight + j * k, k, row.data());
-          for (int64_t i = 0; i < k; ++i) {
-            rounded_.data()[j * k + i] = BFloat16ToFloat(row[i]);
-          }
+          WidenRowFromBFloat16(row.data(), k, rounded_.data() + j * k);
         }
         break;
       }
@@ -111,8 +108,7 @@ void LinearRefBf16(const RefPackedLinear& w, const float* x, int64_t m,
   std::vector<uint16_t> row(k);
   for (int64_t r = 0; r < m; ++r) {
     RoundRowToBFloat16(x + r * k, k, row.data());
-    for (int64_t i = 0; i < k; ++i)
-      rounded[r * k + i] = BFloat16ToFloat(row[i]);
+    WidenRowFromBFloat16(row.data(), k, rounded.data() + r * k);
   }
   LinearRefFloat(w, w.rounded(), rounded.data(), m, y, epilogue);
 }

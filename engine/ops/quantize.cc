@@ -47,4 +47,8 @@ void RoundRowToBFloat16(const float* v, int64_t cols, uint16_t* out) {
   for (int64_t i = 0; i < cols; ++i) out[i] = FloatToBFloat16(v[i]);
 }
 
+void WidenRowFromBFloat16(const uint16_t* b, int64_t cols, float* out) {
+  for (int64_t i = 0; i < cols; ++i) out[i] = BFloat16ToFloat(b[i]);
+}
+
 }  // namespace attnserve::engine

@@ -33,4 +33,7 @@ void DequantizeRowInt8(const int8_t* q, int64_t cols, float scale, float* out);
 // out[i] = FloatToBFloat16(v[i]) (half_float.h: nearest, ties to even).
 void RoundRowToBFloat16(const float* v, int64_t cols, uint16_t* out);
 
+// out[i] = BFloat16ToFloat(b[i]), the float32 value a bfloat16 row stands for.
+void WidenRowFromBFloat16(const uint16_t* b, int64_t cols, float* out);
+
 }  // namespace attnserve::engine
