@@ -67,11 +67,12 @@ OpContext& Context() {
 using LinearFn = absl::Status (*)(const OpContext&, const PackedLinear&,
                                   const float*, int64_t, float*,
                                   LinearEpilogue);
+// On `ctx` (entered); the process's --threads context when null.
 void RunLinear(benchmark::State& state, LinearEpilogue epilogue,
                ComputeType type = ComputeType::kFloat32,
-               LinearFn linear = Linear) {
+               LinearFn linear = Linear, OpContext* context = nullptr) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
-  OpContext& ctx = Context();
+  OpContext& ctx = context != nullptr ? *context : Context();
   ctx.Enter();
   Tensor w({n, k});
   Tensor b({n});
@@ -254,29 +255,10 @@ OpContext& ContextWithThreads(int threads) {
 // default one).
 void RunTypedLinear(benchmark::State& state, ComputeType type,
                     std::optional<internal::Bf16Route> route) {
-  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
-  OpContext& ctx = ContextWithThreads(static_cast<int>(state.range(3)));
-  Tensor w({n, k});
-  Tensor b({n});
-  const std::vector<float> wv = Filled(n * k, 0.05f), bv = Filled(n, 1.0f);
-  std::copy(wv.begin(), wv.end(), w.data());
-  std::copy(bv.begin(), bv.end(), b.data());
-  auto packed = PackLinear(ctx, std::move(w), std::move(b), type);
-  if (!packed.ok())
-    return state.SkipWithError(packed.status().ToString().c_str());
-  const std::vector<float> x = Filled(m * k, 1.0f);
-  std::vector<float> y(m * n);
   internal::ForceBf16RouteForTesting(route);
-  for (auto _ : state) {
-    if (absl::Status s = Linear(ctx, **packed, x.data(), m, y.data());
-        !s.ok()) {
-      internal::ForceBf16RouteForTesting(std::nullopt);
-      return state.SkipWithError(s.ToString().c_str());
-    }
-    benchmark::DoNotOptimize(y.data());
-  }
+  RunLinear(state, {}, type, Linear,
+            &ContextWithThreads(static_cast<int>(state.range(3))));
   internal::ForceBf16RouteForTesting(std::nullopt);
-  SetFlops(state, m, n, k);
 }
 
 void BM_F32Linear(benchmark::State& state) {
