@@ -35,6 +35,7 @@
 #include "engine/ops/op_bodies.h"
 #include "gtest/gtest.h"
 #include "tests/engine/op_test_util.h"
+#include "tests/engine/pack_any_host.h"
 #include "tests/engine/status_matchers.h"
 
 namespace attnserve::engine {
@@ -46,37 +47,13 @@ using op_test::MakeContext;
 using op_test::MakeTensor;
 using op_test::RandomFloats;
 
-// The reference's bf16 linear through the front.
-std::unique_ptr<PackedLinear> PackRef(const OpContext& ctx,
-                                      const std::vector<float>& w,
-                                      const std::vector<float>& b, int64_t n,
-                                      int64_t k) {
-  auto packed = PackLinear(ctx, MakeTensor({n, k}, w),
-                           b.empty() ? Tensor() : MakeTensor({n}, b),
-                           ComputeType::kBFloat16);
-  EXPECT_THAT(packed, IsOk());
-  return packed.ok() ? *std::move(packed) : nullptr;
-}
-
-// The oneDNN body's bf16 linear, packed past the front's host check
-// (HostRunsComputeType) so that its portable kernel is tested on any host.
-std::unique_ptr<PackedLinear> PackDnnl(const OpContext& ctx,
+// A bf16 linear for ctx's backend, the reference's or the oneDNN body's on
+// any host (its portable kernel where the CPU lacks AVX-512 BF16).
+std::unique_ptr<PackedLinear> PackBf16(const OpContext& ctx,
                                        const std::vector<float>& w,
                                        const std::vector<float>& b, int64_t n,
                                        int64_t k) {
-  internal::PlainLinear plain;
-  plain.type = ComputeType::kBFloat16;
-  plain.n = n;
-  plain.k = k;
-  plain.owned_weight = MakeTensor({n, k}, w);
-  plain.weight = plain.owned_weight.data();
-  if (!b.empty()) {
-    plain.owned_bias = MakeTensor({n}, b);
-    plain.bias = plain.owned_bias.data();
-  }
-  auto packed = internal::PackLinearDnnl(ctx, std::move(plain));
-  EXPECT_THAT(packed, IsOk());
-  return packed.ok() ? *std::move(packed) : nullptr;
+  return op_test::PackAnyHost(ctx, ComputeType::kBFloat16, w, b, n, k);
 }
 
 std::vector<float> RunLinear(const OpContext& ctx, const PackedLinear& w,
@@ -234,10 +211,10 @@ TEST(LinearBf16Test, MatchesReferenceAcrossShapes) {
       const std::vector<float> w =
           RandomFloats(n * k, 100 + n * 7 + k, -w_range, w_range);
       const std::vector<float> b = RandomFloats(n, 200 + n);
-      const auto ref_bias = PackRef(*ref_ctx, w, b, n, k);
-      const auto ref_plain = PackRef(*ref_ctx, w, {}, n, k);
-      const auto dnnl_bias = PackDnnl(*dnnl_ctx, w, b, n, k);
-      const auto dnnl_plain = PackDnnl(*dnnl_ctx, w, {}, n, k);
+      const auto ref_bias = PackBf16(*ref_ctx, w, b, n, k);
+      const auto ref_plain = PackBf16(*ref_ctx, w, {}, n, k);
+      const auto dnnl_bias = PackBf16(*dnnl_ctx, w, b, n, k);
+      const auto dnnl_plain = PackBf16(*dnnl_ctx, w, {}, n, k);
       ASSERT_TRUE(ref_bias && ref_plain && dnnl_bias && dnnl_plain);
       for (const int64_t m : k == 2048 ? few_ms : all_ms) {
         const int e = variant++ % 20;
@@ -263,9 +240,9 @@ TEST(LinearBf16Test, MatchesReferenceForEveryEpilogue) {
     auto dnnl_ctx = MakeContext(Backend::kDnnl, threads);
     for (const bool bias : {false, true}) {
       const auto ref =
-          PackRef(*ref_ctx, w, bias ? b : std::vector<float>{}, n, k);
+          PackBf16(*ref_ctx, w, bias ? b : std::vector<float>{}, n, k);
       const auto dnnl =
-          PackDnnl(*dnnl_ctx, w, bias ? b : std::vector<float>{}, n, k);
+          PackBf16(*dnnl_ctx, w, bias ? b : std::vector<float>{}, n, k);
       ASSERT_TRUE(ref && dnnl);
       for (const int64_t m : {9, 64, 65, 200}) {
         for (const LinearActivation activation : kActivations) {
@@ -304,7 +281,7 @@ TEST(LinearBf16Test, KernelIsBatchInvariant) {
   std::vector<float> first_kernel;  // the first kernel's 64 rows
   for (const int threads : {1, 2}) {
     auto ctx = MakeContext(Backend::kDnnl, threads);
-    const auto packed = PackDnnl(*ctx, w, b, n, k);
+    const auto packed = PackBf16(*ctx, w, b, n, k);
     ASSERT_TRUE(packed);
     for (const Path& path : HostPaths()) {
       if (path.route != Bf16Route::kKernel) continue;
@@ -401,8 +378,8 @@ TEST(LinearBf16Test, CopyWeightRowEqualsTheReferences) {
     for (size_t i = 0; i < awkward.size() && i < w.size(); ++i) {
       w[(i * 7919) % w.size()] = awkward[i];
     }
-    const auto ref = PackRef(*ref_ctx, w, {}, n, k);
-    const auto dnnl = PackDnnl(*dnnl_ctx, w, {}, n, k);
+    const auto ref = PackBf16(*ref_ctx, w, {}, n, k);
+    const auto dnnl = PackBf16(*dnnl_ctx, w, {}, n, k);
     ASSERT_TRUE(ref && dnnl);
     std::vector<float> want(k), got(k);
     for (int64_t row = 0; row < n; ++row) {
@@ -420,7 +397,7 @@ TEST(LinearBf16Test, HoldsItsPanelsAndBias) {
   const int64_t n = 65, k = 40;
   auto ctx = MakeContext(Backend::kDnnl);
   const auto packed =
-      PackDnnl(*ctx, RandomFloats(n * k, 13), RandomFloats(n, 14), n, k);
+      PackBf16(*ctx, RandomFloats(n * k, 13), RandomFloats(n, 14), n, k);
   ASSERT_TRUE(packed);
   EXPECT_EQ(packed->compute_type(), ComputeType::kBFloat16);
   EXPECT_EQ(packed->backend(), Backend::kDnnl);
@@ -482,8 +459,8 @@ TEST(LinearBf16Test, NaNInputsStayInTheirRow) {
   const std::vector<float> w = RandomFloats(n * k, 18, -0.2f, 0.2f);
   auto ref_ctx = MakeContext(Backend::kReference);
   auto dnnl_ctx = MakeContext(Backend::kDnnl);
-  const auto ref = PackRef(*ref_ctx, w, {}, n, k);
-  const auto dnnl = PackDnnl(*dnnl_ctx, w, {}, n, k);
+  const auto ref = PackBf16(*ref_ctx, w, {}, n, k);
+  const auto dnnl = PackBf16(*dnnl_ctx, w, {}, n, k);
   ASSERT_TRUE(ref && dnnl);
   Case c = MakeCase(m, n, k, 19, {});
   c.x[3 * k + 5] = std::nanf("");
@@ -516,14 +493,14 @@ TEST(LinearBf16Test, SharesTheMatmulCacheWithFloat32) {
   const std::vector<float> x = RandomFloats(m * k, 22);
   auto ref_ctx = MakeContext(Backend::kReference);
   auto dnnl_ctx = MakeContext(Backend::kDnnl);
-  const auto bf16 = PackDnnl(*dnnl_ctx, w, b, n, k);
+  const auto bf16 = PackBf16(*dnnl_ctx, w, b, n, k);
   auto f32 = PackLinear(*dnnl_ctx, MakeTensor({n, k}, w), MakeTensor({n}, b));
   auto f32_ref =
       PackLinear(*ref_ctx, MakeTensor({n, k}, w), MakeTensor({n}, b));
   ASSERT_TRUE(bf16);
   ASSERT_THAT(f32, IsOk());
   ASSERT_THAT(f32_ref, IsOk());
-  const auto bf16_ref = PackRef(*ref_ctx, w, b, n, k);
+  const auto bf16_ref = PackBf16(*ref_ctx, w, b, n, k);
   Case c = MakeCase(m, n, k, 22, {});
   c.x = x;
   c.b = b;

@@ -32,6 +32,7 @@
 #include "engine/ops/quantize.h"
 #include "gtest/gtest.h"
 #include "tests/engine/op_test_util.h"
+#include "tests/engine/pack_any_host.h"
 #include "tests/engine/status_matchers.h"
 
 namespace attnserve::engine {
@@ -42,35 +43,12 @@ using op_test::MakeContext;
 using op_test::MakeTensor;
 using op_test::RandomFloats;
 
-// int8 weights [n, k] (bias [n] or empty) for ctx's backend. On a host
-// without VNNI the front refuses int8 for oneDNN (HostRunsComputeType), so
-// the body is called under it: its portable kernel runs anywhere.
+// int8 weights [n, k] (bias [n] or empty) for ctx's backend, on any host.
 std::unique_ptr<PackedLinear> PackInt8(const OpContext& ctx,
                                        const std::vector<float>& w,
                                        const std::vector<float>& b, int64_t n,
                                        int64_t k) {
-  Tensor weight = MakeTensor({n, k}, w);
-  Tensor bias = b.empty() ? Tensor() : MakeTensor({n}, b);
-  absl::StatusOr<std::unique_ptr<PackedLinear>> packed;
-  if (ctx.backend() == Backend::kReference ||
-      HostRunsComputeType(ComputeType::kInt8).ok()) {
-    packed =
-        PackLinear(ctx, std::move(weight), std::move(bias), ComputeType::kInt8);
-  } else {
-    internal::PlainLinear plain;
-    plain.type = ComputeType::kInt8;
-    plain.n = n;
-    plain.k = k;
-    plain.weight = weight.data();
-    plain.bias = b.empty() ? nullptr : bias.data();
-    plain.owned_weight = std::move(weight);
-    plain.owned_bias = std::move(bias);
-    packed = internal::PackLinearDnnlInt8(ctx, std::move(plain));
-  }
-  EXPECT_THAT(packed, IsOk());
-  if (!packed.ok()) return nullptr;
-  EXPECT_EQ((*packed)->compute_type(), ComputeType::kInt8);
-  return *std::move(packed);
+  return op_test::PackAnyHost(ctx, ComputeType::kInt8, w, b, n, k);
 }
 
 using LinearFn = absl::Status (*)(const OpContext&, const PackedLinear&,
