@@ -187,19 +187,6 @@ struct Figures {
   double step_weight_bytes = 0;
 };
 
-// Bytes a stored weight takes in the model's compute type.
-double WeightBytes(ComputeType type) {
-  switch (type) {
-    case ComputeType::kFloat32:
-      return 4;
-    case ComputeType::kInt8:
-      return 1;
-    case ComputeType::kBFloat16:
-      return 2;
-  }
-  return 4;
-}
-
 void RegisterAll(const Model& model, int threads, Figures* f,
                  std::vector<std::unique_ptr<MatmulBaseline>>* baselines) {
   const ModelConfig& c = model.config();
@@ -304,9 +291,9 @@ void RegisterAll(const Model& model, int threads, Figures* f,
   const double d = c.d_model, ffn = c.ffn_dim;
   const Precision& precision = model.options().precision;
   f->step_weight_bytes =
-      WeightBytes(precision.compute_type) * c.decoder_layers *
+      ComputeTypeBytes(precision.compute_type) * c.decoder_layers *
           (6 * d * d + 2 * d * ffn) +
-      WeightBytes(precision.embeddings()) * double(c.vocab_size) * d;
+      ComputeTypeBytes(precision.embeddings()) * double(c.vocab_size) * d;
   benchmark::RegisterBenchmark(
       ("ReadStepWeightsOnce" + t).c_str(),
       [f, threads](benchmark::State& state) {

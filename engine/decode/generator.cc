@@ -270,9 +270,7 @@ void Generator::Impl::CopyCache(const Tensor& from, int64_t from_capacity,
                                 Tensor* to) const {
   // Bytes of a cache row: A elements of the network's cache type.
   const int64_t row =
-      config_.attention_dim() * (net_.kv_cache_type() == ComputeType::kBFloat16
-                                     ? int64_t{sizeof(uint16_t)}
-                                     : int64_t{sizeof(float)});
+      config_.attention_dim() * ComputeTypeBytes(net_.kv_cache_type());
   const char* src = reinterpret_cast<const char*>(from.data());
   char* dst = reinterpret_cast<char*>(to->data());
   for (int64_t block = 0; block < 2 * config_.decoder_layers; ++block) {

@@ -25,6 +25,18 @@ const char* ComputeTypeName(ComputeType type) {
   return "unknown";
 }
 
+int ComputeTypeBytes(ComputeType type) {
+  switch (type) {
+    case ComputeType::kFloat32:
+      return 4;
+    case ComputeType::kInt8:
+      return 1;
+    case ComputeType::kBFloat16:
+      return 2;
+  }
+  return 4;
+}
+
 absl::Status HostRunsComputeType(ComputeType type) {
   switch (type) {
     case ComputeType::kFloat32:

@@ -23,6 +23,8 @@ enum class ComputeType { kFloat32, kInt8, kBFloat16 };
 // "float32" | "int8" | "bfloat16"; anything else is INVALID_ARGUMENT naming it.
 absl::StatusOr<ComputeType> ParseComputeType(absl::string_view name);
 const char* ComputeTypeName(ComputeType type);
+// Bytes of one stored value of `type`: 4, 1 (int8, scales apart) or 2.
+int ComputeTypeBytes(ComputeType type);
 
 // Whether this CPU has the instructions the oneDNN backend's kernels for
 // `type` need: int8 AVX-512 VNNI, bfloat16 AVX-512 BF16 (float32 runs

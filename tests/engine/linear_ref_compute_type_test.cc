@@ -179,6 +179,9 @@ TEST(LinearRefComputeTypeTest, ParsesAndNamesComputeTypes) {
     ASSERT_THAT(parsed, IsOk());
     EXPECT_EQ(*parsed, t);
   }
+  EXPECT_EQ(ComputeTypeBytes(ComputeType::kFloat32), 4);
+  EXPECT_EQ(ComputeTypeBytes(ComputeType::kInt8), 1);
+  EXPECT_EQ(ComputeTypeBytes(ComputeType::kBFloat16), 2);
   const auto bad = ParseComputeType("fp16");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("\"fp16\""), std::string::npos);
