@@ -157,7 +157,8 @@ print(f"\n== greedy tokens/s (source 32, 32 new tokens), medians over {rounds} r
       f"{'converted with attnserve-convert' if via_convert else 'checkpoint directories as they are'} ==")
 print(f"{'model':<22}{'thr':>4}{'batch':>6}{'tokens/s':>10}{'vs base':>9}{'FLOPs run':>11}"
       f"{'step':>7}{'adjusted':>10}  adjusted per round")
-threads = sorted({int(k.split("_")[1]) for rs in runs for r in rs if r for k in r})
+threads = sorted({int(k.split("_")[1]) for rs in runs for r in rs if r for k in r
+                  if k.startswith("threads_")})
 for t in threads:
     for batch in (1, 32):
         key = f"greedy_tokens_per_s_b{batch}"

@@ -82,6 +82,45 @@ struct DecodeOptions {
   // model log-probs, beam search scores them 0 (as HF scores forced_bos_id).
   // At most max_new_tokens of them; no EOS among them.
   std::vector<int32_t> target_prefix;
+
+  // Issue 19's generation controls, with transformers' generate semantics
+  // (its logits processors, in its order; docs/hf-reference.md "Generation
+  // controls"). Their defaults change nothing.
+
+  // Sampling instead of the arg-max: each step draws the next token from
+  // softmax(processed logits / temperature) restricted by top_k and top_p.
+  // Greedy only (beam_size 1); beam sampling is not supported.
+  bool do_sample = false;
+  float temperature = 1.0f;  // > 0 and finite when do_sample
+  int top_k = 0;             // > 0: keep the top_k best tokens; 0 = off
+  float top_p = 1.0f;        // (0, 1]: nucleus filter; 1 = off
+  // The sequence's random stream: draws depend only on (seed, sample index,
+  // step), never on the batch, so equal seeds give equal tokens.
+  uint64_t seed = 0;
+  // > 0; 1 = off. HF's repetition penalty over the decoder prefix (start
+  // token included): a prefix token's score s becomes s / p if s > 0, else
+  // s * p.
+  float repetition_penalty = 1.0f;
+  // EOS is banned until this many tokens have been generated (HF's
+  // min_new_tokens; counts generated tokens only, unlike min_length).
+  int min_new_tokens = 0;
+  // Never generated, at any step (HF's suppress_tokens). Ids in [0, vocab).
+  std::vector<int32_t> suppress_token_ids;
+  // Beam search: the n best finished hypotheses (n <= beam_size). Sampling:
+  // n independent draws (sample indices 0..n-1). Greedy without sampling: 1.
+  int num_return_sequences = 1;
+  // > 0: each generated token also reports the best this-many tokens of the
+  // model's log-softmax at its step (SequenceResult::top_log_probs).
+  int top_log_probs = 0;
+};
+
+// Decoder rows a sequence occupies (its KV caches, its share of a step):
+// beam_size for beam search, num_return_sequences when sampling, else 1.
+int DecoderRows(const DecodeOptions& options);
+
+struct TokenLogProb {
+  int32_t token = 0;
+  float log_prob = 0.0f;
 };
 
 struct SequenceResult {
@@ -97,6 +136,11 @@ struct SequenceResult {
   // log-prob (counted in a beam score); -1 and 0 otherwise.
   int32_t eos_id = -1;
   float eos_log_prob = 0.0f;
+  // DecodeOptions::top_log_probs > 0: one list per output id, best first.
+  std::vector<std::vector<TokenLogProb>> top_log_probs;
+  // num_return_sequences > 1: the other hypotheses (beam: 2nd best on, best
+  // first; sampling: draws 1..n-1 in order), each without alternatives.
+  std::vector<SequenceResult> alternatives;
 };
 
 using SequenceId = uint64_t;
@@ -115,6 +159,8 @@ struct StepEvent {
   // it finishes, then every token.
   std::vector<int32_t> new_ids;
   std::vector<float> new_log_probs;
+  // DecodeOptions::top_log_probs > 0: one list per id of new_ids.
+  std::vector<std::vector<TokenLogProb>> new_top_log_probs;
   bool finished = false;
   SequenceResult result;  // set when finished with an OK status
   // Not OK: this sequence alone failed in this step (e.g. RESOURCE_EXHAUSTED
