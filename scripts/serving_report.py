@@ -24,7 +24,7 @@ def load_rounds(out, repeats):
     rounds = []
     for r in range(1, repeats + 1):
         engine = load(out, "engine", r)
-        threads = next(iter(engine))
+        threads = next(k for k in engine if k.startswith("threads_"))
         rounds.append({"threads": threads,
                        "b1": engine[threads]["greedy_tokens_per_s_b1"],
                        "b32": engine[threads]["greedy_tokens_per_s_b32"],

@@ -374,13 +374,15 @@ int Run() {
   const ServerOptions& resolved = (*server)->options();
   const BatchingOptions& batching = resolved.batcher.batching;
   std::printf(
-      "attnserve: serving model %s (layout %s, compute_type %s; "
+      "attnserve: serving model %s (layout %s, compute_type %s, "
+      "kv_cache_dtype %s; "
       "attnserve.v1.Seq2Seq, health, reflection) on %s:%d; "
       "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
       "threads=%d (%s)%s%s, %s, %s\n",
       (*server)->model_info().name.c_str(),
       (*server)->model_info().layout.c_str(),
       (*server)->model_info().compute_type.c_str(),
+      (*server)->model_info().kv_cache_dtype.c_str(),
       absl::GetFlag(FLAGS_host).c_str(), (*server)->port(),
       BatchingModeName(batching.mode), batching.max_batch_size,
       absl::FormatDuration(batching.max_queue_delay).c_str(),

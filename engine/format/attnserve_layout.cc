@@ -38,9 +38,12 @@ absl::Status PlanEmbeddings(const ModelConfig& c, WeightPlan* plan,
   w->shared_embedding = shared;
   if (shared) {
     plan->Require("shared.embed.weight", shape, &w->encoder_embed);
+    plan->AllowInt8();
   } else {
     plan->Require("encoder.embed.weight", shape, &w->encoder_embed);
+    plan->AllowInt8();
     plan->Require("decoder.embed.weight", shape, &w->decoder_embed);
+    plan->AllowInt8();
   }
   return absl::OkStatus();
 }
@@ -138,6 +141,7 @@ absl::StatusOr<ModelWeights> LoadAttnserveWeights(
   if (!c.tie_output_embedding) {
     plan.Require("lm_head.weight", {c.vocab_size, c.d_model}, &w.lm_head_weight,
                  "required because tie_output_embedding is false");
+    plan.AllowInt8();
   }
   if (plan.Has("lm_head.bias")) {
     plan.Require("lm_head.bias", {c.vocab_size}, &w.lm_head_bias);

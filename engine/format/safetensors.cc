@@ -1,6 +1,8 @@
 #include "engine/format/safetensors.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -259,6 +261,29 @@ std::vector<std::string> SafetensorsFile::Names() const {
   return names;
 }
 
+absl::StatusOr<uint64_t> SafetensorsFile::CheckedBytes(
+    const TensorInfo& info) const {
+  // `info` normally comes from Find(), but re-checking its bounds is cheap and
+  // keeps a hand-made or foreign TensorInfo from reading outside this file's
+  // data section.
+  absl::StatusOr<uint64_t> bytes =
+      ByteSize(info.shape, DTypeOf(info.dtype).size);
+  if (!bytes.ok() || info.begin > info.end || info.end > data_size_ ||
+      info.end - info.begin != *bytes) {
+    return TensorError(path_, info.name,
+                       "tensor info does not describe data inside this file");
+  }
+  return *bytes;
+}
+
+absl::Status SafetensorsFile::OutOfMemory(const TensorInfo& info,
+                                          uint64_t bytes) const {
+  return absl::ResourceExhaustedError(
+      absl::StrCat(path_, ": tensor \"", info.name, "\" ",
+                   ShapeString(info.shape), ": out of memory: cannot allocate ",
+                   bytes, " bytes (", bytes >> 20, " MiB)"));
+}
+
 absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
   if (info.dtype != DType::kF32 && info.dtype != DType::kF16 &&
       info.dtype != DType::kBF16) {
@@ -267,24 +292,9 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
                                     " cannot be read as float (supported: F32, "
                                     "F16, BF16)"));
   }
-  // `info` normally comes from Find(), but re-checking its bounds is cheap and
-  // keeps a hand-made or foreign TensorInfo from reading outside this file's
-  // data section.
-  const uint64_t element_size = DTypeOf(info.dtype).size;
-  absl::StatusOr<uint64_t> bytes = ByteSize(info.shape, element_size);
-  if (!bytes.ok() || info.begin > info.end || info.end > data_size_ ||
-      info.end - info.begin != *bytes) {
-    return TensorError(path_, info.name,
-                       "tensor info does not describe data inside this file");
-  }
-
+  ASSIGN_OR_RETURN(const uint64_t bytes, CheckedBytes(info));
   Tensor tensor;
-  if (!tensor.TryReset(info.shape).ok()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        path_, ": tensor \"", info.name, "\" ", ShapeString(info.shape),
-        ": out of memory: cannot allocate ", *bytes, " bytes (", *bytes >> 20,
-        " MiB)"));
-  }
+  if (!tensor.TryReset(info.shape).ok()) return OutOfMemory(info, bytes);
   if (tensor.empty()) return tensor;
   const uint64_t offset = data_start_ + info.begin;
   const std::string what = absl::StrCat("tensor \"", info.name, "\"");
@@ -295,6 +305,26 @@ absl::StatusOr<Tensor> SafetensorsFile::ReadF32(const TensorInfo& info) const {
       },
       &tensor));
   return tensor;
+}
+
+absl::StatusOr<std::vector<int8_t>> SafetensorsFile::ReadInt8(
+    const TensorInfo& info) const {
+  if (info.dtype != DType::kI8) {
+    return TensorError(
+        path_, info.name,
+        absl::StrCat("dtype ", info.dtype_name, " cannot be read as I8"));
+  }
+  ASSIGN_OR_RETURN(const uint64_t bytes, CheckedBytes(info));
+  std::vector<int8_t> values;
+  try {
+    values.resize(bytes);
+  } catch (const std::bad_alloc&) {
+    return OutOfMemory(info, bytes);
+  }
+  if (bytes == 0) return values;
+  RETURN_IF_ERROR(file_->ReadAt(data_start_ + info.begin, bytes, values.data(),
+                                absl::StrCat("tensor \"", info.name, "\"")));
+  return values;
 }
 
 }  // namespace attnserve::engine

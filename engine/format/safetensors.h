@@ -35,9 +35,14 @@ class SafetensorsFile : public TensorSource {
 
   using TensorSource::ReadF32;
   absl::StatusOr<Tensor> ReadF32(const TensorInfo& info) const override;
+  absl::StatusOr<std::vector<int8_t>> ReadInt8(
+      const TensorInfo& info) const override;
 
  private:
   SafetensorsFile() = default;
+  // The stored byte count of `info`, checked to lie inside the data section.
+  absl::StatusOr<uint64_t> CheckedBytes(const TensorInfo& info) const;
+  absl::Status OutOfMemory(const TensorInfo& info, uint64_t bytes) const;
   std::string path_;
   std::unique_ptr<FileReader> file_;
   uint64_t data_start_ = 0;  // 8 + N

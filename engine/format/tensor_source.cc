@@ -25,6 +25,13 @@ absl::StatusOr<Tensor> TensorSource::ReadF32(
   return ReadF32(*info);
 }
 
+absl::StatusOr<std::vector<int8_t>> TensorSource::ReadInt8(
+    const TensorInfo& info) const {
+  return absl::InvalidArgumentError(absl::StrCat(
+      path(), ": tensor \"", info.name, "\" has dtype ", info.dtype_name,
+      "; int8 weights are read from safetensors files only"));
+}
+
 absl::Status ReadStoredFloats(DType dtype, StoredBytesReader read,
                               Tensor* tensor) {
   const uint64_t elements = static_cast<uint64_t>(tensor->size());

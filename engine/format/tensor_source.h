@@ -43,6 +43,12 @@ class TensorSource {
   // copied; F16 and BF16 are widened; any other dtype is an error naming the
   // tensor and dtype.
   virtual absl::StatusOr<Tensor> ReadF32(const TensorInfo& info) const = 0;
+  // The raw values of an I8 tensor (docs/model-format.md, "Quantized
+  // tensors"); another dtype is an error naming the tensor. Containers
+  // without int8 weights (PyTorch checkpoints) keep this default, which
+  // refuses.
+  virtual absl::StatusOr<std::vector<int8_t>> ReadInt8(
+      const TensorInfo& info) const;
   // As above, and checks that the stored shape equals `expected_shape` (the
   // error names the tensor, the expected and the actual shape).
   absl::StatusOr<Tensor> ReadF32(

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/format/int8_weights.h"
 #include "engine/status_macros.h"
 
 namespace attnserve::engine {
@@ -51,6 +52,7 @@ void WeightPlan::Linear(const std::string& prefix, int64_t out, int64_t in,
                         LinearWeights* w) {
   Require(prefix + ".weight", {out, in}, &w->weight);
   slots_.back().linear = w;
+  AllowInt8();
   if (config_.linear_bias) Require(prefix + ".bias", {out}, &w->bias);
 }
 
@@ -65,6 +67,37 @@ void WeightPlan::Norm(const std::string& prefix, NormWeights* w,
 
 bool WeightPlan::HasNorm(const std::string& prefix) const {
   return Has(prefix + ".weight") || Has(prefix + ".bias");
+}
+
+void WeightPlan::AllowInt8() { slots_.back().int8_ok = true; }
+
+absl::Status WeightPlan::ValidateDType(const Slot& slot,
+                                       const TensorInfo& info) const {
+  if (info.dtype == DType::kI8 && slot.int8_ok) {
+    return CheckInt8Weight(source_, info);
+  }
+  if (info.dtype != DType::kF32 && info.dtype != DType::kF16 &&
+      info.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path(), ": tensor \"", info.name, "\" has dtype ", info.dtype_name,
+        slot.int8_ok ? "; weights must be F32, F16, BF16 or I8 (with scales)"
+                     : "; weights must be F32, F16 or BF16 (I8 only for "
+                       "linear weights and token tables)"));
+  }
+  const std::string scale = Int8ScaleName(info.name);
+  if (slot.int8_ok && Has(scale)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path(), ": tensor \"", scale, "\" holds int8 scales, but \"", info.name,
+        "\" is ", info.dtype_name,
+        ", not I8: which values does the model use?"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> WeightPlan::ReadStored(const TensorSource& source,
+                                              const TensorInfo& info) {
+  if (info.dtype == DType::kI8) return ReadInt8Weight(source, info);
+  return source.ReadF32(info);
 }
 
 void WeightPlan::Ignore(std::string name) { ignored_.insert(std::move(name)); }
@@ -82,12 +115,7 @@ absl::Status WeightPlan::Validate() const {
                          ShapeString(info->shape), ", expected ",
                          ShapeString(slot.stored_shape)));
       }
-      if (info->dtype != DType::kF32 && info->dtype != DType::kF16 &&
-          info->dtype != DType::kBF16) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path(), ": tensor \"", name, "\" has dtype ", info->dtype_name,
-            "; weights must be F32, F16 or BF16"));
-      }
+      RETURN_IF_ERROR(ValidateDType(slot, *info));
     }
     if (!any) {
       std::string others;
@@ -109,7 +137,13 @@ absl::Status WeightPlan::Validate() const {
 absl::Status WeightPlan::CheckNoUnknownTensors() const {
   absl::flat_hash_set<std::string> planned;
   for (const Slot& slot : slots_) {
-    for (const std::string& name : slot.aliases) planned.insert(name);
+    for (const std::string& name : slot.aliases) {
+      planned.insert(name);
+      const TensorInfo* info = source_.Find(name);
+      if (info != nullptr && info->dtype == DType::kI8) {
+        planned.insert(Int8ScaleName(name));
+      }
+    }
   }
   for (const std::string& name : source_.Names()) {
     if (!planned.contains(name) && !ignored_.contains(name)) {
@@ -132,11 +166,11 @@ absl::StatusOr<Tensor> WeightPlan::ReadSlot(const TensorSource& source,
     if (info == nullptr) continue;
     if (first == nullptr) {
       first = info;
-      ASSIGN_OR_RETURN(dst, source.ReadF32(*info));
+      ASSIGN_OR_RETURN(dst, ReadStored(source, *info));
       continue;
     }
     // Another alias of the group: it must hold the same values.
-    ASSIGN_OR_RETURN(Tensor other, source.ReadF32(*info));
+    ASSIGN_OR_RETURN(Tensor other, ReadStored(source, *info));
     const float* a = dst.data();
     const float* b = other.data();
     for (int64_t i = 0; i < other.size(); ++i) {

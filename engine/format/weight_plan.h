@@ -53,8 +53,13 @@ class WeightPlan {
   void RequireReshaped(std::string name, std::vector<int64_t> stored_shape,
                        std::vector<int64_t> shape, Tensor* dst);
 
-  // `prefix`.weight [out, in], and `prefix`.bias [out] when the config has
-  // linear_bias (else the bias stays empty).
+  // The tensor of the last Require*() may be stored as int8 with per-row
+  // scales (int8_weights.h): token tables. Linear() weights always may.
+  void AllowInt8();
+
+  // `prefix`.weight [out, in] (F32, F16, BF16, or I8 with scales), and
+  // `prefix`.bias [out] when the config has linear_bias (else the bias stays
+  // empty).
   void Linear(const std::string& prefix, int64_t out, int64_t in,
               LinearWeights* w);
 
@@ -68,7 +73,8 @@ class WeightPlan {
   // buffers); only matters for CheckNoUnknownTensors.
   void Ignore(std::string name);
 
-  // Presence, shape and dtype (F32, F16, BF16) of every planned tensor.
+  // Presence, shape and dtype (F32, F16, BF16; I8 where allowed, with its
+  // scales: int8_weights.h) of every planned tensor.
   absl::Status Validate() const;
   // Every stored name is planned or ignored; else an error naming the first
   // unknown one. Hugging Face layouts call it: a tensor nobody reads would be a
@@ -89,7 +95,12 @@ class WeightPlan {
     std::string why;
     // Linear(): the weight's owner, whose reading may be deferred.
     LinearWeights* linear = nullptr;
+    bool int8_ok = false;  // may be stored I8 with scales (AllowInt8)
   };
+  absl::Status ValidateDType(const Slot& slot, const TensorInfo& info) const;
+  // A stored tensor as float32, whatever its (validated) dtype.
+  static absl::StatusOr<Tensor> ReadStored(const TensorSource& source,
+                                           const TensorInfo& info);
   // The slot's tensor, checked against the other aliases of a tied group.
   static absl::StatusOr<Tensor> ReadSlot(const TensorSource& source,
                                          const Slot& slot);

@@ -57,7 +57,8 @@ def write(out_dir, model_dir, config, tensors, generation, tokenizer_files):
             os.remove(p)
     safetensors_io.write(os.path.join(out_dir, "model.safetensors"), tensors,
                          {"format": "pt", "producer": "attnserve scripts/attnserve-convert"})
-    _json(os.path.join(out_dir, "generation_config.json"), generation)
+    if generation is not None:  # an attnserve directory without one stays without
+        _json(os.path.join(out_dir, "generation_config.json"), generation)
     for f in tokenizer_files:
         shutil.copyfile(os.path.join(model_dir, f), os.path.join(out_dir, f))
     _json(os.path.join(out_dir, "config.json"), config)  # last: a complete dir has one

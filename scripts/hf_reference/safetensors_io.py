@@ -22,7 +22,8 @@ DTYPES = {
     "I8": (np.int8, 1), "U8": (np.uint8, 1), "BOOL": (np.bool_, 1),
 }
 TORCH_TO_ST = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
-               torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32"}
+               torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32",
+               torch.int8: "I8"}
 
 
 class FormatError(ValueError):

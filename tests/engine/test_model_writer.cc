@@ -119,14 +119,20 @@ std::string SafetensorsBytes(const std::vector<NamedTensor>& tensors) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   std::string data;
   for (const NamedTensor& t : tensors) {
-    if (static_cast<int64_t>(t.values.size()) != Elements(t.shape)) {
-      ADD_FAILURE() << "tensor " << t.name << " has " << t.values.size()
-                    << " values for " << Elements(t.shape) << " elements";
+    const bool int8 = !t.int8_values.empty();
+    const size_t count = int8 ? t.int8_values.size() : t.values.size();
+    if (static_cast<int64_t>(count) != Elements(t.shape)) {
+      ADD_FAILURE() << "tensor " << t.name << " has " << count << " values for "
+                    << Elements(t.shape) << " elements";
     }
     const size_t begin = data.size();
-    data.append(reinterpret_cast<const char*>(t.values.data()),
-                t.values.size() * sizeof(float));
-    header[t.name] = {{"dtype", "F32"},
+    if (int8) {
+      data.append(reinterpret_cast<const char*>(t.int8_values.data()), count);
+    } else {
+      data.append(reinterpret_cast<const char*>(t.values.data()),
+                  count * sizeof(float));
+    }
+    header[t.name] = {{"dtype", int8 ? "I8" : "F32"},
                       {"shape", t.shape},
                       {"data_offsets", {begin, data.size()}}};
   }

@@ -22,13 +22,17 @@
 namespace attnserve::engine::testing {
 
 // One F32 tensor; values are row-major and must hold product(shape) elements.
+// With int8_values set instead, an I8 tensor (docs/model-format.md,
+// "Quantized tensors").
 struct NamedTensor {
   std::string name;
   std::vector<int64_t> shape;
   std::vector<float> values;
+  std::vector<int8_t> int8_values;
 };
 
-// A valid safetensors file holding `tensors` as F32, in the given order, with
+// A valid safetensors file holding `tensors` as F32 (I8 for int8_values), in
+// the given order, with
 // the header padded with spaces to a multiple of 8 bytes (as the format
 // recommends).
 std::string SafetensorsBytes(const std::vector<NamedTensor>& tensors);

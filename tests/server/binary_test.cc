@@ -232,8 +232,9 @@ TEST(BinaryTest, ServesAtTheComputeTypeAsked) {
     }
     absl::StatusOr<StartedServer> server = StartAttnserve(flags);
     ASSERT_TRUE(server.ok()) << server.status();
-    EXPECT_THAT(server->startup_line,
-                HasSubstr(absl::StrCat("compute_type ", type, ";")));
+    EXPECT_THAT(
+        server->startup_line,
+        HasSubstr(absl::StrCat("compute_type ", type, ", kv_cache_dtype ")));
     auto stub = v1::Seq2Seq::NewStub(testing::Connect(server->port));
     v1::GenerateRequest request;
     for (int id : {3, 4, 5}) request.add_input_ids(id);

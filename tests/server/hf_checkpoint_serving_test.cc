@@ -313,9 +313,11 @@ TEST(HfCheckpointBinaryTest, StartupLineNamesTheLayout) {
   absl::StatusOr<testing::StartedServer> server = testing::StartAttnserve(
       testing::TestServerFlags((FamilyDir("m2m100") / "safetensors").string()));
   ASSERT_TRUE(server.ok()) << server.status();
-  EXPECT_THAT(server->startup_line,
-              HasSubstr("serving model safetensors "
-                        "(layout hf-m2m100, compute_type float32;"));
+  EXPECT_THAT(
+      server->startup_line,
+      HasSubstr(
+          "serving model safetensors "
+          "(layout hf-m2m100, compute_type float32, kv_cache_dtype float32;"));
   std::unique_ptr<v1::Seq2Seq::Stub> stub =
       v1::Seq2Seq::NewStub(Connect(server->port));
   v1::GenerateResponse response;
