@@ -12,6 +12,7 @@ setup bytes, then a serialized GenerateRequest (generate_request_fuzzer.cc).
 """
 
 import json
+import re
 import os
 import shutil
 import struct
@@ -22,21 +23,37 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SEPARATOR = b"\n--8<--\n"
 
 
+# The matrices docs/model-format.md ("Quantized tensors") lets a file store as I8.
+INT8_MATRIX = re.compile(r"(_proj|\.fc1|\.fc1_linear|\.fc2)\.weight$|"
+                         r"^(shared|encoder|decoder)\.embed\.weight$|^lm_head\.weight$")
+
+
 def safetensors(tensors, dtype="F32", metadata=None):
-    """tensors: [(name, shape)]; values are small distinct numbers."""
+    """tensors: [(name, shape)]; values are small distinct numbers. dtype "I8": the
+    quantizable matrices as I8 with their F32 NAME_scale, the rest F32."""
     header, data = {}, b""
+    if dtype == "I8":
+        tensors = list(tensors) + [(n + "_scale", shape[:1]) for n, shape in tensors
+                                   if INT8_MATRIX.search(n)]
     for name, shape in tensors:
         count = 1
         for d in shape:
             count *= d
         values = [0.25 * (i % 7) - 0.5 for i in range(count)]
-        if dtype == "F32":
+        if name.endswith("_scale"):  # int8 scales: finite and >= 0
+            values = [0.01 * (1 + i % 5) for i in range(count)]
+        stored = dtype
+        if dtype == "I8" and not INT8_MATRIX.search(name):
+            stored = "F32"
+        if stored == "I8":
+            raw = struct.pack(f"<{count}b", *[(i * 37) % 255 - 127 for i in range(count)])
+        elif stored == "F32":
             raw = struct.pack(f"<{count}f", *values)
-        elif dtype == "F16":
+        elif stored == "F16":
             raw = struct.pack(f"<{count}e", *values)
         else:  # BF16: the top half of each float32
             raw = b"".join(struct.pack("<f", v)[2:] for v in values)
-        header[name] = {"dtype": dtype, "shape": shape,
+        header[name] = {"dtype": stored, "shape": shape,
                         "data_offsets": [len(data), len(data) + len(raw)]}
         data += raw
     if metadata:
@@ -227,6 +244,7 @@ def model_dir_seeds():
         "two_layers_metadata": [
             two_layers, model_tensors(two_layers, lm_head_bias=True), "F32",
             None],
+        "post_tied_int8": [TINY, model_tensors(TINY), "I8", None],
         "config_only": [TINY, None, None, None],
         # A key that sizes memory: nothing may be allocated for every
         # position at load (fuzz.sh caps a single allocation at 512 MB).
