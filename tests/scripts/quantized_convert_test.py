@@ -11,14 +11,10 @@ bfloat16 file at bfloat16 likewise. Then --float32_embeddings and the refusals.
     /usr/bin/python3 tests/scripts/quantized_convert_test.py DECODE_TOOL [-v]
 """
 
-import contextlib
-import io
 import json
 import os
 import random
 import re
-import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -29,7 +25,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from hf_convert import cli  # noqa: E402
+from attnserve_convert_test import header, run  # noqa: E402
 from hf_reference import safetensors_io  # noqa: E402
 
 DECODE_TOOL = None  # set from argv
@@ -45,19 +41,13 @@ TABLES = {"shared.embed.weight", "encoder.embed.weight", "decoder.embed.weight",
 
 
 def convert(*argv):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = cli.main(list(argv))
-        except SystemExit as e:
-            rc = e.code
-    return rc, err.getvalue().strip()
+    """(exit status, stderr as one string) of attnserve-convert run in-process."""
+    rc, err = run(*argv)
+    return rc, "\n".join(err)
 
 
-def header(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(n))
+def tensors_header(path):
+    return header(path)[1]
 
 
 def numpy_int8(w):
@@ -99,14 +89,11 @@ def host_has(flag):
 class Quantized(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="quantized_convert_test.")
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        cls.tmp = tempfile.TemporaryDirectory(prefix="quantized_convert_test.")
+        cls.addClassCleanup(cls.tmp.cleanup)
 
     def out(self, name):
-        return os.path.join(self.tmp, name)
+        return os.path.join(self.tmp.name, name)
 
     def sources(self, model_dir, n=6):
         with open(os.path.join(model_dir, "config.json")) as f:
@@ -132,7 +119,7 @@ class Quantized(unittest.TestCase):
     def check_int8_file(self, float_dir, out_dir, float32_embeddings=False):
         floats, _ = safetensors_io.read(os.path.join(float_dir, "model.safetensors"))
         stored, _ = safetensors_io.read(os.path.join(out_dir, "model.safetensors"))
-        h = header(os.path.join(out_dir, "model.safetensors"))
+        h = tensors_header(os.path.join(out_dir, "model.safetensors"))
         quantized = 0
         for name, entry in h.items():
             if name == "__metadata__" or name.endswith("_scale"):
@@ -179,7 +166,7 @@ class Quantized(unittest.TestCase):
             bf16 = self.out(family + "-bf16")
             self.assertEqual(convert("--model", m, "--output_dir", bf16,
                                      "--quantization", "bfloat16"), (0, ""))
-            h = header(os.path.join(bf16, "model.safetensors"))
+            h = tensors_header(os.path.join(bf16, "model.safetensors"))
             for name, entry in h.items():
                 if name == "__metadata__":
                     continue
@@ -193,7 +180,7 @@ class Quantized(unittest.TestCase):
         self.assertEqual(convert("--model", m, "--output_dir", out, "--quantization", "int8",
                                  "--float32_embeddings"), (0, ""))
         self.check_int8_file(m, out, float32_embeddings=True)
-        h = header(os.path.join(out, "model.safetensors"))
+        h = tensors_header(os.path.join(out, "model.safetensors"))
         self.assertEqual(h["lm_head.weight"]["dtype"], "F32")
 
     def test_dates_model_with_its_vocabulary(self):
