@@ -152,9 +152,9 @@ absl::StatusOr<int32_t> TargetLanguageId(const v1::GenerateRequest& request,
   return *id;
 }
 
-// target_language, then target_prefix or target_prefix_text, onto `options`
+// target_language, then target_prefix_ids or target_prefix, onto `options`
 // (max_new_tokens, eos_ids and forced_bos_id already set). A non-empty
-// target_prefix takes the place of the model's forced_bos_id
+// target_prefix_ids takes the place of the model's forced_bos_id
 // (engine/decode/logits_rules.h), so the language token, which is what
 // forced_bos_token_id forces, goes first. A text prefix cannot name that
 // token (it is encoded without special tokens), so the forced BOS stays
@@ -163,11 +163,11 @@ absl::StatusOr<int32_t> TargetLanguageId(const v1::GenerateRequest& request,
 absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
                              const ModelInfo& model, const Tokenizer* tokenizer,
                              engine::DecodeOptions* options) {
-  const bool has_ids = request.target_prefix_size() > 0;
-  const bool has_text = !request.target_prefix_text().empty();
+  const bool has_ids = request.target_prefix_ids_size() > 0;
+  const bool has_text = !request.target_prefix().empty();
   if (has_ids && has_text) {
     return absl::InvalidArgumentError(
-        "at most one of target_prefix and target_prefix_text may be set; the "
+        "at most one of target_prefix_ids and target_prefix may be set; the "
         "request sets both");
   }
   ASSIGN_OR_RETURN(int32_t first, TargetLanguageId(request, model, tokenizer));
@@ -176,23 +176,22 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
   std::string first_name =
       absl::StrCat("target_language ",
                    engine::QuoteText(request.target_language()), "'s token id");
-  const char* field = has_ids ? "target_prefix" : "target_prefix_text";
+  const char* field = has_ids ? "target_prefix_ids" : "target_prefix";
   std::vector<int32_t> prefix;
   if (has_text) {
     if (tokenizer == nullptr) {
       return absl::InvalidArgumentError(
-          absl::StrCat("target_prefix_text requires a tokenizer; model ",
-                       model.name, " has none"));
+          absl::StrCat("target_prefix requires a tokenizer; model ", model.name,
+                       " has none"));
     }
     absl::StatusOr<std::vector<int32_t>> ids =
-        tokenizer->EncodeTargetPrefix(request.target_prefix_text());
+        tokenizer->EncodeTargetPrefix(request.target_prefix());
     if (!ids.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("target_prefix_text: ", ids.status().message()));
+          absl::StrCat("target_prefix: ", ids.status().message()));
     }
     if (ids->empty()) {
-      return absl::InvalidArgumentError(
-          "target_prefix_text encodes to no tokens");
+      return absl::InvalidArgumentError("target_prefix encodes to no tokens");
     }
     prefix = *std::move(ids);
     if (first < 0 && options->forced_bos_id >= 0) {
@@ -200,8 +199,8 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
       first_name = "the generation config's forced_bos_token_id";
     }
   } else {
-    prefix.assign(request.target_prefix().begin(),
-                  request.target_prefix().end());
+    prefix.assign(request.target_prefix_ids().begin(),
+                  request.target_prefix_ids().end());
   }
   const size_t total = prefix.size() + (first >= 0 ? 1 : 0);
   if (static_cast<int>(total) > options->max_new_tokens) {
