@@ -45,25 +45,76 @@ std::string FinishReasonName(v1::FinishReason reason) {
 
 double Millis(uint64_t micros) { return static_cast<double>(micros) / 1000.0; }
 
-// The details line of a finished generation: `last` carries finish reason,
-// score and timing (the only message of a unary call, the last of a stream).
-void PrintDetails(const v1::GenerateResponse& last, int tokens,
-                  const std::vector<float>& log_probs, bool want_log_probs,
+// Each token's top log-probs: "[5:-0.1200 9:-2.3000],[...]".
+std::string FormatTopLogProbs(
+    const google::protobuf::RepeatedPtrField<v1::TopLogProbs>& top) {
+  return absl::StrJoin(
+      top, ",", [](std::string* out, const v1::TopLogProbs& step) {
+        absl::StrAppend(
+            out, "[",
+            absl::StrJoin(step.tokens(), " ",
+                          [](std::string* piece, const v1::TokenLogProb& t) {
+                            absl::StrAppendFormat(piece, "%d:%.4f",
+                                                  t.token_id(), t.log_prob());
+                          }),
+            "]");
+      });
+}
+
+std::string FormatLogProbs(const google::protobuf::RepeatedField<float>& lps) {
+  return absl::StrJoin(lps, ",", [](std::string* out, float value) {
+    absl::StrAppendFormat(out, "%.4f", value);
+  });
+}
+
+// A hypothesis as the output line shows it: its text, or its ids.
+std::string OutputLine(bool as_text, const std::string& text,
+                       const google::protobuf::RepeatedField<int32_t>& ids) {
+  return as_text ? text : absl::StrJoin(ids, ",");
+}
+
+// The other hypotheses, one a line, after the first.
+void PrintAlternatives(const v1::GenerateResponse& whole, bool as_text,
+                       std::ostream& out) {
+  for (const v1::Hypothesis& other : whole.alternatives()) {
+    out << OutputLine(as_text, other.text(), other.output_ids()) << "\n";
+  }
+}
+
+// The details of a finished generation: `whole` carries every token (and
+// log-probs, top log-probs) and the last message's fields (the only message
+// of a unary call, the last of a stream).
+void PrintDetails(const v1::GenerateResponse& whole, bool want_log_probs,
                   std::ostream& err) {
-  const v1::Timing& timing = last.timing();
+  const v1::Timing& timing = whole.timing();
   err << absl::StrFormat(
       "finish_reason=%s tokens=%d score=%.4f total_ms=%.2f queue_ms=%.2f "
-      "compute_ms=%.2f batch_size=%u request_id=%s\n",
-      FinishReasonName(last.finish_reason()), tokens, last.score(),
-      Millis(timing.total_us()), Millis(timing.queue_us()),
-      Millis(timing.compute_us()), timing.batch_size(), last.request_id());
+      "compute_ms=%.2f batch_size=%u request_id=%s",
+      FinishReasonName(whole.finish_reason()), whole.output_ids_size(),
+      whole.score(), Millis(timing.total_us()), Millis(timing.queue_us()),
+      Millis(timing.compute_us()), timing.batch_size(), whole.request_id());
+  if (whole.seed() != 0) err << " seed=" << whole.seed();
+  err << "\n";
   if (want_log_probs) {
-    err << "log_probs="
-        << absl::StrJoin(log_probs, ",",
-                         [](std::string* out, float value) {
-                           absl::StrAppendFormat(out, "%.4f", value);
-                         })
-        << "\n";
+    err << "log_probs=" << FormatLogProbs(whole.log_probs()) << "\n";
+  }
+  if (whole.top_log_probs_size() > 0) {
+    err << "top_log_probs=" << FormatTopLogProbs(whole.top_log_probs()) << "\n";
+  }
+  for (int k = 0; k < whole.alternatives_size(); ++k) {
+    const v1::Hypothesis& other = whole.alternatives(k);
+    err << absl::StrFormat(
+        "alternative %d: finish_reason=%s tokens=%d "
+        "score=%.4f\n",
+        k + 1, FinishReasonName(other.finish_reason()), other.output_ids_size(),
+        other.score());
+    if (want_log_probs) {
+      err << "  log_probs=" << FormatLogProbs(other.log_probs()) << "\n";
+    }
+    if (other.top_log_probs_size() > 0) {
+      err << "  top_log_probs=" << FormatTopLogProbs(other.top_log_probs())
+          << "\n";
+    }
   }
 }
 
@@ -80,11 +131,9 @@ int GenerateUnary(v1::Seq2Seq::Stub& stub, const v1::GenerateRequest& request,
     return kExitOk;
   }
   const bool as_text = !request.text().empty() || !response.text().empty();
-  out << (as_text ? response.text() : absl::StrJoin(response.output_ids(), ","))
-      << "\n";
-  PrintDetails(response, response.output_ids_size(),
-               {response.log_probs().begin(), response.log_probs().end()},
-               options.log_probs, err);
+  out << OutputLine(as_text, response.text(), response.output_ids()) << "\n";
+  PrintAlternatives(response, as_text, out);
+  PrintDetails(response, options.log_probs, err);
   return kExitOk;
 }
 
@@ -98,8 +147,8 @@ int GenerateStreaming(v1::Seq2Seq::Stub& stub,
       stub.GenerateStream(&context, request);
   v1::GenerateResponse message;
   v1::GenerateResponse last;
-  int tokens = 0;
-  std::vector<float> log_probs;
+  // Every message's tokens, log-probs and top log-probs.
+  v1::GenerateResponse streamed;
   // Decided at the first message with tokens, as in the unary case: text when
   // the request was text or the model returns text.
   std::optional<bool> as_text;
@@ -112,20 +161,28 @@ int GenerateStreaming(v1::Seq2Seq::Stub& stub,
       } else if (!*as_text) {
         out << ",";
       }
-      out << (*as_text ? message.text()
-                       : absl::StrJoin(message.output_ids(), ","))
+      out << OutputLine(*as_text, message.text(), message.output_ids())
           << std::flush;
     }
-    tokens += message.output_ids_size();
-    log_probs.insert(log_probs.end(), message.log_probs().begin(),
-                     message.log_probs().end());
+    streamed.mutable_output_ids()->MergeFrom(message.output_ids());
+    streamed.mutable_log_probs()->MergeFrom(message.log_probs());
+    streamed.mutable_top_log_probs()->MergeFrom(message.top_log_probs());
     last = message;
   }
   const grpc::Status status = reader->Finish();
   if (!options.json) out << "\n";
   if (!status.ok()) return ReportFailure(status, err);
   if (!options.json) {
-    PrintDetails(last, tokens, log_probs, options.log_probs, err);
+    v1::GenerateResponse whole = last;
+    *whole.mutable_output_ids() = streamed.output_ids();
+    *whole.mutable_log_probs() = streamed.log_probs();
+    *whole.mutable_top_log_probs() = streamed.top_log_probs();
+    // The alternatives come whole in the last message, after the stream.
+    PrintAlternatives(
+        whole,
+        as_text.value_or(!request.text().empty() || !whole.text().empty()),
+        out);
+    PrintDetails(whole, options.log_probs, err);
   }
   return kExitOk;
 }
@@ -187,6 +244,25 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(
   request.set_return_log_probs(options.log_probs);
   request.set_source_language(options.source_language);
   request.set_target_language(options.target_language);
+  if (options.target_prefix_ids.has_value() && !options.target_prefix.empty()) {
+    return absl::InvalidArgumentError(
+        "give at most one of --target_prefix_ids and --target_prefix");
+  }
+  if (options.target_prefix_ids.has_value()) {
+    absl::StatusOr<std::vector<int32_t>> ids =
+        ParseIdList(*options.target_prefix_ids);
+    if (!ids.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--target_prefix_ids: ", ids.status().message()));
+    }
+    request.mutable_target_prefix_ids()->Add(ids->begin(), ids->end());
+  }
+  request.set_target_prefix(options.target_prefix);
+  if (absl::Status controls =
+          ApplyGenerationControls(options.controls, &request);
+      !controls.ok()) {
+    return controls;
+  }
   return request;
 }
 

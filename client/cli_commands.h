@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "attnserve/v1/attnserve.pb.h"
 #include "client/channel.h"
+#include "client/generation_controls.h"
 
 namespace attnserve::client {
 
@@ -27,6 +28,12 @@ struct GenerateOptions {
   // defaults. The server checks them (source_language: text requests only).
   std::string source_language;
   std::string target_language;
+  // Forced first output tokens: ids ("5,6"), or a text the server encodes
+  // (the model needs a tokenizer); at most one of them.
+  std::optional<std::string> target_prefix_ids;
+  std::string target_prefix;
+  // Sampling, penalties, bans, hypotheses, top log-probs.
+  GenerationControls controls;
   bool log_probs = false;
   bool stream = false;  // GenerateStream: print tokens as they arrive
   bool json = false;    // stream: one JSON object per message (JSON Lines)
@@ -38,9 +45,11 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(
     const GenerateOptions& options);
 
 // Human output: the generated text (text requests, or a model that returned
-// text), else the ids comma-separated, on `out`; one line of details
-// (finish reason, token count, score, timing, request id; log-probs when
-// asked) on `err`, so that `out` pipes cleanly.
+// text), else the ids comma-separated, on `out`, then each other hypothesis
+// (num_return_sequences) on a line of its own; one line of details (finish
+// reason, token count, score, timing, request id, the seed of a sampled
+// request; log-probs and top log-probs when asked, and a line per other
+// hypothesis) on `err`, so that `out` pipes cleanly.
 int RunGenerate(const Connection& connection, const GenerateOptions& options,
                 std::ostream& out, std::ostream& err);
 

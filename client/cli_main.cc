@@ -13,6 +13,7 @@
 #include "client/cli_commands.h"
 #include "client/exit_codes.h"
 #include "client/flag_parsing.h"
+#include "client/generation_controls.h"
 
 ABSL_FLAG(std::string, addr, "127.0.0.1:50051", "Server address, host:port.");
 ABSL_FLAG(bool, tls, false,
@@ -54,6 +55,45 @@ ABSL_FLAG(std::string, target_language, "",
           "generate: language code of the output for a multilingual model "
           "(e.g. fra_Latn), forced as its first token; \"\" = the model's "
           "forced_bos_token_id.");
+ABSL_FLAG(std::string, target_prefix_ids, "",
+          "generate: token ids forced as the first output tokens, "
+          "comma-separated (e.g. 256047).");
+ABSL_FLAG(std::string, target_prefix, "",
+          "generate: a text whose target-side tokens are forced as the first "
+          "output tokens (the model needs a tokenizer).");
+ABSL_FLAG(
+    std::optional<bool>, do_sample, std::nullopt,
+    "generate: sample (true) or not (false) whatever the model's default; "
+    "unset = sample when --temperature, --top_k or --top_p is given.");
+ABSL_FLAG(float, temperature, 0,
+          "generate: sampling temperature (> 0); 0 = the model's default.");
+ABSL_FLAG(int, top_k, 0,
+          "generate: sample among the top_k most likely tokens; 0 = the "
+          "model's default.");
+ABSL_FLAG(float, top_p, 0,
+          "generate: nucleus sampling, in (0, 1]; 0 = the model's default.");
+ABSL_FLAG(uint64_t, seed, 0,
+          "generate: seed of a sampled request (the same seed draws the same "
+          "tokens); 0 = the server picks one and reports it.");
+ABSL_FLAG(float, repetition_penalty, 0,
+          "generate: > 0, 1 = off; penalises tokens already generated; 0 = "
+          "the model's default.");
+ABSL_FLAG(int, no_repeat_ngram_size, 0,
+          "generate: no n-gram of this size occurs twice; 0 = the model's "
+          "default.");
+ABSL_FLAG(int, min_new_tokens, 0,
+          "generate: no EOS before this many tokens; 0 = the model's default.");
+ABSL_FLAG(std::string, suppress_token_ids, "",
+          "generate: token ids never generated, comma-separated.");
+ABSL_FLAG(std::string, bad_words, "",
+          "generate: token sequences never generated: words separated by ';', "
+          "their ids by ',' (e.g. \"5,6;9\").");
+ABSL_FLAG(int, num_return_sequences, 0,
+          "generate: hypotheses to return (the n best beams, or n samples), "
+          "each on its own output line; 0 = the model's default (1).");
+ABSL_FLAG(int, top_log_probs, 0,
+          "generate: also report the best N tokens and their log-probs at "
+          "every step (printed on stderr).");
 ABSL_FLAG(bool, log_probs, false,
           "generate: ask for the log-prob of every generated token.");
 ABSL_FLAG(bool, stream, false,
@@ -75,7 +115,14 @@ constexpr char kUsage[] =
     "[--beam_size=N]\n"
     "           [--length_penalty=X] [--source_language=CODE] "
     "[--target_language=CODE]\n"
-    "           [--log_probs] [--stream] [--json]\n"
+    "           [--target_prefix_ids=IDS | --target_prefix=TEXT]\n"
+    "           [--temperature=X] [--top_k=N] [--top_p=X] [--seed=N] "
+    "[--do_sample]\n"
+    "           [--repetition_penalty=X] [--no_repeat_ngram_size=N] "
+    "[--min_new_tokens=N]\n"
+    "           [--suppress_token_ids=IDS] [--bad_words=IDS;IDS] "
+    "[--num_return_sequences=N]\n"
+    "           [--top_log_probs=N] [--log_probs] [--stream] [--json]\n"
     "  info     [--json]      the model, its limits and config\n"
     "  health   [--service=NAME]   exit 0 only when SERVING\n"
     "\n"
@@ -90,7 +137,13 @@ const std::vector<FlagGroup>& FlagGroups() {
         "tls_server_name"}},
       {"generate",
        {"ids", "text", "max_new_tokens", "beam_size", "length_penalty",
-        "source_language", "target_language", "log_probs", "stream"}},
+        "source_language", "target_language", "target_prefix_ids",
+        "target_prefix", "log_probs", "stream"}},
+      {"generate: generation controls",
+       {"do_sample", "temperature", "top_k", "top_p", "seed",
+        "repetition_penalty", "no_repeat_ngram_size", "min_new_tokens",
+        "suppress_token_ids", "bad_words", "num_return_sequences",
+        "top_log_probs"}},
       {"health", {"service"}},
       {"Output", {"json"}},
   };
@@ -145,6 +198,23 @@ int Run(int argc, char** argv) {
     options.length_penalty = absl::GetFlag(FLAGS_length_penalty);
     options.source_language = absl::GetFlag(FLAGS_source_language);
     options.target_language = absl::GetFlag(FLAGS_target_language);
+    if (command_line->Given("target_prefix_ids")) {
+      options.target_prefix_ids = absl::GetFlag(FLAGS_target_prefix_ids);
+    }
+    options.target_prefix = absl::GetFlag(FLAGS_target_prefix);
+    GenerationControls& controls = options.controls;
+    controls.do_sample = absl::GetFlag(FLAGS_do_sample);
+    controls.temperature = absl::GetFlag(FLAGS_temperature);
+    controls.top_k = absl::GetFlag(FLAGS_top_k);
+    controls.top_p = absl::GetFlag(FLAGS_top_p);
+    controls.seed = absl::GetFlag(FLAGS_seed);
+    controls.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
+    controls.no_repeat_ngram_size = absl::GetFlag(FLAGS_no_repeat_ngram_size);
+    controls.min_new_tokens = absl::GetFlag(FLAGS_min_new_tokens);
+    controls.suppress_token_ids = absl::GetFlag(FLAGS_suppress_token_ids);
+    controls.bad_words = absl::GetFlag(FLAGS_bad_words);
+    controls.num_return_sequences = absl::GetFlag(FLAGS_num_return_sequences);
+    controls.top_log_probs = absl::GetFlag(FLAGS_top_log_probs);
     options.log_probs = absl::GetFlag(FLAGS_log_probs);
     options.stream = absl::GetFlag(FLAGS_stream);
     options.json = absl::GetFlag(FLAGS_json);

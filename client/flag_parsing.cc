@@ -14,6 +14,12 @@
 namespace attnserve::client {
 namespace {
 
+// Bools and optional bools (unset, true, false) take the switch forms --name
+// and --noname.
+bool IsSwitch(const absl::CommandLineFlag& flag) {
+  return flag.IsOfType<bool>() || flag.IsOfType<std::optional<bool>>();
+}
+
 // Only the tool's own flags: Abseil's built-ins (--flagfile, --helpfull, ...)
 // are not handled by this parser, so accepting them would silently do nothing.
 absl::CommandLineFlag* FindOwnFlag(absl::string_view name,
@@ -78,7 +84,7 @@ absl::StatusOr<CommandLine> ParseCommandLineStrict(
     absl::CommandLineFlag* flag = FindOwnFlag(name, main_file);
     if (flag == nullptr && !value.has_value() && absl::StartsWith(name, "no")) {
       absl::CommandLineFlag* negated = FindOwnFlag(name.substr(2), main_file);
-      if (negated != nullptr && negated->IsOfType<bool>()) {
+      if (negated != nullptr && IsSwitch(*negated)) {
         flag = negated;
         value = "false";
       }
@@ -87,7 +93,7 @@ absl::StatusOr<CommandLine> ParseCommandLineStrict(
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
     }
     if (!value.has_value()) {
-      if (flag->IsOfType<bool>()) {
+      if (IsSwitch(*flag)) {
         value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];

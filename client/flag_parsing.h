@@ -27,7 +27,8 @@ struct CommandLine {
 // Sets the flags named in argv[1..] and returns the other arguments. Accepts
 // only flags defined in a source file whose path ends with `main_file` (e.g.
 // "client/cli_main.cc"), in the forms --name=value, --name value, -name=value,
-// and for bools --name / --noname; "--" ends the flags. On error (unknown flag,
+// and for bools and std::optional<bool> --name / --noname; "--" ends the
+// flags. On error (unknown flag,
 // missing or unparsable value) returns INVALID_ARGUMENT naming the argument;
 // flags set before the error keep their new values.
 absl::StatusOr<CommandLine> ParseCommandLineStrict(int argc, char** argv,

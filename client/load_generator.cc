@@ -13,6 +13,16 @@
 namespace attnserve::client {
 namespace {
 
+// Tokens a response message carries: its own and, with num_return_sequences,
+// those of the other hypotheses (the last message of a stream).
+int64_t GeneratedTokens(const v1::GenerateResponse& response) {
+  int64_t tokens = response.output_ids_size();
+  for (const v1::Hypothesis& other : response.alternatives()) {
+    tokens += other.output_ids_size();
+  }
+  return tokens;
+}
+
 // One run of the load: decides when calls start, collects their records.
 // Calls finish on gRPC's callback threads.
 class LoadRun {
@@ -89,7 +99,7 @@ class UnaryCall {
     CallRecord record;
     record.code = status.error_code();
     record.latency = end - start_;
-    record.generated_tokens = response_.output_ids_size();
+    record.generated_tokens = GeneratedTokens(response_);
     LoadRun* run = run_;
     const bool measured = measured_;
     delete this;
@@ -127,8 +137,8 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
         record_.token_gaps.push_back(now - last_tokens_);
       }
       last_tokens_ = now;
-      record_.generated_tokens += response_.output_ids_size();
     }
+    record_.generated_tokens += GeneratedTokens(response_);
     StartRead(&response_);
   }
 

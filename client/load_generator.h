@@ -52,8 +52,8 @@ std::string DescribeLoad(const LoadOptions& options);
 struct CallRecord {
   grpc::StatusCode code = grpc::StatusCode::OK;
   absl::Duration latency;  // sent -> final status
-  // Tokens received (for a failed stream: those that arrived before it
-  // failed).
+  // Tokens received, the other hypotheses' (num_return_sequences) included
+  // (for a failed stream: those that arrived before it failed).
   int64_t generated_tokens = 0;
   // Streaming: sent -> the first message with tokens, and the gaps between
   // consecutive messages with tokens.

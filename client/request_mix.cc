@@ -178,6 +178,12 @@ absl::StatusOr<RequestMix> RequestMix::Create(RequestMixOptions options) {
     return absl::InvalidArgumentError(
         "max_new_tokens and beam_size must be >= 0");
   }
+  v1::GenerateRequest controls;
+  if (absl::Status status =
+          ApplyGenerationControls(options.controls, &controls);
+      !status.ok()) {
+    return status;
+  }
   if (options.sources.empty()) {
     if (options.src_len.min() < 1) {
       return absl::InvalidArgumentError("--src_len must be >= 1");
@@ -195,11 +201,13 @@ absl::StatusOr<RequestMix> RequestMix::Create(RequestMixOptions options) {
           ", ", excluded_in_vocab, " special ids)"));
     }
   }
-  return RequestMix(std::move(options));
+  return RequestMix(std::move(options), std::move(controls));
 }
 
-RequestMix::RequestMix(RequestMixOptions options)
-    : options_(std::move(options)), rng_(options_.seed) {}
+RequestMix::RequestMix(RequestMixOptions options, v1::GenerateRequest controls)
+    : options_(std::move(options)),
+      controls_(std::move(controls)),
+      rng_(options_.seed) {}
 
 int32_t RequestMix::RandomId() {
   std::uniform_int_distribution<int32_t> uniform(0, options_.vocab_size - 1);
@@ -215,7 +223,7 @@ int32_t RequestMix::RandomId() {
 }
 
 v1::GenerateRequest RequestMix::Next() {
-  v1::GenerateRequest request;
+  v1::GenerateRequest request = controls_;
   if (options_.sources.empty()) {
     const int length = options_.src_len.Sample(rng_);
     for (int i = 0; i < length; ++i) request.add_input_ids(RandomId());

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "attnserve/v1/attnserve.pb.h"
+#include "client/generation_controls.h"
 
 namespace attnserve::client {
 
@@ -78,7 +79,9 @@ struct RequestMixOptions {
   int vocab_size = 0;
   std::vector<int32_t> excluded_ids;
   int beam_size = 0;
-  uint64_t seed = 1;
+  // Sent with every request (sampling, penalties, hypotheses, ...).
+  GenerationControls controls;
+  uint64_t seed = 1;  // of the mix's random draws, not of sampling
 };
 
 // Makes the bench's requests. Not thread-safe (the load generator calls it
@@ -86,17 +89,20 @@ struct RequestMixOptions {
 class RequestMix {
  public:
   // INVALID_ARGUMENT when random sources are asked for without a usable
-  // vocabulary, or src_len allows 0, or a count is negative.
+  // vocabulary, or src_len allows 0, or a count is negative, or the controls
+  // do not parse (naming the flag).
   static absl::StatusOr<RequestMix> Create(RequestMixOptions options);
 
   v1::GenerateRequest Next();
 
  private:
-  explicit RequestMix(RequestMixOptions options);
+  RequestMix(RequestMixOptions options, v1::GenerateRequest controls);
 
   int32_t RandomId();
 
   RequestMixOptions options_;
+  // options_.controls as request fields, which every request starts from.
+  v1::GenerateRequest controls_;
   std::mt19937_64 rng_;
   size_t next_source_ = 0;
 };

@@ -401,8 +401,7 @@ void Batcher::StepEngine(PumpResult* result) {
           end - (first ? running.accepted : running.last_tokens));
       running.last_tokens = end;
       running.generated_tokens += static_cast<int>(event.new_ids.size());
-      absl::Status delivered =
-          running.sink->OnTokens(event.new_ids, event.new_log_probs);
+      absl::Status delivered = running.sink->OnStepTokens(event);
       if (!delivered.ok()) {
         if (!event.finished) engine_->Cancel(event.id);
         AnswerRunning(it, delivered);

@@ -47,7 +47,7 @@ absl::StatusOr<absl::Duration> ParseQueueDelay(absl::string_view text,
 
 int TokenCost(int source_tokens, const engine::DecodeOptions& options) {
   const int64_t cost =
-      int64_t{std::max(options.beam_size, 1)} *
+      int64_t{engine::DecoderRows(options)} *
       (int64_t{source_tokens} + int64_t{options.max_new_tokens});
   return static_cast<int>(std::min<int64_t>(cost, INT32_MAX));
 }
@@ -57,7 +57,9 @@ absl::Status CheckFitsAlone(int token_cost, int64_t memory_bytes,
   if (token_cost > options.max_batch_tokens) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the request may hold ", token_cost,
-        " tokens in the engine (beam_size x (source tokens + max_new_tokens)); "
+        " tokens in the engine (decoder rows x (source tokens + "
+        "max_new_tokens), the rows being beam_size, or num_return_sequences "
+        "when sampling); "
         "the running batch's budget is ",
         options.max_batch_tokens, " (--max_batch_tokens)"));
   }
@@ -66,7 +68,7 @@ absl::Status CheckFitsAlone(int token_cost, int64_t memory_bytes,
     return absl::ResourceExhaustedError(absl::StrCat(
         "the request may need ", FormatBytes(memory_bytes), " (", memory_bytes,
         " bytes)",
-        " of engine memory (its source, max_new_tokens and beam_size at "
+        " of engine memory (its source, max_new_tokens and decoder rows at "
         "worst); the memory budget is ",
         FormatBytes(options.max_batch_memory_bytes), " (--memory_budget)"));
   }

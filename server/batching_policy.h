@@ -71,7 +71,8 @@ struct BatchingOptions {
 };
 
 // The worst-case number of positions a request holds in the engine's caches:
-// beam_size * (source tokens + max_new_tokens).
+// its decoder rows (engine::DecoderRows: beam_size for beam search,
+// num_return_sequences when sampling) * (source tokens + max_new_tokens).
 int TokenCost(int source_tokens, const engine::DecodeOptions& options);
 
 // OK when a request of this worst-case cost fits the budgets alone;

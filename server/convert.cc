@@ -34,17 +34,29 @@ uint64_t ToMicros(absl::Duration d) {
 
 int64_t RequestBytes(const ModelInfo& model, int source_tokens,
                      const engine::DecodeOptions& options) {
-  return engine::SequenceMemoryBytes(model.config, source_tokens, options,
-                                     model.threads);
+  return EstimateRequestBytes(model, source_tokens, options);
+}
+
+// The request with the most decoder rows the limits allow: a beam of
+// max_beam_size, or max_num_return_sequences samples when they are more.
+engine::DecodeOptions WidestRequest(const RequestLimits& limits,
+                                    int max_new_tokens) {
+  engine::DecodeOptions options;
+  options.max_new_tokens = max_new_tokens;
+  if (limits.max_num_return_sequences > limits.max_beam_size) {
+    options.do_sample = true;
+    options.num_return_sequences = limits.max_num_return_sequences;
+  } else {
+    options.beam_size = limits.max_beam_size;
+  }
+  return options;
 }
 
 // Why a request of this worst case does not fit the budgets alone; empty when
 // it does.
 std::string OverBudget(const RequestLimits& limits, const ModelInfo& model,
-                       int source_tokens, int max_new_tokens, int beam_size) {
-  engine::DecodeOptions options;
-  options.max_new_tokens = max_new_tokens;
-  options.beam_size = beam_size;
+                       int source_tokens, int max_new_tokens) {
+  const engine::DecodeOptions options = WidestRequest(limits, max_new_tokens);
   if (limits.memory_budget_bytes > 0 &&
       RequestBytes(model, source_tokens, options) >
           limits.memory_budget_bytes) {
@@ -77,7 +89,7 @@ absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
     const int new_tokens = new_derived
                                ? std::min(cap, limits->max_new_tokens_limit)
                                : new_explicit;
-    return OverBudget(*limits, model, input, new_tokens, limits->max_beam_size);
+    return OverBudget(*limits, model, input, new_tokens);
   };
   const int top =
       std::max(limits->max_input_tokens, limits->max_new_tokens_limit);
@@ -90,8 +102,9 @@ absl::Status CapDerivedLimits(bool input_derived, bool new_derived,
     if (const std::string reason = reason_at(1); !reason.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "even a request of 1 source token and 1 new token at max_beam_size ",
-          limits->max_beam_size, " exceeds ", reason, " (model ", model.name,
-          ")"));
+          limits->max_beam_size, " (max_num_return_sequences ",
+          limits->max_num_return_sequences, ") exceeds ", reason, " (model ",
+          model.name, ")"));
     }
   }
   int fits = 1;
@@ -152,9 +165,9 @@ absl::StatusOr<int32_t> TargetLanguageId(const v1::GenerateRequest& request,
   return *id;
 }
 
-// target_language, then target_prefix or target_prefix_text, onto `options`
+// target_language, then target_prefix_ids or target_prefix, onto `options`
 // (max_new_tokens, eos_ids and forced_bos_id already set). A non-empty
-// target_prefix takes the place of the model's forced_bos_id
+// target_prefix_ids takes the place of the model's forced_bos_id
 // (engine/decode/logits_rules.h), so the language token, which is what
 // forced_bos_token_id forces, goes first. A text prefix cannot name that
 // token (it is encoded without special tokens), so the forced BOS stays
@@ -163,11 +176,11 @@ absl::StatusOr<int32_t> TargetLanguageId(const v1::GenerateRequest& request,
 absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
                              const ModelInfo& model, const Tokenizer* tokenizer,
                              engine::DecodeOptions* options) {
-  const bool has_ids = request.target_prefix_size() > 0;
-  const bool has_text = !request.target_prefix_text().empty();
+  const bool has_ids = request.target_prefix_ids_size() > 0;
+  const bool has_text = !request.target_prefix().empty();
   if (has_ids && has_text) {
     return absl::InvalidArgumentError(
-        "at most one of target_prefix and target_prefix_text may be set; the "
+        "at most one of target_prefix_ids and target_prefix may be set; the "
         "request sets both");
   }
   ASSIGN_OR_RETURN(int32_t first, TargetLanguageId(request, model, tokenizer));
@@ -176,23 +189,22 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
   std::string first_name =
       absl::StrCat("target_language ",
                    engine::QuoteText(request.target_language()), "'s token id");
-  const char* field = has_ids ? "target_prefix" : "target_prefix_text";
+  const char* field = has_ids ? "target_prefix_ids" : "target_prefix";
   std::vector<int32_t> prefix;
   if (has_text) {
     if (tokenizer == nullptr) {
       return absl::InvalidArgumentError(
-          absl::StrCat("target_prefix_text requires a tokenizer; model ",
-                       model.name, " has none"));
+          absl::StrCat("target_prefix requires a tokenizer; model ", model.name,
+                       " has none"));
     }
     absl::StatusOr<std::vector<int32_t>> ids =
-        tokenizer->EncodeTargetPrefix(request.target_prefix_text());
+        tokenizer->EncodeTargetPrefix(request.target_prefix());
     if (!ids.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("target_prefix_text: ", ids.status().message()));
+          absl::StrCat("target_prefix: ", ids.status().message()));
     }
     if (ids->empty()) {
-      return absl::InvalidArgumentError(
-          "target_prefix_text encodes to no tokens");
+      return absl::InvalidArgumentError("target_prefix encodes to no tokens");
     }
     prefix = *std::move(ids);
     if (first < 0 && options->forced_bos_id >= 0) {
@@ -200,8 +212,8 @@ absl::Status SetTargetPrefix(const v1::GenerateRequest& request,
       first_name = "the generation config's forced_bos_token_id";
     }
   } else {
-    prefix.assign(request.target_prefix().begin(),
-                  request.target_prefix().end());
+    prefix.assign(request.target_prefix_ids().begin(),
+                  request.target_prefix_ids().end());
   }
   const size_t total = prefix.size() + (first >= 0 ? 1 : 0);
   if (static_cast<int>(total) > options->max_new_tokens) {
@@ -286,6 +298,18 @@ absl::StatusOr<RequestLimits> ResolveLimits(const RequestLimits& limits,
     return absl::InvalidArgumentError(
         absl::StrCat("max_beam_size = ", resolved.max_beam_size,
                      " must be in [1, ", engine::kMaxBeamSize, "]"));
+  }
+  if (resolved.max_num_return_sequences < 1 ||
+      resolved.max_num_return_sequences > kMaxNumReturnSequences) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_num_return_sequences = ", resolved.max_num_return_sequences,
+        " must be in [1, ", kMaxNumReturnSequences, "]"));
+  }
+  if (resolved.max_top_log_probs < 0 ||
+      resolved.max_top_log_probs > kMaxTopLogProbs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_top_log_probs = ", resolved.max_top_log_probs,
+                     " must be in [0, ", kMaxTopLogProbs, "]"));
   }
   if (resolved.memory_budget_bytes < 0 || resolved.max_batch_tokens < 0) {
     return absl::InvalidArgumentError(
@@ -455,8 +479,193 @@ absl::StatusOr<WorkItem> ToWorkItem(const v1::GenerateRequest& request,
     }
     item.decode.length_penalty = penalty;
   }
+  RETURN_IF_ERROR(
+      ApplyGenerationControls(request, limits, model, &item.decode));
   RETURN_IF_ERROR(SetTargetPrefix(request, model, tokenizer, &item.decode));
   return item;
+}
+
+absl::Status ApplyGenerationControls(const v1::GenerateRequest& request,
+                                     const RequestLimits& limits,
+                                     const ModelInfo& model,
+                                     engine::DecodeOptions* options) {
+  const int vocab_size = model.config.vocab_size;
+  // Sampling. Its parameters are checked whether or not the request samples.
+  const float temperature = request.temperature();
+  if (temperature != 0.0f && !(std::isfinite(temperature) && temperature > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature = ", temperature,
+                     " must be a finite number >= 0 (0: the model's default)"));
+  }
+  const float top_p = request.top_p();
+  if (!(top_p >= 0.0f && top_p <= 1.0f)) {  // NaN fails too
+    return absl::InvalidArgumentError(absl::StrCat(
+        "top_p = ", top_p, " must be in [0, 1] (0: the model's default)"));
+  }
+  const bool sets_sampling =
+      temperature != 0.0f || request.top_k() != 0 || top_p != 0.0f;
+  if (request.has_do_sample() && !request.do_sample() && sets_sampling) {
+    return absl::InvalidArgumentError(
+        "temperature, top_k and top_p apply only to sampling; the request "
+        "sets do_sample = false");
+  }
+  // Whether the request itself asks to sample (or not to); unset: the model's
+  // do_sample.
+  const bool explicit_sampling = request.has_do_sample() || sets_sampling;
+  if (explicit_sampling) {
+    options->do_sample = request.has_do_sample() ? request.do_sample() : true;
+    // A request that samples does not inherit the model's num_beams: beam
+    // sampling is not supported, and the request did not ask for beams.
+    if (options->do_sample && request.beam_size() == 0) options->beam_size = 1;
+  }
+  if (options->do_sample && options->beam_size > 1) {
+    if (explicit_sampling) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling (temperature, top_k, top_p or do_sample) needs beam_size "
+          "1, not ",
+          options->beam_size, " (beam sampling is not supported)"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "beam_size = ", options->beam_size, " with sampling: model ",
+        model.name,
+        "'s generation config samples (do_sample); send do_sample = false "
+        "for beam search"));
+  }
+  if (options->do_sample) {
+    if (temperature != 0.0f) options->temperature = temperature;
+    // More than the vocabulary keeps every token, as transformers clamps it.
+    if (request.top_k() != 0) {
+      options->top_k = static_cast<int>(std::min<uint32_t>(
+          request.top_k(), static_cast<uint32_t>(vocab_size)));
+    }
+    if (top_p != 0.0f) options->top_p = top_p;
+    options->seed = request.seed() != 0 ? request.seed() : NewSeed();
+  }
+
+  if (request.repetition_penalty() != 0.0f) {
+    const float penalty = request.repetition_penalty();
+    if (!(std::isfinite(penalty) && penalty > 0.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("repetition_penalty = ", penalty,
+                       " must be a finite number > 0 (1: off; 0: the model's "
+                       "default)"));
+    }
+    options->repetition_penalty = penalty;
+  }
+  if (request.no_repeat_ngram_size() != 0) {
+    // No prefix is longer than max_positions, so a larger n-gram never
+    // repeats: bounded there so that the conversion to int is safe.
+    if (request.no_repeat_ngram_size() >
+        static_cast<uint32_t>(model.config.max_positions)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "no_repeat_ngram_size = ", request.no_repeat_ngram_size(),
+          " is above the model's max_positions (", model.config.max_positions,
+          ")"));
+    }
+    options->no_repeat_ngram_size =
+        static_cast<int>(request.no_repeat_ngram_size());
+  }
+  if (request.min_new_tokens() != 0) {
+    if (request.min_new_tokens() >
+        static_cast<uint32_t>(options->max_new_tokens)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "min_new_tokens = ", request.min_new_tokens(),
+          " is above max_new_tokens (", options->max_new_tokens, ")"));
+    }
+    options->min_new_tokens = static_cast<int>(request.min_new_tokens());
+  }
+  // The request's bans add to the model's: those guard tokens a checkpoint
+  // must never produce (Marian bans its pad id), which transformers' override
+  // of the whole list would let through.
+  const auto out_of_vocab = [vocab_size](const std::string& name, int32_t id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " = ", id, " is outside [0, ", vocab_size,
+                     ") (the model's vocab_size)"));
+  };
+  for (int i = 0; i < request.suppress_token_ids_size(); ++i) {
+    const int32_t id = request.suppress_token_ids(i);
+    if (id < 0 || id >= vocab_size) {
+      return out_of_vocab(absl::StrCat("suppress_token_ids[", i, "]"), id);
+    }
+    options->suppress_token_ids.push_back(id);
+  }
+  if (request.suppress_token_ids_size() > 0) {
+    std::vector<int32_t> distinct = options->suppress_token_ids;
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()),
+                   distinct.end());
+    if (static_cast<int>(distinct.size()) >= vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("suppress_token_ids leave no token of the vocabulary (",
+                       vocab_size, ") to generate"));
+    }
+  }
+  for (int w = 0; w < request.bad_words_size(); ++w) {
+    const v1::TokenIds& word = request.bad_words(w);
+    if (word.ids_size() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad_words[", w, "] is empty"));
+    }
+    for (int i = 0; i < word.ids_size(); ++i) {
+      if (word.ids(i) < 0 || word.ids(i) >= vocab_size) {
+        return out_of_vocab(absl::StrCat("bad_words[", w, "].ids[", i, "]"),
+                            word.ids(i));
+      }
+    }
+    options->bad_words.emplace_back(word.ids().begin(), word.ids().end());
+  }
+
+  // Hypotheses: beam search returns up to beam_size, sampling draws any
+  // number, greedy decoding has one answer.
+  const int most = options->beam_size > 1 ? options->beam_size
+                   : options->do_sample   ? limits.max_num_return_sequences
+                                          : 1;
+  if (request.num_return_sequences() != 0) {
+    const uint32_t n = request.num_return_sequences();
+    if (n > static_cast<uint32_t>(limits.max_num_return_sequences)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "num_return_sequences = ", n, " is above the limit of ",
+          limits.max_num_return_sequences, " (max_num_return_sequences)"));
+    }
+    if (n > static_cast<uint32_t>(most)) {
+      return absl::InvalidArgumentError(
+          options->beam_size > 1
+              ? absl::StrCat("num_return_sequences = ", n,
+                             " is above beam_size (", options->beam_size,
+                             "): beam search returns at most beam_size "
+                             "hypotheses")
+              : absl::StrCat("num_return_sequences = ", n,
+                             " needs beam search (beam_size >= ", n,
+                             ") or sampling; greedy decoding has one answer"));
+    }
+    options->num_return_sequences = static_cast<int>(n);
+  } else {
+    // The model's default, within what this request's decoding can return
+    // (as its num_beams is capped at max_beam_size).
+    options->num_return_sequences =
+        std::clamp(options->num_return_sequences, 1, std::max(most, 1));
+  }
+
+  if (request.top_log_probs() >
+      static_cast<uint32_t>(limits.max_top_log_probs)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "top_log_probs = ", request.top_log_probs(), " is above the limit of ",
+        limits.max_top_log_probs, " (max_top_log_probs)"));
+  }
+  options->top_log_probs =
+      std::min(static_cast<int>(request.top_log_probs()), vocab_size);
+  return absl::OkStatus();
+}
+
+int64_t EstimateRequestBytes(const ModelInfo& model, int source_tokens,
+                             const engine::DecodeOptions& options) {
+  // Sampled sequences hold a cache and a share of each step per row as beams
+  // do; counted as a beam of that many rows, the estimate covers them whether
+  // or not SequenceMemoryBytes itself tells sampling rows from beams.
+  engine::DecodeOptions rows = options;
+  rows.beam_size = engine::DecoderRows(options);
+  return engine::SequenceMemoryBytes(model.config, source_tokens, rows,
+                                     model.threads);
 }
 
 std::string NewRequestId() {
@@ -464,6 +673,16 @@ std::string NewRequestId() {
   // collide in shared logs.
   thread_local absl::BitGen bits;
   return absl::StrFormat("req-%016x", absl::Uniform<uint64_t>(bits));
+}
+
+uint64_t NewSeed() {
+  thread_local absl::BitGen bits;
+  return absl::Uniform<uint64_t>(absl::IntervalClosedOpen, bits, 1,
+                                 uint64_t{1} << 53);
+}
+
+uint64_t ReportedSeed(const engine::DecodeOptions& options) {
+  return options.do_sample ? options.seed : 0;
 }
 
 void AppendTokens(absl::Span<const int32_t> ids,
@@ -485,6 +704,51 @@ void SetSummary(const Outcome& outcome, v1::GenerateResponse* response) {
   timing->set_compute_us(ToMicros(outcome.compute_time));
   timing->set_total_us(ToMicros(outcome.total_time));
   timing->set_batch_size(static_cast<uint32_t>(outcome.max_batch_size));
+}
+
+void AppendTopLogProbs(
+    absl::Span<const std::vector<engine::TokenLogProb>> top,
+    google::protobuf::RepeatedPtrField<v1::TopLogProbs>* out) {
+  for (const std::vector<engine::TokenLogProb>& step : top) {
+    v1::TopLogProbs* list = out->Add();
+    for (const engine::TokenLogProb& token : step) {
+      v1::TokenLogProb* entry = list->add_tokens();
+      entry->set_token_id(token.token);
+      entry->set_log_prob(token.log_prob);
+    }
+  }
+}
+
+void SetFinal(const Outcome& outcome, const ResponseOptions& options,
+              v1::GenerateResponse* response) {
+  SetSummary(outcome, response);
+  for (const engine::SequenceResult& other : outcome.result.alternatives) {
+    v1::Hypothesis* hypothesis = response->add_alternatives();
+    hypothesis->mutable_output_ids()->Add(other.output_ids.begin(),
+                                          other.output_ids.end());
+    if (options.tokenizer != nullptr) {
+      hypothesis->set_text(
+          options.tokenizer->Decode(other.output_ids, /*continues=*/false));
+    }
+    hypothesis->set_score(other.score);
+    if (options.with_log_probs) {
+      hypothesis->mutable_log_probs()->Add(other.log_probs.begin(),
+                                           other.log_probs.end());
+    }
+    hypothesis->set_finish_reason(ToProto(other.finish_reason));
+    AppendTopLogProbs(other.top_log_probs, hypothesis->mutable_top_log_probs());
+  }
+  response->set_seed(options.seed);
+}
+
+void FillResponse(const Outcome& outcome, const ResponseOptions& options,
+                  v1::GenerateResponse* response) {
+  AppendTokens(outcome.result.output_ids, outcome.result.log_probs,
+               options.with_log_probs, options.tokenizer, /*continues=*/false,
+               response);
+  AppendTopLogProbs(outcome.result.top_log_probs,
+                    response->mutable_top_log_probs());
+  SetFinal(outcome, options, response);
 }
 
 v1::FinishReason ToProto(engine::FinishReason reason) {

@@ -2,8 +2,8 @@
 
 #include <utility>
 
-#include "engine/memory/memory_estimate.h"
 #include "engine/status_macros.h"
+#include "server/convert.h"
 
 namespace attnserve::server {
 
@@ -37,8 +37,7 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
 
 int64_t GeneratorEngine::EstimateBytes(
     int source_tokens, const engine::DecodeOptions& options) const {
-  return engine::SequenceMemoryBytes(info_.config, source_tokens, options,
-                                     info_.threads);
+  return EstimateRequestBytes(info_, source_tokens, options);
 }
 
 absl::Status GeneratorEngine::Validate(

@@ -111,6 +111,13 @@ ABSL_FLAG(int, default_max_new_tokens, 64,
           "--max_new_tokens_limit).");
 ABSL_FLAG(int, max_beam_size, 4,
           "Largest beam_size a request may ask for (at most 8).");
+ABSL_FLAG(int, max_num_return_sequences, 4,
+          "Most hypotheses a request may ask for (num_return_sequences: the "
+          "n best of beam search, or n samples, each sample a decoder row); "
+          "1..16.");
+ABSL_FLAG(int, max_top_log_probs, 5,
+          "Most top log-probs a request may ask for per generated token "
+          "(top_log_probs); 0 turns them off; at most 20.");
 ABSL_FLAG(
     int, max_message_bytes, 1 << 20,
     "Largest request message accepted; larger ones are RESOURCE_EXHAUSTED.");
@@ -165,7 +172,8 @@ const std::vector<client::FlagGroup>& FlagGroups() {
         "max_queue_size", "max_queue_delay"}},
       {"Request limits",
        {"max_input_tokens", "max_new_tokens_limit", "default_max_new_tokens",
-        "max_beam_size", "stream_buffer_tokens"}},
+        "max_beam_size", "max_num_return_sequences", "max_top_log_probs",
+        "stream_buffer_tokens"}},
       {"Shutdown", {"shutdown_grace"}},
   };
   return *groups;
@@ -226,6 +234,9 @@ absl::StatusOr<ServerOptions> OptionsFromFlags() {
   options.limits.default_max_new_tokens =
       absl::GetFlag(FLAGS_default_max_new_tokens);
   options.limits.max_beam_size = absl::GetFlag(FLAGS_max_beam_size);
+  options.limits.max_num_return_sequences =
+      absl::GetFlag(FLAGS_max_num_return_sequences);
+  options.limits.max_top_log_probs = absl::GetFlag(FLAGS_max_top_log_probs);
   options.batcher.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
   BatchingOptions& batching = options.batcher.batching;
   absl::StatusOr<BatchingMode> mode =

@@ -49,6 +49,14 @@ class ResponseSink {
   virtual absl::Status OnTokens(absl::Span<const int32_t> ids,
                                 absl::Span<const float> log_probs) = 0;
 
+  // What the batcher calls for a step that decided tokens: the step's event
+  // (new_ids, new_log_probs and, when the request asked for them,
+  // new_top_log_probs). The default passes ids and log-probs to OnTokens;
+  // sinks that stream top log-probs override it. Same rules as OnTokens.
+  virtual absl::Status OnStepTokens(const engine::StepEvent& event) {
+    return OnTokens(event.new_ids, event.new_log_probs);
+  }
+
   // Called exactly once per accepted request, last. The batcher does not touch
   // the sink once this is called (it may delete itself before returning).
   virtual void OnFinished(const absl::Status& status,

@@ -133,11 +133,23 @@ absl::Status Server::Start() {
     largest.source.assign(limits.max_input_tokens, model.config.bos_id);
     largest.options.max_new_tokens = limits.max_new_tokens_limit;
     largest.options.beam_size = limits.max_beam_size;
-    if (absl::Status status = engine_->Validate(largest); !status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_input_tokens / max_new_tokens_limit / "
-                       "max_beam_size allow requests that model ",
-                       model.name, " does not accept: ", status.message()));
+    largest.options.num_return_sequences =
+        std::min(limits.max_num_return_sequences, limits.max_beam_size);
+    largest.options.top_log_probs =
+        std::min(limits.max_top_log_probs, model.config.vocab_size);
+    // And the most sampled sequences.
+    engine::SequenceInput sampled = largest;
+    sampled.options.beam_size = 1;
+    sampled.options.do_sample = true;
+    sampled.options.num_return_sequences = limits.max_num_return_sequences;
+    for (const engine::SequenceInput* input : {&largest, &sampled}) {
+      if (absl::Status status = engine_->Validate(*input); !status.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "max_input_tokens / max_new_tokens_limit / max_beam_size / "
+            "max_num_return_sequences / max_top_log_probs allow requests "
+            "that model ",
+            model.name, " does not accept: ", status.message()));
+      }
     }
   }
   ASSIGN_OR_RETURN(batcher_, Batcher::Create(options_.batcher, engine_.get(),

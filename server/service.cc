@@ -4,6 +4,7 @@
 #include <chrono>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -82,6 +83,8 @@ class GenerateCall : public ResponseSink {
       absl::StatusOr<WorkItem> item =
           ToWorkItem(request, env_.options.limits, *env_.model, env_.tokenizer);
       if (item.ok()) {
+        // Before Submit: from then on the inference thread may answer.
+        seed_ = ReportedSeed(item->decode);
         item->request_id = request_id_;
         item->deadline = DeadlineOf(context);
         return ToGrpcStatus(env_.batcher->Submit(*std::move(item), this));
@@ -118,6 +121,8 @@ class GenerateCall : public ResponseSink {
   const Method method_;
   const absl::Time started_;      // when the call reached the service
   const std::string request_id_;  // the request's, or one the server made
+  // GenerateResponse.seed; set by Accept before the batcher sees the call.
+  uint64_t seed_ = 0;
 
  private:
   std::atomic<bool> cancelled_{false};
@@ -150,10 +155,11 @@ class UnaryCall final : public grpc::ServerUnaryReactor, public GenerateCall {
       Done(answer);
       Finish(answer);
     } else {
-      AppendTokens(outcome.result.output_ids, outcome.result.log_probs,
-                   with_log_probs_, env_.tokenizer, /*continues=*/false,
-                   response_);
-      SetSummary(outcome, response_);
+      ResponseOptions options;
+      options.with_log_probs = with_log_probs_;
+      options.seed = seed_;
+      options.tokenizer = env_.tokenizer;
+      FillResponse(outcome, options, response_);
       response_->set_request_id(request_id_);
       Done(grpc::Status::OK);
       Finish(grpc::Status::OK);
@@ -188,16 +194,11 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
 
   absl::Status OnTokens(absl::Span<const int32_t> ids,
                         absl::Span<const float> log_probs) override {
-    const absl::Time now = env_.clock->Now();
-    StreamState::Action action;
-    absl::Status added;
-    {
-      absl::MutexLock lock(&mu_);
-      added = state_.AddTokens(ids, log_probs, now);
-      action = state_.Next(now);
-    }
-    Perform(action);
-    return added;
+    return Add(ids, log_probs, {});
+  }
+
+  absl::Status OnStepTokens(const engine::StepEvent& event) override {
+    return Add(event.new_ids, event.new_log_probs, event.new_top_log_probs);
   }
 
   void OnFinished(const absl::Status& status, const Outcome& outcome) override {
@@ -205,7 +206,7 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
     StreamState::Action action;
     {
       absl::MutexLock lock(&mu_);
-      state_.Finish(status, outcome);
+      state_.Finish(status, outcome, seed_);
       action = state_.Next(now);
     }
     // Another thread may end the call from here on (OnWriteDone, once a write
@@ -230,6 +231,21 @@ class StreamCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>,
   void OnDone() override { Release(); }
 
  private:
+  absl::Status Add(
+      absl::Span<const int32_t> ids, absl::Span<const float> log_probs,
+      absl::Span<const std::vector<engine::TokenLogProb>> top_log_probs) {
+    const absl::Time now = env_.clock->Now();
+    StreamState::Action action;
+    absl::Status added;
+    {
+      absl::MutexLock lock(&mu_);
+      added = state_.AddTokens(ids, log_probs, top_log_probs, now);
+      action = state_.Next(now);
+    }
+    Perform(action);
+    return added;
+  }
+
   // Outside mu_: gRPC may run reactions of this call on other threads
   // meanwhile.
   void Perform(const StreamState::Action& action) {

@@ -17,9 +17,10 @@ StreamState::StreamState(std::string request_id, bool with_log_probs,
       max_pending_tokens_(max_pending_tokens),
       stall_timeout_(stall_timeout) {}
 
-absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
-                                    absl::Span<const float> log_probs,
-                                    absl::Time now) {
+absl::Status StreamState::AddTokens(
+    absl::Span<const int32_t> ids, absl::Span<const float> log_probs,
+    absl::Span<const std::vector<engine::TokenLogProb>> top_log_probs,
+    absl::Time now) {
   if (broken_) return absl::CancelledError("the stream to the client broke");
   // Without a write in flight the tokens go out at the next Next(), however
   // many they are: they wait for no reader.
@@ -42,19 +43,25 @@ absl::Status StreamState::AddTokens(absl::Span<const int32_t> ids,
   const size_t text_before = pending_.text().size();
   AppendTokens(ids, log_probs, with_log_probs_, tokenizer_,
                /*continues=*/text_added_, &pending_);
+  AppendTopLogProbs(top_log_probs, pending_.mutable_top_log_probs());
   text_added_ = text_added_ || pending_.text().size() > text_before;
   has_pending_ = true;
   return absl::OkStatus();
 }
 
-void StreamState::Finish(const absl::Status& status, const Outcome& outcome) {
+void StreamState::Finish(const absl::Status& status, const Outcome& outcome,
+                         uint64_t seed) {
   if (final_status_.has_value()) return;
   final_status_ = status.ok() && broken_
                       ? grpc::Status(grpc::StatusCode::CANCELLED,
                                      "the stream to the client broke")
                       : ToGrpcStatus(status);
   if (final_status_->ok()) {
-    SetSummary(outcome, &pending_);
+    ResponseOptions options;
+    options.with_log_probs = with_log_probs_;
+    options.seed = seed;
+    options.tokenizer = tokenizer_;
+    SetFinal(outcome, options, &pending_);
     has_pending_ = true;
   } else {
     // Never sent: a failed call ends with its status only.

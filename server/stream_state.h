@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -48,16 +49,25 @@ class StreamState {
               const Tokenizer* tokenizer, int max_pending_tokens,
               absl::Duration stall_timeout);
 
-  // Queues tokens for the next message; `now` is when they arrived.
-  // RESOURCE_EXHAUSTED when the reader stopped reading (see above), CANCELLED
-  // when the stream is broken; the request should then be dropped.
+  // Queues tokens for the next message, with their top log-probs (one list
+  // per id, or none when the request did not ask); `now` is when they
+  // arrived. RESOURCE_EXHAUSTED when the reader stopped reading (see above),
+  // CANCELLED when the stream is broken; the request should then be dropped.
+  absl::Status AddTokens(
+      absl::Span<const int32_t> ids, absl::Span<const float> log_probs,
+      absl::Span<const std::vector<engine::TokenLogProb>> top_log_probs,
+      absl::Time now);
   absl::Status AddTokens(absl::Span<const int32_t> ids,
-                         absl::Span<const float> log_probs, absl::Time now);
+                         absl::Span<const float> log_probs, absl::Time now) {
+    return AddTokens(ids, log_probs, {}, now);
+  }
 
   // The request's end: with OK, `outcome` completes the last message
-  // (finish_reason, score, timing); otherwise the call ends with the mapped
-  // status and unsent tokens are dropped. Once only.
-  void Finish(const absl::Status& status, const Outcome& outcome);
+  // (finish_reason, score, timing, the other hypotheses whole and `seed`,
+  // GenerateResponse.seed: ReportedSeed); otherwise the call ends with the
+  // mapped status and unsent tokens are dropped. Once only.
+  void Finish(const absl::Status& status, const Outcome& outcome,
+              uint64_t seed = 0);
 
   struct Action {
     enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish };

@@ -66,7 +66,8 @@ TEST(CliBinaryTest, HelpListsCommandsAndFlags) {
   EXPECT_THAT(outcome.out, HasSubstr("--tls_ca"));
   EXPECT_THAT(outcome.out, HasSubstr("exit codes"));
   for (const char* heading :
-       {"\nConnection:\n", "\ngenerate:\n", "\nhealth:\n", "\nOutput:\n"}) {
+       {"\nConnection:\n", "\ngenerate:\n",
+        "\ngenerate: generation controls:\n", "\nhealth:\n", "\nOutput:\n"}) {
     EXPECT_THAT(outcome.out, HasSubstr(heading));
   }
   EXPECT_THAT(outcome.out, Not(HasSubstr("Other flags")));  // all grouped
@@ -78,8 +79,9 @@ TEST(BenchBinaryTest, HelpGroupsTheFlags) {
   const ToolOutcome outcome = Bench("--help");
   EXPECT_EQ(outcome.exit_code, kExitOk);
   EXPECT_THAT(outcome.out, StartsWith("usage: attnserve-bench"));
-  for (const char* heading : {"\nConnection:\n", "\nThe load:\n",
-                              "\nThe requests:\n", "\nOutput:\n"}) {
+  for (const char* heading :
+       {"\nConnection:\n", "\nThe load:\n", "\nThe requests:\n",
+        "\nGeneration controls:\n", "\nOutput:\n"}) {
     EXPECT_THAT(outcome.out, HasSubstr(heading));
   }
   EXPECT_THAT(outcome.out, HasSubstr("--concurrency (default: \"1\")"));
@@ -116,6 +118,41 @@ TEST(CliBinaryTest, TalksToAServer) {
   health = Cli(addr + " health");
   EXPECT_EQ(health.exit_code, kExitFailed);
   EXPECT_EQ(health.out, "NOT_SERVING\n");
+}
+
+TEST(CliBinaryTest, GenerationControlFlagsReachTheServer) {
+  FakeServer server;
+  const std::string addr = "--addr=" + server.address();
+  // A bare --do_sample is a switch, not a flag eating the next argument.
+  ToolOutcome sampled =
+      Cli(addr +
+          " generate --do_sample --ids=5 --max_new_tokens=2 --seed=9"
+          " --num_return_sequences=2 --top_log_probs=1 --top_k=3"
+          " --temperature=0.5 --top_p=0.9 --repetition_penalty=1.1"
+          " --no_repeat_ngram_size=2 --min_new_tokens=1"
+          " --suppress_token_ids=4 --bad_words='7,8;9'"
+          " --target_prefix_ids=6");
+  EXPECT_EQ(sampled.exit_code, kExitOk) << sampled.err;
+  EXPECT_EQ(sampled.out, "6,6\n7,7\n");
+  EXPECT_THAT(sampled.err, HasSubstr(" seed=9\n"));
+  EXPECT_THAT(sampled.err,
+              HasSubstr("\ntop_log_probs=[6:-0.5000],[6:-0.5000]"));
+  EXPECT_THAT(sampled.err, HasSubstr("\nalternative 1: "));
+
+  ToolOutcome json = Cli(addr + " generate --ids=5 --temperature=1 --json");
+  EXPECT_EQ(json.exit_code, kExitOk) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["seed"], "4242");
+
+  for (const char* bad :
+       {" generate --ids=5 --top_k=-1", " generate --ids=5 --bad_words=';'",
+        " generate --ids=5 --suppress_token_ids=x",
+        " generate --ids=5 --target_prefix_ids=1 --target_prefix=a",
+        " generate --ids=5 --do_sample=maybe"}) {
+    const ToolOutcome outcome = Cli(addr + bad);
+    EXPECT_EQ(outcome.exit_code, kExitUsage) << bad;
+  }
+  EXPECT_EQ(server.service().status_counts().size(), 1u)
+      << "usage errors never reach the server";
 }
 
 TEST(CliBinaryTest, UnreachableServerExits2) {
@@ -172,6 +209,26 @@ TEST(BenchBinaryTest, JsonReportCountsWhatTheServerAnswered) {
   EXPECT_EQ(report["generated_tokens"], server.service().generated_tokens());
   EXPECT_EQ(report["latency_ms"]["count"], ok);
   EXPECT_TRUE(report["time_to_first_token_ms"].is_null());
+  EXPECT_EQ(report["config"]["controls"], "");
+}
+
+TEST(BenchBinaryTest, SendsTheGenerationControls) {
+  FakeServer server;
+  const ToolOutcome outcome =
+      Bench("--addr=" + server.address() +
+            " --requests=10 --src_len=2:6 --vocab_size=50 --max_new_tokens=2"
+            " --temperature=0.7"
+            " --num_return_sequences=3 --sampling_seed=5 --json");
+  ASSERT_EQ(outcome.exit_code, kExitOk) << outcome.err;
+  const nlohmann::json report = nlohmann::json::parse(outcome.out);
+  EXPECT_EQ(report["ok"], 10);
+  // Every call's three hypotheses of two tokens.
+  EXPECT_EQ(report["generated_tokens"], 10 * 3 * 2);
+  EXPECT_EQ(report["generated_tokens"], server.service().generated_tokens());
+  EXPECT_EQ(report["config"]["controls"],
+            "temperature=0.7 seed=5 num_return_sequences=3");
+  EXPECT_EQ(Bench("--addr=" + server.address() + " --top_k=-1").exit_code,
+            kExitUsage);
 }
 
 TEST(BenchBinaryTest, HumanStreamingReportFromASourcesFile) {

@@ -88,6 +88,44 @@ TEST(BuildGenerateRequestTest, NamesTheFlagAtFault) {
   EXPECT_THAT(message(no_time), HasSubstr("--timeout"));
 }
 
+TEST(BuildGenerateRequestTest, TargetPrefixAndControls) {
+  GenerateOptions options;
+  options.ids = "5";
+  options.target_prefix_ids = "8,9";
+  options.controls.temperature = 0.5f;
+  options.controls.num_return_sequences = 2;
+  absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(options);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_THAT(request->target_prefix_ids(), ElementsAre(8, 9));
+  EXPECT_TRUE(request->target_prefix().empty());
+  EXPECT_FLOAT_EQ(request->temperature(), 0.5f);
+  EXPECT_EQ(request->num_return_sequences(), 2u);
+
+  GenerateOptions text;
+  text.ids = "5";
+  text.target_prefix = "Bonjour";
+  request = BuildGenerateRequest(text);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->target_prefix(), "Bonjour");
+  EXPECT_EQ(request->target_prefix_ids_size(), 0);
+
+  const auto message = [](GenerateOptions options) {
+    return std::string(BuildGenerateRequest(options).status().message());
+  };
+  GenerateOptions both = text;
+  both.target_prefix_ids = "8";
+  EXPECT_THAT(message(both), HasSubstr("at most one of --target_prefix_ids and "
+                                       "--target_prefix"));
+  GenerateOptions bad_ids;
+  bad_ids.ids = "5";
+  bad_ids.target_prefix_ids = "8,";
+  EXPECT_THAT(message(bad_ids), HasSubstr("--target_prefix_ids: "));
+  GenerateOptions bad_control;
+  bad_control.ids = "5";
+  bad_control.controls.top_k = -3;
+  EXPECT_THAT(message(bad_control), HasSubstr("--top_k must be >= 0"));
+}
+
 class CliCommandsTest : public ::testing::Test {
  protected:
   CliCommandsTest() : connection_(ConnectTo(server_.address())) {}
@@ -164,6 +202,42 @@ TEST_F(CliCommandsTest, GenerateStreamPrintsTheSameOutput) {
   text.stream = true;
   EXPECT_EQ(RunGenerate(connection_, text, text_out, err_), kExitOk);
   EXPECT_EQ(text_out.str(), "ABC\n");
+}
+
+TEST_F(CliCommandsTest, GenerateHypothesesAndTopLogProbs) {
+  GenerateOptions options;
+  options.ids = "5";
+  options.max_new_tokens = 2;
+  options.controls.temperature = 0.8f;
+  options.controls.seed = 77;
+  options.controls.num_return_sequences = 3;
+  options.controls.top_log_probs = 2;
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream ? "stream" : "unary");
+    options.stream = stream;
+    out_.str("");
+    err_.str("");
+    EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+    // Each hypothesis on its own line, the answer first.
+    EXPECT_EQ(out_.str(), "6,6\n7,7\n8,8\n");
+    EXPECT_THAT(err_.str(), HasSubstr(" seed=77\n"));
+    EXPECT_THAT(err_.str(), HasSubstr("\ntop_log_probs=[6:-0.5000 7:-1.5000],"
+                                      "[6:-0.5000 7:-1.5000]\n"));
+    EXPECT_THAT(err_.str(),
+                HasSubstr("\nalternative 1: finish_reason=LENGTH tokens=2 "
+                          "score=-1.0000\n"));
+    EXPECT_THAT(err_.str(), HasSubstr("\nalternative 2: "));
+  }
+}
+
+TEST_F(CliCommandsTest, GenerateTextHypothesesPrintTheirText) {
+  GenerateOptions options;
+  options.text = "ab";
+  options.controls.do_sample = true;
+  options.controls.num_return_sequences = 2;
+  EXPECT_EQ(Generate(options), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "AB\nAB-1\n");
+  EXPECT_THAT(err_.str(), HasSubstr(" seed=4242\n"));
 }
 
 TEST_F(CliCommandsTest, GenerateStreamJsonIsOneObjectPerMessage) {

@@ -48,6 +48,31 @@ grpc::Status FakeSeq2Seq::Answer(grpc::ServerContext* context,
       if (request.return_log_probs()) response->add_log_probs(-0.5f);
     }
   }
+  // The controls' answers: top log-probs (the token, then the next ids),
+  // other hypotheses (each token + k), the seed of a sampled request.
+  for (int i = 0; i < response->output_ids_size(); ++i) {
+    if (request.top_log_probs() == 0) break;
+    v1::TopLogProbs* top = response->add_top_log_probs();
+    for (uint32_t j = 0; j < request.top_log_probs(); ++j) {
+      v1::TokenLogProb* entry = top->add_tokens();
+      entry->set_token_id((response->output_ids(i) + j) % kVocabSize);
+      entry->set_log_prob(-0.5f - j);
+    }
+  }
+  for (uint32_t k = 1; k < request.num_return_sequences(); ++k) {
+    v1::Hypothesis* other = response->add_alternatives();
+    for (int id : response->output_ids()) {
+      other->add_output_ids((id + k) % kVocabSize);
+    }
+    if (!response->text().empty()) {
+      other->set_text(absl::StrCat(response->text(), "-", k));
+    }
+    other->set_score(-1.0f * k);
+    other->set_finish_reason(v1::FINISH_REASON_LENGTH);
+  }
+  if (request.temperature() > 0 || request.do_sample()) {
+    response->set_seed(request.seed() != 0 ? request.seed() : 4242);
+  }
   response->set_finish_reason(v1::FINISH_REASON_LENGTH);
   response->set_score(-0.5f * response->output_ids_size());
   response->mutable_timing()->set_total_us(1500);
@@ -55,6 +80,14 @@ grpc::Status FakeSeq2Seq::Answer(grpc::ServerContext* context,
   response->set_request_id(request.request_id().empty() ? "fake-1"
                                                         : request.request_id());
   return grpc::Status::OK;
+}
+
+int FakeSeq2Seq::Tokens(const v1::GenerateResponse& response) {
+  int tokens = response.output_ids_size();
+  for (const v1::Hypothesis& other : response.alternatives()) {
+    tokens += other.output_ids_size();
+  }
+  return tokens;
 }
 
 grpc::Status FakeSeq2Seq::Count(grpc::Status status, int tokens) {
@@ -68,7 +101,7 @@ grpc::Status FakeSeq2Seq::Generate(grpc::ServerContext* context,
                                    const v1::GenerateRequest* request,
                                    v1::GenerateResponse* response) {
   grpc::Status status = Answer(context, *request, response);
-  return Count(status, response->output_ids_size());
+  return Count(status, Tokens(*response));
 }
 
 grpc::Status FakeSeq2Seq::GenerateStream(
@@ -82,6 +115,9 @@ grpc::Status FakeSeq2Seq::GenerateStream(
     piece.add_output_ids(whole.output_ids(i));
     if (!whole.text().empty()) piece.set_text(whole.text().substr(i, 1));
     if (i < whole.log_probs_size()) piece.add_log_probs(whole.log_probs(i));
+    if (i < whole.top_log_probs_size()) {
+      *piece.add_top_log_probs() = whole.top_log_probs(i);
+    }
     piece.set_request_id(whole.request_id());
     writer->Write(piece);
   }
@@ -90,8 +126,10 @@ grpc::Status FakeSeq2Seq::GenerateStream(
   last.set_score(whole.score());
   *last.mutable_timing() = whole.timing();
   last.set_request_id(whole.request_id());
+  *last.mutable_alternatives() = whole.alternatives();
+  last.set_seed(whole.seed());
   writer->Write(last);
-  return Count(grpc::Status::OK, whole.output_ids_size());
+  return Count(grpc::Status::OK, Tokens(whole));
 }
 
 grpc::Status FakeSeq2Seq::GetModelInfo(grpc::ServerContext* context,

@@ -13,7 +13,13 @@
 //     (input_ids[i % n] + 1) % kVocabSize, finish reason LENGTH; a text
 //     request gets the text upper-cased and one token per character.
 //     GenerateStream sends one message per token, then a last message with the
-//     finish reason, score and timing and no tokens.
+//     finish reason, score and timing and no tokens;
+//   - controls: top_log_probs = t gives each token t entries (the token, then
+//     the next ids, log-probs -0.5, -1.5, ...); num_return_sequences = n adds
+//     n - 1 alternatives (hypothesis k: each token + k, text + "-k", score
+//     -k); temperature > 0 or do_sample reports the request's seed, or 4242
+//     when it is 0. A stream sends top log-probs with their tokens and the
+//     alternatives and the seed in the last message.
 
 #include <map>
 #include <memory>
@@ -44,10 +50,11 @@ class FakeSeq2Seq final : public v1::Seq2Seq::Service {
 
   // Generate and GenerateStream calls answered, by status code.
   std::map<grpc::StatusCode, int> status_counts() const;
-  // Tokens sent in calls that ended OK.
+  // Tokens sent in calls that ended OK, the alternatives' included.
   int generated_tokens() const;
 
  private:
+  static int Tokens(const v1::GenerateResponse& response);
   grpc::Status Answer(grpc::ServerContext* context,
                       const v1::GenerateRequest& request,
                       v1::GenerateResponse* response);

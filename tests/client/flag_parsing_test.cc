@@ -1,6 +1,7 @@
 #include "client/flag_parsing.h"
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 ABSL_FLAG(int, fp_count, 3, "A count.");
 ABSL_FLAG(bool, fp_verbose, false, "A switch.");
 ABSL_FLAG(std::string, fp_name, "", "A name.");
+ABSL_FLAG(std::optional<bool>, fp_maybe, std::nullopt, "A tri-state.");
 
 namespace attnserve::client {
 namespace {
@@ -60,6 +62,21 @@ TEST_F(ParseCommandLineStrictTest, NegatedBoolAndHelp) {
   EXPECT_FALSE(absl::GetFlag(FLAGS_fp_verbose));
   EXPECT_TRUE(parsed->help);
   EXPECT_TRUE(Parse({"-h"})->help);
+}
+
+TEST_F(ParseCommandLineStrictTest, OptionalBoolsAreSwitchesToo) {
+  ASSERT_TRUE(Parse({"generate"}).ok());
+  EXPECT_FALSE(absl::GetFlag(FLAGS_fp_maybe).has_value());
+  absl::StatusOr<CommandLine> parsed = Parse({"--fp_maybe", "generate"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_THAT(parsed->positional, ElementsAre("generate"));
+  EXPECT_EQ(absl::GetFlag(FLAGS_fp_maybe), std::optional<bool>(true));
+  ASSERT_TRUE(Parse({"--nofp_maybe"}).ok());
+  EXPECT_EQ(absl::GetFlag(FLAGS_fp_maybe), std::optional<bool>(false));
+  ASSERT_TRUE(Parse({"--fp_maybe=true"}).ok());
+  EXPECT_EQ(absl::GetFlag(FLAGS_fp_maybe), std::optional<bool>(true));
+  ASSERT_TRUE(Parse({"--fp_maybe=false"}).ok());
+  EXPECT_EQ(absl::GetFlag(FLAGS_fp_maybe), std::optional<bool>(false));
 }
 
 TEST_F(ParseCommandLineStrictTest, UnknownFlagIsAnError) {

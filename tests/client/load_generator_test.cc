@@ -100,6 +100,32 @@ TEST_F(LoadGeneratorTest, StreamingRecordsFirstTokenAndGaps) {
   }
 }
 
+TEST_F(LoadGeneratorTest, EveryHypothesisCountsAsGeneratedTokens) {
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream ? "stream" : "unary");
+    FakeServer server;
+    auto channel = grpc::CreateChannel(server.address(),
+                                       grpc::InsecureChannelCredentials());
+    v1::Seq2Seq::Stub stub(channel);
+    RequestMixOptions mix_options = RandomMix();
+    mix_options.max_new_tokens = LengthDistribution(2);
+    mix_options.controls.temperature = 1.0f;
+    mix_options.controls.num_return_sequences = 3;
+    RequestMix mix = Mix(mix_options);
+    LoadOptions options;
+    options.concurrency = 2;
+    options.requests = 10;
+    options.stream = stream;
+    absl::StatusOr<LoadResult> result = RunLoad(stub, mix, options);
+    ASSERT_TRUE(result.ok()) << result.status();
+    for (const CallRecord& call : result->calls) {
+      ASSERT_EQ(call.code, grpc::StatusCode::OK);
+      EXPECT_EQ(call.generated_tokens, 3 * 2);
+    }
+    EXPECT_EQ(OkTokens(*result), server.service().generated_tokens());
+  }
+}
+
 TEST_F(LoadGeneratorTest, WarmupCallsAreNotMeasured) {
   RequestMix mix = Mix(RandomMix());
   LoadOptions options;

@@ -14,6 +14,7 @@ namespace attnserve::client {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
 LengthDistribution Parsed(const char* spec) {
@@ -207,6 +208,39 @@ TEST(RequestMixTest, SourcesCycleInOrder) {
   }
 }
 
+TEST(RequestMixTest, EveryRequestCarriesTheControls) {
+  RequestMixOptions options = RandomOptions();
+  options.beam_size = 0;
+  options.controls.temperature = 0.7f;
+  options.controls.seed = 5;
+  options.controls.num_return_sequences = 2;
+  options.controls.bad_words = "3,4";
+  absl::StatusOr<RequestMix> mix = RequestMix::Create(options);
+  ASSERT_TRUE(mix.ok()) << mix.status();
+  for (int i = 0; i < 5; ++i) {
+    const v1::GenerateRequest request = mix->Next();
+    EXPECT_GE(request.input_ids_size(), 2);
+    EXPECT_FLOAT_EQ(request.temperature(), 0.7f);
+    EXPECT_EQ(request.seed(), 5u);
+    EXPECT_EQ(request.num_return_sequences(), 2u);
+    ASSERT_EQ(request.bad_words_size(), 1);
+    EXPECT_THAT(request.bad_words(0).ids(), ElementsAre(3, 4));
+  }
+  // The controls draw nothing from the mix's generator: the sources are
+  // those of a mix without them.
+  absl::StatusOr<RequestMix> plain = RequestMix::Create([] {
+    RequestMixOptions o = RandomOptions();
+    o.beam_size = 0;
+    return o;
+  }());
+  absl::StatusOr<RequestMix> again = RequestMix::Create(options);
+  ASSERT_TRUE(plain.ok() && again.ok());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THAT(again->Next().input_ids(),
+                ElementsAreArray(plain->Next().input_ids()));
+  }
+}
+
 TEST(RequestMixTest, RejectsUnusableOptions) {
   RequestMixOptions no_vocab = RandomOptions();
   no_vocab.vocab_size = 0;
@@ -220,6 +254,10 @@ TEST(RequestMixTest, RejectsUnusableOptions) {
   empty_sources.src_len = Parsed("0:4");
   EXPECT_EQ(RequestMix::Create(empty_sources).status().code(),
             absl::StatusCode::kInvalidArgument);
+  RequestMixOptions bad_controls = RandomOptions();
+  bad_controls.controls.top_k = -1;
+  EXPECT_THAT(RequestMix::Create(bad_controls).status().message(),
+              HasSubstr("--top_k"));
 }
 
 }  // namespace

@@ -238,10 +238,10 @@ void CheckLanguages(const v1::GenerateRequest& request,
     FUZZ_CHECK(ids.ok() && *ids == item.source,
                "the source is not EncodeFrom(text, source_language)");
   }
-  std::vector<int32_t> own(request.target_prefix().begin(),
-                           request.target_prefix().end());
-  if (!request.target_prefix_text().empty()) {
-    own = *tokenizer->EncodeTargetPrefix(request.target_prefix_text());
+  std::vector<int32_t> own(request.target_prefix_ids().begin(),
+                           request.target_prefix_ids().end());
+  if (!request.target_prefix().empty()) {
+    own = *tokenizer->EncodeTargetPrefix(request.target_prefix());
   }
   if (request.target_language().empty()) {
     FUZZ_CHECK(item.decode.target_prefix == own, "the prefix changed");

@@ -322,6 +322,17 @@ TEST(BatchingPolicyTest, TokenCostCountsBeamsSourceAndNewTokens) {
   EXPECT_EQ(TokenCost(5, options), 15);
 }
 
+TEST(BatchingPolicyTest, TokenCostCountsSampledSequencesAsRows) {
+  engine::DecodeOptions options;
+  options.max_new_tokens = 10;
+  options.num_return_sequences = 4;
+  EXPECT_EQ(TokenCost(5, options), 15) << "greedy: one row whatever n says";
+  options.do_sample = true;
+  EXPECT_EQ(TokenCost(5, options), 60);
+  options.num_return_sequences = 1;
+  EXPECT_EQ(TokenCost(5, options), 15);
+}
+
 TEST(BatchingPolicyTest, ParsesModeNames) {
   for (BatchingMode mode : {kC, kD, kN}) {
     absl::StatusOr<BatchingMode> parsed =

@@ -176,6 +176,25 @@ TEST(BinaryTest, ExplainsBadStartup) {
                                          "type \"fp16\""));
 }
 
+// The generation controls' bounds are flags: out of range exits 2 naming
+// the limit.
+TEST(BinaryTest, ControlLimitsOutOfRangeExitTwo) {
+  model_testing::TempDir dir("binary_control_limits");
+  ASSERT_NO_FATAL_FAILURE(WriteTinyModel(dir.path()));
+  for (const char* bad :
+       {"--max_num_return_sequences=0", "--max_num_return_sequences=17",
+        "--max_top_log_probs=-1", "--max_top_log_probs=21"}) {
+    const testing::RunResult refused = testing::RunAttnserve(
+        {absl::StrCat("--model_dir=", dir.path()), "--host=127.0.0.1",
+         "--port=0", "--metrics_port=0", "--threads=1", bad});
+    EXPECT_EQ(refused.exit_code, std::optional<int>(2)) << bad;
+    const std::string name =
+        std::string(bad).substr(2, std::string(bad).find('=') - 2);
+    EXPECT_THAT(refused.output, HasSubstr(absl::StrCat(name, " = ")))
+        << bad << ": " << refused.output;
+  }
+}
+
 // --kv_cache_dtype: int8 or an unknown name exits 2 naming the flag;
 // bfloat16 (any CPU) serves, and GetModelInfo says so.
 TEST(BinaryTest, KvCacheDtypeIsCheckedAndReported) {

@@ -1,4 +1,4 @@
-// GenerateRequest's source_language, target_language and target_prefix_text
+// GenerateRequest's source_language, target_language and target_prefix
 // (server/convert.h) with the Hugging Face tokenizer directories of
 // tests/data/hf_tokenizers/, whose ids golden.json holds
 // (scripts/make_hf_tokenizer_golden.py).
@@ -157,8 +157,8 @@ TEST(TargetLanguageTest, GoesBeforeTheRequestsPrefix) {
   ASSERT_NE(tokenizer, nullptr);
   v1::GenerateRequest request = Ids({5, 6, 2});
   request.set_target_language("fra_Latn");
-  request.add_target_prefix(300);
-  request.add_target_prefix(301);
+  request.add_target_prefix_ids(300);
+  request.add_target_prefix_ids(301);
   absl::StatusOr<WorkItem> item =
       ToWorkItem(request, Limits(), Model(), tokenizer.get());
   ASSERT_TRUE(item.ok()) << item.status();
@@ -197,7 +197,7 @@ TEST_P(TargetPrefixTextTest, IsTheTargetSideAfterTheForcedBos) {
     const std::vector<int32_t> golden = GoldenTargetPrefix(GetParam(), text);
     ASSERT_FALSE(golden.empty());
     v1::GenerateRequest request = Ids({5, 6, 7});
-    request.set_target_prefix_text(text);
+    request.set_target_prefix(text);
     absl::StatusOr<WorkItem> item =
         ToWorkItem(request, Limits(), Model(), tokenizer.get());
     ASSERT_TRUE(item.ok()) << item.status();
@@ -206,7 +206,7 @@ TEST_P(TargetPrefixTextTest, IsTheTargetSideAfterTheForcedBos) {
     EXPECT_EQ(item->decode.target_prefix, expected);
 
     v1::GenerateRequest by_ids = Ids({5, 6, 7});
-    by_ids.mutable_target_prefix()->Add(expected.begin(), expected.end());
+    by_ids.mutable_target_prefix_ids()->Add(expected.begin(), expected.end());
     absl::StatusOr<WorkItem> ids_item =
         ToWorkItem(by_ids, Limits(), Model(), tokenizer.get());
     ASSERT_TRUE(ids_item.ok()) << ids_item.status();
@@ -233,7 +233,7 @@ TEST(TargetPrefixTextTest, FollowsTheTargetLanguage) {
   ASSERT_NE(tokenizer, nullptr);
   v1::GenerateRequest request = Text("hello world");
   request.set_target_language("zul_Latn");
-  request.set_target_prefix_text("hello world");
+  request.set_target_prefix("hello world");
   absl::StatusOr<WorkItem> item =
       ToWorkItem(request, Limits(), Model(), tokenizer.get());
   ASSERT_TRUE(item.ok()) << item.status();
@@ -299,24 +299,24 @@ std::vector<BadCase> BadCases() {
   add("UnknownTargetLanguage", "nllb", r,
       {"target_language: ", "unknown language code \"xx_YY\""});
   r.set_target_language("fra_Latn");
-  for (int i = 0; i < 10; ++i) r.add_target_prefix(300);
+  for (int i = 0; i < 10; ++i) r.add_target_prefix_ids(300);
   add("TargetLanguageAndPrefixTooLong", "nllb", r,
-      {"target_language and target_prefix make 11 tokens",
+      {"target_language and target_prefix_ids make 11 tokens",
        "max_new_tokens is 10"});
 
   // Five times "hello world" is 10 tokens, and the forced BOS one more.
   r = Ids({5, 6});
-  r.set_target_prefix_text(
+  r.set_target_prefix(
       "hello world hello world hello world hello world hello world");
   add("ForcedBosAndPrefixTextTooLong", "nllb", r,
-      {"the forced BOS (forced_bos_token_id) and target_prefix_text make 11 "
+      {"the forced BOS (forced_bos_token_id) and target_prefix make 11 "
        "tokens",
        "max_new_tokens is 10"});
-  r.set_target_prefix_text(" \t ");
+  r.set_target_prefix(" \t ");
   add("PrefixTextOfNoTokens", "nllb", r,
-      {"target_prefix_text encodes to no tokens"});
+      {"target_prefix encodes to no tokens"});
   add("PrefixTextOfNoTokensT5", "t5", r,
-      {"target_prefix_text encodes to no tokens"});
+      {"target_prefix encodes to no tokens"});
   return cases;
 }
 

@@ -421,8 +421,8 @@ TEST(ConvertGenerationTest, AModelWithoutOneKeepsTheServersDefaults) {
 
 TEST(ConvertGenerationTest, TargetPrefixIds) {
   v1::GenerateRequest request = Ids({3});
-  request.add_target_prefix(8);
-  request.add_target_prefix(6);
+  request.add_target_prefix_ids(8);
+  request.add_target_prefix_ids(6);
   absl::StatusOr<WorkItem> item =
       ToWorkItem(request, Limits(), ModelWithGeneration(), nullptr);
   ASSERT_TRUE(item.ok()) << item.status();
@@ -432,7 +432,7 @@ TEST(ConvertGenerationTest, TargetPrefixIds) {
 TEST(ConvertGenerationTest, TargetPrefixTextGoesThroughTheTokenizer) {
   CharTokenizer tokenizer;
   v1::GenerateRequest request = Ids({3});
-  request.set_target_prefix_text("ab");
+  request.set_target_prefix("ab");
   // No EOS appended, even when the model appends one to sources; the model's
   // forced BOS (7) stays first, which a text cannot name.
   ModelInfo model = ModelWithGeneration();
@@ -459,31 +459,31 @@ TEST(ConvertGenerationTest, BadTargetPrefixesNameTheField) {
   };
   const std::vector<Case> cases = {
       {[](v1::GenerateRequest& r) {
-         r.add_target_prefix(5);
-         r.set_target_prefix_text("a");
+         r.add_target_prefix_ids(5);
+         r.set_target_prefix("a");
        },
-       true, "at most one of target_prefix and target_prefix_text"},
-      {[](v1::GenerateRequest& r) { r.set_target_prefix_text("a"); }, false,
-       "target_prefix_text requires a tokenizer; model tiny has none"},
+       true, "at most one of target_prefix_ids and target_prefix"},
+      {[](v1::GenerateRequest& r) { r.set_target_prefix("a"); }, false,
+       "target_prefix requires a tokenizer; model tiny has none"},
       {[](v1::GenerateRequest& r) {
-         r.add_target_prefix(5);
-         r.add_target_prefix(50);
+         r.add_target_prefix_ids(5);
+         r.add_target_prefix_ids(50);
        },
-       false, "target_prefix[1] = 50 is outside [0, 50)"},
-      {[](v1::GenerateRequest& r) { r.add_target_prefix(-4); }, false,
-       "target_prefix[0] = -4 is outside"},
-      {[](v1::GenerateRequest& r) { r.add_target_prefix(9); }, false,
-       "target_prefix[0] = 9 is an EOS id"},
+       false, "target_prefix_ids[1] = 50 is outside [0, 50)"},
+      {[](v1::GenerateRequest& r) { r.add_target_prefix_ids(-4); }, false,
+       "target_prefix_ids[0] = -4 is outside"},
+      {[](v1::GenerateRequest& r) { r.add_target_prefix_ids(9); }, false,
+       "target_prefix_ids[0] = 9 is an EOS id"},
       {[](v1::GenerateRequest& r) {
          r.set_max_new_tokens(2);
-         for (int i = 0; i < 3; ++i) r.add_target_prefix(5);
+         for (int i = 0; i < 3; ++i) r.add_target_prefix_ids(5);
        },
-       false, "target_prefix has 3 tokens; max_new_tokens is 2"},
+       false, "target_prefix_ids has 3 tokens; max_new_tokens is 2"},
       {[](v1::GenerateRequest& r) {
-         r.set_target_prefix_text(std::string(11, 'a'));
+         r.set_target_prefix(std::string(11, 'a'));
        },
        true,
-       "the forced BOS (forced_bos_token_id) and target_prefix_text make 12 "
+       "the forced BOS (forced_bos_token_id) and target_prefix make 12 "
        "tokens; max_new_tokens is 10"},
   };
   for (const Case& c : cases) {

@@ -20,20 +20,40 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
   info_.config.eos_id = 2;
 }
 
-engine::SequenceResult FakeEngine::Expected(
-    const std::vector<int32_t>& source, const engine::DecodeOptions& options,
-    int vocab_size) {
+namespace {
+
+// Hypothesis `k` of a request (0: the answer; beams rank by k, samples are
+// draw k). A sampled one depends on the seed too, so tests can tell seeds
+// apart.
+engine::SequenceResult Hypothesis(const std::vector<int32_t>& source,
+                                  const engine::DecodeOptions& options,
+                                  int vocab_size, int k) {
   engine::SequenceResult result;
   const int n = static_cast<int>(source.size());
   const bool eos = options.max_new_tokens > n;
   const int length = eos ? n : options.max_new_tokens;
+  const int64_t offset =
+      options.beam_size - 1 + 5 * k +
+      (options.do_sample ? static_cast<int64_t>(options.seed % 11) + 1 : 0);
   for (int i = 0; i < length; ++i) {
     // Ids 0..2 are special (pad, bos, eos): never produce them as ordinary
     // tokens.
-    const int32_t token =
-        3 + (source[i % n] * 7 + i + options.beam_size - 1) % (vocab_size - 3);
+    const int32_t token = static_cast<int32_t>(
+        3 + (source[i % n] * 7 + i + offset) % (vocab_size - 3));
+    const float log_prob =
+        -0.125f * static_cast<float>(1 + token % 4) - 0.25f * k;
     result.output_ids.push_back(token);
-    result.log_probs.push_back(-0.125f * static_cast<float>(1 + token % 4));
+    result.log_probs.push_back(log_prob);
+    if (options.top_log_probs > 0) {
+      // The chosen token first, then the next ids, each less likely.
+      std::vector<engine::TokenLogProb> top;
+      for (int j = 0; j < options.top_log_probs; ++j) {
+        top.push_back(
+            {static_cast<int32_t>(3 + (token - 3 + j) % (vocab_size - 3)),
+             log_prob - 0.5f * j});
+      }
+      result.top_log_probs.push_back(std::move(top));
+    }
   }
   for (float lp : result.log_probs) result.score += lp;
   if (options.beam_size > 1) {
@@ -42,6 +62,19 @@ engine::SequenceResult FakeEngine::Expected(
   }
   result.finish_reason =
       eos ? engine::FinishReason::kEos : engine::FinishReason::kLength;
+  return result;
+}
+
+}  // namespace
+
+engine::SequenceResult FakeEngine::Expected(
+    const std::vector<int32_t>& source, const engine::DecodeOptions& options,
+    int vocab_size) {
+  engine::SequenceResult result = Hypothesis(source, options, vocab_size, 0);
+  const bool several = options.beam_size > 1 || options.do_sample;
+  for (int k = 1; several && k < options.num_return_sequences; ++k) {
+    result.alternatives.push_back(Hypothesis(source, options, vocab_size, k));
+  }
   return result;
 }
 
@@ -77,6 +110,15 @@ absl::Status FakeEngine::Validate(const engine::SequenceInput& input) const {
       input.options.beam_size > engine::kMaxBeamSize) {
     return absl::InvalidArgumentError(
         absl::StrCat("beam_size ", input.options.beam_size));
+  }
+  // The engine's rules for the hypotheses (engine/decode/generator.h).
+  const int n = input.options.num_return_sequences;
+  if (input.options.do_sample && input.options.beam_size > 1) {
+    return absl::InvalidArgumentError("sampling with beam_size > 1");
+  }
+  if (n < 1 || (input.options.beam_size > 1 && n > input.options.beam_size) ||
+      (input.options.beam_size == 1 && !input.options.do_sample && n > 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("num_return_sequences ", n));
   }
   return absl::OkStatus();
 }
@@ -155,6 +197,10 @@ absl::StatusOr<std::vector<engine::StepEvent>> FakeEngine::Step() {
       if (greedy) {
         event.new_ids.push_back(expected.output_ids[active.emitted]);
         event.new_log_probs.push_back(expected.log_probs[active.emitted]);
+        if (!expected.top_log_probs.empty()) {
+          event.new_top_log_probs.push_back(
+              expected.top_log_probs[active.emitted]);
+        }
       }
       ++active.emitted;
     } else {
@@ -166,6 +212,7 @@ absl::StatusOr<std::vector<engine::StepEvent>> FakeEngine::Step() {
       if (!greedy) {
         event.new_ids = expected.output_ids;
         event.new_log_probs = expected.log_probs;
+        event.new_top_log_probs = expected.top_log_probs;
       }
       event.result = expected;
     }

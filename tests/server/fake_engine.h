@@ -5,9 +5,13 @@
 //
 // What it decodes: a source of n tokens yields n tokens and then EOS when
 // max_new_tokens > n, else max_new_tokens tokens (LENGTH). Token i depends only
-// on the source, i and the beam size, so a sequence decodes the same whatever
-// else is in the batch. Greedy emits a token per step (and nothing on the EOS
-// step), beams emit everything when they finish, as engine::Generator does.
+// on the source, i, the beam size and (sampling) the seed, so a sequence
+// decodes the same whatever else is in the batch. Greedy and sampling emit a
+// token per step (and nothing on the EOS step), beams emit everything when
+// they finish, as engine::Generator does. With num_return_sequences > 1 (beam
+// or sampling) the result has that many hypotheses (alternatives: hypothesis
+// k shifts the tokens by 5k and each log-prob by -k/4); with top_log_probs,
+// each token's list starts with the token itself, then the next ids.
 
 #include <cstdint>
 #include <string>

@@ -126,9 +126,11 @@ v1::GenerateResponse StreamResult::Concatenated() const {
   if (!messages.empty()) all = messages.back();
   all.clear_output_ids();
   all.clear_log_probs();
+  all.clear_top_log_probs();
   for (const v1::GenerateResponse& message : messages) {
     all.mutable_output_ids()->MergeFrom(message.output_ids());
     all.mutable_log_probs()->MergeFrom(message.log_probs());
+    all.mutable_top_log_probs()->MergeFrom(message.top_log_probs());
   }
   return all;
 }

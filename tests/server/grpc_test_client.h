@@ -27,8 +27,8 @@ grpc::Status Generate(v1::Seq2Seq::Stub& stub,
 struct StreamResult {
   grpc::Status status;
   std::vector<v1::GenerateResponse> messages;
-  // The messages' tokens and log-probs concatenated, with the last message's
-  // other fields: what a unary call answers.
+  // The messages' tokens, log-probs and top log-probs concatenated, with the
+  // last message's other fields: what a unary call answers (but its text).
   v1::GenerateResponse Concatenated() const;
 };
 StreamResult GenerateStream(v1::Seq2Seq::Stub& stub,

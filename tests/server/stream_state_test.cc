@@ -75,6 +75,53 @@ TEST(StreamStateTest, LastMessageCarriesTokensThatWereWaiting) {
   EXPECT_EQ(last.message->log_probs_size(), 0) << "not asked for";
 }
 
+TEST(StreamStateTest, TopLogProbsRideWithTheirTokens) {
+  StreamState state("r", false, nullptr, 16, kStall);
+  const std::vector<std::vector<engine::TokenLogProb>> first = {
+      {{5, -0.5f}, {9, -1.5f}}};
+  ASSERT_TRUE(state.AddTokens({5}, {-0.5f}, first, kNow).ok());
+  StreamState::Action write = state.Next(kNow);
+  ASSERT_EQ(write.kind, Kind::kWrite);
+  ASSERT_EQ(write.message->top_log_probs_size(), 1);
+  EXPECT_EQ(write.message->top_log_probs(0).tokens(1).token_id(), 9);
+  // Merged behind a write in flight, in order.
+  ASSERT_TRUE(state.AddTokens({6}, {-1.0f}, {{{6, -1.0f}}}, kNow).ok());
+  ASSERT_TRUE(state.AddTokens({7}, {-1.0f}, {{{7, -1.0f}}}, kNow).ok());
+  state.WriteDone(true);
+  write = state.Next(kNow);
+  ASSERT_EQ(write.kind, Kind::kWrite);
+  ASSERT_EQ(write.message->top_log_probs_size(), 2);
+  EXPECT_EQ(write.message->top_log_probs(0).tokens(0).token_id(), 6);
+  EXPECT_EQ(write.message->top_log_probs(1).tokens(0).token_id(), 7);
+}
+
+TEST(StreamStateTest, LastMessageCarriesTheAlternativesWholeAndTheSeed) {
+  StreamState state("r", /*with_log_probs=*/true, nullptr, 16, kStall);
+  ASSERT_TRUE(state.AddTokens({5}, {-0.5f}, kNow).ok());
+  ASSERT_EQ(state.Next(kNow).kind, Kind::kWrite);
+  state.WriteDone(true);
+  Outcome outcome = Done();
+  outcome.result.output_ids = {5};
+  engine::SequenceResult other;
+  other.output_ids = {8, 9};
+  other.log_probs = {-1.0f, -2.0f};
+  other.score = -3.0f;
+  other.finish_reason = engine::FinishReason::kLength;
+  outcome.result.alternatives = {other};
+  state.Finish(absl::OkStatus(), outcome, /*seed=*/77);
+  StreamState::Action last = state.Next(kNow);
+  ASSERT_EQ(last.kind, Kind::kWriteAndFinish);
+  EXPECT_EQ(last.message->output_ids_size(), 0) << "sent already";
+  EXPECT_EQ(last.message->seed(), 77u);
+  ASSERT_EQ(last.message->alternatives_size(), 1);
+  EXPECT_THAT(last.message->alternatives(0).output_ids(), ElementsAre(8, 9));
+  EXPECT_THAT(last.message->alternatives(0).log_probs(),
+              ElementsAre(-1.0f, -2.0f));
+  EXPECT_FLOAT_EQ(last.message->alternatives(0).score(), -3.0f);
+  EXPECT_EQ(last.message->alternatives(0).finish_reason(),
+            v1::FINISH_REASON_LENGTH);
+}
+
 // A stream as the service drives it: the engine adds `tokens_per_step` tokens
 // every `step_time`, and each write takes `write_takes` (infinite: the reader
 // stopped reading) to complete.

@@ -1,10 +1,11 @@
-// target_prefix_text through the real server and engine, with the Hugging
-// Face tokenizers of tests/data/hf_tokenizers/: a random model sized for each
-// tokenizer, with that family's special ids (and forced BOS where the family
-// has one), answers a request with target_prefix_text exactly as the same
-// request with the ids golden.json gives for the text's target side (scripts/
-// make_hf_tokenizer_golden.py), the forced BOS first where the model forces
-// one, as a transformers user forces decoder_input_ids.
+// GenerateRequest.target_prefix (a text; shipped as target_prefix_text)
+// through the real server and engine, with the Hugging Face tokenizers of
+// tests/data/hf_tokenizers/: a random model sized for each tokenizer, with
+// that family's special ids (and forced BOS where the family has one), answers
+// a request with target_prefix exactly as the same request with the
+// target_prefix_ids golden.json gives for the text's target side
+// (scripts/make_hf_tokenizer_golden.py), the forced BOS first where the model
+// forces one, as a transformers user forces decoder_input_ids.
 
 #include <filesystem>
 #include <fstream>
@@ -192,7 +193,7 @@ TEST_P(TargetPrefixTextServingTest, AnswersAsTheEquivalentIds) {
         text_request.set_beam_size(beam);
         text_request.set_target_language(target_language);
         v1::GenerateRequest ids_request = text_request;
-        text_request.set_target_prefix_text(prefix_text);
+        text_request.set_target_prefix(prefix_text);
 
         std::vector<int32_t> forced;
         if (*target_language != '\0') {
@@ -201,14 +202,14 @@ TEST_P(TargetPrefixTextServingTest, AnswersAsTheEquivalentIds) {
           ASSERT_TRUE(id.ok()) << id.status();
           forced.push_back(*id);
         } else if (served.forced_bos_id() >= 0) {
-          // target_prefix ids replace the forced BOS: the ids name it.
-          ids_request.add_target_prefix(served.forced_bos_id());
+          // target_prefix_ids replace the forced BOS: the ids name it.
+          ids_request.add_target_prefix_ids(served.forced_bos_id());
           forced.push_back(served.forced_bos_id());
         }
         const std::vector<int32_t> golden_ids =
             GoldenPrefix(golden, prefix_text);
         ASSERT_FALSE(golden_ids.empty());
-        for (int32_t id : golden_ids) ids_request.add_target_prefix(id);
+        for (int32_t id : golden_ids) ids_request.add_target_prefix_ids(id);
         forced.insert(forced.end(), golden_ids.begin(), golden_ids.end());
 
         const v1::GenerateResponse by_text = served.Call(text_request);
