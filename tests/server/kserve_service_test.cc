@@ -756,5 +756,25 @@ TEST_F(KserveServiceTest, StreamErrorArrivesAsAMessageAndTheStreamGoesOn) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST_F(KserveServiceTest, CancelledStreamFreesItsRequestsRows) {
+  Start();
+  engine_->HoldSteps();
+  grpc::ClientContext context;
+  std::unique_ptr<Stream> stream = stub_->ModelStreamInfer(&context);
+  inference::ModelInferRequest request =
+      IdsRequest(kModel, {std::vector<int32_t>(20, 5)}, Contents::kRaw);
+  SetIntParameter("max_new_tokens", 30, &request);
+  ASSERT_TRUE(stream->Write(request));
+  engine_->AwaitBlockedInStep();
+  context.TryCancel();
+  observer_.AwaitCallsCancelled(1);
+  engine_->ReleaseSteps();
+  // The row leaves the batch before its 21 steps: answered CANCELLED.
+  observer_.AwaitFinished({absl::StatusCode::kCancelled}, 1);
+  EXPECT_EQ(engine_->cancelled().size(), 1u);
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  AwaitTrue([&] { return server_->batcher().running_size() == 0; });
+}
+
 }  // namespace
 }  // namespace attnserve::server
