@@ -217,7 +217,7 @@ answer=$("${cli[@]}" generate --text="Monday, 23 November 2026" --timeout=30s 2>
 ok "Generate: 'Monday, 23 November 2026' -> $answer"
 
 metrics=$(curl -fsS --max-time 10 "http://127.0.0.1:$metrics_port/metrics") || fail "cannot scrape /metrics"
-grep -q '^attnserve_requests_total{code="OK",method="Generate"} 1$' <<<"$metrics" ||
+grep -q '^attnserve_requests_total{code="OK",method="Generate",protocol="seq2seq"} 1$' <<<"$metrics" ||
   fail "/metrics does not count the Generate: $(grep attnserve_requests_total <<<"$metrics")"
 grep -q '^attnserve_model_info{.*model="dates"' <<<"$metrics" || fail "/metrics has no attnserve_model_info for dates"
 ok "/metrics (host side) counts the Generate"

@@ -197,6 +197,10 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
     for (Queued& queued : queue_) {
       absl::Status status =
           Abandoned(*queued.sink, queued.item.deadline, now, false);
+      if (status.ok() && now >= queued.item.queue_deadline) {
+        status = absl::DeadlineExceededError(
+            "the request's queue timeout passed while queued");
+      }
       if (status.ok()) {
         waiting.push_back(std::move(queued));
       } else {
@@ -238,7 +242,8 @@ Batcher::PumpResult Batcher::PumpOnce(uint64_t* generation) {
     }
     result.wake_at = decision.wake_at;
     for (const Queued& queued : queue_) {
-      result.wake_at = std::min(result.wake_at, queued.item.deadline);
+      result.wake_at = std::min(
+          {result.wake_at, queued.item.deadline, queued.item.queue_deadline});
     }
     // Requests on their way from the queue to the engine still count as
     // running, so that AwaitIdle never sees a moment where they are in neither.

@@ -10,8 +10,37 @@ const char* MethodName(Method method) {
       return "GenerateStream";
     case Method::kGetModelInfo:
       return "GetModelInfo";
+    case Method::kServerLive:
+      return "ServerLive";
+    case Method::kServerReady:
+      return "ServerReady";
+    case Method::kModelReady:
+      return "ModelReady";
+    case Method::kServerMetadata:
+      return "ServerMetadata";
+    case Method::kModelMetadata:
+      return "ModelMetadata";
+    case Method::kModelInfer:
+      return "ModelInfer";
+    case Method::kModelStreamInfer:
+      return "ModelStreamInfer";
   }
   return "unknown";
+}
+
+Protocol ProtocolOf(Method method) {
+  switch (method) {
+    case Method::kGenerate:
+    case Method::kGenerateStream:
+    case Method::kGetModelInfo:
+      return Protocol::kSeq2Seq;
+    default:
+      return Protocol::kKServe;
+  }
+}
+
+const char* ProtocolName(Protocol protocol) {
+  return protocol == Protocol::kSeq2Seq ? "seq2seq" : "kserve";
 }
 
 const char* RejectReasonName(RejectReason reason) {

@@ -11,12 +11,38 @@
 
 namespace attnserve::server {
 
-// The RPCs of attnserve.v1.Seq2Seq.
-enum class Method { kGenerate, kGenerateStream, kGetModelInfo };
+// The RPCs the server answers: attnserve.v1.Seq2Seq's, then
+// inference.GRPCInferenceService's (the KServe v2 / Triton protocol,
+// docs/kserve.md).
+enum class Method {
+  kGenerate,
+  kGenerateStream,
+  kGetModelInfo,
+  kServerLive,
+  kServerReady,
+  kModelReady,
+  kServerMetadata,
+  kModelMetadata,
+  kModelInfer,
+  kModelStreamInfer,
+};
 inline constexpr Method kAllMethods[] = {
-    Method::kGenerate, Method::kGenerateStream, Method::kGetModelInfo};
-// The method's name in the API ("Generate", ...), as logs and metrics show it.
+    Method::kGenerate,        Method::kGenerateStream, Method::kGetModelInfo,
+    Method::kServerLive,      Method::kServerReady,    Method::kModelReady,
+    Method::kServerMetadata,  Method::kModelMetadata,  Method::kModelInfer,
+    Method::kModelStreamInfer};
+// The method's name in the API ("Generate", "ModelInfer", ...), as logs and
+// metrics show it.
 const char* MethodName(Method method);
+
+// The API a method belongs to.
+enum class Protocol { kSeq2Seq, kKServe };
+inline constexpr Protocol kAllProtocols[] = {Protocol::kSeq2Seq,
+                                             Protocol::kKServe};
+Protocol ProtocolOf(Method method);
+// "seq2seq" (attnserve.v1.Seq2Seq) or "kserve"
+// (inference.GRPCInferenceService).
+const char* ProtocolName(Protocol protocol);
 
 // Why a request was answered without being served.
 enum class RejectReason {
@@ -60,7 +86,8 @@ class ServerObserver {
   // ---- From the service (gRPC threads) ----
 
   // A call of `method` was answered with `code`, `duration` after it reached
-  // the service. Exactly once per call, whatever the outcome.
+  // the service. Exactly once per call, whatever the outcome; for
+  // ModelStreamInfer, once per request the stream carries (docs/kserve.md).
   virtual void OnCallDone(Method method, absl::StatusCode code,
                           absl::Duration duration) = 0;
   // A request was answered without being queued (bad request, queue full,

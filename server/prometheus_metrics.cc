@@ -82,15 +82,17 @@ prometheus::Labels ModelLabels(const ModelInfo& model) {
 PrometheusMetrics::PrometheusMetrics(const ModelInfo& model, int max_queue_size)
     : registry_(std::make_shared<Registry>()),
       process_(std::make_shared<ProcessCollector>()),
-      requests_(prometheus::BuildCounter()
-                    .Name("attnserve_requests_total")
-                    .Help("RPCs answered, by method and gRPC status code.")
-                    .Register(*registry_)),
+      requests_(
+          prometheus::BuildCounter()
+              .Name("attnserve_requests_total")
+              .Help("RPCs answered, by protocol, method and gRPC status code "
+                    "(ModelStreamInfer: requests on its streams).")
+              .Register(*registry_)),
       request_duration_(
           prometheus::BuildHistogram()
               .Name("attnserve_request_duration_seconds")
               .Help("Time from an RPC reaching the service to its answer, by "
-                    "method and gRPC status code.")
+                    "protocol, method and gRPC status code.")
               .Register(*registry_)),
       queue_duration_(NewHistogram(
           *registry_, "attnserve_queue_duration_seconds",
@@ -200,7 +202,8 @@ PrometheusMetrics::CallSeries PrometheusMetrics::SeriesOf(
     // histogram is 20 series.
     const prometheus::Labels labels = {
         {"method", MethodName(method)},
-        {"code", absl::StatusCodeToString(code)}};
+        {"code", absl::StatusCodeToString(code)},
+        {"protocol", ProtocolName(ProtocolOf(method))}};
     it->second = {&requests_.Add(labels),
                   &request_duration_.Add(labels, LatencyBuckets())};
   }

@@ -18,6 +18,9 @@ struct WorkItem {
   std::vector<int32_t> source;  // token ids
   engine::DecodeOptions decode;
   absl::Time deadline = absl::InfiniteFuture();  // on the batcher's clock
+  // A request still queued then is answered DEADLINE_EXCEEDED; once admitted
+  // it no longer applies (the KServe protocol's `timeout`). Batcher's clock.
+  absl::Time queue_deadline = absl::InfiniteFuture();
   // Start without waiting for a batch to fill (QueuedRequest::urgent).
   bool urgent = false;
 };

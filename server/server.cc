@@ -167,6 +167,8 @@ absl::Status Server::Start() {
   env.tokenizer = tokenizer_.get();
   env.observer = observer_;
   env.clock = RealClock();
+  // Both protocols over the one batcher (docs/kserve.md).
+  kserve_service_ = std::make_unique<kserve::InferenceService>(env);
   service_ = std::make_unique<Seq2SeqService>(std::move(env));
 
   RETURN_IF_ERROR(CheckCanListen(options_.listen_address));
@@ -189,6 +191,7 @@ absl::Status Server::Start() {
                            &port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.RegisterService(service_.get());
+  builder.RegisterService(kserve_service_.get());
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port_ == 0) {
     // gRPC checks a TLS key against its certificate only here, and says why

@@ -1,6 +1,7 @@
 #pragma once
 // The whole serving process minus flags: the batcher and its inference thread
 // over one engine, and a gRPC server with attnserve.v1.Seq2Seq,
+// inference.GRPCInferenceService (KServe v2, docs/kserve.md),
 // grpc.health.v1.Health and server reflection on one port.
 
 #include <memory>
@@ -13,6 +14,7 @@
 #include "server/batch_engine.h"
 #include "server/batcher.h"
 #include "server/convert.h"
+#include "server/kserve/service.h"
 #include "server/metrics.h"
 #include "server/service.h"
 #include "server/tokenizers/tokenizer.h"
@@ -79,6 +81,7 @@ class Server {
   ServerObserver* observer_ = nullptr;
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<Seq2SeqService> service_;
+  std::unique_ptr<kserve::InferenceService> kserve_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
 

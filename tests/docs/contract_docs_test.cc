@@ -1,7 +1,9 @@
 // The project's contract documents against the code they describe:
 // docs/model-format.md against the config parser and the weight loader,
 // docs/api.md against the compiled attnserve.v1 descriptors, the status mapping
-// and the metrics, docs/metrics.md against the metric families the server
+// and the metrics, docs/kserve.md against the compiled descriptors of the
+// KServe v2 protocol (package inference), docs/metrics.md against the metric
+// families the server
 // registers, and every link of README.md and docs/*.md against the tree.
 //
 // A failure says which document lacks (or wrongly has) which name, so whoever
@@ -29,6 +31,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "gtest/gtest.h"
+#include "inference/grpc_service.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/batch_engine.h"
 #include "server/prometheus_metrics.h"
@@ -51,6 +54,7 @@ using Json = nlohmann::json;
 constexpr char kModelFormatDoc[] = "docs/model-format.md";
 constexpr char kApiDoc[] = "docs/api.md";
 constexpr char kMetricsDoc[] = "docs/metrics.md";
+constexpr char kKserveDoc[] = "docs/kserve.md";
 
 std::string ReadSource(const std::string& relative) {
   const std::string path = absl::StrCat(ATTNSERVE_SOURCE_DIR, "/", relative);
@@ -368,39 +372,50 @@ TEST(ModelFormatDocTest, TensorTableListsEveryTensorWithItsShape) {
   }
 }
 
-// --- docs/api.md -------------------------------------------------------------
+// --- docs/api.md and docs/kserve.md -----------------------------------------
 
-const FileDescriptor& ApiFile() {
-  return *v1::GenerateRequest::descriptor()->file();
+// A proto file and the document that must describe every member of it.
+struct ProtoDoc {
+  const char* path;  // of the document
+  const FileDescriptor& file;
+};
+
+ProtoDoc ApiDoc() {
+  return {kApiDoc, *v1::GenerateRequest::descriptor()->file()};
+}
+ProtoDoc KserveDoc() {
+  return {kKserveDoc, *inference::ModelInferRequest::descriptor()->file()};
 }
 
 // A type's name as the document writes it: relative to the package.
-std::string DocName(const std::string& full_name) {
-  const std::string prefix = ApiFile().package() + ".";
+std::string DocName(const ProtoDoc& doc, const std::string& full_name) {
+  const std::string prefix = doc.file.package() + ".";
   return absl::StartsWith(full_name, prefix) ? full_name.substr(prefix.size())
                                              : full_name;
 }
 
-std::string FieldType(const FieldDescriptor& field) {
+std::string FieldType(const ProtoDoc& doc, const FieldDescriptor& field) {
   if (field.is_map()) {
-    return absl::StrCat("map<", FieldType(*field.message_type()->field(0)),
-                        ", ", FieldType(*field.message_type()->field(1)), ">");
+    return absl::StrCat("map<", FieldType(doc, *field.message_type()->field(0)),
+                        ", ", FieldType(doc, *field.message_type()->field(1)),
+                        ">");
   }
   std::string type = field.message_type() != nullptr
-                         ? DocName(field.message_type()->full_name())
+                         ? DocName(doc, field.message_type()->full_name())
                      : field.enum_type() != nullptr
-                         ? DocName(field.enum_type()->full_name())
+                         ? DocName(doc, field.enum_type()->full_name())
                          : field.type_name();
   if (field.is_repeated()) return absl::StrCat("repeated ", type);
   if (field.has_optional_keyword()) return absl::StrCat("optional ", type);
   return type;
 }
 
-// Checks one "### KIND `Name`" section of docs/api.md: a row per member with
+// Checks one "### KIND `Name`" section of the document: a row per member with
 // the expected cells after the name, and no row for a member that does not
 // exist. `members` maps each member's name to its expected cells 2, 3, ...
 void CheckSection(
-    const std::string& doc, const std::string& kind, const std::string& name,
+    const ProtoDoc& proto_doc, const std::string& doc, const std::string& kind,
+    const std::string& name,
     const std::map<std::string, std::vector<std::string>>& members,
     const std::vector<std::string>& cell_names,
     std::set<std::string>* sections_checked) {
@@ -409,8 +424,9 @@ void CheckSection(
   bool found = false;
   const std::vector<std::string> section = Section(doc, heading, &found);
   if (!found) {
-    ADD_FAILURE() << kApiDoc << " has no section \"" << heading << "\" for "
-                  << kind << " " << ApiFile().package() << "." << name;
+    ADD_FAILURE() << proto_doc.path << " has no section \"" << heading
+                  << "\" for " << kind << " " << proto_doc.file.package() << "."
+                  << name;
     return;
   }
   const std::map<std::string, std::vector<std::string>> rows =
@@ -423,7 +439,7 @@ void CheckSection(
         absl::StrAppend(&what, i == 0 ? "" : ", ", cell_names[i], " ",
                         expected[i]);
       }
-      ADD_FAILURE() << kApiDoc << ", section \"" << heading
+      ADD_FAILURE() << proto_doc.path << ", section \"" << heading
                     << "\": no row for `" << member << "` (" << what << ")";
       continue;
     }
@@ -431,49 +447,52 @@ void CheckSection(
       const std::string actual =
           i + 1 < row->second.size() ? Unquote(row->second[i + 1]) : "";
       EXPECT_EQ(actual, expected[i])
-          << kApiDoc << ", section \"" << heading << "\", row `" << member
-          << "`: the " << cell_names[i] << " is " << expected[i];
+          << proto_doc.path << ", section \"" << heading << "\", row `"
+          << member << "`: the " << cell_names[i] << " is " << expected[i];
     }
   }
   for (const auto& [member, cells] : rows) {
     EXPECT_TRUE(members.count(member))
-        << kApiDoc << ", section \"" << heading << "\": a row for `" << member
-        << "`, which " << kind << " " << name << " does not have";
+        << proto_doc.path << ", section \"" << heading << "\": a row for `"
+        << member << "`, which " << kind << " " << name << " does not have";
   }
 }
 
-void CheckEnum(const std::string& doc, const EnumDescriptor& e,
-               std::set<std::string>* sections) {
+void CheckEnum(const ProtoDoc& proto_doc, const std::string& doc,
+               const EnumDescriptor& e, std::set<std::string>* sections) {
   std::map<std::string, std::vector<std::string>> values;
   for (int i = 0; i < e.value_count(); ++i) {
     values[e.value(i)->name()] = {absl::StrCat(e.value(i)->number())};
   }
-  CheckSection(doc, "enum", DocName(e.full_name()), values, {"number"},
-               sections);
+  CheckSection(proto_doc, doc, "enum", DocName(proto_doc, e.full_name()),
+               values, {"number"}, sections);
 }
 
-void CheckMessage(const std::string& doc, const Descriptor& message,
-                  std::set<std::string>* sections) {
+void CheckMessage(const ProtoDoc& proto_doc, const std::string& doc,
+                  const Descriptor& message, std::set<std::string>* sections) {
   if (message.options().map_entry()) return;
   std::map<std::string, std::vector<std::string>> fields;
   for (int i = 0; i < message.field_count(); ++i) {
     const FieldDescriptor& field = *message.field(i);
-    fields[field.name()] = {absl::StrCat(field.number()), FieldType(field)};
+    fields[field.name()] = {absl::StrCat(field.number()),
+                            FieldType(proto_doc, field)};
   }
-  CheckSection(doc, "message", DocName(message.full_name()), fields,
+  CheckSection(proto_doc, doc, "message",
+               DocName(proto_doc, message.full_name()), fields,
                {"number", "type"}, sections);
   for (int i = 0; i < message.nested_type_count(); ++i) {
-    CheckMessage(doc, *message.nested_type(i), sections);
+    CheckMessage(proto_doc, doc, *message.nested_type(i), sections);
   }
   for (int i = 0; i < message.enum_type_count(); ++i) {
-    CheckEnum(doc, *message.enum_type(i), sections);
+    CheckEnum(proto_doc, doc, *message.enum_type(i), sections);
   }
 }
 
-TEST(ApiDocTest, EveryMethodMessageFieldAndEnumValueHasItsRow) {
-  const std::string doc = ReadSource(kApiDoc);
-  const FileDescriptor& file = ApiFile();
-  ASSERT_EQ(file.package(), "attnserve.v1");
+// Every service, method, message, field and enum value of the proto file has
+// its row in the document, and the document has no section for anything else.
+void CheckProtoDoc(const ProtoDoc& proto_doc) {
+  const std::string doc = ReadSource(proto_doc.path);
+  const FileDescriptor& file = proto_doc.file;
   std::set<std::string> sections;
   for (int s = 0; s < file.service_count(); ++s) {
     const ServiceDescriptor& service = *file.service(s);
@@ -482,18 +501,18 @@ TEST(ApiDocTest, EveryMethodMessageFieldAndEnumValueHasItsRow) {
       const MethodDescriptor& method = *service.method(m);
       methods[method.name()] = {
           absl::StrCat(method.client_streaming() ? "stream " : "",
-                       DocName(method.input_type()->full_name())),
+                       DocName(proto_doc, method.input_type()->full_name())),
           absl::StrCat(method.server_streaming() ? "stream " : "",
-                       DocName(method.output_type()->full_name()))};
+                       DocName(proto_doc, method.output_type()->full_name()))};
     }
-    CheckSection(doc, "service", service.name(), methods,
+    CheckSection(proto_doc, doc, "service", service.name(), methods,
                  {"request", "response"}, &sections);
   }
   for (int i = 0; i < file.message_type_count(); ++i) {
-    CheckMessage(doc, *file.message_type(i), &sections);
+    CheckMessage(proto_doc, doc, *file.message_type(i), &sections);
   }
   for (int i = 0; i < file.enum_type_count(); ++i) {
-    CheckEnum(doc, *file.enum_type(i), &sections);
+    CheckEnum(proto_doc, doc, *file.enum_type(i), &sections);
   }
   // And no section for something the proto does not have.
   const std::regex heading("### (service|message|enum) `[A-Za-z0-9_.]+`");
@@ -501,10 +520,23 @@ TEST(ApiDocTest, EveryMethodMessageFieldAndEnumValueHasItsRow) {
     const std::string line(line_view);
     if (std::regex_match(line, heading)) {
       EXPECT_TRUE(sections.count(line))
-          << kApiDoc << ": section \"" << line << "\" describes something "
-          << "attnserve/v1/attnserve.proto does not define";
+          << proto_doc.path << ": section \"" << line
+          << "\" describes something " << file.name() << " does not define";
     }
   }
+}
+
+TEST(ApiDocTest, EveryMethodMessageFieldAndEnumValueHasItsRow) {
+  ASSERT_EQ(ApiDoc().file.package(), "attnserve.v1");
+  CheckProtoDoc(ApiDoc());
+}
+
+// The KServe v2 / Triton protocol (package inference) in docs/kserve.md, as
+// attnserve.v1 in docs/api.md.
+TEST(KserveDocTest, EveryMethodMessageAndFieldHasItsRow) {
+  ASSERT_EQ(KserveDoc().file.package(), "inference");
+  ASSERT_EQ(KserveDoc().file.name(), "inference/grpc_service.proto");
+  CheckProtoDoc(KserveDoc());
 }
 
 // Every code the server's one mapping function can return has a row in the
@@ -576,7 +608,8 @@ TEST(MetricsDocTest, MetricsDocListsEveryFamilyAndLabel) {
         EXPECT_TRUE(spans.count(label.name))
             << kMetricsDoc << " does not name the label `" << label.name
             << "` of `" << family.name << "`";
-        if (label.name == "reason" || label.name == "method") {
+        if (label.name == "reason" || label.name == "method" ||
+            label.name == "protocol") {
           EXPECT_TRUE(spans.count(label.value))
               << kMetricsDoc << " does not name the value `" << label.value
               << "` of label `" << label.name << "` of `" << family.name << "`";

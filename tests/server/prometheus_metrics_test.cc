@@ -328,12 +328,13 @@ TEST(PrometheusMetricsTest, ServesTheTextFormatOverHttp) {
   EXPECT_EQ(response->status, 200);
   EXPECT_THAT(response->body,
               HasSubstr("# TYPE attnserve_request_duration_seconds histogram"));
-  EXPECT_THAT(response->body,
-              HasSubstr("attnserve_request_duration_seconds_bucket{code=\"OK\","
-                        "method=\"Generate\",le=\"0.05\"} 1"));
+  EXPECT_THAT(
+      response->body,
+      HasSubstr("attnserve_request_duration_seconds_bucket{code=\"OK\","
+                "method=\"Generate\",protocol=\"seq2seq\",le=\"0.05\"} 1"));
   EXPECT_THAT(response->body,
               HasSubstr("attnserve_requests_total{code=\"OK\",method="
-                        "\"Generate\"} 1"));
+                        "\"Generate\",protocol=\"seq2seq\"} 1"));
   EXPECT_THAT(response->body, HasSubstr("process_resident_memory_bytes "));
 
   // A second exposer on the same port cannot listen.
