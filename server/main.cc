@@ -387,7 +387,8 @@ int Run() {
   std::printf(
       "attnserve: serving model %s (layout %s, compute_type %s, "
       "kv_cache_dtype %s; "
-      "attnserve.v1.Seq2Seq, health, reflection) on %s:%d; "
+      "attnserve.v1.Seq2Seq, inference.GRPCInferenceService, health, "
+      "reflection) on %s:%d; "
       "batching=%s max_batch_size=%d max_queue_delay=%s, backend=%s "
       "threads=%d (%s)%s%s, %s, %s\n",
       (*server)->model_info().name.c_str(),
