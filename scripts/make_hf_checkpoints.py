@@ -540,7 +540,8 @@ def check(root):
            banned(dict(forced_eos_token_id=2, max_length=5), [[0, 5, 5]]) == [[]],
            "forced_eos_token_id at cur_len max_length - 1 only")
     expect(G.GenConfig(base, dict(max_new_tokens=5, max_length=99)).max_length == 6, "max_new_tokens")
-    for bad in (dict(do_sample=True), dict(repetition_penalty=1.2), dict(num_return_sequences=2),
+    for bad in (dict(do_sample=True, num_beams=2), dict(typical_p=0.9), dict(num_beam_groups=2),
+                dict(repetition_penalty=0.0), dict(top_p=1.5),
                 dict(early_stopping="sometimes"), dict(eos_token_id=[]), dict(bad_words_ids=[[]])):
         try:
             G.GenConfig(base, bad)

@@ -19,6 +19,14 @@ DecodeOptions DecodeOptionsFromGeneration(const GenerationConfig& generation) {
   options.min_length = generation.min_length;
   options.no_repeat_ngram_size = generation.no_repeat_ngram_size;
   options.early_stopping = generation.early_stopping;
+  options.do_sample = generation.do_sample;
+  options.temperature = generation.temperature;
+  options.top_k = generation.top_k;
+  options.top_p = generation.top_p;
+  options.repetition_penalty = generation.repetition_penalty;
+  options.min_new_tokens = generation.min_new_tokens;
+  options.suppress_token_ids = generation.suppress_tokens;
+  options.num_return_sequences = generation.num_return_sequences;
   return options;
 }
 

@@ -122,13 +122,16 @@ namespace {
 // `c` ending its parent's path: by EOS (the EOS token is kept apart from the
 // ids) or by length (the token is the path's last). `generated` tokens count
 // for the length penalty, the EOS included.
-FinishedHypothesis FinishCandidate(const BeamSettings& settings,
-                                   const BeamPath& parent,
-                                   const BeamCandidate& c, bool eos,
-                                   int generated) {
+FinishedHypothesis FinishCandidate(
+    const BeamSettings& settings, const BeamPath& parent,
+    const BeamCandidate& c, bool eos, int generated,
+    absl::Span<const std::vector<TokenLogProb>> row_top) {
   FinishedHypothesis f;
   f.ids = parent.ids;
   f.log_probs = parent.log_probs;
+  f.top_log_probs = parent.top_log_probs;
+  if (!eos && !row_top.empty())
+    f.top_log_probs.push_back(row_top[c.hypothesis]);
   if (eos) {
     f.finish_reason = FinishReason::kEos;
     f.eos_id = c.token;
@@ -152,6 +155,7 @@ void FinishByLength(const BeamSettings& settings,
     FinishedHypothesis f;
     f.ids = p.ids;
     f.log_probs = p.log_probs;
+    f.top_log_probs = p.top_log_probs;
     f.score = LengthPenalisedScore(p.cum_log_prob, p.ids.size(),
                                    settings.length_penalty);
     f.finish_reason = FinishReason::kLength;
@@ -168,12 +172,13 @@ void FinishByLength(const BeamSettings& settings,
 BeamStepOutcome LegacyBeamSearchStep(
     const BeamSettings& settings, int step, absl::Span<const BeamPath> live,
     const std::vector<BeamCandidate>& candidates,
-    std::vector<FinishedHypothesis>* finished) {
+    std::vector<FinishedHypothesis>* finished,
+    absl::Span<const std::vector<TokenLogProb>> row_top) {
   const size_t beam = static_cast<size_t>(settings.beam_size);
   const int generated = step + 1;
   auto finish = [&](const BeamCandidate& c, bool eos) {
-    finished->push_back(
-        FinishCandidate(settings, live[c.hypothesis], c, eos, generated));
+    finished->push_back(FinishCandidate(settings, live[c.hypothesis], c, eos,
+                                        generated, row_top));
   };
   BeamStepOutcome out;
   for (const BeamCandidate& c : candidates) {
@@ -204,15 +209,16 @@ BeamStepOutcome LegacyBeamSearchStep(
 BeamStepOutcome BeamSearchStep(
     const BeamSettings& settings, int step, absl::Span<const BeamPath> live,
     absl::Span<const std::vector<TokenScore>> row_best,
-    std::vector<FinishedHypothesis>* finished) {
+    std::vector<FinishedHypothesis>* finished,
+    absl::Span<const std::vector<TokenLogProb>> row_top) {
   const size_t beam = static_cast<size_t>(settings.beam_size);
   std::vector<double> cum(live.size());
   for (size_t i = 0; i < live.size(); ++i) cum[i] = live[i].cum_log_prob;
   const std::vector<BeamCandidate> candidates =
       TopBeamCandidates(row_best, cum, settings.candidates);
   if (settings.legacy) {
-    BeamStepOutcome out =
-        LegacyBeamSearchStep(settings, step, live, candidates, finished);
+    BeamStepOutcome out = LegacyBeamSearchStep(settings, step, live, candidates,
+                                               finished, row_top);
     if (out.done && finished->empty()) FinishByLength(settings, live, finished);
     return out;
   }
@@ -232,8 +238,8 @@ BeamStepOutcome BeamSearchStep(
                                         settings.eos_ids.end(), c.token);
     if (eos || last) {
       if (rank >= beam) continue;  // only the top B of the K may finish
-      hits.push_back(
-          FinishCandidate(settings, live[c.hypothesis], c, eos, generated));
+      hits.push_back(FinishCandidate(settings, live[c.hypothesis], c, eos,
+                                     generated, row_top));
     } else if (out.children.size() < beam) {
       out.children.push_back(c);
     }

@@ -68,6 +68,8 @@ struct FinishedHypothesis {
   FinishReason finish_reason = FinishReason::kNone;
   int32_t eos_id = -1;  // kEos: the EOS that ended it, and its log-prob
   float eos_log_prob = 0;
+  // DecodeOptions::top_log_probs > 0: one list per id.
+  std::vector<std::vector<TokenLogProb>> top_log_probs;
 };
 
 // Index of the best score; the earlier one wins a tie. `finished` must not be
@@ -80,6 +82,8 @@ struct BeamPath {
   std::vector<int32_t> ids;
   std::vector<float> log_probs;
   double cum_log_prob = 0;
+  // DecodeOptions::top_log_probs > 0: one list per id.
+  std::vector<std::vector<TokenLogProb>> top_log_probs;
 };
 
 struct BeamSettings {
@@ -124,10 +128,13 @@ struct BeamStepOutcome {
 // `legacy`: DecodeOptions::legacy_beam_search instead (finished[0] is still
 // the answer).
 // If `done` leaves `finished` empty (every candidate -inf from the start),
-// the live paths are finished by length.
+// the live paths are finished by length. `row_top` (empty, or one per live
+// path): the model's best tokens of each row this step, appended to the
+// top_log_probs of a hypothesis that finishes by length here.
 BeamStepOutcome BeamSearchStep(
     const BeamSettings& settings, int step, absl::Span<const BeamPath> live,
     absl::Span<const std::vector<TokenScore>> row_best,
-    std::vector<FinishedHypothesis>* finished);
+    std::vector<FinishedHypothesis>* finished,
+    absl::Span<const std::vector<TokenLogProb>> row_top = {});
 
 }  // namespace attnserve::engine

@@ -14,6 +14,7 @@
 #include "engine/decode/batching.h"
 #include "engine/decode/decoding.h"
 #include "engine/decode/logits_rules.h"
+#include "engine/decode/sampling.h"
 #include "engine/network/transformer.h"
 #include "engine/no_throw.h"
 #include "engine/ops/log_sum_exp.h"
@@ -62,15 +63,27 @@ struct Hypothesis {
   int64_t capacity = 0;
   int32_t token = 0;  // input token of the next step
   BeamPath path;      // tokens so far (greedy: with their model log-probs)
+  int sample = 0;     // sampling: the draw's index (0..n-1); else 0
 };
 
-// One row's best tokens after the rules, with model log-probs (log-softmax of
-// the unprocessed logits).
+// A candidate next token of one row.
+struct RowToken {
+  int32_t token = 0;
+  // After the rules (and the warpers when sampled): a processed logit for
+  // greedy and sampling, a processed log-prob for beam search.
+  float processed = 0;
+  float log_prob = 0;  // the model's: log-softmax of the unprocessed logits
+};
+
+// One row's next tokens.
 struct RowBest {
   // Best first by processed score: the forced tokens in id order when
-  // `forced`, else the best unbanned tokens.
-  std::vector<TokenScore> tokens;
+  // `forced`, the drawn token alone when sampled, else the best unbanned
+  // tokens.
+  std::vector<RowToken> tokens;
   bool forced = false;  // processed score 0 for each of `tokens`
+  // DecodeOptions::top_log_probs > 0: the model's best tokens, best first.
+  std::vector<TokenLogProb> top;
 };
 
 struct ActiveSequence {
@@ -92,6 +105,25 @@ struct ActiveSequence {
   // children than one (ReorderBeams), so a step allocates nothing.
   std::vector<Tensor> spare_caches;
   std::vector<FinishedHypothesis> finished;  // beam search only
+  // Greedy and sampling: one per sample (1 for greedy), filled as each
+  // finishes.
+  std::vector<SequenceResult> results;
+};
+
+// What BestTokens keeps per row while the vocabulary streams past.
+struct RowWork {
+  RowWork(int keep, int top_log_probs)
+      : keep(keep), top(keep), model_top(top_log_probs) {}
+  int keep;
+  TopTokens top;        // the best after the rules (unsampled rows)
+  TopTokens model_top;  // the best before them (top_log_probs)
+  RowRule rule;
+  // Raw logits of rule.penalised, filled as their slices pass.
+  std::vector<float> penalised_raw;
+  const ActiveSequence* seq = nullptr;
+  const Hypothesis* hypothesis = nullptr;
+  bool beam = false;
+  int64_t sample_row = -1;  // sampled: its row of BestTokens' full logits
 };
 
 class Generator::Impl {
@@ -101,6 +133,7 @@ class Generator::Impl {
 
   absl::Status Validate(const SequenceInput& in) const;
   absl::Status ValidateRules(const DecodeOptions& o) const;
+  absl::Status ValidateControls(const DecodeOptions& o) const;
   absl::Status Add(std::vector<SequenceInput> inputs);
   absl::Status AddBody(std::vector<SequenceInput> inputs);
   absl::StatusOr<std::vector<StepEvent>> Step();
@@ -140,15 +173,25 @@ class Generator::Impl {
   // Applies one step's best tokens (rows [first, first + live.size()) of
   // BestTokens) to a sequence; fills `event` and returns true when the
   // sequence has finished.
-  bool AdvanceGreedy(ActiveSequence& seq, const RowBest& best,
-                     StepEvent* event);
+  // Greedy and sampling: each live row takes its token; rows that end leave
+  // seq.live (their result kept in seq.results); the sequence finishes with
+  // its last row.
+  bool AdvanceRows(ActiveSequence& seq, absl::Span<const RowBest> best,
+                   StepEvent* event);
   bool AdvanceBeam(ActiveSequence& seq, absl::Span<const RowBest> best,
                    StepEvent* event);
+  // The draw of a sampled row from its whole row of raw `logits` ([vocab])
+  // and their log-sum-exp: the rules, the warpers, then DrawToken with the
+  // row's (seed, sample, step).
+  RowToken Sample(const RowWork& w, const float* logits, int64_t vocab,
+                  float lse);
   // Rebuilds seq.live from the chosen children, moving a parent's cache to its
   // first child and copying it into a spare cache (or one of a parent left
-  // without children) for any further child.
+  // without children) for any further child. `tops`: empty, or each live
+  // row's top log-probs of this step.
   void ReorderBeams(ActiveSequence& seq,
-                    const std::vector<BeamCandidate>& children);
+                    const std::vector<BeamCandidate>& children,
+                    absl::Span<const std::vector<TokenLogProb>> tops);
 
   const Model* model_;
   const Transformer& net_;
@@ -157,6 +200,9 @@ class Generator::Impl {
   Tensor logits_;               // [rows, one vocabulary slice]
   std::vector<float> slice_log_sum_exps_;  // [slices, rows]
   std::vector<int32_t> prefix_;            // RuleForRow's argument, reused
+  Tensor sample_logits_;     // [sampled rows, vocab]; sampled steps only
+  std::vector<float> warp_;  // Sample's row, reused
+  std::vector<int32_t> warp_order_;  // WarpScores' scratch, reused
   std::vector<std::unique_ptr<ActiveSequence>> active_;
 };
 
@@ -257,6 +303,57 @@ absl::Status Generator::Impl::ValidateRules(const DecodeOptions& o) const {
           "target_prefix[", i, "] = ", id,
           " is an EOS id: the output would end inside its prefix"));
     }
+  }
+  for (size_t i = 0; i < o.suppress_token_ids.size(); ++i) {
+    if (!in_vocab(o.suppress_token_ids[i]))
+      return outside(absl::StrCat("suppress_token_ids[", i, "]"),
+                     o.suppress_token_ids[i]);
+  }
+  return ValidateControls(o);
+}
+
+absl::Status Generator::Impl::ValidateControls(const DecodeOptions& o) const {
+  auto invalid = [](auto... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  if (o.do_sample && o.beam_size > 1) {
+    return invalid("do_sample with beam_size ", o.beam_size,
+                   ": sampling draws from greedy rows only (beam_size 1); "
+                   "beam sampling is not supported");
+  }
+  if (o.do_sample && !(std::isfinite(o.temperature) && o.temperature > 0)) {
+    return invalid("temperature ", o.temperature,
+                   " must be finite and > 0 when sampling");
+  }
+  if (o.top_k < 0) return invalid("top_k ", o.top_k, " must be >= 0 (0 = off)");
+  if (!(o.top_p > 0 && o.top_p <= 1))
+    return invalid("top_p ", o.top_p, " is outside (0, 1] (1 = off)");
+  if (!(std::isfinite(o.repetition_penalty) && o.repetition_penalty > 0)) {
+    return invalid("repetition_penalty ", o.repetition_penalty,
+                   " must be finite and > 0 (1 = off)");
+  }
+  if (o.min_new_tokens < 0 || o.min_new_tokens > o.max_new_tokens) {
+    return invalid("min_new_tokens ", o.min_new_tokens,
+                   " is outside [0, max_new_tokens = ", o.max_new_tokens, "]");
+  }
+  const int n = o.num_return_sequences;
+  if (n < 1 || n > kMaxNumReturnSequences) {
+    return invalid("num_return_sequences ", n, " is outside [1, ",
+                   kMaxNumReturnSequences, "]");
+  }
+  if (o.beam_size > 1 && n > o.beam_size) {
+    return invalid("num_return_sequences ", n, " is above beam_size ",
+                   o.beam_size,
+                   ": beam search returns at most beam_size hypotheses");
+  }
+  if (o.beam_size == 1 && !o.do_sample && n != 1) {
+    return invalid("num_return_sequences ", n,
+                   " needs do_sample or beam_size >= ", n,
+                   ": greedy search has a single hypothesis");
+  }
+  if (o.top_log_probs < 0 || o.top_log_probs > kMaxTopLogProbs) {
+    return invalid("top_log_probs ", o.top_log_probs, " is outside [0, ",
+                   kMaxTopLogProbs, "]");
   }
   return absl::OkStatus();
 }
@@ -373,16 +470,23 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
   for (auto& seq : added) {
     seq->cache_capacity =
         std::min<int64_t>(kInitialCachePositions, seq->options.max_new_tokens);
-    Hypothesis start;
-    start.capacity = seq->cache_capacity;
-    if (absl::Status status = NewCache(seq->cache_capacity, &start.cache);
-        !status.ok()) {
-      return Annotate(status, absl::StrCat("allocating the KV cache of "
-                                           "sequence ",
-                                           seq->id));
+    // Beam search starts from one hypothesis; n samples from n rows that
+    // share the source's cross-attention keys and values.
+    const int rows = seq->options.beam_size > 1 ? 1 : DecoderRows(seq->options);
+    if (seq->options.beam_size == 1) seq->results.resize(rows);
+    for (int sample = 0; sample < rows; ++sample) {
+      Hypothesis start;
+      start.capacity = seq->cache_capacity;
+      if (absl::Status status = NewCache(seq->cache_capacity, &start.cache);
+          !status.ok()) {
+        return Annotate(status, absl::StrCat("allocating the KV cache of "
+                                             "sequence ",
+                                             seq->id));
+      }
+      start.token = seq->start_token;
+      start.sample = sample;
+      seq->live.push_back(std::move(start));
     }
-    start.token = seq->start_token;
-    seq->live.push_back(std::move(start));
   }
   // Reserved first, so that moving the new sequences in cannot fail halfway.
   active_.reserve(active_.size() + added.size());
@@ -393,6 +497,7 @@ absl::Status Generator::Impl::AddBody(std::vector<SequenceInput> inputs) {
 absl::Status Generator::Impl::PrepareCaches(ActiveSequence& seq) {
   const int64_t needed = int64_t{seq.step} + 1;  // this step writes `step`
   const int beam = seq.options.beam_size;
+  const int rows = DecoderRows(seq.options);
   if (needed > seq.cache_capacity) {
     seq.cache_capacity = std::min<int64_t>(
         seq.options.max_new_tokens, std::max(2 * seq.cache_capacity, needed));
@@ -404,8 +509,8 @@ absl::Status Generator::Impl::PrepareCaches(ActiveSequence& seq) {
         net_.self_cache_size(capacity) * static_cast<int64_t>(sizeof(float));
     return absl::ResourceExhaustedError(absl::StrCat(
         "out of memory growing the KV cache of sequence ", seq.id, " to ",
-        capacity, " positions (", MiB(bytes), " per hypothesis, ", beam,
-        beam == 1 ? " hypothesis" : " hypotheses", "): ", status.message()));
+        capacity, " positions (", MiB(bytes), " per hypothesis, ", rows,
+        rows == 1 ? " hypothesis" : " hypotheses", "): ", status.message()));
   };
   // One hypothesis at a time, so the old and the new cache coexist for one
   // only. Each records its own capacity, so a growth that fails halfway
@@ -503,7 +608,7 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
           NoThrow([&] { return absl::StrCat("advancing sequence ", seq->id); },
                   [&] {
                     done = seq->options.beam_size == 1
-                               ? AdvanceGreedy(*seq, seq_best[0], &event)
+                               ? AdvanceRows(*seq, seq_best, &event)
                                : AdvanceBeam(*seq, seq_best, &event);
                     return absl::OkStatus();
                   });
@@ -512,6 +617,7 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
       done = true;
       event.new_ids.clear();
       event.new_log_probs.clear();
+      event.new_top_log_probs.clear();
       event.result = SequenceResult();
     }
     event.finished = done;
@@ -522,28 +628,60 @@ absl::StatusOr<std::vector<StepEvent>> Generator::Impl::StepBody() {
   return events;
 }
 
+namespace {
+
+// a before b in a row's list of best tokens: the higher processed score (NaN
+// last), then the lower id, as TopTokens ranks.
+bool RanksBefore(const RowToken& a, const RowToken& b) {
+  const bool a_nan = std::isnan(a.processed);
+  if (a_nan != std::isnan(b.processed)) return !a_nan;
+  if (!a_nan && a.processed != b.processed) return a.processed > b.processed;
+  return a.token < b.token;
+}
+
+std::vector<TokenLogProb> ModelTopLogProbs(const std::vector<TokenScore>& top,
+                                           float lse) {
+  std::vector<TokenLogProb> out;
+  out.reserve(top.size());
+  for (const TokenScore& t : top) out.push_back({t.token, t.score - lse});
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<RowBest>> Generator::Impl::BestTokens(
     absl::Span<ActiveSequence* const> stepping, int64_t n) {
-  std::vector<TopTokens> tops;
-  std::vector<RowRule> rules;
-  tops.reserve(n);
-  rules.reserve(n);
+  std::vector<RowWork> work;
+  work.reserve(n);
+  int64_t sampled = 0;
   for (const ActiveSequence* seq : stepping) {
-    const int keep = seq->options.beam_size == 1 ? 1 : seq->beam.candidates;
+    const DecodeOptions& o = seq->options;
+    const bool beam = o.beam_size > 1;
     for (const Hypothesis& h : seq->live) {
-      tops.emplace_back(keep);
+      const int keep = o.do_sample ? 0 : beam ? seq->beam.candidates : 1;
+      RowWork& w = work.emplace_back(keep, o.top_log_probs);
+      w.seq = seq;
+      w.hypothesis = &h;
+      w.beam = beam;
+      if (o.do_sample) w.sample_row = sampled++;
       prefix_.assign(1, seq->start_token);
       prefix_.insert(prefix_.end(), h.path.ids.begin(), h.path.ids.end());
-      rules.push_back(RuleForRow(seq->rules, prefix_));
+      w.rule = RuleForRow(seq->rules, prefix_);
+      w.penalised_raw.resize(w.rule.penalised.size());
     }
   }
   std::vector<RowBest> best(n);
   for (int64_t r = 0; r < n; ++r) {
-    best[r].forced = !rules[r].forced.empty();
-    for (int32_t t : rules[r].forced) best[r].tokens.push_back({t, 0.0f});
+    if (work[r].sample_row >= 0) continue;  // decided on the whole row below
+    best[r].forced = !work[r].rule.forced.empty();
+    for (int32_t t : work[r].rule.forced)
+      best[r].tokens.push_back({t, 0.0f, 0.0f});
   }
   const OpContext& ctx = model_->context();
   const int slices = net_.vocab_slices();
+  const int64_t vocab = net_.vocab_slice_begin(slices);
+  // Sampled rows only: their whole rows of logits, [sampled, vocab].
+  if (sampled > 0) RETURN_IF_ERROR(sample_logits_.TryReset({sampled, vocab}));
   slice_log_sum_exps_.resize(static_cast<size_t>(slices) * n);
   for (int slice = 0; slice < slices; ++slice) {
     const int64_t first = net_.vocab_slice_begin(slice);
@@ -557,63 +695,165 @@ absl::StatusOr<std::vector<RowBest>> Generator::Impl::BestTokens(
                               slice_log_sum_exps_.data() + slice * n));
     for (int64_t r = 0; r < n; ++r) {
       float* row = logits_.data() + r * width;
+      RowWork& w = work[r];
+      // The model's best tokens, before any rule (no-op unless asked).
+      w.model_top.Add(row, static_cast<int32_t>(first), width);
+      if (w.sample_row >= 0) {
+        std::memcpy(sample_logits_.data() + w.sample_row * vocab + first, row,
+                    width * sizeof(float));
+        continue;
+      }
       if (best[r].forced) {
-        for (TokenScore& t : best[r].tokens) {
+        for (RowToken& t : best[r].tokens) {
           if (t.token >= first && t.token < first + width)
-            t.score = row[t.token - first];
+            t.log_prob = row[t.token - first];
         }
         continue;
       }
-      const std::vector<int32_t>& banned = rules[r].banned;
+      // Penalised tokens leave the stream with their raw logits kept: their
+      // processed score is settled once the row's log-sum-exp is known.
+      const std::vector<int32_t>& penalised = w.rule.penalised;
+      for (auto it =
+               std::lower_bound(penalised.begin(), penalised.end(), first);
+           it != penalised.end() && *it < first + width; ++it) {
+        w.penalised_raw[it - penalised.begin()] = row[*it - first];
+        row[*it - first] = -std::numeric_limits<float>::infinity();
+      }
+      const std::vector<int32_t>& banned = w.rule.banned;
       for (auto it = std::lower_bound(banned.begin(), banned.end(), first);
            it != banned.end() && *it < first + width; ++it) {
         row[*it - first] = -std::numeric_limits<float>::infinity();
       }
-      tops[r].Add(row, static_cast<int32_t>(first), width);
+      w.top.Add(row, static_cast<int32_t>(first), width);
     }
   }
-  // Log-probs of the kept tokens: logit - the row's log-sum-exp.
   std::vector<float> row_lse(slices);
   for (int64_t r = 0; r < n; ++r) {
     for (int slice = 0; slice < slices; ++slice)
       row_lse[slice] = slice_log_sum_exps_[slice * n + r];
     const float lse = CombineLogSumExps(row_lse);
-    if (!best[r].forced) best[r].tokens = tops[r].best();
-    for (TokenScore& t : best[r].tokens) t.score -= lse;
+    RowWork& w = work[r];
+    RowBest& b = best[r];
+    if (w.seq->options.top_log_probs > 0)
+      b.top = ModelTopLogProbs(w.model_top.best(), lse);
+    if (w.sample_row >= 0) {
+      b.tokens.push_back(
+          Sample(w, sample_logits_.data() + w.sample_row * vocab, vocab, lse));
+      continue;
+    }
+    if (b.forced) {
+      for (RowToken& t : b.tokens) t.log_prob -= lse;
+      continue;
+    }
+    // Greedy ranks processed logits, beam search processed log-probs (HF's
+    // processors see log_softmax there); unpenalised, both are the model's.
+    const float shift = w.beam ? lse : 0.0f;
+    const std::vector<TokenScore>& kept = w.top.best();
+    const std::vector<int32_t>& penalised = w.rule.penalised;
+    b.tokens.reserve(kept.size() + penalised.size());
+    for (const TokenScore& t : kept) {
+      // A penalised token is in the stream only as its -inf stand-in.
+      if (!penalised.empty() &&
+          std::binary_search(penalised.begin(), penalised.end(), t.token))
+        continue;
+      b.tokens.push_back({t.token, t.score - shift, t.score - lse});
+    }
+    if (penalised.empty()) continue;
+    for (size_t j = 0; j < penalised.size(); ++j) {
+      const float raw = w.penalised_raw[j];
+      b.tokens.push_back({penalised[j],
+                          RepetitionPenalised(raw - shift, w.rule.penalty),
+                          raw - lse});
+    }
+    std::sort(b.tokens.begin(), b.tokens.end(), RanksBefore);
+    if (b.tokens.size() > static_cast<size_t>(w.keep)) b.tokens.resize(w.keep);
   }
   return best;
 }
 
-bool Generator::Impl::AdvanceGreedy(ActiveSequence& seq, const RowBest& best,
-                                    StepEvent* event) {
-  Hypothesis& h = seq.live[0];
-  // Forced tokens all score 0 after the rules: the lowest id wins, as HF's
-  // arg-max takes the first.
-  const int32_t token = best.tokens[0].token;
-  const float log_prob = best.tokens[0].score;
+RowToken Generator::Impl::Sample(const RowWork& w, const float* logits,
+                                 int64_t vocab, float lse) {
+  const DecodeOptions& o = w.seq->options;
+  warp_.assign(logits, logits + vocab);
+  ApplyRowRule(w.rule, absl::MakeSpan(warp_));
+  WarpScores({o.temperature, o.top_k, o.top_p}, absl::MakeSpan(warp_),
+             &warp_order_);
+  const int32_t token = DrawToken(
+      warp_, UniformDraw(o.seed, static_cast<uint64_t>(w.hypothesis->sample),
+                         static_cast<uint64_t>(w.seq->step)));
+  return {token, warp_[token], logits[token] - lse};
+}
+
+bool Generator::Impl::AdvanceRows(ActiveSequence& seq,
+                                  absl::Span<const RowBest> best,
+                                  StepEvent* event) {
   ++seq.step;
-  SequenceResult& result = event->result;
-  if (!seq.options.ignore_eos &&
-      std::binary_search(seq.rules.eos_ids.begin(), seq.rules.eos_ids.end(),
-                         token)) {
-    result.finish_reason = FinishReason::kEos;
-    result.eos_id = token;
-    result.eos_log_prob = log_prob;
-  } else {
-    h.path.ids.push_back(token);
-    h.path.log_probs.push_back(log_prob);
-    h.path.cum_log_prob += log_prob;
-    h.token = token;
-    event->new_ids.push_back(token);
-    event->new_log_probs.push_back(log_prob);
-    if (seq.step < seq.options.max_new_tokens) return false;
-    result.finish_reason = FinishReason::kLength;
+  const bool want_top = seq.options.top_log_probs > 0;
+  size_t kept = 0;
+  for (size_t i = 0; i < seq.live.size(); ++i) {
+    Hypothesis& h = seq.live[i];
+    // Forced tokens all score 0 after the rules: the lowest id wins, as HF's
+    // arg-max takes the first.
+    const int32_t token = best[i].tokens[0].token;
+    const float log_prob = best[i].tokens[0].log_prob;
+    // Events stream the tokens of sample 0, the result.
+    const bool streams = h.sample == 0;
+    SequenceResult& result = seq.results[h.sample];
+    bool finished = true;
+    if (!seq.options.ignore_eos &&
+        std::binary_search(seq.rules.eos_ids.begin(), seq.rules.eos_ids.end(),
+                           token)) {
+      result.finish_reason = FinishReason::kEos;
+      result.eos_id = token;
+      result.eos_log_prob = log_prob;
+    } else {
+      h.path.ids.push_back(token);
+      h.path.log_probs.push_back(log_prob);
+      h.path.cum_log_prob += log_prob;
+      if (want_top) h.path.top_log_probs.push_back(best[i].top);
+      h.token = token;
+      if (streams) {
+        event->new_ids.push_back(token);
+        event->new_log_probs.push_back(log_prob);
+        if (want_top) event->new_top_log_probs.push_back(best[i].top);
+      }
+      finished = seq.step >= seq.options.max_new_tokens;
+      if (finished) result.finish_reason = FinishReason::kLength;
+    }
+    if (!finished) {
+      if (kept != i) seq.live[kept] = std::move(h);
+      ++kept;
+      continue;
+    }
+    // Greedy and sampling score the sum of the output's log_probs.
+    result.output_ids = std::move(h.path.ids);
+    result.log_probs = std::move(h.path.log_probs);
+    result.score = static_cast<float>(h.path.cum_log_prob);
+    result.top_log_probs = std::move(h.path.top_log_probs);
   }
-  result.output_ids = std::move(h.path.ids);
-  result.log_probs = std::move(h.path.log_probs);
-  result.score = static_cast<float>(h.path.cum_log_prob);
+  seq.live.erase(seq.live.begin() + kept, seq.live.end());
+  if (!seq.live.empty()) return false;
+  event->result = std::move(seq.results[0]);
+  for (size_t s = 1; s < seq.results.size(); ++s)
+    event->result.alternatives.push_back(std::move(seq.results[s]));
   return true;
 }
+
+namespace {
+
+SequenceResult ResultOf(FinishedHypothesis&& f) {
+  SequenceResult r;
+  r.output_ids = std::move(f.ids);
+  r.log_probs = std::move(f.log_probs);
+  r.score = static_cast<float>(f.score);
+  r.finish_reason = f.finish_reason;
+  r.eos_id = f.eos_id;
+  r.eos_log_prob = f.eos_log_prob;
+  r.top_log_probs = std::move(f.top_log_probs);
+  return r;
+}
+
+}  // namespace
 
 bool Generator::Impl::AdvanceBeam(ActiveSequence& seq,
                                   absl::Span<const RowBest> best,
@@ -621,38 +861,47 @@ bool Generator::Impl::AdvanceBeam(ActiveSequence& seq,
   // Beam search scores the processed log-probs: a forced token adds 0.
   std::vector<std::vector<TokenScore>> processed(best.size());
   std::vector<BeamPath> paths(seq.live.size());
+  const bool want_top = seq.options.top_log_probs > 0;
+  std::vector<std::vector<TokenLogProb>> tops;
+  if (want_top) tops.resize(best.size());
   for (size_t h = 0; h < best.size(); ++h) {
-    processed[h] = best[h].tokens;
-    if (best[h].forced) {
-      for (TokenScore& t : processed[h]) t.score = 0.0f;
-    }
+    processed[h].reserve(best[h].tokens.size());
+    for (const RowToken& t : best[h].tokens)
+      processed[h].push_back({t.token, best[h].forced ? 0.0f : t.processed});
+    if (want_top) tops[h] = best[h].top;
     // Moved out and back below: the step only reads them.
     paths[h] = std::move(seq.live[h].path);
   }
   const BeamStepOutcome outcome =
-      BeamSearchStep(seq.beam, seq.step, paths, processed, &seq.finished);
+      BeamSearchStep(seq.beam, seq.step, paths, processed, &seq.finished, tops);
   for (size_t h = 0; h < paths.size(); ++h)
     seq.live[h].path = std::move(paths[h]);
   ++seq.step;
   if (!outcome.done) {
-    ReorderBeams(seq, outcome.children);
+    ReorderBeams(seq, outcome.children, tops);
     return false;
   }
-  FinishedHypothesis& winner = seq.finished[0];
+  // The n best, best first (the legacy search only puts the best first).
+  std::stable_sort(
+      seq.finished.begin(), seq.finished.end(),
+      [](const FinishedHypothesis& a, const FinishedHypothesis& b) {
+        return a.score > b.score;
+      });
+  const size_t n =
+      std::min<size_t>(seq.finished.size(), seq.options.num_return_sequences);
   SequenceResult& result = event->result;
-  result.output_ids = std::move(winner.ids);
-  result.log_probs = std::move(winner.log_probs);
-  result.score = static_cast<float>(winner.score);
-  result.finish_reason = winner.finish_reason;
-  result.eos_id = winner.eos_id;
-  result.eos_log_prob = winner.eos_log_prob;
+  result = ResultOf(std::move(seq.finished[0]));
+  for (size_t i = 1; i < n; ++i)
+    result.alternatives.push_back(ResultOf(std::move(seq.finished[i])));
   event->new_ids = result.output_ids;
   event->new_log_probs = result.log_probs;
+  event->new_top_log_probs = result.top_log_probs;
   return true;
 }
 
-void Generator::Impl::ReorderBeams(ActiveSequence& seq,
-                                   const std::vector<BeamCandidate>& children) {
+void Generator::Impl::ReorderBeams(
+    ActiveSequence& seq, const std::vector<BeamCandidate>& children,
+    absl::Span<const std::vector<TokenLogProb>> tops) {
   const int64_t capacity = seq.cache_capacity;
   std::vector<Hypothesis> next(children.size());
   // Child that took the parent's cache.
@@ -689,6 +938,10 @@ void Generator::Impl::ReorderBeams(ActiveSequence& seq,
     child.path.log_probs = parent.path.log_probs;
     child.path.log_probs.push_back(children[c].log_prob);
     child.path.cum_log_prob = children[c].cum_log_prob;
+    if (!tops.empty()) {
+      child.path.top_log_probs = parent.path.top_log_probs;
+      child.path.top_log_probs.push_back(tops[p]);
+    }
     child.token = children[c].token;
   }
   seq.live = std::move(next);

@@ -24,6 +24,9 @@
 namespace attnserve::engine {
 
 inline constexpr int kMaxBeamSize = 8;
+// Bounds of DecodeOptions::num_return_sequences and ::top_log_probs.
+inline constexpr int kMaxNumReturnSequences = 64;
+inline constexpr int kMaxTopLogProbs = 20;
 
 enum class FinishReason { kNone, kEos, kLength };
 
@@ -88,29 +91,41 @@ struct DecodeOptions {
   // controls"). Their defaults change nothing.
 
   // Sampling instead of the arg-max: each step draws the next token from
-  // softmax(processed logits / temperature) restricted by top_k and top_p.
+  // softmax(processed logits / temperature) restricted by top_k and top_p
+  // (sampling.h: HF's warpers in HF's order, after every rule above).
   // Greedy only (beam_size 1); beam sampling is not supported.
   bool do_sample = false;
   float temperature = 1.0f;  // > 0 and finite when do_sample
-  int top_k = 0;             // > 0: keep the top_k best tokens; 0 = off
-  float top_p = 1.0f;        // (0, 1]: nucleus filter; 1 = off
-  // The sequence's random stream: draws depend only on (seed, sample index,
-  // step), never on the batch, so equal seeds give equal tokens.
+  // > 0: keep the top_k best tokens (exactly top_k: a tie at the k-th goes
+  // to the lower id, so top_k = 1 decodes as greedy does); 0 = off.
+  int top_k = 0;
+  float top_p = 1.0f;  // (0, 1]: nucleus filter; 1 = off
+  // The sequence's random stream: draw (sample index, step) depends only on
+  // (seed, sample index, step), never on the batch, so equal seeds give
+  // equal tokens (sampling.h, UniformDraw).
   uint64_t seed = 0;
   // > 0; 1 = off. HF's repetition penalty over the decoder prefix (start
   // token included): a prefix token's score s becomes s / p if s > 0, else
-  // s * p.
+  // s * p. Greedy and sampling apply it to the logits, beam search to the
+  // log-probs (as HF does).
   float repetition_penalty = 1.0f;
   // EOS is banned until this many tokens have been generated (HF's
-  // min_new_tokens; counts generated tokens only, unlike min_length).
+  // min_new_tokens; counts generated tokens only). > 0 replaces min_length
+  // (as HF's generate sets min_length = 1 + min_new_tokens); <=
+  // max_new_tokens.
   int min_new_tokens = 0;
-  // Never generated, at any step (HF's suppress_tokens). Ids in [0, vocab).
+  // Never generated, at any step (HF's suppress_tokens), except where a
+  // forced token (forced_bos_id, forced_eos_ids, target_prefix) is one: the
+  // forced token wins. Ids in [0, vocab).
   std::vector<int32_t> suppress_token_ids;
-  // Beam search: the n best finished hypotheses (n <= beam_size). Sampling:
-  // n independent draws (sample indices 0..n-1). Greedy without sampling: 1.
+  // [1, kMaxNumReturnSequences]. Beam search: the n best finished hypotheses
+  // (n <= beam_size). Sampling: n independent draws (sample indices
+  // 0..n-1, each a decoder row sharing the source's encoder output). Greedy
+  // without sampling: 1.
   int num_return_sequences = 1;
-  // > 0: each generated token also reports the best this-many tokens of the
-  // model's log-softmax at its step (SequenceResult::top_log_probs).
+  // [0, kMaxTopLogProbs]. > 0: each generated token also reports the best
+  // this-many tokens of the model's log-softmax at its step (the raw model
+  // log-probs, before any rule; SequenceResult::top_log_probs).
   int top_log_probs = 0;
 };
 
@@ -125,11 +140,13 @@ struct TokenLogProb {
 
 struct SequenceResult {
   std::vector<int32_t> output_ids;  // without the start token and without EOS
-  // One per output id. Greedy: log-softmax of the model's logits (a forced
-  // token has its model log-prob). Beam: the processed log-prob the score
-  // sums, which is the same but 0 for a forced token (HF's convention).
+  // One per output id. Greedy and sampling: log-softmax of the model's
+  // logits (a forced token has its model log-prob). Beam: the processed
+  // log-prob the score sums, which is the same but 0 for a forced token
+  // (HF's convention) and penalised by repetition_penalty.
   std::vector<float> log_probs;
-  // Greedy: sum of log_probs. Beam: the length-penalised score above.
+  // Greedy and sampling: sum of log_probs. Beam: the length-penalised score
+  // above.
   float score = 0.0f;
   FinishReason finish_reason = FinishReason::kNone;
   // kEos: the EOS id that ended the output (not in output_ids) and its
@@ -139,7 +156,9 @@ struct SequenceResult {
   // DecodeOptions::top_log_probs > 0: one list per output id, best first.
   std::vector<std::vector<TokenLogProb>> top_log_probs;
   // num_return_sequences > 1: the other hypotheses (beam: 2nd best on, best
-  // first; sampling: draws 1..n-1 in order), each without alternatives.
+  // first, fewer than n - 1 only if fewer finished; sampling: draws 1..n-1
+  // in order), each without alternatives. The result itself is the best
+  // beam hypothesis, or draw 0.
   std::vector<SequenceResult> alternatives;
 };
 
@@ -154,9 +173,10 @@ struct SequenceInput {
 // What one Step() did for one active sequence.
 struct StepEvent {
   SequenceId id = 0;
-  // Tokens decided in this step: greedy emits each token as it is decoded
-  // (nothing for the step that produces EOS); beam search emits nothing until
-  // it finishes, then every token.
+  // Tokens decided in this step: greedy and sampling emit each token as it
+  // is decoded (nothing for the step that produces EOS; with n samples, the
+  // tokens of draw 0, the result: the others arrive as its alternatives);
+  // beam search emits nothing until it finishes, then every token.
   std::vector<int32_t> new_ids;
   std::vector<float> new_log_probs;
   // DecodeOptions::top_log_probs > 0: one list per id of new_ids.
@@ -181,10 +201,16 @@ class Generator {
   // max_new_tokens < 1 or with the prefix beyond max_positions, beam_size
   // outside [1, kMaxBeamSize], a non-finite or negative length_penalty; an id
   // of the rules outside [0, vocab) (decoder_start_id, eos_ids,
-  // forced_bos_id, forced_eos_ids, bad_words, target_prefix), an empty bad
-  // word, a negative min_length or no_repeat_ngram_size, a target_prefix
-  // longer than max_new_tokens or holding an EOS id. INVALID_ARGUMENT naming
-  // the field and the limit.
+  // forced_bos_id, forced_eos_ids, bad_words, target_prefix,
+  // suppress_token_ids), an empty bad word, a negative min_length or
+  // no_repeat_ngram_size, a target_prefix longer than max_new_tokens or
+  // holding an EOS id; the generation controls: do_sample with beam_size > 1,
+  // temperature not finite and > 0 when sampling, top_k < 0, top_p outside
+  // (0, 1], repetition_penalty not finite and > 0, min_new_tokens outside
+  // [0, max_new_tokens], num_return_sequences outside
+  // [1, kMaxNumReturnSequences], above beam_size, or > 1 for greedy without
+  // sampling, top_log_probs outside [0, kMaxTopLogProbs]. INVALID_ARGUMENT
+  // naming the field and the limit.
   absl::Status Validate(const SequenceInput& input) const;
 
   // Validates, then encodes all inputs in one encoder batch and adds them to
@@ -216,7 +242,9 @@ class Generator {
   void Cancel(SequenceId id);
 
   int active_sequences() const;  // sources being decoded
-  int active_rows() const;       // decoder rows: the sum of their beam sizes
+  // Decoder rows: the live hypotheses of every sequence (at most
+  // DecoderRows(options) each).
+  int active_rows() const;
   bool empty() const { return active_sequences() == 0; }
 
  private:

@@ -69,7 +69,13 @@ LogitsRules MakeLogitsRules(const DecodeOptions& options,
     }
   }
   SortUnique(&rules.bad_tokens);
-  rules.min_length = options.min_length;
+  // HF's generate sets min_length = min_new_tokens + the decoder prompt's
+  // length (the start token) when min_new_tokens is set: it takes precedence.
+  rules.min_length = options.min_new_tokens > 0 ? 1 + options.min_new_tokens
+                                                : options.min_length;
+  rules.repetition_penalty = options.repetition_penalty;
+  rules.suppress = options.suppress_token_ids;
+  SortUnique(&rules.suppress);
   rules.no_repeat_ngram_size = options.no_repeat_ngram_size;
   rules.max_length = options.max_new_tokens + 1;
   return rules;
@@ -105,8 +111,38 @@ RowRule RuleForRow(const LogitsRules& rules, absl::Span<const int32_t> prefix) {
     rule.banned.insert(rule.banned.end(), rules.eos_ids.begin(),
                        rules.eos_ids.end());
   }
+  rule.banned.insert(rule.banned.end(), rules.suppress.begin(),
+                     rules.suppress.end());
   SortUnique(&rule.banned);
+  if (rules.repetition_penalty != 1.0f) {
+    rule.penalty = rules.repetition_penalty;
+    // A banned token is -inf whatever its penalty.
+    for (int32_t t : prefix) {
+      if (!Contains(rule.banned, t)) rule.penalised.push_back(t);
+    }
+    SortUnique(&rule.penalised);
+  }
   return rule;
+}
+
+void ApplyRowRule(const RowRule& rule, absl::Span<float> scores) {
+  const size_t vocab = scores.size();
+  auto in_row = [&](int32_t t) {
+    return t >= 0 && static_cast<size_t>(t) < vocab;
+  };
+  if (!rule.forced.empty()) {
+    std::fill(scores.begin(), scores.end(), kMinusInf);
+    for (int32_t t : rule.forced) {
+      if (in_row(t)) scores[t] = 0.0f;
+    }
+    return;
+  }
+  for (int32_t t : rule.penalised) {
+    if (in_row(t)) scores[t] = RepetitionPenalised(scores[t], rule.penalty);
+  }
+  for (int32_t t : rule.banned) {
+    if (in_row(t)) scores[t] = kMinusInf;
+  }
 }
 
 void ApplyLogitsRules(const LogitsRules& rules,
@@ -117,6 +153,16 @@ void ApplyLogitsRules(const LogitsRules& rules,
   auto ban = [&](int32_t t) {
     if (t >= 0 && static_cast<size_t>(t) < vocab) scores[t] = kMinusInf;
   };
+  // 0. repetition_penalty: every distinct prefix token, once (HF gathers and
+  // scatters the same value for repeated ones).
+  if (rules.repetition_penalty != 1.0f) {
+    std::vector<bool> seen(vocab, false);
+    for (int32_t t : prefix) {
+      if (t < 0 || static_cast<size_t>(t) >= vocab || seen[t]) continue;
+      seen[t] = true;
+      scores[t] = RepetitionPenalised(scores[t], rules.repetition_penalty);
+    }
+  }
   // 1. no_repeat_ngram_size: every earlier n-gram whose first n - 1 tokens are
   // the prefix's last n - 1.
   const int n = rules.no_repeat_ngram_size;
@@ -138,7 +184,7 @@ void ApplyLogitsRules(const LogitsRules& rules,
       same = same && prefix[cur_len - (len - 1) + j] == word[j];
     if (same) ban(word.back());
   }
-  // 3. min_length.
+  // 3. min_length (and min_new_tokens, folded into it).
   if (static_cast<int64_t>(cur_len) < rules.min_length) {
     for (int32_t e : rules.eos_ids) ban(e);
   }
@@ -149,7 +195,10 @@ void ApplyLogitsRules(const LogitsRules& rules,
     for (int32_t t : forced) {
       if (t >= 0 && static_cast<size_t>(t) < vocab) scores[t] = 0.0f;
     }
+    return;  // suppress_token_ids yields to a forced token
   }
+  // 6. suppress_token_ids.
+  for (int32_t t : rules.suppress) ban(t);
 }
 
 }  // namespace attnserve::engine

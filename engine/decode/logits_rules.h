@@ -32,8 +32,12 @@ struct LogitsRules {
   // Bad words of two tokens or more, as given: the last token is banned after
   // the others.
   std::vector<std::vector<int32_t>> bad_sequences;
-  int min_length = 0;  // counts the start token
+  // Counts the start token. min_new_tokens > 0 replaces it with
+  // 1 + min_new_tokens, as HF's generate does.
+  int min_length = 0;
   int no_repeat_ngram_size = 0;
+  float repetition_penalty = 1.0f;     // 1: off
+  std::vector<int32_t> suppress;       // suppress_token_ids; sorted, unique
   std::vector<int32_t> target_prefix;  // forced as the first generated tokens
   int max_length = 0;  // 1 + max_new_tokens: the start token counts
 };
@@ -48,16 +52,34 @@ struct RowRule {
   // Otherwise these tokens get -inf and the rest keep their scores. Sorted,
   // unique.
   std::vector<int32_t> banned;
+  // Not forced, repetition_penalty != 1: the prefix's tokens that are not
+  // banned, whose score s becomes RepetitionPenalised(s, penalty). Sorted,
+  // unique.
+  std::vector<int32_t> penalised;
+  float penalty = 1.0f;
 };
+
+// HF's RepetitionPenaltyLogitsProcessor on one score: s / p when s > 0, else
+// s * p (so a penalty > 1 always makes the token less likely).
+inline float RepetitionPenalised(float score, float penalty) {
+  return score < 0 ? score * penalty : score / penalty;
+}
 
 // The rule for the next token after `prefix` (start token first; not empty).
 RowRule RuleForRow(const LogitsRules& rules, absl::Span<const int32_t> prefix);
 
+// `rule` on a whole row of scores ([vocab]): what the generator does to a
+// sampled row, and what the slices of an unsampled row amount to.
+void ApplyRowRule(const RowRule& rule, absl::Span<float> scores);
+
 // Reference: HF's processors in HF's order on one row of scores (logits or
-// log-probs, [vocab]): no_repeat_ngram_size, bad words, min_length, then the
-// forced tokens (target_prefix in place of forced_bos_id, forced_eos_ids),
-// which override the masks. Banned tokens become -inf; a forced step leaves
-// -inf everywhere but the forced tokens, which become 0.
+// log-probs, [vocab]): repetition_penalty, no_repeat_ngram_size, bad words,
+// min_length (min_new_tokens folded in), then the forced tokens
+// (target_prefix in place of forced_bos_id, forced_eos_ids), which override
+// the masks, then suppress_token_ids, except at a forced step (HF would leave
+// a suppressed forced token's row all -inf; docs/hf-reference.md "Generation
+// controls"). Banned tokens become -inf; a forced step leaves -inf everywhere
+// but the forced tokens, which become 0.
 void ApplyLogitsRules(const LogitsRules& rules,
                       absl::Span<const int32_t> prefix,
                       absl::Span<float> scores);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ using Json = nlohmann::json;
 // Guards, as in model_config.cc: far above any real setting.
 constexpr int64_t kMaxLength = int64_t{1} << 20;
 constexpr int64_t kMaxBeams = 1024;
+constexpr int64_t kMaxReturnSequences = 1024;
 
 // Settings that change the output and are not implemented, each with its
 // neutral values (null is neutral for every one; so is an empty list or object
@@ -32,16 +34,11 @@ struct Refused {
 
 const std::vector<Refused>& RefusedKeys() {
   static const std::vector<Refused>* const kRefused = new std::vector<Refused>{
-      {"do_sample", {false}, false},
-      {"num_return_sequences", {1}, false},
-      {"repetition_penalty", {1.0}, false},
       {"encoder_repetition_penalty", {1.0}, false},
       {"encoder_no_repeat_ngram_size", {0}, false},
       {"num_beam_groups", {1}, false},
       {"diversity_penalty", {0.0}, false},
-      {"min_new_tokens", {0}, false},
       {"sequence_bias", {}, true},
-      {"suppress_tokens", {}, true},
       {"begin_suppress_tokens", {}, true},
       {"forced_decoder_ids", {}, true},
       {"force_words_ids", {}, true},
@@ -51,6 +48,12 @@ const std::vector<Refused>& RefusedKeys() {
       {"max_time", {}, false},
       {"stop_strings", {}, true},
       {"guidance_scale", {1.0}, false},
+      // Warpers beyond temperature, top_k and top_p, and contrastive search.
+      {"typical_p", {1.0}, false},
+      {"epsilon_cutoff", {0.0}, false},
+      {"eta_cutoff", {0.0}, false},
+      {"min_p", {}, false},
+      {"penalty_alpha", {0.0}, false},
   };
   return *kRefused;
 }
@@ -70,6 +73,14 @@ struct Partial {
   std::optional<int> num_beams;
   std::optional<float> length_penalty;
   std::optional<EarlyStopping> early_stopping;
+  std::optional<bool> do_sample;
+  std::optional<float> temperature;
+  std::optional<int> top_k;
+  std::optional<float> top_p;
+  std::optional<float> repetition_penalty;
+  std::optional<int> min_new_tokens;
+  std::optional<std::vector<int32_t>> suppress_tokens;
+  std::optional<int> num_return_sequences;
 };
 
 class GenerationReader {
@@ -182,6 +193,32 @@ class GenerationReader {
     return absl::OkStatus();
   }
 
+  absl::Status Bool(const char* key, std::optional<bool>* out) {
+    const Json* value = Get(key);
+    if (value == nullptr) return absl::OkStatus();
+    if (!value->is_boolean()) {
+      return reader_.KeyError(key, absl::StrCat("must be true or false, got ",
+                                                JsonSnippet(*value)));
+    }
+    *out = value->get<bool>();
+    return absl::OkStatus();
+  }
+
+  // A finite number in (low, high]; `range` says so in the error.
+  absl::Status Float(const char* key, double low, double high,
+                     const char* range, std::optional<float>* out) {
+    const Json* value = Get(key);
+    if (value == nullptr) return absl::OkStatus();
+    const double f = value->is_number() ? value->get<double>() : NAN;
+    if (!std::isfinite(f) || !(f > low) || !(f <= high)) {
+      return reader_.KeyError(
+          key, absl::StrCat("must be a finite number in ", range, ", got ",
+                            JsonSnippet(*value)));
+    }
+    *out = static_cast<float>(f);
+    return absl::OkStatus();
+  }
+
   absl::Status EarlyStop(std::optional<EarlyStopping>* out) {
     const char* key = "early_stopping";
     const Json* value = Get(key);
@@ -251,6 +288,19 @@ absl::StatusOr<Partial> ParseFile(absl::string_view text, const char* file,
   RETURN_IF_ERROR(r.Int("num_beams", 1, kMaxBeams, &p.num_beams));
   RETURN_IF_ERROR(r.LengthPenalty(&p.length_penalty));
   RETURN_IF_ERROR(r.EarlyStop(&p.early_stopping));
+  constexpr double kHuge = std::numeric_limits<double>::max();
+  RETURN_IF_ERROR(r.Bool("do_sample", &p.do_sample));
+  RETURN_IF_ERROR(
+      r.Float("temperature", 0.0, kHuge, "(0, inf)", &p.temperature));
+  RETURN_IF_ERROR(r.Int("top_k", 0, kMaxLength, &p.top_k));
+  RETURN_IF_ERROR(r.Float("top_p", 0.0, 1.0, "(0, 1]", &p.top_p));
+  RETURN_IF_ERROR(r.Float("repetition_penalty", 0.0, kHuge, "(0, inf)",
+                          &p.repetition_penalty));
+  RETURN_IF_ERROR(r.Int("min_new_tokens", 0, kMaxLength, &p.min_new_tokens));
+  RETURN_IF_ERROR(
+      r.IdList("suppress_tokens", /*allow_empty=*/true, &p.suppress_tokens));
+  RETURN_IF_ERROR(r.Int("num_return_sequences", 1, kMaxReturnSequences,
+                        &p.num_return_sequences));
   return p;
 }
 
@@ -297,6 +347,26 @@ absl::StatusOr<GenerationConfig> ParseGenerationConfig(
       Pick(gen.length_penalty, cfg.length_penalty, defaults.length_penalty);
   g.early_stopping =
       Pick(gen.early_stopping, cfg.early_stopping, defaults.early_stopping);
+  g.do_sample = Pick(gen.do_sample, cfg.do_sample, defaults.do_sample);
+  g.temperature = Pick(gen.temperature, cfg.temperature, defaults.temperature);
+  g.top_k = Pick(gen.top_k, cfg.top_k, defaults.top_k);
+  g.top_p = Pick(gen.top_p, cfg.top_p, defaults.top_p);
+  g.repetition_penalty = Pick(gen.repetition_penalty, cfg.repetition_penalty,
+                              defaults.repetition_penalty);
+  g.min_new_tokens =
+      Pick(gen.min_new_tokens, cfg.min_new_tokens, defaults.min_new_tokens);
+  g.suppress_tokens =
+      Pick(gen.suppress_tokens, cfg.suppress_tokens, defaults.suppress_tokens);
+  g.num_return_sequences =
+      Pick(gen.num_return_sequences, cfg.num_return_sequences,
+           defaults.num_return_sequences);
+  if (g.do_sample && g.num_beams > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "generation_config.json: \"do_sample\" = true with \"num_beams\" = ",
+        g.num_beams,
+        " is beam sampling, which attnserve does not implement "
+        "(docs/hf-reference.md \"Generation controls\")"));
+  }
   if (g.eos_ids.empty()) {
     return absl::InvalidArgumentError(
         "generation_config.json: no \"eos_token_id\" in "

@@ -34,6 +34,17 @@ struct GenerationConfig {
   int num_beams = 1;
   float length_penalty = 1.0f;
   EarlyStopping early_stopping = EarlyStopping::kHeuristic;
+  // The generation controls (docs/hf-reference.md "Generation controls"),
+  // with transformers' GenerationConfig defaults: top_k is 50 there, and
+  // applies whenever a request samples without setting its own.
+  bool do_sample = false;
+  float temperature = 1.0f;         // > 0
+  int top_k = 50;                   // >= 0; 0 = off
+  float top_p = 1.0f;               // (0, 1]
+  float repetition_penalty = 1.0f;  // > 0
+  int min_new_tokens = 0;           // 0: not set
+  std::vector<int32_t> suppress_tokens;
+  int num_return_sequences = 1;
 };
 
 // Resolves a model's decoding settings, key by key: generation_config.json
@@ -47,11 +58,12 @@ struct GenerationConfig {
 // EOS id is dropped (HF never bans EOS).
 //
 // Errors, INVALID_ARGUMENT naming the file and the key: a value of the wrong
-// type or out of range (ids in [0, vocab_size)); a setting that would change
-// the output but is not implemented (do_sample, num_return_sequences,
-// repetition_penalty, ... as docs/hf-reference.md "Decoding" lists) unless it
-// holds its neutral value or null. Sampling-only keys (temperature, top_k,
-// top_p) and any other key are ignored.
+// type or out of range (ids in [0, vocab_size), temperature > 0, top_p in
+// (0, 1], repetition_penalty > 0, ...); do_sample with num_beams > 1 (beam
+// sampling); a setting that would change the output but is not implemented
+// (typical_p, num_beam_groups, diversity_penalty, begin_suppress_tokens, ...
+// as docs/hf-reference.md "Decoding" lists) unless it holds its neutral
+// value or null. Any other key is ignored.
 absl::StatusOr<GenerationConfig> ParseGenerationConfig(
     absl::string_view generation_json, absl::string_view config_json,
     const GenerationConfig& defaults, int vocab_size);

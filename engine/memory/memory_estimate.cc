@@ -28,7 +28,8 @@ int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
       config.gated_ffn ? 3 * int64_t{config.ffn_dim} : int64_t{config.ffn_dim};
   const int64_t layers = config.decoder_layers;
   const int64_t src = std::max(source_tokens, 1);
-  const int64_t beam = std::max(options.beam_size, 1);
+  // Decoder rows: beam_size hypotheses, or num_return_sequences samples.
+  const int64_t beam = std::max(DecoderRows(options), 1);
   const int64_t steps = std::max(options.max_new_tokens, 1);
   const int64_t t = std::max(threads, 1);
   const int64_t longest = std::max(src, steps);
@@ -57,11 +58,18 @@ int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
   const int64_t relative_bias = config.relative_attention_num_buckets > 0
                                     ? config.num_heads * 2 * longest
                                     : 0;
-  const int64_t floats =
-      cross_kv + self_kv + encoder + step + positions + relative_bias;
+  // Sampled rows keep their whole row of logits for the draw, and the draw
+  // one processed copy of it.
+  const int64_t sampling =
+      options.do_sample ? (beam + 1) * int64_t{config.vocab_size} : 0;
+  const int64_t floats = cross_kv + self_kv + encoder + step + positions +
+                         relative_bias + sampling;
   // Token lists (ids and log-probs, 8 bytes a token) of the live and the
-  // finished hypotheses.
-  const int64_t tokens = 2 * beam * steps * 8;
+  // finished hypotheses, and their top_log_probs lists (8 bytes an entry
+  // plus a list's own 24).
+  const int64_t per_token =
+      8 + (options.top_log_probs > 0 ? 24 + 8 * options.top_log_probs : 0);
+  const int64_t tokens = 2 * beam * steps * per_token;
   return static_cast<int64_t>(sizeof(float)) * floats + tokens +
          t * kMatmulScratchpadBytesPerThread;
 }

@@ -13,13 +13,14 @@ namespace attnserve::engine {
 // The most bytes a sequence of `source_tokens` tokens decoded with `options`
 // holds while it is active in a Generator whose model runs `threads` intra-op
 // threads (ModelOptions::threads): its encoder output (cross-attention keys
-// and values), every hypothesis' self-attention cache at full length (plus
-// the one being copied while caches grow), its rows of the encoder's and the
-// decode step's scratch, the attention scratch of every thread, and the rows
-// of the positional table it reaches. An upper bound, not a measurement:
-// caches grow with the sequence, so most requests use less
-// (tests/engine/memory_estimate_test.cc checks it is within 4x of what a
-// sequence decoded alone takes at its longest).
+// and values), the self-attention cache of each of its DecoderRows(options)
+// rows (beam hypotheses or samples) at full length (plus the one being
+// copied while caches grow), its rows of the encoder's and the decode step's
+// scratch (sampled rows: a whole row of logits each), its token lists, the
+// attention scratch of every thread, and the rows of the positional table it
+// reaches. An upper bound, not a measurement: caches grow with the sequence, so
+// most requests use less (tests/engine/memory_estimate_test.cc checks it is
+// within 4x of what a sequence decoded alone takes at its longest).
 //
 // Not included: the model's weights, and the padding of an encoder batch of
 // several sources (Add pads a batch to its longest source but bounds its

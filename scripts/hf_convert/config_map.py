@@ -174,7 +174,11 @@ def generation(cfg, gen, where):
     else config.json, else the family default, else GenerationConfig's default), as the
     normalised dict to write. Settings that change the output but are not implemented are
     refused unless neutral."""
-    for k, neutral in GenConfig.NEUTRAL.items():
+    # The generation controls the reference now decodes (do_sample, ...) are not yet carried
+    # into the converted directory's settings: refused unless neutral, as before.
+    controls = dict(do_sample=False, num_return_sequences=1, repetition_penalty=1.0,
+                    min_new_tokens=None, suppress_tokens=None)
+    for k, neutral in dict(GenConfig.NEUTRAL, **controls).items():
         v = gen.get(k, cfg.get(k))
         if v is not None and v != neutral and not (neutral is None and v in ([], {})):
             raise ConvertError(f"{where}: generation setting {k} {v!r} is not supported")

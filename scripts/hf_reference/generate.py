@@ -17,15 +17,18 @@ class GenConfig:
     KEYS = dict(decoder_start_token_id=None, bos_token_id=None, eos_token_id=None, pad_token_id=None,
                 forced_bos_token_id=None, forced_eos_token_id=None, bad_words_ids=None,
                 max_length=20, max_new_tokens=None, min_length=0, no_repeat_ngram_size=0,
-                num_beams=1, length_penalty=1.0, early_stopping=False)
+                num_beams=1, length_penalty=1.0, early_stopping=False,
+                # the generation controls (docs/hf-reference.md "Generation controls")
+                do_sample=False, temperature=1.0, top_k=50, top_p=1.0, repetition_penalty=1.0,
+                min_new_tokens=None, suppress_tokens=None, num_return_sequences=1)
     # Settings that change the output but are not implemented: refused unless neutral, so a
     # checkpoint relying on one fails loudly instead of decoding differently from HF.
-    NEUTRAL = dict(do_sample=False, num_return_sequences=1, repetition_penalty=1.0,
-                   encoder_repetition_penalty=1.0, encoder_no_repeat_ngram_size=0, num_beam_groups=1,
-                   diversity_penalty=0.0, min_new_tokens=None, sequence_bias=None, suppress_tokens=None,
+    NEUTRAL = dict(encoder_repetition_penalty=1.0, encoder_no_repeat_ngram_size=0, num_beam_groups=1,
+                   diversity_penalty=0.0, sequence_bias=None,
                    begin_suppress_tokens=None, forced_decoder_ids=None, force_words_ids=None,
                    constraints=None, renormalize_logits=False, exponential_decay_length_penalty=None,
-                   max_time=None, stop_strings=None, guidance_scale=None)
+                   max_time=None, stop_strings=None, guidance_scale=None, typical_p=1.0,
+                   epsilon_cutoff=0.0, eta_cutoff=0.0, min_p=None, penalty_alpha=None)
 
     def __init__(self, cfg, gen, model_defaults=None, **override):
         src = {}
@@ -80,6 +83,28 @@ class GenConfig:
                 raise CheckpointError(f"bad_words_ids must be a non-empty list of non-empty lists of ids: {bw!r}")
             bw = [w for w in bw if not any(w == [e] for e in self.eos)]  # HF never bans [eos]
         self.bad_words = bw or []
+        self.do_sample = bool(src["do_sample"])
+        self.temperature = float(src["temperature"])
+        self.top_k = int(src["top_k"] or 0)
+        self.top_p = float(src["top_p"])
+        self.repetition_penalty = float(src["repetition_penalty"])
+        self.min_new_tokens = int(src["min_new_tokens"] or 0)
+        if self.min_new_tokens > 0:  # HF's _prepare_generated_length: it takes precedence
+            self.min_length = 1 + self.min_new_tokens
+        self.suppress = list(src["suppress_tokens"] or [])
+        self.num_return_sequences = int(src["num_return_sequences"])
+        if not (self.temperature > 0 and 0 < self.top_p <= 1 and self.top_k >= 0 and
+                self.repetition_penalty > 0 and self.num_return_sequences >= 1):
+            raise CheckpointError("a generation control is out of range")
+        if self.do_sample and self.num_beams > 1:
+            raise CheckpointError("beam sampling (do_sample with num_beams > 1) is not supported")
+
+    def controls(self):
+        """The generation controls, as golden files record them."""
+        return dict(do_sample=self.do_sample, temperature=self.temperature, top_k=self.top_k,
+                    top_p=self.top_p, repetition_penalty=self.repetition_penalty,
+                    min_new_tokens=self.min_new_tokens, suppress_tokens=self.suppress,
+                    num_return_sequences=self.num_return_sequences)
 
     def as_dict(self):
         return dict(decoder_start_token_id=self.start, eos_token_id=self.eos, pad_token_id=self.pad,
@@ -90,12 +115,17 @@ class GenConfig:
 
 
 def process(gc, seqs, scores):
-    """HF's logits processors in HF's order (NoRepeatNGram, NoBadWords, MinLength, ForcedBOS,
-    ForcedEOS) on [R, V] scores for R running prefixes `seqs` (lists including the decoder
-    start token)."""
+    """HF's logits processors in HF's order (RepetitionPenalty, NoRepeatNGram, NoBadWords,
+    MinLength with min_new_tokens folded in, ForcedBOS, ForcedEOS, SuppressTokens) on [R, V]
+    scores for R running prefixes `seqs` (lists including the decoder start token)."""
     scores = scores.clone()
     V = scores.shape[1]
     cur_len = len(seqs[0])
+    if gc.repetition_penalty != 1.0:  # RepetitionPenaltyLogitsProcessor: gather, rescale, scatter
+        for r, s in enumerate(seqs):
+            idx = torch.tensor(sorted(set(s)), dtype=torch.long)
+            got = scores[r, idx]
+            scores[r, idx] = torch.where(got < 0, got * gc.repetition_penalty, got / gc.repetition_penalty)
     n = gc.no_repeat_ngram
     if n > 0 and cur_len + 1 >= n:
         for r, s in enumerate(seqs):  # ban t when prefix[-(n-1):] + [t] already occurred
@@ -122,7 +152,47 @@ def process(gc, seqs, scores):
     if gc.forced_eos is not None and cur_len == gc.max_length - 1:
         scores[:, :] = -math.inf
         scores[:, gc.forced_eos] = 0
+    for t in gc.suppress:  # SuppressTokensLogitsProcessor, after the forced tokens as in HF
+        scores[:, t] = -math.inf
     return scores
+
+
+def warp(gc, scores):
+    """HF's warpers in HF's order (Temperature, TopK, TopP; min_tokens_to_keep 1) on [R, V]
+    processed scores. Also returns the smallest gap at a warper's boundary (k-th vs (k+1)-th
+    score; cumulative mass vs 1 - top_p), where rounding could change the kept set."""
+    scores = scores.clone()
+    gap = math.inf
+    if gc.temperature != 1.0:
+        scores = scores / gc.temperature
+    if gc.top_k and gc.top_k < scores.shape[-1]:
+        top = torch.topk(scores, gc.top_k + 1, dim=-1).values
+        kth = top[..., gc.top_k - 1:gc.top_k]
+        fin = torch.isfinite(top[..., -1])
+        if bool(fin.any()):
+            gap = min(gap, float((top[..., -2] - top[..., -1])[fin].min()))
+        scores = scores.masked_fill(scores < kth, -math.inf)
+    if gc.top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(scores, descending=False)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cum <= (1 - gc.top_p)
+        remove[..., -1:] = False
+        live = sorted_logits > -math.inf
+        d = (cum - (1 - gc.top_p)).abs()[live]
+        if d.numel():
+            gap = min(gap, float(d.min()))
+        scores = scores.masked_fill(remove.scatter(1, sorted_idx, remove), -math.inf)
+    return scores, gap
+
+
+def next_token_probs(model, gc, source, prefix):
+    """The sampling distribution of the token after `prefix` (generated tokens, without the
+    start token): softmax of the warped, processed logits; with the smallest boundary gap."""
+    enc, mask = encode_batch(model, [source], gc.pad)
+    seq = [gc.start] + list(prefix)
+    logits = _step_logits(model, [seq], enc, mask).double()
+    scores, gap = warp(gc, process(gc, [seq], logits))
+    return torch.softmax(scores, -1)[0], gap, torch.softmax(logits, -1)[0]
 
 
 def encode_batch(model, sources, pad):
@@ -145,7 +215,7 @@ def _step_logits(model, seqs, enc, mask):
     return out[:, -1, :]
 
 
-def greedy(model, gc, sources):
+def greedy(model, gc, sources, top_n=0):
     """HF greedy: processors on raw logits, argmax; finished rows are fed pad tokens. Returns
     per source: sequence (with the start token), tokens (generated, EOS included when it
     stopped on one), logprobs (log_softmax of the unprocessed logits at each chosen token),
@@ -155,7 +225,8 @@ def greedy(model, gc, sources):
     N = len(sources)
     seqs = [[gc.start] for _ in range(N)]
     done = [False] * N
-    res = [dict(tokens=[], logprobs=[], finish_reason="length", margin=math.inf) for _ in range(N)]
+    res = [dict(tokens=[], logprobs=[], top_logprobs=[], finish_reason="length", margin=math.inf)
+           for _ in range(N)]
     while len(seqs[0]) < gc.max_length and not all(done):
         logits = _step_logits(model, seqs, enc, mask).double()
         raw_lp = torch.log_softmax(logits, -1)
@@ -170,6 +241,12 @@ def greedy(model, gc, sources):
             r = res[i]
             r["tokens"].append(t)
             r["logprobs"].append(float(raw_lp[i, t]))
+            if top_n:  # the model's best (raw log-softmax), best first
+                tv, ti = torch.topk(raw_lp[i], top_n + 1)
+                r["top_logprobs"].append([[int(a), float(b)] for a, b in zip(ti[:top_n], tv[:top_n])])
+                # adjacent ranks closer than this could swap under rounding
+                r.setdefault("top_margin", math.inf)
+                r["top_margin"] = min(r["top_margin"], float((tv[:-1] - tv[1:]).min()))
             if math.isfinite(float(top.values[i, 1])):
                 r["margin"] = min(r["margin"], float(top.values[i, 0] - top.values[i, 1]))
             if t in gc.eos:
@@ -282,6 +359,11 @@ def beam_search(model, gc, sources, num_beams=None, trace=None):
         if len(fin[i]) > 1:
             margins[i] = min(margins[i], fin[i][0][0] - fin[i][1][0])
         score, seq, lps, why = fin[i][0]
+        # the n-best list is only as sure as the gaps between adjacent finished scores
+        nbest_margin = min([margins[i]] + [a[0] - b[0] for a, b in zip(fin[i], fin[i][1:])])
         out.append(dict(sequence=seq, tokens=seq[1:], score=score, sum_logprobs=sum(lps),
-                        token_logprobs=lps, finish_reason=why, margin=margins[i]))
+                        token_logprobs=lps, finish_reason=why, margin=margins[i],
+                        nbest=[dict(tokens=f[1][1:], score=f[0], token_logprobs=f[2], finish_reason=f[3])
+                               for f in fin[i]],
+                        nbest_margin=nbest_margin))
     return out

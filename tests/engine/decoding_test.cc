@@ -410,3 +410,44 @@ TEST(BeamSearchStepTest, MinusInfinityCandidatesNeitherRunNorFinish) {
 
 }  // namespace
 }  // namespace attnserve::engine
+
+namespace attnserve::engine {
+namespace {
+
+// A hypothesis that finishes carries its path's top log-probs, plus this
+// step's row when it ends by length (the token is its last output id); one
+// that ends with EOS does not (the EOS is not an output id).
+TEST(BeamSearchStepTest, FinishedHypothesesKeepTheirTopLogProbs) {
+  DecodeOptions o;
+  o.beam_size = 1;
+  o.max_new_tokens = 2;
+  const BeamSettings settings = MakeBeamSettings(o, {0});
+  BeamPath path;
+  path.ids = {3};
+  path.log_probs = {-0.5f};
+  path.cum_log_prob = -0.5;
+  path.top_log_probs = {{{3, -0.5f}}};
+  const std::vector<std::vector<TokenLogProb>> row_top = {{{4, -0.2f}}};
+  for (int32_t token : {4, 0}) {  // by length at the last step; by EOS
+    SCOPED_TRACE(token);
+    const std::vector<std::vector<TokenScore>> rows = {
+        {{token, -0.2f}, {token == 0 ? 4 : 0, -3.0f}}};
+    std::vector<FinishedHypothesis> finished;
+    const BeamStepOutcome out =
+        BeamSearchStep(settings, 1, {path}, rows, &finished, row_top);
+    EXPECT_TRUE(out.done);
+    ASSERT_FALSE(finished.empty());
+    const FinishedHypothesis& f = finished[0];
+    ASSERT_EQ(f.top_log_probs.size(), f.ids.size());
+    EXPECT_EQ(f.top_log_probs[0][0].token, 3);
+    if (token == 4) {
+      EXPECT_EQ(f.finish_reason, FinishReason::kLength);
+      EXPECT_EQ(f.top_log_probs[1][0].token, 4);
+    } else {
+      EXPECT_EQ(f.finish_reason, FinishReason::kEos);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attnserve::engine

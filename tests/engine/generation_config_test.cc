@@ -125,16 +125,63 @@ TEST(GenerationConfigTest, BadWordsThatAreOneEosAreDropped) {
 }
 
 TEST(GenerationConfigTest, NeutralValuesOfUnimplementedSettingsAreAccepted) {
-  EXPECT_THAT(Parse({{"do_sample", false},
-                     {"num_return_sequences", 1},
-                     {"repetition_penalty", 1.0},
-                     {"num_beam_groups", 1},
+  EXPECT_THAT(Parse({{"num_beam_groups", 1},
                      {"diversity_penalty", 0.0},
-                     {"suppress_tokens", Json::array()},
+                     {"begin_suppress_tokens", Json::array()},
                      {"forced_decoder_ids", nullptr},
                      {"guidance_scale", 1},
+                     {"typical_p", 1.0},
+                     {"epsilon_cutoff", 0.0},
+                     {"min_p", nullptr},
                      {"renormalize_logits", false}}),
               IsOk());
+}
+
+TEST(GenerationConfigTest, ReadsTheGenerationControls) {
+  absl::StatusOr<GenerationConfig> g = Parse({{"do_sample", true},
+                                              {"temperature", 0.7},
+                                              {"top_k", 0},
+                                              {"top_p", 0.9},
+                                              {"repetition_penalty", 1.2},
+                                              {"min_new_tokens", 3},
+                                              {"suppress_tokens", {4, 9}},
+                                              {"num_return_sequences", 2}});
+  ASSERT_THAT(g, IsOk());
+  EXPECT_TRUE(g->do_sample);
+  EXPECT_FLOAT_EQ(g->temperature, 0.7f);
+  EXPECT_EQ(g->top_k, 0);
+  EXPECT_FLOAT_EQ(g->top_p, 0.9f);
+  EXPECT_FLOAT_EQ(g->repetition_penalty, 1.2f);
+  EXPECT_EQ(g->min_new_tokens, 3);
+  EXPECT_EQ(g->suppress_tokens, (std::vector<int32_t>{4, 9}));
+  EXPECT_EQ(g->num_return_sequences, 2);
+}
+
+TEST(GenerationConfigTest, ControlsDefaultToTransformers) {
+  absl::StatusOr<GenerationConfig> g = Parse(nullptr);
+  ASSERT_THAT(g, IsOk());
+  EXPECT_FALSE(g->do_sample);
+  EXPECT_EQ(g->temperature, 1.0f);
+  EXPECT_EQ(g->top_k, 50);  // GenerationConfig's default
+  EXPECT_EQ(g->top_p, 1.0f);
+  EXPECT_EQ(g->repetition_penalty, 1.0f);
+  EXPECT_EQ(g->min_new_tokens, 0);
+  EXPECT_TRUE(g->suppress_tokens.empty());
+  EXPECT_EQ(g->num_return_sequences, 1);
+  // config.json's keys count where generation_config.json is silent.
+  g = Parse(Json{{"top_k", 7}}, Json{{"top_k", 9}, {"temperature", 2.0}});
+  ASSERT_THAT(g, IsOk());
+  EXPECT_EQ(g->top_k, 7);
+  EXPECT_EQ(g->temperature, 2.0f);
+}
+
+TEST(GenerationConfigTest, BeamSamplingIsRefusedNamingBothKeys) {
+  EXPECT_THAT(
+      Parse({{"do_sample", true}, {"num_beams", 4}}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("\"do_sample\""), HasSubstr("\"num_beams\" = 4"),
+                     HasSubstr("beam sampling"))));
+  EXPECT_THAT(Parse({{"do_sample", false}, {"num_beams", 4}}), IsOk());
 }
 
 class GenerationConfigRefusedTest : public ::testing::TestWithParam<Json> {};
@@ -156,13 +203,13 @@ TEST_P(GenerationConfigRefusedTest, NamesTheFileAndKey) {
 INSTANTIATE_TEST_SUITE_P(
     GenerationConfig, GenerationConfigRefusedTest,
     ::testing::Values(
-        Json{{"do_sample", true}}, Json{{"num_return_sequences", 2}},
-        Json{{"repetition_penalty", 1.2}},
         Json{{"encoder_repetition_penalty", 0.9}},
         Json{{"encoder_no_repeat_ngram_size", 2}}, Json{{"num_beam_groups", 2}},
-        Json{{"diversity_penalty", 0.5}}, Json{{"min_new_tokens", 3}},
+        Json{{"diversity_penalty", 0.5}},
         Json{{"sequence_bias", {{"[5]", -1.0}}}},
-        Json{{"suppress_tokens", {4}}}, Json{{"begin_suppress_tokens", {4}}},
+        Json{{"begin_suppress_tokens", {4}}}, Json{{"typical_p", 0.9}},
+        Json{{"epsilon_cutoff", 3e-4}}, Json{{"eta_cutoff", 1e-3}},
+        Json{{"min_p", 0.1}}, Json{{"penalty_alpha", 0.6}},
         Json{{"forced_decoder_ids", {{1, 5}}}},
         Json{{"force_words_ids", {{5}}}}, Json{{"constraints", {1}}},
         Json{{"renormalize_logits", true}},
@@ -200,7 +247,16 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{{{"max_length", 0}}, "[1, "}, Bad{{{"max_new_tokens", 0}}, "[1, "},
         Bad{{{"num_beams", 0}}, "[1, 1024]"}, Bad{{{"min_length", -1}}, "[0, "},
         Bad{{{"length_penalty", "1"}}, "finite number"},
-        Bad{{{"early_stopping", "always"}}, "\"never\""}));
+        Bad{{{"early_stopping", "always"}}, "\"never\""},
+        Bad{{{"do_sample", 1}}, "true or false"},
+        Bad{{{"temperature", 0}}, "(0, inf)"},
+        Bad{{{"temperature", "hot"}}, "finite number"},
+        Bad{{{"top_k", -1}}, "[0, "}, Bad{{{"top_p", 0}}, "(0, 1]"},
+        Bad{{{"top_p", 1.1}}, "(0, 1]"},
+        Bad{{{"repetition_penalty", -1}}, "(0, inf)"},
+        Bad{{{"min_new_tokens", -2}}, "[0, "},
+        Bad{{{"suppress_tokens", {3, 100}}}, "[0, vocab_size)"},
+        Bad{{{"num_return_sequences", 0}}, "[1, "}));
 
 TEST(GenerationConfigTest, MalformedJsonNamesTheFile) {
   EXPECT_THAT(ParseGenerationConfig("{", "", Defaults(), kVocab),

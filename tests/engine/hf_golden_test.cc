@@ -18,6 +18,7 @@
 #include "engine/model.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/engine/hf_golden_util.h"
 
 namespace attnserve::engine {
 namespace {
@@ -27,54 +28,12 @@ namespace fs = std::filesystem;
 const char* const kFamilies[] = {"marian", "t5_v1_0", "t5_v1_1",
                                  "bart",   "mbart",   "m2m100"};
 
+using testing::LogProbsWithEos;
+using testing::ParseGeneration;
+using testing::TokensWithEos;
+
 nlohmann::json ReadGolden(const std::string& family) {
-  std::ifstream in(fs::path(ATTNSERVE_TEST_DATA_DIR) / "hf" / family /
-                   "golden.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  return nlohmann::json::parse(text.str());
-}
-
-// golden.json's "generation" (resolved: EOS and forced EOS as lists, bad words
-// after the EOS filter) as a GenerationConfig.
-GenerationConfig ParseGeneration(const nlohmann::json& g) {
-  GenerationConfig c;
-  c.decoder_start_id = g.at("decoder_start_token_id").get<int32_t>();
-  c.eos_ids = g.at("eos_token_id").get<std::vector<int32_t>>();
-  c.pad_id = g.at("pad_token_id").get<int32_t>();
-  if (g.contains("forced_bos_token_id") && !g["forced_bos_token_id"].is_null())
-    c.forced_bos_id = g["forced_bos_token_id"].get<int32_t>();
-  if (g.contains("forced_eos_token_id") && !g["forced_eos_token_id"].is_null())
-    c.forced_eos_ids = g["forced_eos_token_id"].get<std::vector<int32_t>>();
-  if (g.contains("bad_words_ids") && !g["bad_words_ids"].is_null()) {
-    c.bad_words_ids =
-        g["bad_words_ids"].get<std::vector<std::vector<int32_t>>>();
-  }
-  c.max_length = g.at("max_length").get<int>();
-  c.min_length = g.value("min_length", 0);
-  c.no_repeat_ngram_size = g.value("no_repeat_ngram_size", 0);
-  c.num_beams = g.value("num_beams", 1);
-  c.length_penalty = g.value("length_penalty", 1.0f);
-  const nlohmann::json& es = g.at("early_stopping");
-  if (es.is_string()) {
-    c.early_stopping = EarlyStopping::kNever;  // "never"
-  } else {
-    c.early_stopping =
-        es.get<bool>() ? EarlyStopping::kTrue : EarlyStopping::kHeuristic;
-  }
-  return c;
-}
-
-// Our output with its EOS, as golden.json lists "tokens".
-std::vector<int32_t> TokensWithEos(const SequenceResult& r) {
-  std::vector<int32_t> t = r.output_ids;
-  if (r.finish_reason == FinishReason::kEos) t.push_back(r.eos_id);
-  return t;
-}
-std::vector<float> LogProbsWithEos(const SequenceResult& r) {
-  std::vector<float> lp = r.log_probs;
-  if (r.finish_reason == FinishReason::kEos) lp.push_back(r.eos_log_prob);
-  return lp;
+  return testing::ReadHfJson(family, "golden.json");
 }
 
 void ExpectLike(const nlohmann::json& expected, const SequenceResult& actual,

@@ -189,6 +189,53 @@ TEST(TargetPrefixTest, RulesApplyAgainAfterThePrefix) {
   EXPECT_THAT(RuleForRow(rules, {0, 4}).banned, ElementsAre(0, 4));
 }
 
+TEST(RepetitionPenaltyTest, DividesPositiveAndMultipliesNegativeScores) {
+  DecodeOptions o = Neutral();
+  o.repetition_penalty = 2.0f;
+  const LogitsRules rules = MakeLogitsRules(o, 2);
+  std::vector<float> row = {1.0f, -1.0f, 4.0f, -3.0f, 5.0f, 0.0f};
+  // The start token 0 takes part; 1 counts once however often it occurs.
+  ApplyLogitsRules(rules, {0, 1, 1, 3, 5}, absl::MakeSpan(row));
+  EXPECT_EQ(row, (std::vector<float>{0.5f, -2.0f, 4.0f, -6.0f, 5.0f, 0.0f}));
+  const RowRule r = RuleForRow(rules, {0, 1, 1, 3, 5});
+  EXPECT_THAT(r.penalised, ElementsAre(0, 1, 3, 5));
+  EXPECT_EQ(r.penalty, 2.0f);
+}
+
+TEST(RepetitionPenaltyTest, BannedTokensAreNotPenalisedAndForcedStepsNeither) {
+  DecodeOptions o = Neutral(/*max_new_tokens=*/3);
+  o.repetition_penalty = 1.5f;
+  o.bad_words = {{4}};
+  o.forced_eos_ids = {2};
+  const LogitsRules rules = MakeLogitsRules(o, 2);
+  EXPECT_THAT(RuleForRow(rules, {0, 4}).penalised, ElementsAre(0));
+  EXPECT_THAT(RuleForRow(rules, {0, 4, 5}).forced, ElementsAre(2));
+  EXPECT_THAT(RuleForRow(rules, {0, 4, 5}).penalised, IsEmpty());
+}
+
+TEST(MinNewTokensTest, ReplacesMinLengthCountingGeneratedTokens) {
+  DecodeOptions o = Neutral();
+  o.min_length = 9;
+  o.min_new_tokens = 2;  // takes precedence, as in HF's generate
+  const LogitsRules rules = MakeLogitsRules(o, 2);
+  EXPECT_EQ(rules.min_length, 3);
+  EXPECT_THAT(RuleForRow(rules, {0, 5}).banned, ElementsAre(2));
+  EXPECT_THAT(RuleForRow(rules, {0, 5, 5}).banned, IsEmpty());
+  EXPECT_THAT(Apply(rules, {0, 5}).banned, ElementsAre(2));
+}
+
+TEST(SuppressTokensTest, BannedAtEveryStepButYieldToAForcedToken) {
+  DecodeOptions o = Neutral(/*max_new_tokens=*/3);
+  o.suppress_token_ids = {7, 3, 7};
+  o.forced_bos_id = 7;
+  const LogitsRules rules = MakeLogitsRules(o, 2);
+  EXPECT_THAT(rules.suppress, ElementsAre(3, 7));
+  EXPECT_THAT(RuleForRow(rules, {0}).forced, ElementsAre(7));
+  EXPECT_THAT(Apply(rules, {0}).forced, ElementsAre(7));
+  EXPECT_THAT(RuleForRow(rules, {0, 7}).banned, ElementsAre(3, 7));
+  EXPECT_THAT(Apply(rules, {0, 7, 1}).banned, ElementsAre(3, 7));
+}
+
 TEST(LogitsRulesTest, NeutralOptionsChangeNothing) {
   const LogitsRules rules = MakeLogitsRules(Neutral(), 2);
   std::vector<float> row = {0.5f, -1.0f, 3.0f, 2.0f};
@@ -198,6 +245,7 @@ TEST(LogitsRulesTest, NeutralOptionsChangeNothing) {
   const RowRule r = RuleForRow(rules, {0, 1, 1, 1});
   EXPECT_THAT(r.banned, IsEmpty());
   EXPECT_THAT(r.forced, IsEmpty());
+  EXPECT_THAT(r.penalised, IsEmpty());
 }
 
 // RuleForRow (the generator's) equals the reference on random rules and
@@ -207,6 +255,7 @@ TEST(LogitsRulesTest, RuleForRowMatchesTheReference) {
   auto id = [&] { return static_cast<int32_t>(rng() % 5); };
   int forced_steps = 0;
   int banning_steps = 0;
+  int penalising_steps = 0;
   for (int trial = 0; trial < 2000; ++trial) {
     DecodeOptions o = Neutral(1 + rng() % 8);
     o.eos_ids = {id()};
@@ -219,7 +268,10 @@ TEST(LogitsRulesTest, RuleForRowMatchesTheReference) {
       o.bad_words.push_back(word);
     }
     o.min_length = rng() % 5;
+    if (rng() % 3 == 0) o.min_new_tokens = rng() % 4;
     o.no_repeat_ngram_size = rng() % 4;
+    if (rng() % 4 != 0) o.repetition_penalty = rng() % 2 ? 1.7f : 0.6f;
+    for (int s = rng() % 3; s > 0; --s) o.suppress_token_ids.push_back(id());
     if (rng() % 4 == 0) {
       o.target_prefix.resize(1 + rng() % 2);
       for (int32_t& t : o.target_prefix) t = id();
@@ -229,23 +281,24 @@ TEST(LogitsRulesTest, RuleForRowMatchesTheReference) {
     for (int32_t& t : prefix) t = id();
 
     std::vector<float> reference(kVocab);
-    for (float& v : reference) v = static_cast<float>(rng() % 100) / 10.0f;
+    // Both signs: the penalty divides one and multiplies the other.
+    for (float& v : reference) v = static_cast<float>(rng() % 100) / 10.0f - 5;
     std::vector<float> fast = reference;
     ApplyLogitsRules(rules, prefix, absl::MakeSpan(reference));
     const RowRule rule = RuleForRow(rules, prefix);
     if (!rule.forced.empty()) {
       ++forced_steps;
-      std::fill(fast.begin(), fast.end(), -kInf);
-      for (int32_t t : rule.forced) fast[t] = 0.0f;
     } else {
       banning_steps += !rule.banned.empty();
-      for (int32_t t : rule.banned) fast[t] = -kInf;
+      penalising_steps += !rule.penalised.empty();
     }
+    ApplyRowRule(rule, absl::MakeSpan(fast));
     ASSERT_EQ(fast, reference) << "trial " << trial;
   }
-  // The comparison covered both kinds of step.
+  // The comparison covered every kind of step.
   EXPECT_GT(forced_steps, 100);
   EXPECT_GT(banning_steps, 500);
+  EXPECT_GT(penalising_steps, 500);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ struct Shape {
   int max_new_tokens;
   int beam;
   int threads;
+  int samples = 0;  // > 0: do_sample with this many num_return_sequences
 };
 
 class MemoryEstimateTest : public ::testing::TestWithParam<Shape> {};
@@ -46,6 +47,10 @@ TEST_P(MemoryEstimateTest, BoundsWhatOneSequenceAllocates) {
   in.options.max_new_tokens = shape.max_new_tokens;
   in.options.beam_size = shape.beam;
   in.options.ignore_eos = true;  // the worst case: every token
+  if (shape.samples > 0) {
+    in.options.do_sample = true;
+    in.options.num_return_sequences = shape.samples;
+  }
   const int64_t before = TensorBytesLive();
   ResetTensorBytesPeak();
   ASSERT_TRUE((*g)->Add({in}).ok());
@@ -72,7 +77,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Shape{"greedy_2_threads", 40, 300, 1, 2},
                       Shape{"beam_4", 40, 300, 4, 2},
                       Shape{"long_source", 3000, 50, 1, 2},
-                      Shape{"long_source_beam_4", 2000, 50, 4, 2}),
+                      Shape{"long_source_beam_4", 2000, 50, 4, 2},
+                      // n samples take n rows (DecoderRows).
+                      Shape{"samples_4", 40, 300, 1, 2, 4}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -87,7 +87,7 @@ TEST_F(ModelDirTest, AttnserveDirReadsGenerationConfig) {
 TEST_F(ModelDirTest, BadGenerationConfigNamesTheDirectoryFileAndKey) {
   const std::string dir = WriteModel("bad-generation");
   testing::WriteFile(dir + "/generation_config.json", R"({"top_k": 5,
-                         "do_sample": true})");
+                         "do_sample": true, "num_beams": 2})");
   EXPECT_THAT(
       LoadModelDir(dir),
       StatusIs(absl::StatusCode::kInvalidArgument,
