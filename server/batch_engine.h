@@ -13,6 +13,7 @@
 #include "engine/decode/generator.h"
 #include "engine/format/generation_config.h"
 #include "engine/format/model_config.h"
+#include "engine/ops/compute_type.h"
 
 namespace attnserve::server {
 
@@ -28,6 +29,7 @@ struct ModelInfo {
   std::string compute_type = "float32";
   // The KV caches' element type (--kv_cache_dtype): "float32" or "bfloat16".
   std::string kv_cache_dtype = "float32";
+  engine::ComputeType kv_cache = engine::ComputeType::kFloat32;  // the same
   engine::ModelConfig config;
   // The model's decoding defaults (engine::Model::generation()): what
   // requests that leave a setting unset decode with.

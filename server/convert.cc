@@ -659,13 +659,8 @@ absl::Status ApplyGenerationControls(const v1::GenerateRequest& request,
 
 int64_t EstimateRequestBytes(const ModelInfo& model, int source_tokens,
                              const engine::DecodeOptions& options) {
-  // Sampled sequences hold a cache and a share of each step per row as beams
-  // do; counted as a beam of that many rows, the estimate covers them whether
-  // or not SequenceMemoryBytes itself tells sampling rows from beams.
-  engine::DecodeOptions rows = options;
-  rows.beam_size = engine::DecoderRows(options);
-  return engine::SequenceMemoryBytes(model.config, source_tokens, rows,
-                                     model.threads);
+  return engine::SequenceMemoryBytes(model.config, source_tokens, options,
+                                     model.threads, model.kv_cache);
 }
 
 std::string NewRequestId() {

@@ -83,8 +83,8 @@ absl::Status ApplyGenerationControls(const v1::GenerateRequest& request,
                                      engine::DecodeOptions* options);
 
 // The most bytes of engine memory a request of `source_tokens` tokens decoded
-// with `options` can hold: engine::SequenceMemoryBytes, counting the request's
-// decoder rows (engine::DecoderRows: sampled sequences too) as beam rows.
+// with `options` can hold: engine::SequenceMemoryBytes at the model's thread
+// count and KV cache dtype (its decoder rows are beams or samples alike).
 int64_t EstimateRequestBytes(const ModelInfo& model, int source_tokens,
                              const engine::DecodeOptions& options);
 

@@ -29,6 +29,7 @@ GeneratorEngine::GeneratorEngine(std::unique_ptr<engine::Model> model,
     info_.compute_type += " (float32 embeddings)";
   }
   info_.kv_cache_dtype = engine::ComputeTypeName(precision.kv_cache);
+  info_.kv_cache = precision.kv_cache;
   info_.config = model_->config();
   info_.generation = model_->generation();
   info_.warnings = model_->warnings();

@@ -19,7 +19,8 @@ constexpr int64_t kMatmulScratchpadBytesPerThread = int64_t{256} << 10;
 }  // namespace
 
 int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
-                            const DecodeOptions& options, int threads) {
+                            const DecodeOptions& options, int threads,
+                            ComputeType kv_cache) {
   const int64_t d = config.d_model;
   const int64_t a = config.attention_dim();  // q, k, v and cache widths
   // The FFN's hidden rows; a gated FFN holds the fused product and its
@@ -62,15 +63,15 @@ int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
   // one processed copy of it.
   const int64_t sampling =
       options.do_sample ? (beam + 1) * int64_t{config.vocab_size} : 0;
-  const int64_t floats = cross_kv + self_kv + encoder + step + positions +
-                         relative_bias + sampling;
+  const int64_t floats = encoder + step + positions + relative_bias + sampling;
+  const int64_t kv_bytes = ComputeTypeBytes(kv_cache) * (cross_kv + self_kv);
   // Token lists (ids and log-probs, 8 bytes a token) of the live and the
   // finished hypotheses, and their top_log_probs lists (8 bytes an entry
   // plus a list's own 24).
   const int64_t per_token =
       8 + (options.top_log_probs > 0 ? 24 + 8 * options.top_log_probs : 0);
   const int64_t tokens = 2 * beam * steps * per_token;
-  return static_cast<int64_t>(sizeof(float)) * floats + tokens +
+  return static_cast<int64_t>(sizeof(float)) * floats + kv_bytes + tokens +
          t * kMatmulScratchpadBytesPerThread;
 }
 

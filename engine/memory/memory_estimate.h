@@ -7,6 +7,7 @@
 
 #include "engine/decode/generator.h"
 #include "engine/format/model_config.h"
+#include "engine/ops/compute_type.h"
 
 namespace attnserve::engine {
 
@@ -26,7 +27,11 @@ namespace attnserve::engine {
 // several sources (Add pads a batch to its longest source but bounds its
 // padded rows, kEncoderChunkRows in generator.cc: a fixed cost per
 // generator, not per sequence).
+//
+// `kv_cache` is the element type of the self-attention caches and the
+// cross-attention keys and values (Precision::kv_cache): bfloat16 halves them.
 int64_t SequenceMemoryBytes(const ModelConfig& config, int source_tokens,
-                            const DecodeOptions& options, int threads = 1);
+                            const DecodeOptions& options, int threads = 1,
+                            ComputeType kv_cache = ComputeType::kFloat32);
 
 }  // namespace attnserve::engine
