@@ -1,7 +1,8 @@
 // attnserve-bench: a load generator for an attnserve server over the public
-// API (async gRPC), for when ghz is not at hand. Flags live only here; they
-// fill LoadOptions and RequestMixOptions. docs/client.md describes the tool and
-// its report.
+// API (async gRPC), for when ghz is not at hand. Its flags live here, but for
+// the generation controls it shares with attnserve-cli
+// (generation_control_flags.h); they fill LoadOptions and RequestMixOptions.
+// docs/client.md describes the tool and its report.
 
 #include <algorithm>
 #include <iostream>

@@ -1,6 +1,8 @@
 // attnserve-cli: one request to an attnserve server (generate), what it serves
-// (info), and whether it is serving (health). Flags live only here; they fill
-// the options structs of cli_commands.h. docs/client.md describes the tool.
+// (info), and whether it is serving (health). Its flags live here, but for the
+// generation controls it shares with attnserve-bench
+// (generation_control_flags.h); they fill the options structs of
+// cli_commands.h. docs/client.md describes the tool.
 
 #include <iostream>
 #include <optional>
