@@ -1,7 +1,8 @@
 // attnserve-bench: a load generator for an attnserve server over the public
-// API (async gRPC), for when ghz is not at hand. Flags live only here; they
-// fill LoadOptions and RequestMixOptions. docs/client.md describes the tool and
-// its report.
+// API (async gRPC), for when ghz is not at hand. Its flags live here, but for
+// the generation controls it shares with attnserve-cli
+// (generation_control_flags.h); they fill LoadOptions and RequestMixOptions.
+// docs/client.md describes the tool and its report.
 
 #include <algorithm>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include "client/channel.h"
 #include "client/exit_codes.h"
 #include "client/flag_parsing.h"
+#include "client/generation_control_flags.h"
 #include "client/generation_controls.h"
 #include "client/load_generator.h"
 #include "client/request_mix.h"
@@ -78,41 +80,19 @@ ABSL_FLAG(int, vocab_size, 0,
 ABSL_FLAG(int, beam_size, 0, "beam_size of each request; 0 or 1 = greedy.");
 ABSL_FLAG(int64_t, seed, 1, "Seed of the request mix and of arrivals.");
 // Generation controls, sent with every request (docs/api.md)
-ABSL_FLAG(std::optional<bool>, do_sample, std::nullopt,
-          "Sample (true) or not (false) whatever the model's default; unset = "
-          "sample when --temperature, --top_k or --top_p is given.");
-ABSL_FLAG(float, temperature, 0,
-          "Sampling temperature (> 0); 0 = the model's default.");
-ABSL_FLAG(int, top_k, 0, "Top-k sampling; 0 = the model's default.");
-ABSL_FLAG(float, top_p, 0,
-          "Nucleus sampling, in (0, 1]; 0 = the model's default.");
+// (the other controls: client/generation_control_flags.cc)
 ABSL_FLAG(uint64_t, sampling_seed, 0,
           "Seed of every sampled request (each then draws as the others of "
           "its source); 0 = the server picks one per request.");
-ABSL_FLAG(float, repetition_penalty, 0,
-          "> 0, 1 = off; 0 = the model's default.");
-ABSL_FLAG(int, no_repeat_ngram_size, 0,
-          "No n-gram of this size occurs twice; 0 = the model's default.");
-ABSL_FLAG(int, min_new_tokens, 0,
-          "No EOS before this many tokens; 0 = the model's default.");
-ABSL_FLAG(std::string, suppress_token_ids, "",
-          "Token ids never generated, comma-separated.");
-ABSL_FLAG(std::string, bad_words, "",
-          "Token sequences never generated: words separated by ';', their ids "
-          "by ','.");
-ABSL_FLAG(int, num_return_sequences, 0,
-          "Hypotheses per request (n best beams, or n samples: n decoder "
-          "rows); their tokens count in generated_tokens. 0 = the model's "
-          "default.");
-ABSL_FLAG(int, top_log_probs, 0,
-          "Top log-probs per generated token to ask for; 0 = none.");
 ABSL_FLAG(bool, json, false,
           "Print the report as one JSON object (keys in docs/client.md).");
 
 namespace attnserve::client {
 namespace {
 
-constexpr char kMainFile[] = "client/bench_main.cc";
+// The files whose flags are attnserve-bench's.
+constexpr absl::string_view kFlagFiles[] = {"client/bench_main.cc",
+                                            kGenerationControlFlagsFile};
 constexpr char kUsage[] =
     "usage: attnserve-bench [--addr=host:port] [--concurrency=N | --rps=R]\n"
     "                       [--requests=N | --duration=D] [--warmup=D] "
@@ -137,11 +117,7 @@ const std::vector<FlagGroup>& FlagGroups() {
       {"The requests",
        {"src_len", "max_new_tokens", "sources_file", "text", "vocab_size",
         "beam_size", "seed"}},
-      {"Generation controls",
-       {"do_sample", "temperature", "top_k", "top_p", "sampling_seed",
-        "repetition_penalty", "no_repeat_ngram_size", "min_new_tokens",
-        "suppress_token_ids", "bad_words", "num_return_sequences",
-        "top_log_probs"}},
+      {"Generation controls", GenerationControlFlagNames("sampling_seed")},
       {"Output", {"json"}},
   };
   return *groups;
@@ -213,22 +189,11 @@ absl::StatusOr<RequestMixOptions> MixOptionsFromFlags() {
   options.vocab_size = absl::GetFlag(FLAGS_vocab_size);
   options.beam_size = absl::GetFlag(FLAGS_beam_size);
   options.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
-  GenerationControls& controls = options.controls;
-  controls.do_sample = absl::GetFlag(FLAGS_do_sample);
-  controls.temperature = absl::GetFlag(FLAGS_temperature);
-  controls.top_k = absl::GetFlag(FLAGS_top_k);
-  controls.top_p = absl::GetFlag(FLAGS_top_p);
-  controls.seed = absl::GetFlag(FLAGS_sampling_seed);
-  controls.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
-  controls.no_repeat_ngram_size = absl::GetFlag(FLAGS_no_repeat_ngram_size);
-  controls.min_new_tokens = absl::GetFlag(FLAGS_min_new_tokens);
-  controls.suppress_token_ids = absl::GetFlag(FLAGS_suppress_token_ids);
-  controls.bad_words = absl::GetFlag(FLAGS_bad_words);
-  controls.num_return_sequences = absl::GetFlag(FLAGS_num_return_sequences);
-  controls.top_log_probs = absl::GetFlag(FLAGS_top_log_probs);
+  options.controls = GenerationControlsFromFlags();
+  options.controls.seed = absl::GetFlag(FLAGS_sampling_seed);
   // Checked before connecting, as the other flags are.
   v1::GenerateRequest checked;
-  if (absl::Status status = ApplyGenerationControls(controls, &checked);
+  if (absl::Status status = ApplyGenerationControls(options.controls, &checked);
       !status.ok()) {
     return status;
   }
@@ -255,10 +220,10 @@ nlohmann::json ConfigJson(const LoadOptions& load,
 
 int Run(int argc, char** argv) {
   absl::StatusOr<CommandLine> command_line =
-      ParseCommandLineStrict(argc, argv, kMainFile);
+      ParseCommandLineStrict(argc, argv, kFlagFiles);
   if (!command_line.ok()) return UsageError(command_line.status().message());
   if (command_line->help) {
-    std::cout << FlagsHelp(kUsage, kMainFile, FlagGroups());
+    std::cout << FlagsHelp(kUsage, kFlagFiles, FlagGroups());
     return kExitOk;
   }
   if (!command_line->positional.empty()) {

@@ -1,6 +1,8 @@
 // attnserve-cli: one request to an attnserve server (generate), what it serves
-// (info), and whether it is serving (health). Flags live only here; they fill
-// the options structs of cli_commands.h. docs/client.md describes the tool.
+// (info), and whether it is serving (health). Its flags live here, but for the
+// generation controls it shares with attnserve-bench
+// (generation_control_flags.h); they fill the options structs of
+// cli_commands.h. docs/client.md describes the tool.
 
 #include <iostream>
 #include <optional>
@@ -13,6 +15,7 @@
 #include "client/cli_commands.h"
 #include "client/exit_codes.h"
 #include "client/flag_parsing.h"
+#include "client/generation_control_flags.h"
 #include "client/generation_controls.h"
 
 ABSL_FLAG(std::string, addr, "127.0.0.1:50051", "Server address, host:port.");
@@ -61,39 +64,10 @@ ABSL_FLAG(std::string, target_prefix_ids, "",
 ABSL_FLAG(std::string, target_prefix, "",
           "generate: a text whose target-side tokens are forced as the first "
           "output tokens (the model needs a tokenizer).");
-ABSL_FLAG(
-    std::optional<bool>, do_sample, std::nullopt,
-    "generate: sample (true) or not (false) whatever the model's default; "
-    "unset = sample when --temperature, --top_k or --top_p is given.");
-ABSL_FLAG(float, temperature, 0,
-          "generate: sampling temperature (> 0); 0 = the model's default.");
-ABSL_FLAG(int, top_k, 0,
-          "generate: sample among the top_k most likely tokens; 0 = the "
-          "model's default.");
-ABSL_FLAG(float, top_p, 0,
-          "generate: nucleus sampling, in (0, 1]; 0 = the model's default.");
+// The other generation controls: client/generation_control_flags.cc.
 ABSL_FLAG(uint64_t, seed, 0,
           "generate: seed of a sampled request (the same seed draws the same "
           "tokens); 0 = the server picks one and reports it.");
-ABSL_FLAG(float, repetition_penalty, 0,
-          "generate: > 0, 1 = off; penalises tokens already generated; 0 = "
-          "the model's default.");
-ABSL_FLAG(int, no_repeat_ngram_size, 0,
-          "generate: no n-gram of this size occurs twice; 0 = the model's "
-          "default.");
-ABSL_FLAG(int, min_new_tokens, 0,
-          "generate: no EOS before this many tokens; 0 = the model's default.");
-ABSL_FLAG(std::string, suppress_token_ids, "",
-          "generate: token ids never generated, comma-separated.");
-ABSL_FLAG(std::string, bad_words, "",
-          "generate: token sequences never generated: words separated by ';', "
-          "their ids by ',' (e.g. \"5,6;9\").");
-ABSL_FLAG(int, num_return_sequences, 0,
-          "generate: hypotheses to return (the n best beams, or n samples), "
-          "each on its own output line; 0 = the model's default (1).");
-ABSL_FLAG(int, top_log_probs, 0,
-          "generate: also report the best N tokens and their log-probs at "
-          "every step (printed on stderr).");
 ABSL_FLAG(bool, log_probs, false,
           "generate: ask for the log-prob of every generated token.");
 ABSL_FLAG(bool, stream, false,
@@ -106,7 +80,9 @@ ABSL_FLAG(std::string, service, "",
 namespace attnserve::client {
 namespace {
 
-constexpr char kMainFile[] = "client/cli_main.cc";
+// The files whose flags are attnserve-cli's.
+constexpr absl::string_view kFlagFiles[] = {"client/cli_main.cc",
+                                            kGenerationControlFlagsFile};
 constexpr char kUsage[] =
     "usage: attnserve-cli [--addr=host:port] COMMAND [flags]\n"
     "\n"
@@ -139,11 +115,7 @@ const std::vector<FlagGroup>& FlagGroups() {
        {"ids", "text", "max_new_tokens", "beam_size", "length_penalty",
         "source_language", "target_language", "target_prefix_ids",
         "target_prefix", "log_probs", "stream"}},
-      {"generate: generation controls",
-       {"do_sample", "temperature", "top_k", "top_p", "seed",
-        "repetition_penalty", "no_repeat_ngram_size", "min_new_tokens",
-        "suppress_token_ids", "bad_words", "num_return_sequences",
-        "top_log_probs"}},
+      {"generate: generation controls", GenerationControlFlagNames("seed")},
       {"health", {"service"}},
       {"Output", {"json"}},
   };
@@ -158,10 +130,10 @@ int UsageError(absl::string_view message) {
 
 int Run(int argc, char** argv) {
   absl::StatusOr<CommandLine> command_line =
-      ParseCommandLineStrict(argc, argv, kMainFile);
+      ParseCommandLineStrict(argc, argv, kFlagFiles);
   if (!command_line.ok()) return UsageError(command_line.status().message());
   if (command_line->help) {
-    std::cout << FlagsHelp(kUsage, kMainFile, FlagGroups());
+    std::cout << FlagsHelp(kUsage, kFlagFiles, FlagGroups());
     return kExitOk;
   }
   if (command_line->positional.size() != 1) {
@@ -202,19 +174,8 @@ int Run(int argc, char** argv) {
       options.target_prefix_ids = absl::GetFlag(FLAGS_target_prefix_ids);
     }
     options.target_prefix = absl::GetFlag(FLAGS_target_prefix);
-    GenerationControls& controls = options.controls;
-    controls.do_sample = absl::GetFlag(FLAGS_do_sample);
-    controls.temperature = absl::GetFlag(FLAGS_temperature);
-    controls.top_k = absl::GetFlag(FLAGS_top_k);
-    controls.top_p = absl::GetFlag(FLAGS_top_p);
-    controls.seed = absl::GetFlag(FLAGS_seed);
-    controls.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
-    controls.no_repeat_ngram_size = absl::GetFlag(FLAGS_no_repeat_ngram_size);
-    controls.min_new_tokens = absl::GetFlag(FLAGS_min_new_tokens);
-    controls.suppress_token_ids = absl::GetFlag(FLAGS_suppress_token_ids);
-    controls.bad_words = absl::GetFlag(FLAGS_bad_words);
-    controls.num_return_sequences = absl::GetFlag(FLAGS_num_return_sequences);
-    controls.top_log_probs = absl::GetFlag(FLAGS_top_log_probs);
+    options.controls = GenerationControlsFromFlags();
+    options.controls.seed = absl::GetFlag(FLAGS_seed);
     options.log_probs = absl::GetFlag(FLAGS_log_probs);
     options.stream = absl::GetFlag(FLAGS_stream);
     options.json = absl::GetFlag(FLAGS_json);

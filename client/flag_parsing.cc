@@ -22,12 +22,18 @@ bool IsSwitch(const absl::CommandLineFlag& flag) {
 
 // Only the tool's own flags: Abseil's built-ins (--flagfile, --helpfull, ...)
 // are not handled by this parser, so accepting them would silently do nothing.
-absl::CommandLineFlag* FindOwnFlag(absl::string_view name,
-                                   absl::string_view main_file) {
+bool IsOwn(const absl::CommandLineFlag& flag,
+           absl::Span<const absl::string_view> own_files) {
+  return std::any_of(own_files.begin(), own_files.end(),
+                     [&flag](absl::string_view file) {
+                       return absl::EndsWith(flag.Filename(), file);
+                     });
+}
+
+absl::CommandLineFlag* FindOwnFlag(
+    absl::string_view name, absl::Span<const absl::string_view> own_files) {
   absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-  if (flag == nullptr || !absl::EndsWith(flag->Filename(), main_file)) {
-    return nullptr;
-  }
+  if (flag == nullptr || !IsOwn(*flag, own_files)) return nullptr;
   return flag;
 }
 
@@ -57,7 +63,7 @@ void AppendFlagHelp(const absl::CommandLineFlag& flag, std::string* text) {
 }  // namespace
 
 absl::StatusOr<CommandLine> ParseCommandLineStrict(
-    int argc, char** argv, absl::string_view main_file) {
+    int argc, char** argv, absl::Span<const absl::string_view> own_files) {
   CommandLine result;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
@@ -81,9 +87,9 @@ absl::StatusOr<CommandLine> ParseCommandLineStrict(
       result.help = true;
       continue;
     }
-    absl::CommandLineFlag* flag = FindOwnFlag(name, main_file);
+    absl::CommandLineFlag* flag = FindOwnFlag(name, own_files);
     if (flag == nullptr && !value.has_value() && absl::StartsWith(name, "no")) {
-      absl::CommandLineFlag* negated = FindOwnFlag(name.substr(2), main_file);
+      absl::CommandLineFlag* negated = FindOwnFlag(name.substr(2), own_files);
       if (negated != nullptr && IsSwitch(*negated)) {
         flag = negated;
         value = "false";
@@ -116,14 +122,15 @@ bool CommandLine::Given(absl::string_view name) const {
   return std::find(given.begin(), given.end(), name) != given.end();
 }
 
-std::string FlagsHelp(absl::string_view usage, absl::string_view main_file,
+std::string FlagsHelp(absl::string_view usage,
+                      absl::Span<const absl::string_view> own_files,
                       const std::vector<FlagGroup>& groups) {
   std::string text = absl::StrCat(usage, "\n");
   absl::flat_hash_set<std::string> listed;
   for (const FlagGroup& group : groups) {
     absl::StrAppend(&text, group.heading, ":\n");
     for (const std::string& name : group.flags) {
-      const absl::CommandLineFlag* flag = FindOwnFlag(name, main_file);
+      const absl::CommandLineFlag* flag = FindOwnFlag(name, own_files);
       if (flag == nullptr || !listed.insert(name).second) continue;
       AppendFlagHelp(*flag, &text);
     }
@@ -131,8 +138,7 @@ std::string FlagsHelp(absl::string_view usage, absl::string_view main_file,
   }
   std::vector<absl::CommandLineFlag*> others;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (absl::EndsWith(flag->Filename(), main_file) &&
-        !listed.contains(flag->Name())) {
+    if (IsOwn(*flag, own_files) && !listed.contains(flag->Name())) {
       others.push_back(flag);
     }
   }

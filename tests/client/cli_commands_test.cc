@@ -12,15 +12,18 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/client/fake_seq2seq.h"
+#include "tests/client/fault_cases.h"
 
 namespace attnserve::client {
 namespace {
 
 using ::testing::ElementsAre;
+using testing::ExpectFaultsNamed;
 using testing::FakeServer;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
+using testing::ValueOrFail;
 
 TEST(BuildGenerateRequestTest, IdsOrText) {
   GenerateOptions options;
@@ -30,62 +33,64 @@ TEST(BuildGenerateRequestTest, IdsOrText) {
   options.length_penalty = 0.6f;
   options.log_probs = true;
   options.target_language = "fra_Latn";
-  absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(options);
-  ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_THAT(request->input_ids(), ElementsAre(5, 17, 42));
-  EXPECT_TRUE(request->text().empty());
-  EXPECT_EQ(request->max_new_tokens(), 8u);
-  EXPECT_EQ(request->beam_size(), 4u);
-  ASSERT_TRUE(request->has_length_penalty());
-  EXPECT_FLOAT_EQ(request->length_penalty(), 0.6f);
-  EXPECT_TRUE(request->return_log_probs());
-  EXPECT_EQ(request->target_language(), "fra_Latn");
-  EXPECT_TRUE(request->source_language().empty());
+  v1::GenerateRequest request = ValueOrFail(BuildGenerateRequest(options));
+  EXPECT_THAT(request.input_ids(), ElementsAre(5, 17, 42));
+  EXPECT_TRUE(request.text().empty());
+  EXPECT_EQ(request.max_new_tokens(), 8u);
+  EXPECT_EQ(request.beam_size(), 4u);
+  ASSERT_TRUE(request.has_length_penalty());
+  EXPECT_FLOAT_EQ(request.length_penalty(), 0.6f);
+  EXPECT_TRUE(request.return_log_probs());
+  EXPECT_EQ(request.target_language(), "fra_Latn");
+  EXPECT_TRUE(request.source_language().empty());
 
   GenerateOptions text;
   text.text = "hello";
   text.source_language = "deu_Latn";
-  request = BuildGenerateRequest(text);
-  ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_EQ(request->text(), "hello");
-  EXPECT_EQ(request->source_language(), "deu_Latn");
-  EXPECT_TRUE(request->target_language().empty());
-  EXPECT_TRUE(request->input_ids().empty());
+  request = ValueOrFail(BuildGenerateRequest(text));
+  EXPECT_EQ(request.text(), "hello");
+  EXPECT_EQ(request.source_language(), "deu_Latn");
+  EXPECT_TRUE(request.target_language().empty());
+  EXPECT_TRUE(request.input_ids().empty());
   // Unset stays unset: the server's default 1.0 applies.
-  EXPECT_FALSE(request->has_length_penalty());
+  EXPECT_FALSE(request.has_length_penalty());
+}
+
+// BuildGenerateRequest as a status, for ExpectFaultsNamed.
+absl::Status BuildStatus(const GenerateOptions& options) {
+  return BuildGenerateRequest(options).status();
 }
 
 TEST(BuildGenerateRequestTest, NamesTheFlagAtFault) {
-  const auto message = [](GenerateOptions options) {
-    return std::string(BuildGenerateRequest(options).status().message());
-  };
-  GenerateOptions neither;
-  EXPECT_THAT(message(neither), HasSubstr("exactly one of --ids"));
-  GenerateOptions both;
-  both.ids = "1";
-  both.text = "a";
-  EXPECT_THAT(message(both), HasSubstr("exactly one of --ids"));
-  // Given but empty (--text=""): not "give exactly one", which the user did.
-  GenerateOptions empty_text;
-  empty_text.text = "";
-  EXPECT_THAT(message(empty_text), HasSubstr("--text is empty"));
-  GenerateOptions empty_ids;
-  empty_ids.ids = "";
-  EXPECT_THAT(message(empty_ids), HasSubstr("--ids is empty"));
-  GenerateOptions bad_ids;
-  bad_ids.ids = "1,two";
-  EXPECT_THAT(message(bad_ids), HasSubstr("--ids: bad token id \"two\""));
-  GenerateOptions negative;
-  negative.ids = "1";
-  negative.max_new_tokens = -1;
-  EXPECT_THAT(message(negative), HasSubstr("--max_new_tokens"));
-  negative.max_new_tokens = 0;
-  negative.beam_size = -2;
-  EXPECT_THAT(message(negative), HasSubstr("--beam_size"));
-  GenerateOptions no_time;
-  no_time.ids = "1";
-  no_time.timeout = absl::ZeroDuration();
-  EXPECT_THAT(message(no_time), HasSubstr("--timeout"));
+  GenerateOptions valid;
+  valid.ids = "1";
+  ExpectFaultsNamed<GenerateOptions>(
+      valid, BuildStatus,
+      {{[](GenerateOptions& o) { o.ids.reset(); }, "exactly one of --ids"},
+       {[](GenerateOptions& o) { o.text = "a"; }, "exactly one of --ids"},
+       // Given but empty (--text=""): not "give exactly one", which the user
+       // did.
+       {[](GenerateOptions& o) {
+          o.ids.reset();
+          o.text = "";
+        },
+        "--text is empty"},
+       {[](GenerateOptions& o) { o.ids = ""; }, "--ids is empty"},
+       {[](GenerateOptions& o) { o.ids = "1,two"; },
+        "--ids: bad token id \"two\""},
+       {[](GenerateOptions& o) { o.max_new_tokens = -1; }, "--max_new_tokens"},
+       {[](GenerateOptions& o) { o.beam_size = -2; }, "--beam_size"},
+       {[](GenerateOptions& o) { o.timeout = absl::ZeroDuration(); },
+        "--timeout"},
+       {[](GenerateOptions& o) {
+          o.target_prefix_ids = "8";
+          o.target_prefix = "Bonjour";
+        },
+        "at most one of --target_prefix_ids and --target_prefix"},
+       {[](GenerateOptions& o) { o.target_prefix_ids = "8,"; },
+        "--target_prefix_ids: "},
+       {[](GenerateOptions& o) { o.controls.top_k = -3; },
+        "--top_k must be >= 0"}});
 }
 
 TEST(BuildGenerateRequestTest, TargetPrefixAndControls) {
@@ -94,36 +99,18 @@ TEST(BuildGenerateRequestTest, TargetPrefixAndControls) {
   options.target_prefix_ids = "8,9";
   options.controls.temperature = 0.5f;
   options.controls.num_return_sequences = 2;
-  absl::StatusOr<v1::GenerateRequest> request = BuildGenerateRequest(options);
-  ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_THAT(request->target_prefix_ids(), ElementsAre(8, 9));
-  EXPECT_TRUE(request->target_prefix().empty());
-  EXPECT_FLOAT_EQ(request->temperature(), 0.5f);
-  EXPECT_EQ(request->num_return_sequences(), 2u);
+  v1::GenerateRequest request = ValueOrFail(BuildGenerateRequest(options));
+  EXPECT_THAT(request.target_prefix_ids(), ElementsAre(8, 9));
+  EXPECT_TRUE(request.target_prefix().empty());
+  EXPECT_FLOAT_EQ(request.temperature(), 0.5f);
+  EXPECT_EQ(request.num_return_sequences(), 2u);
 
   GenerateOptions text;
   text.ids = "5";
   text.target_prefix = "Bonjour";
-  request = BuildGenerateRequest(text);
-  ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_EQ(request->target_prefix(), "Bonjour");
-  EXPECT_EQ(request->target_prefix_ids_size(), 0);
-
-  const auto message = [](GenerateOptions options) {
-    return std::string(BuildGenerateRequest(options).status().message());
-  };
-  GenerateOptions both = text;
-  both.target_prefix_ids = "8";
-  EXPECT_THAT(message(both), HasSubstr("at most one of --target_prefix_ids and "
-                                       "--target_prefix"));
-  GenerateOptions bad_ids;
-  bad_ids.ids = "5";
-  bad_ids.target_prefix_ids = "8,";
-  EXPECT_THAT(message(bad_ids), HasSubstr("--target_prefix_ids: "));
-  GenerateOptions bad_control;
-  bad_control.ids = "5";
-  bad_control.controls.top_k = -3;
-  EXPECT_THAT(message(bad_control), HasSubstr("--top_k must be >= 0"));
+  request = ValueOrFail(BuildGenerateRequest(text));
+  EXPECT_EQ(request.target_prefix(), "Bonjour");
+  EXPECT_EQ(request.target_prefix_ids_size(), 0);
 }
 
 class CliCommandsTest : public ::testing::Test {

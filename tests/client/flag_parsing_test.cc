@@ -136,5 +136,25 @@ TEST(FlagsHelpTest, GroupsThenTheRestUnderOtherFlags) {
   EXPECT_EQ(help.find("--fp_count", count + 1), std::string::npos);
 }
 
+// A tool whose flags are in several files (its main and
+// generation_control_flags.cc) accepts and lists the flags of any of them,
+// and only those.
+TEST(FlagFilesTest, AcceptsAndListsTheFlagsOfEveryGivenFile) {
+  absl::FlagSaver saver;
+  constexpr absl::string_view kFiles[] = {"client/no_such_file.cc", kThisFile};
+  std::string tool = "tool", count = "--fp_count=9";
+  char* argv[] = {tool.data(), count.data()};
+  absl::StatusOr<CommandLine> parsed = ParseCommandLineStrict(2, argv, kFiles);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(absl::GetFlag(FLAGS_fp_count), 9);
+  EXPECT_THAT(FlagsHelp("usage: tool", kFiles), HasSubstr("--fp_count"));
+
+  constexpr absl::string_view kOthers[] = {"client/no_such_file.cc",
+                                           "client/cli_main.cc"};
+  EXPECT_FALSE(ParseCommandLineStrict(2, argv, kOthers).ok());
+  EXPECT_THAT(FlagsHelp("usage: tool", kOthers),
+              ::testing::Not(HasSubstr("--fp_count")));
+}
+
 }  // namespace
 }  // namespace attnserve::client

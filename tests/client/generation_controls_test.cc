@@ -8,12 +8,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/client/fault_cases.h"
 
 namespace attnserve::client {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
+using testing::ExpectFaultsNamed;
 
 TEST(GenerationControlsTest, EveryControlReachesItsField) {
   GenerationControls controls;
@@ -66,34 +67,25 @@ TEST(GenerationControlsTest, UnsetControlsLeaveTheRequestUnset) {
   EXPECT_FALSE(request.do_sample());
 }
 
+// ApplyGenerationControls as a status, for ExpectFaultsNamed.
+absl::Status ApplyStatus(const GenerationControls& controls) {
+  v1::GenerateRequest request;
+  return ApplyGenerationControls(controls, &request);
+}
+
 TEST(GenerationControlsTest, NamesTheFlagAtFault) {
-  const auto message = [](GenerationControls controls) {
-    v1::GenerateRequest request;
-    return std::string(ApplyGenerationControls(controls, &request).message());
-  };
-  GenerationControls top_k;
-  top_k.top_k = -1;
-  EXPECT_THAT(message(top_k), HasSubstr("--top_k must be >= 0"));
-  GenerationControls n;
-  n.num_return_sequences = -2;
-  EXPECT_THAT(message(n), HasSubstr("--num_return_sequences must be >= 0"));
-  GenerationControls top;
-  top.top_log_probs = -1;
-  EXPECT_THAT(message(top), HasSubstr("--top_log_probs must be >= 0"));
-  GenerationControls ngram;
-  ngram.no_repeat_ngram_size = -1;
-  EXPECT_THAT(message(ngram), HasSubstr("--no_repeat_ngram_size"));
-  GenerationControls min;
-  min.min_new_tokens = -1;
-  EXPECT_THAT(message(min), HasSubstr("--min_new_tokens"));
-  GenerationControls suppress;
-  suppress.suppress_token_ids = "4,x";
-  EXPECT_THAT(message(suppress), HasSubstr("--suppress_token_ids: "));
-  GenerationControls bad;
-  bad.bad_words = "4,5;;6";
-  EXPECT_THAT(message(bad), HasSubstr("--bad_words: word 2: "));
-  bad.bad_words = "4,-5";
-  EXPECT_THAT(message(bad), HasSubstr("--bad_words: word 1: "));
+  using C = GenerationControls;
+  ExpectFaultsNamed<C>(
+      C(), ApplyStatus,
+      {{[](C& c) { c.top_k = -1; }, "--top_k must be >= 0"},
+       {[](C& c) { c.num_return_sequences = -2; },
+        "--num_return_sequences must be >= 0"},
+       {[](C& c) { c.top_log_probs = -1; }, "--top_log_probs must be >= 0"},
+       {[](C& c) { c.no_repeat_ngram_size = -1; }, "--no_repeat_ngram_size"},
+       {[](C& c) { c.min_new_tokens = -1; }, "--min_new_tokens"},
+       {[](C& c) { c.suppress_token_ids = "4,x"; }, "--suppress_token_ids: "},
+       {[](C& c) { c.bad_words = "4,5;;6"; }, "--bad_words: word 2: "},
+       {[](C& c) { c.bad_words = "4,-5"; }, "--bad_words: word 1: "}});
 }
 
 }  // namespace
