@@ -105,6 +105,23 @@ inline std::vector<SequenceResult> DecodeTogether(
   return results;
 }
 
+// Decodes each (source, options) pair alone, then all in one generator, added
+// at once and admitted mid-flight, and calls check(alone, together) for each
+// of the two; returns the alone results, for further checks.
+inline std::vector<SequenceResult> CheckTogetherAgainstAlone(
+    const Model& model, const std::vector<std::vector<int32_t>>& sources,
+    const std::vector<DecodeOptions>& options,
+    const std::function<void(const std::vector<SequenceResult>& alone,
+                             const std::vector<SequenceResult>& together)>&
+        check) {
+  const std::vector<SequenceResult> alone = DecodeEach(model, sources, options);
+  for (bool mid_flight : {false, true}) {
+    SCOPED_TRACE(mid_flight);
+    check(alone, DecodeTogether(model, sources, options, mid_flight));
+  }
+  return alone;
+}
+
 // One bad setting of the options and the words its error must hold.
 struct InvalidOptionsCase {
   std::function<void(DecodeOptions&)> set;

@@ -54,11 +54,6 @@ class GenerationControlsTest : public ::testing::Test {
                         const DecodeOptions& o) const {
     return testing::DecodeAlone(*model_, source, o);
   }
-  std::vector<SequenceResult> DecodeTogether(
-      const std::vector<std::vector<int32_t>>& sources,
-      const std::vector<DecodeOptions>& options, bool mid_flight) const {
-    return testing::DecodeTogether(*model_, sources, options, mid_flight);
-  }
   std::unique_ptr<Model> model_;
   std::vector<std::vector<int32_t>> sources_;
 };
@@ -98,13 +93,8 @@ TEST_F(GenerationControlsTest, SameSeedSameTokensAloneAndInAnyBatch) {
     }
     options.push_back(o);
   }
-  const std::vector<SequenceResult> alone =
-      testing::DecodeEach(*model_, sources_, options);
-  for (bool mid_flight : {false, true}) {
-    SCOPED_TRACE(mid_flight);
-    ExpectSameWithAlternatives(alone,
-                               DecodeTogether(sources_, options, mid_flight));
-  }
+  const std::vector<SequenceResult> alone = testing::CheckTogetherAgainstAlone(
+      *model_, sources_, options, ExpectSameWithAlternatives);
   // The same seed twice gives the same draw; another seed, other draws.
   EXPECT_EQ(Decode(sources_[0], options[0]).output_ids, alone[0].output_ids);
   int differ = 0;
@@ -274,26 +264,24 @@ TEST_F(GenerationControlsTest, MixedControlsInOneBatchDecodeAsAlone) {
     }
     options.push_back(o);
   }
-  const std::vector<SequenceResult> alone =
-      testing::DecodeEach(*model_, sources_, options);
-  for (bool mid_flight : {false, true}) {
-    SCOPED_TRACE(mid_flight);
-    const std::vector<SequenceResult> together =
-        DecodeTogether(sources_, options, mid_flight);
-    ExpectSameWithAlternatives(alone, together);
-    for (size_t i = 0; i < sources_.size(); ++i) {
-      ASSERT_EQ(alone[i].top_log_probs.size(),
-                together[i].top_log_probs.size());
-      for (size_t t = 0; t < alone[i].top_log_probs.size(); ++t) {
-        ASSERT_EQ(alone[i].top_log_probs[t].size(),
-                  together[i].top_log_probs[t].size());
-        for (size_t k = 0; k < alone[i].top_log_probs[t].size(); ++k) {
-          EXPECT_EQ(alone[i].top_log_probs[t][k].token,
-                    together[i].top_log_probs[t][k].token);
+  testing::CheckTogetherAgainstAlone(
+      *model_, sources_, options,
+      [](const std::vector<SequenceResult>& alone,
+         const std::vector<SequenceResult>& together) {
+        ExpectSameWithAlternatives(alone, together);
+        for (size_t i = 0; i < alone.size(); ++i) {
+          ASSERT_EQ(alone[i].top_log_probs.size(),
+                    together[i].top_log_probs.size());
+          for (size_t t = 0; t < alone[i].top_log_probs.size(); ++t) {
+            ASSERT_EQ(alone[i].top_log_probs[t].size(),
+                      together[i].top_log_probs[t].size());
+            for (size_t k = 0; k < alone[i].top_log_probs[t].size(); ++k) {
+              EXPECT_EQ(alone[i].top_log_probs[t][k].token,
+                        together[i].top_log_probs[t][k].token);
+            }
+          }
         }
-      }
-    }
-  }
+      });
 }
 
 TEST_F(GenerationControlsTest, ProcessorsVisiblyApply) {

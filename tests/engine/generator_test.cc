@@ -636,15 +636,12 @@ TEST_F(GeneratorRulesTest, MixedRulesInOneBatchDecodeAsAlone) {
     }
     options.push_back(o);
   }
-  const std::vector<SequenceResult> alone =
-      testing::DecodeEach(*model_, sources_, options);
-
-  for (bool mid_flight : {false, true}) {
-    SCOPED_TRACE(mid_flight);
-    ExpectSameResults(
-        alone, testing::DecodeTogether(*model_, sources_, options, mid_flight),
-        1e-4f);
-  }
+  testing::CheckTogetherAgainstAlone(
+      *model_, sources_, options,
+      [](const std::vector<SequenceResult>& alone,
+         const std::vector<SequenceResult>& together) {
+        ExpectSameResults(alone, together, 1e-4f);
+      });
 }
 
 // Greedy streams forced tokens as it decodes them, like any other.
