@@ -23,7 +23,6 @@ namespace {
 
 using ::attnserve::server::testing::Connect;
 using ::attnserve::server::testing::CountingObserver;
-using ::attnserve::server::testing::CreateFakeEngineServer;
 using ::attnserve::server::testing::FakeEngine;
 using ::attnserve::server::testing::Generate;
 using ::attnserve::server::testing::GenerateStream;
@@ -44,7 +43,7 @@ class ControlsServingTest : public ::testing::Test {
     options.limits.max_top_log_probs = 4;
     options.batcher.batching.max_batch_size = 8;
     absl::StatusOr<std::unique_ptr<Server>> server =
-        CreateFakeEngineServer(options, &engine_, &observer_);
+        testing::CreateFakeEngineServer(options, &engine_, &observer_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     stub_ = v1::Seq2Seq::NewStub(Connect(server_->port()));

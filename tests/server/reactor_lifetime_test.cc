@@ -33,7 +33,6 @@ namespace {
 
 using ::attnserve::server::testing::Connect;
 using ::attnserve::server::testing::CountingObserver;
-using ::attnserve::server::testing::CreateFakeEngineServer;
 using ::attnserve::server::testing::FakeEngine;
 using ::attnserve::server::testing::PendingCall;
 using ::testing::ElementsAreArray;
@@ -62,7 +61,7 @@ class ReactorLifetimeTest : public ::testing::Test {
     // Small: tokens wait behind the writes of the slow reads below.
     options.stream_buffer_tokens = 2;
     absl::StatusOr<std::unique_ptr<Server>> server =
-        CreateFakeEngineServer(options, &engine_, &observer_);
+        testing::CreateFakeEngineServer(options, &engine_, &observer_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = Connect(server_->port());
