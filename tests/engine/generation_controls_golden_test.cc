@@ -106,6 +106,13 @@ class ControlsGoldenTest
   std::vector<size_t> Robust(const nlohmann::json& c) const {
     return c.at("sources").get<std::vector<size_t>>();
   }
+  // Decodes the given sources of the case in one batch.
+  absl::StatusOr<std::vector<SequenceResult>> DecodeBatch(
+      const std::vector<size_t>& robust, const DecodeOptions& options) const {
+    std::vector<std::vector<int32_t>> batch;
+    for (size_t i : robust) batch.push_back(sources_[i]);
+    return GenerateBatch(*model_, batch, options);
+  }
 
   nlohmann::json golden_;
   std::unique_ptr<Model> model_;
@@ -121,14 +128,12 @@ TEST_P(ControlsGoldenTest, GreedyWithProcessorsDecodesLikeTransformers) {
     options.beam_size = 1;
     options.top_log_probs = golden_.at("top_n").get<int>();
     const std::vector<size_t> robust = Robust(c);
-    std::vector<std::vector<int32_t>> batch;
-    for (size_t i : robust) batch.push_back(sources_[i]);
-    auto batched = GenerateBatch(*model_, batch, options);
+    auto batched = DecodeBatch(robust, options);
     ASSERT_TRUE(batched.ok()) << batched.status();
     for (size_t j = 0; j < robust.size(); ++j) {
       SCOPED_TRACE("source " + std::to_string(robust[j]));
       const nlohmann::json& want = c.at("results")[robust[j]];
-      auto alone = GenerateBatch(*model_, {batch[j]}, options);
+      auto alone = GenerateBatch(*model_, {sources_[robust[j]]}, options);
       ASSERT_TRUE(alone.ok()) << alone.status();
       ExpectGreedyLike(want, (*alone)[0], margin);
       ExpectGreedyLike(want, (*batched)[j], margin);
@@ -144,9 +149,7 @@ TEST_P(ControlsGoldenTest, BeamNBestIsTheReferencesList) {
     ASSERT_GT(options.beam_size, 1);
     ASSERT_GT(options.num_return_sequences, 1);
     const std::vector<size_t> robust = Robust(c);
-    std::vector<std::vector<int32_t>> batch;
-    for (size_t i : robust) batch.push_back(sources_[i]);
-    auto batched = GenerateBatch(*model_, batch, options);
+    auto batched = DecodeBatch(robust, options);
     ASSERT_TRUE(batched.ok()) << batched.status();
     for (size_t j = 0; j < robust.size(); ++j) {
       SCOPED_TRACE("source " + std::to_string(robust[j]));

@@ -27,7 +27,6 @@ namespace attnserve::engine {
 namespace {
 
 using testing::ExpectSameResults;
-using ::testing::HasSubstr;
 using testing::RandomSources;
 
 class GenerationControlsTest : public ::testing::Test {
@@ -53,40 +52,7 @@ class GenerationControlsTest : public ::testing::Test {
   }
   SequenceResult Decode(const std::vector<int32_t>& source,
                         const DecodeOptions& o) const {
-    auto r = GenerateBatch(*model_, {source}, o);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? (*r)[0] : SequenceResult{};
-  }
-  // Decodes every (source, options) pair in one generator, all added at
-  // once or one every other step; results by index.
-  std::vector<SequenceResult> DecodeTogether(
-      const std::vector<std::vector<int32_t>>& sources,
-      const std::vector<DecodeOptions>& options, bool mid_flight) const {
-    auto g = Generator::Create(model_.get());
-    EXPECT_TRUE(g.ok());
-    std::vector<SequenceResult> results(sources.size());
-    size_t next = 0;
-    auto add = [&](size_t i) {
-      SequenceInput in;
-      in.id = i;
-      in.source = sources[i];
-      in.options = options[i];
-      EXPECT_TRUE((*g)->Add({in}).ok());
-    };
-    if (!mid_flight) {
-      for (; next < sources.size(); ++next) add(next);
-    }
-    for (int step = 0; next < sources.size() || !(*g)->empty(); ++step) {
-      if (next < sources.size() && step % 2 == 0) add(next++);
-      auto events = (*g)->Step();
-      EXPECT_TRUE(events.ok());
-      if (!events.ok()) break;
-      for (auto& e : *events) {
-        EXPECT_TRUE(e.status.ok()) << e.status;
-        if (e.finished) results[e.id] = e.result;
-      }
-    }
-    return results;
+    return testing::DecodeAlone(*model_, source, o);
   }
   std::unique_ptr<Model> model_;
   std::vector<std::vector<int32_t>> sources_;
@@ -127,14 +93,8 @@ TEST_F(GenerationControlsTest, SameSeedSameTokensAloneAndInAnyBatch) {
     }
     options.push_back(o);
   }
-  std::vector<SequenceResult> alone;
-  for (size_t i = 0; i < sources_.size(); ++i)
-    alone.push_back(Decode(sources_[i], options[i]));
-  for (bool mid_flight : {false, true}) {
-    SCOPED_TRACE(mid_flight);
-    ExpectSameWithAlternatives(alone,
-                               DecodeTogether(sources_, options, mid_flight));
-  }
+  const std::vector<SequenceResult> alone = testing::CheckTogetherAgainstAlone(
+      *model_, sources_, options, ExpectSameWithAlternatives);
   // The same seed twice gives the same draw; another seed, other draws.
   EXPECT_EQ(Decode(sources_[0], options[0]).output_ids, alone[0].output_ids);
   int differ = 0;
@@ -304,27 +264,24 @@ TEST_F(GenerationControlsTest, MixedControlsInOneBatchDecodeAsAlone) {
     }
     options.push_back(o);
   }
-  std::vector<SequenceResult> alone;
-  for (size_t i = 0; i < sources_.size(); ++i)
-    alone.push_back(Decode(sources_[i], options[i]));
-  for (bool mid_flight : {false, true}) {
-    SCOPED_TRACE(mid_flight);
-    const std::vector<SequenceResult> together =
-        DecodeTogether(sources_, options, mid_flight);
-    ExpectSameWithAlternatives(alone, together);
-    for (size_t i = 0; i < sources_.size(); ++i) {
-      ASSERT_EQ(alone[i].top_log_probs.size(),
-                together[i].top_log_probs.size());
-      for (size_t t = 0; t < alone[i].top_log_probs.size(); ++t) {
-        ASSERT_EQ(alone[i].top_log_probs[t].size(),
-                  together[i].top_log_probs[t].size());
-        for (size_t k = 0; k < alone[i].top_log_probs[t].size(); ++k) {
-          EXPECT_EQ(alone[i].top_log_probs[t][k].token,
-                    together[i].top_log_probs[t][k].token);
+  testing::CheckTogetherAgainstAlone(
+      *model_, sources_, options,
+      [](const std::vector<SequenceResult>& alone,
+         const std::vector<SequenceResult>& together) {
+        ExpectSameWithAlternatives(alone, together);
+        for (size_t i = 0; i < alone.size(); ++i) {
+          ASSERT_EQ(alone[i].top_log_probs.size(),
+                    together[i].top_log_probs.size());
+          for (size_t t = 0; t < alone[i].top_log_probs.size(); ++t) {
+            ASSERT_EQ(alone[i].top_log_probs[t].size(),
+                      together[i].top_log_probs[t].size());
+            for (size_t k = 0; k < alone[i].top_log_probs[t].size(); ++k) {
+              EXPECT_EQ(alone[i].top_log_probs[t][k].token,
+                        together[i].top_log_probs[t][k].token);
+            }
+          }
         }
-      }
-    }
-  }
+      });
 }
 
 TEST_F(GenerationControlsTest, ProcessorsVisiblyApply) {
@@ -355,30 +312,21 @@ TEST_F(GenerationControlsTest, ValidateNamesEveryControlAndItsBound) {
   auto g = Generator::Create(model_.get());
   ASSERT_TRUE(g.ok());
   const int vocab = model_->config().vocab_size;
-  struct Case {
-    std::function<void(DecodeOptions&)> set;
-    std::string message;
+  // The settings below that only apply when sampling.
+  auto sampled = [](std::function<void(DecodeOptions&)> set) {
+    return [set](DecodeOptions& o) {
+      o.do_sample = true;
+      set(o);
+    };
   };
-  const std::vector<Case> cases = {
-      {[](DecodeOptions& o) {
-         o.do_sample = true;
-         o.beam_size = 2;
-       },
+  const std::vector<testing::InvalidOptionsCase> cases = {
+      {sampled([](DecodeOptions& o) { o.beam_size = 2; }),
        "do_sample with beam_size 2"},
-      {[](DecodeOptions& o) {
-         o.do_sample = true;
-         o.temperature = 0;
-       },
+      {sampled([](DecodeOptions& o) { o.temperature = 0; }),
        "temperature 0 must be finite and > 0"},
-      {[](DecodeOptions& o) {
-         o.do_sample = true;
-         o.temperature = NAN;
-       },
+      {sampled([](DecodeOptions& o) { o.temperature = NAN; }),
        "temperature nan"},
-      {[](DecodeOptions& o) {
-         o.do_sample = true;
-         o.temperature = INFINITY;
-       },
+      {sampled([](DecodeOptions& o) { o.temperature = INFINITY; }),
        "temperature inf"},
       {[](DecodeOptions& o) { o.top_k = -1; }, "top_k -1 must be >= 0"},
       {[](DecodeOptions& o) { o.top_p = 0; }, "top_p 0 is outside (0, 1]"},
@@ -397,15 +345,9 @@ TEST_F(GenerationControlsTest, ValidateNamesEveryControlAndItsBound) {
        "suppress_token_ids[1]"},
       {[](DecodeOptions& o) { o.suppress_token_ids = {-1}; },
        "suppress_token_ids[0] = -1"},
-      {[](DecodeOptions& o) {
-         o.do_sample = true;
-         o.num_return_sequences = 0;
-       },
+      {sampled([](DecodeOptions& o) { o.num_return_sequences = 0; }),
        "num_return_sequences 0 is outside [1, 64]"},
-      {[](DecodeOptions& o) {
-         o.do_sample = true;
-         o.num_return_sequences = 65;
-       },
+      {sampled([](DecodeOptions& o) { o.num_return_sequences = 65; }),
        "num_return_sequences 65 is outside [1, 64]"},
       {[](DecodeOptions& o) {
          o.beam_size = 3;
@@ -419,18 +361,7 @@ TEST_F(GenerationControlsTest, ValidateNamesEveryControlAndItsBound) {
       {[](DecodeOptions& o) { o.top_log_probs = 21; },
        "top_log_probs 21 is outside [0, 20]"},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.message);
-    SequenceInput in;
-    in.source = {5, 6};
-    in.options = Options();
-    c.set(in.options);
-    const absl::Status s = (*g)->Validate(in);
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(s.message()), HasSubstr(c.message));
-    EXPECT_FALSE((*g)->Add({in}).ok());
-    EXPECT_TRUE((*g)->empty());
-  }
+  testing::ExpectEachInvalid(**g, Options(), cases);
   // The bounds themselves are fine; temperature is only checked when
   // sampling (HF ignores it otherwise).
   SequenceInput in;

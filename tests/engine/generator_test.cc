@@ -421,9 +421,7 @@ class GeneratorRulesTest : public ::testing::Test {
   }
   SequenceResult Decode(const std::vector<int32_t>& source,
                         const DecodeOptions& o) const {
-    auto r = GenerateBatch(*model_, {source}, o);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? (*r)[0] : SequenceResult{};
+    return testing::DecodeAlone(*model_, source, o);
   }
   int32_t eos() const { return model_->config().eos_id; }
   std::unique_ptr<Model> model_;
@@ -638,37 +636,12 @@ TEST_F(GeneratorRulesTest, MixedRulesInOneBatchDecodeAsAlone) {
     }
     options.push_back(o);
   }
-  std::vector<SequenceResult> alone;
-  for (size_t i = 0; i < sources_.size(); ++i)
-    alone.push_back(Decode(sources_[i], options[i]));
-
-  for (bool mid_flight : {false, true}) {
-    SCOPED_TRACE(mid_flight);
-    auto g = Generator::Create(model_.get());
-    ASSERT_TRUE(g.ok());
-    std::vector<SequenceResult> results(sources_.size());
-    size_t next = 0;
-    auto add = [&](size_t i) {
-      SequenceInput in;
-      in.id = i;
-      in.source = sources_[i];
-      in.options = options[i];
-      ASSERT_TRUE((*g)->Add({in}).ok());
-    };
-    if (!mid_flight) {
-      for (; next < sources_.size(); ++next) add(next);
-    }
-    for (int step = 0; next < sources_.size() || !(*g)->empty(); ++step) {
-      if (next < sources_.size() && step % 2 == 0) add(next++);
-      auto events = (*g)->Step();
-      ASSERT_TRUE(events.ok());
-      for (auto& e : *events) {
-        ASSERT_TRUE(e.status.ok());
-        if (e.finished) results[e.id] = e.result;
-      }
-    }
-    ExpectSameResults(alone, results, 1e-4f);
-  }
+  testing::CheckTogetherAgainstAlone(
+      *model_, sources_, options,
+      [](const std::vector<SequenceResult>& alone,
+         const std::vector<SequenceResult>& together) {
+        ExpectSameResults(alone, together, 1e-4f);
+      });
 }
 
 // Greedy streams forced tokens as it decodes them, like any other.
@@ -707,11 +680,7 @@ TEST_F(GeneratorRulesTest, ValidateNamesTheBadField) {
   auto g = Generator::Create(model_.get());
   ASSERT_TRUE(g.ok());
   const int vocab = model_->config().vocab_size;
-  struct Case {
-    std::function<void(DecodeOptions&)> set;
-    std::string message;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<testing::InvalidOptionsCase> cases = {
       {[&](DecodeOptions& o) {
          o.eos_ids = {2, vocab};
        },
@@ -745,18 +714,7 @@ TEST_F(GeneratorRulesTest, ValidateNamesTheBadField) {
        },
        "is an EOS id"},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.message);
-    SequenceInput in;
-    in.source = {5, 6};
-    in.options = Options();
-    c.set(in.options);
-    const absl::Status s = (*g)->Validate(in);
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(s.message()), HasSubstr(c.message));
-    EXPECT_FALSE((*g)->Add({in}).ok());
-    EXPECT_TRUE((*g)->empty());
-  }
+  testing::ExpectEachInvalid(**g, Options(), cases);
   // A prefix of exactly max_new_tokens is the whole output.
   SequenceInput in;
   in.source = {5, 6};

@@ -12,38 +12,26 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/attnserve_binary.h"
+#include "tests/server/dates_server_suite.h"
 #include "tests/server/grpc_test_client.h"
 
 namespace attnserve::server {
 namespace {
 
-using ::attnserve::server::testing::DatesModelDir;
-using ::attnserve::server::testing::StartAttnserve;
-using ::attnserve::server::testing::StartedServer;
 using ::attnserve::server::testing::StreamResult;
-using ::attnserve::server::testing::TestServerFlags;
 using ::testing::Contains;
 using ::testing::ElementsAreArray;
 using ::testing::Not;
 
 constexpr char kSource[] = "the 4th of july, 1976";
 
-class ControlsDatesTest : public ::testing::Test {
+class ControlsDatesTest : public testing::DatesServerSuite<ControlsDatesTest> {
+ public:
+  static std::vector<std::string> ExtraFlags() {
+    return {"--max_num_return_sequences=4", "--max_top_log_probs=5"};
+  }
+
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<StartedServer> server = StartAttnserve(TestServerFlags(
-        DatesModelDir(),
-        {"--max_num_return_sequences=4", "--max_top_log_probs=5"}));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new StartedServer(*std::move(server));
-  }
-  static void TearDownTestSuite() { delete server_; }
-
-  void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    stub_ = v1::Seq2Seq::NewStub(testing::Connect(server_->port));
-  }
-
   v1::GenerateResponse Call(const v1::GenerateRequest& request) {
     v1::GenerateResponse response;
     const grpc::Status status = testing::Generate(*stub_, request, &response);
@@ -57,12 +45,7 @@ class ControlsDatesTest : public ::testing::Test {
     request.set_max_new_tokens(16);
     return request;
   }
-
-  static StartedServer* server_;
-  std::unique_ptr<v1::Seq2Seq::Stub> stub_;
 };
-
-StartedServer* ControlsDatesTest::server_ = nullptr;
 
 TEST_F(ControlsDatesTest, ASeedReplaysItsDrawAndNoSeedGetsOne) {
   v1::GenerateRequest request = Text();

@@ -13,6 +13,7 @@
 #include "server/convert.h"
 #include "server/server.h"
 #include "tests/server/fake_engine.h"
+#include "tests/server/fake_engine_server.h"
 #include "tests/server/grpc_test_client.h"
 #include "tests/server/loopback_server_options.h"
 #include "tests/server/recording_sink.h"
@@ -41,10 +42,8 @@ class ControlsServingTest : public ::testing::Test {
     options.limits.max_num_return_sequences = 3;
     options.limits.max_top_log_probs = 4;
     options.batcher.batching.max_batch_size = 8;
-    auto engine = std::make_unique<FakeEngine>();
-    engine_ = engine.get();
     absl::StatusOr<std::unique_ptr<Server>> server =
-        Server::Create(options, std::move(engine), nullptr, &observer_);
+        testing::CreateFakeEngineServer(options, &engine_, &observer_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     stub_ = v1::Seq2Seq::NewStub(Connect(server_->port()));

@@ -10,6 +10,7 @@
 #include <ostream>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "server/batching_policy.h"
 #include "server/convert.h"
+#include "tests/server/convert_test_util.h"
 
 namespace attnserve::server {
 namespace {
@@ -25,30 +27,17 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-ModelInfo Model() {
-  ModelInfo model;
-  model.name = "tiny";
-  model.config.vocab_size = 50;
-  model.config.max_positions = 32;
-  model.config.eos_id = 2;
-  return model;
-}
+ModelInfo Model() { return testing::TinyModelInfo(); }
 
 RequestLimits Limits() {
-  RequestLimits limits;
-  limits.max_input_tokens = 8;
-  limits.max_new_tokens_limit = 20;
-  limits.default_max_new_tokens = 5;
-  limits.max_beam_size = 4;
+  RequestLimits limits = testing::SmallRequestLimits();
   limits.max_num_return_sequences = 3;
   limits.max_top_log_probs = 5;
   return limits;
 }
 
 v1::GenerateRequest Ids(std::vector<int32_t> ids) {
-  v1::GenerateRequest request;
-  request.mutable_input_ids()->Add(ids.begin(), ids.end());
-  return request;
+  return testing::IdsGenerateRequest(std::move(ids));
 }
 
 engine::DecodeOptions Convert(const v1::GenerateRequest& request,

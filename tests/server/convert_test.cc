@@ -4,39 +4,25 @@
 #include <limits>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/memory/memory_estimate.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/server/convert_test_util.h"
 
 namespace attnserve::server {
 namespace {
 
 using ::testing::HasSubstr;
 
-ModelInfo Model() {
-  ModelInfo model;
-  model.name = "tiny";
-  model.config.vocab_size = 50;
-  model.config.max_positions = 32;
-  model.config.eos_id = 2;
-  return model;
-}
+ModelInfo Model() { return testing::TinyModelInfo(); }
 
-RequestLimits Limits() {
-  RequestLimits limits;
-  limits.max_input_tokens = 8;
-  limits.max_new_tokens_limit = 20;
-  limits.default_max_new_tokens = 5;
-  limits.max_beam_size = 4;
-  return limits;
-}
+RequestLimits Limits() { return testing::SmallRequestLimits(); }
 
 v1::GenerateRequest Ids(std::vector<int32_t> ids) {
-  v1::GenerateRequest request;
-  request.mutable_input_ids()->Add(ids.begin(), ids.end());
-  return request;
+  return testing::IdsGenerateRequest(std::move(ids));
 }
 
 // A tokenizer that maps each character to (char % 40) + 3.

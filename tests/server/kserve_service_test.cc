@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "tests/server/fake_engine.h"
+#include "tests/server/fake_engine_server.h"
 #include "tests/server/grpc_test_client.h"
 #include "tests/server/kserve_test_client.h"
 #include "tests/server/loopback_server_options.h"
@@ -23,9 +24,11 @@
 namespace attnserve::server {
 namespace {
 
+using ::attnserve::server::testing::AwaitTrue;
 using ::attnserve::server::testing::Connect;
 using ::attnserve::server::testing::Contents;
 using ::attnserve::server::testing::CountingObserver;
+using ::attnserve::server::testing::CreateFakeEngineServer;
 using ::attnserve::server::testing::FakeEngine;
 using ::attnserve::server::testing::Generate;
 using ::attnserve::server::testing::IdsRequest;
@@ -45,15 +48,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kModel[] = "fake-model";
-
-template <typename Predicate>
-void AwaitTrue(Predicate predicate) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!predicate()) {
-    ASSERT_LT(absl::Now(), give_up) << "condition never became true";
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-}
 
 // A ModelInfer call in flight (gRPC's callback client API).
 class PendingInfer {
@@ -88,20 +82,11 @@ class PendingInfer {
 
 class KserveServiceTest : public ::testing::Test {
  protected:
-  static ServerOptions Options() {
-    ServerOptions options = testing::LoopbackServerOptions();
-    options.limits.default_max_new_tokens = 8;
-    options.limits.max_beam_size = 4;
-    options.batcher.batching.max_batch_size = 4;
-    options.batcher.max_queue_size = 64;
-    return options;
-  }
+  static ServerOptions Options() { return testing::FakeEngineServerOptions(); }
 
   void Start(const ServerOptions& options = Options()) {
-    auto engine = std::make_unique<FakeEngine>();
-    engine_ = engine.get();
     absl::StatusOr<std::unique_ptr<Server>> server =
-        Server::Create(options, std::move(engine), nullptr, &observer_);
+        CreateFakeEngineServer(options, &engine_, &observer_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = Connect(server_->port());

@@ -11,13 +11,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/attnserve_binary.h"
+#include "tests/server/dates_server_suite.h"
 #include "tests/server/grpc_test_client.h"
 #include "tests/server/http_get.h"
 
 namespace attnserve::server {
 namespace {
 
-using ::attnserve::server::testing::DatesModelDir;
 using ::attnserve::server::testing::FreeLoopbackPort;
 using ::attnserve::server::testing::HttpGet;
 using ::attnserve::server::testing::StartAttnserve;
@@ -25,24 +25,16 @@ using ::attnserve::server::testing::StartedServer;
 using ::attnserve::server::testing::TestServerFlags;
 using ::testing::HasSubstr;
 
-class LimitsTest : public ::testing::Test {
- protected:
+class LimitsTest : public testing::DatesServerSuite<LimitsTest> {
+ public:
   // models/dates: text and ids (char tokenizer, EOS added to the source).
-  static void SetUpTestSuite() {
-    absl::StatusOr<StartedServer> server = StartAttnserve(TestServerFlags(
-        DatesModelDir(), {"--max_input_tokens=11", "--max_new_tokens_limit=6",
-                          "--default_max_new_tokens=3", "--max_beam_size=2",
-                          "--max_message_bytes=200"}));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = new StartedServer(*std::move(server));
-  }
-  static void TearDownTestSuite() { delete server_; }
-
-  void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    stub_ = v1::Seq2Seq::NewStub(testing::Connect(server_->port));
+  static std::vector<std::string> ExtraFlags() {
+    return {"--max_input_tokens=11", "--max_new_tokens_limit=6",
+            "--default_max_new_tokens=3", "--max_beam_size=2",
+            "--max_message_bytes=200"};
   }
 
+ protected:
   grpc::Status Call(const v1::GenerateRequest& request,
                     v1::GenerateResponse* response = nullptr) {
     v1::GenerateResponse ignored;
@@ -59,12 +51,7 @@ class LimitsTest : public ::testing::Test {
     request.set_beam_size(beam_size);
     return request;
   }
-
-  static StartedServer* server_;
-  std::unique_ptr<v1::Seq2Seq::Stub> stub_;
 };
-
-StartedServer* LimitsTest::server_ = nullptr;
 
 void ExpectInvalid(const grpc::Status& status, const std::string& message) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)

@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "tests/server/fake_engine.h"
+#include "tests/server/fake_engine_server.h"
 #include "tests/server/grpc_test_client.h"
 #include "tests/server/loopback_server_options.h"
 #include "tests/server/recording_sink.h"
@@ -59,10 +60,8 @@ class ReactorLifetimeTest : public ::testing::Test {
     options.batcher.max_queue_size = 256;
     // Small: tokens wait behind the writes of the slow reads below.
     options.stream_buffer_tokens = 2;
-    auto engine = std::make_unique<FakeEngine>();
-    engine_ = engine.get();
     absl::StatusOr<std::unique_ptr<Server>> server =
-        Server::Create(options, std::move(engine), nullptr, &observer_);
+        testing::CreateFakeEngineServer(options, &engine_, &observer_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = Connect(server_->port());

@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/server/fake_engine.h"
+#include "tests/server/fake_engine_server.h"
 #include "tests/server/grpc_test_client.h"
 #include "tests/server/loopback_server_options.h"
 #include "tests/server/recording_sink.h"
@@ -25,9 +26,11 @@
 namespace attnserve::server {
 namespace {
 
+using ::attnserve::server::testing::AwaitTrue;
 using ::attnserve::server::testing::CheckHealth;
 using ::attnserve::server::testing::Connect;
 using ::attnserve::server::testing::CountingObserver;
+using ::attnserve::server::testing::CreateFakeEngineServer;
 using ::attnserve::server::testing::FakeEngine;
 using ::attnserve::server::testing::FakeEngineOptions;
 using ::attnserve::server::testing::FileContainingSymbol;
@@ -57,33 +60,14 @@ v1::GenerateRequest Request(std::vector<int32_t> ids,
   return request;
 }
 
-// Waits (polling, real time) for a condition that must become true.
-template <typename Predicate>
-void AwaitTrue(Predicate predicate) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!predicate()) {
-    ASSERT_LT(absl::Now(), give_up) << "condition never became true";
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-}
-
 class ServerTest : public ::testing::Test {
  protected:
-  static ServerOptions Options() {
-    ServerOptions options = testing::LoopbackServerOptions();
-    options.limits.default_max_new_tokens = 8;
-    options.limits.max_beam_size = 4;
-    options.batcher.batching.max_batch_size = 4;
-    options.batcher.max_queue_size = 64;
-    return options;
-  }
+  static ServerOptions Options() { return testing::FakeEngineServerOptions(); }
 
   void Start(const ServerOptions& options = Options(),
              FakeEngineOptions engine_options = {}) {
-    auto engine = std::make_unique<FakeEngine>(engine_options);
-    engine_ = engine.get();
     absl::StatusOr<std::unique_ptr<Server>> server =
-        Server::Create(options, std::move(engine), nullptr, &observer_);
+        CreateFakeEngineServer(options, &engine_, &observer_, engine_options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     channel_ = Connect(server_->port());
