@@ -968,11 +968,6 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(
   }
 }
 
-int DecoderRows(const DecodeOptions& options) {
-  if (options.beam_size > 1) return options.beam_size;
-  return options.do_sample ? std::max(options.num_return_sequences, 1) : 1;
-}
-
 absl::Status Generator::Validate(const SequenceInput& input) const {
   return impl_->Validate(input);
 }
