@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from .convert import convert
+from .quantize import QUANTIZATIONS
 from .errors import ConvertError
 
 
@@ -21,7 +22,7 @@ def main(argv=None):
     p.add_argument("--output_dir", required=True, help="the attnserve model directory to write")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                    help="stored dtype of model.safetensors (default float32)")
-    p.add_argument("--quantization", default="none", choices=("none", "int8", "bfloat16"),
+    p.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
                    help="store the linear weights and token tables as the int8 / bfloat16 "
                         "compute types use them (default none)")
     p.add_argument("--float32_embeddings", action="store_true",

@@ -52,8 +52,7 @@ def check(quantization):
 
 def convert(tensors, quantization, float32_embeddings):
     """{name: tensor} of the converted matrices only (int8: NAME and NAME_scale each), to
-    store in place of the originals."""
-    check(quantization)
+    store in place of the originals. `quantization` is checked (check()) by the caller."""
     out = {}
     if quantization == "none":
         return out
